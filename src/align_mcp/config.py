@@ -1,0 +1,75 @@
+"""Settings read from the environment (names are a contract, see DESIGN.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DB = "ALIGN_MCP_DB"
+ENV_JUDGE_MODEL = "ALIGN_MCP_JUDGE_MODEL"
+ENV_JUDGE_BASE_URL = "ALIGN_MCP_JUDGE_BASE_URL"
+ENV_JUDGE_API_KEY = "ALIGN_MCP_JUDGE_API_KEY"
+ENV_CONCURRENCY = "ALIGN_MCP_CONCURRENCY"
+ENV_TOKEN = "ALIGN_MCP_TOKEN"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def default_db_path() -> Path:
+    """The store under the user's data directory (e.g. ~/.local/share/align-mcp/align.db)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("align-mcp", appauthor=False)) / "align.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment; read afresh by `load()` so tests and long-lived servers see changes."""
+
+    db_path: Path
+    judge_model: str | None
+    judge_base_url: str | None
+    judge_api_key: str | None
+    judge_base_url_var: str | None
+    judge_api_key_var: str | None
+    concurrency: int
+
+    @property
+    def effective_base_url(self) -> str:
+        return self.judge_base_url or DEFAULT_OPENAI_BASE_URL
+
+
+def _first(*names: str) -> tuple[str | None, str | None]:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None, None
+
+
+def load() -> Settings:
+    """Read the settings from the environment."""
+    db = os.environ.get(ENV_DB)
+    base_url, base_var = _first(ENV_JUDGE_BASE_URL, "OPENAI_BASE_URL")
+    api_key, key_var = _first(ENV_JUDGE_API_KEY, "OPENAI_API_KEY")
+    raw_conc = os.environ.get(ENV_CONCURRENCY)
+    try:
+        concurrency = int(raw_conc) if raw_conc else DEFAULT_CONCURRENCY
+    except ValueError:
+        from .errors import InvalidInput
+
+        raise InvalidInput(f"{ENV_CONCURRENCY}={raw_conc!r} is not an integer; set it to e.g. 8.") from None
+    if concurrency < 1:
+        from .errors import InvalidInput
+
+        raise InvalidInput(f"{ENV_CONCURRENCY}={concurrency} must be at least 1.")
+    return Settings(
+        db_path=Path(db).expanduser() if db else default_db_path(),
+        judge_model=os.environ.get(ENV_JUDGE_MODEL) or None,
+        judge_base_url=base_url,
+        judge_api_key=api_key,
+        judge_base_url_var=base_var,
+        judge_api_key_var=key_var,
+        concurrency=concurrency,
+    )

@@ -1,0 +1,185 @@
+"""Runs in: stream a JSONL/CSV file (or an inline list) into a named source, all or nothing, idempotent by id."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import Conflict, ImportFormatError, InvalidInput
+from .evaluators import check_name, score_type_of
+from .formats import Format, ParsedRun, parse_record, read_runs
+from .models import ImportedFeedback, ImportReport, SourceKind
+from .store import Store, dumps
+
+BATCH = 2000
+MAX_INLINE = 10_000
+
+
+def import_runs(
+    store: Store,
+    source: str,
+    path: str | Path | None = None,
+    runs: Sequence[dict[str, Any]] | None = None,
+    kind: SourceKind = "experiment",
+    fmt: Format | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import runs into `source` (created on first use) from a file path or an inline list.
+
+    The whole import is one transaction: a bad record raises ImportFormatError with its line number and
+    nothing of the import is stored. Runs whose id is already stored are skipped (idempotent re-import);
+    `feedback` becomes human labels for every evaluator with that feedback key, now or created later.
+    """
+    check_name(source, "source")
+    if kind not in ("experiment", "project"):
+        raise InvalidInput(
+            f"Source kind {kind!r} is not 'experiment' (offline) or 'project' (online tracing)."
+        )
+    if (path is None) == (runs is None):
+        raise InvalidInput("Give either a file path or an inline list of runs, not both and not neither.")
+    records: Iterable[ParsedRun]
+    if path is not None:
+        records = read_runs(Path(path).expanduser(), fmt)
+    else:
+        assert runs is not None
+        if len(runs) > MAX_INLINE:
+            raise InvalidInput(
+                f"{len(runs)} inline runs; send at most {MAX_INLINE} per call, or a file path."
+            )
+        records = (parse_record(obj, i + 1, "runs") for i, obj in enumerate(runs))
+    existing = store.get_source(source)
+    if existing is not None and existing["kind"] != kind:
+        raise Conflict(
+            f"Source {source!r} already exists with kind {existing['kind']!r}, not {kind!r}. Use kind="
+            f"{existing['kind']!r} or another source name."
+        )
+    inserted = seen = 0
+    feedback_counts: dict[str, int] = defaultdict(int)
+    label_counts: dict[str, int] = defaultdict(int)
+    batch: list[ParsedRun] = []
+    with store.transaction():
+        if existing is None:
+            store.insert_source(source, kind)
+        for record in records:
+            batch.append(record)
+            if len(batch) >= BATCH:
+                inserted += _flush(store, source, batch, feedback_counts, label_counts)
+                seen += len(batch)
+                batch = []
+                if on_progress is not None:
+                    on_progress(seen)
+        if batch:
+            inserted += _flush(store, source, batch, feedback_counts, label_counts)
+            seen += len(batch)
+        if seen == 0:
+            raise ImportFormatError(
+                f"{path or 'runs'}: no runs found (the input is empty). Nothing was stored."
+            )
+    if on_progress is not None:
+        on_progress(seen)
+    feedback = [
+        ImportedFeedback(key=key, count=n, evaluators=store.evaluators_for_key(key))
+        for key, n in sorted(feedback_counts.items())
+    ]
+    return ImportReport(
+        source=source,
+        kind=kind,
+        inserted=inserted,
+        skipped=seen - inserted,
+        labels=sum(label_counts.values()),
+        feedback=feedback,
+        unmatched_feedback_keys=[f.key for f in feedback if not f.evaluators],
+    )
+
+
+def _flush(
+    store: Store,
+    source: str,
+    batch: list[ParsedRun],
+    feedback_counts: dict[str, int],
+    label_counts: dict[str, int],
+) -> int:
+    # A repeated id inside one import keeps its first record, as a repeat across imports does.
+    unique: dict[str, ParsedRun] = {}
+    for r in batch:
+        unique.setdefault(r.id, r)
+    batch = list(unique.values())
+    inserted = store.insert_runs(
+        [
+            (
+                r.id,
+                source,
+                dumps(r.inputs),
+                dumps(r.outputs),
+                dumps(r.reference_outputs) if r.reference_outputs is not None else None,
+                dumps(r.metadata),
+            )
+            for r in batch
+        ]
+    )
+    rows = []
+    by_key: dict[str, list[tuple[ParsedRun, Any, str | None, str | None]]] = defaultdict(list)
+    for r in batch:
+        for fb in r.feedback:
+            rows.append((r.id, fb.key, dumps(fb.score), fb.comment, fb.labeler))
+            by_key[fb.key].append((r, fb.score, fb.comment, fb.labeler))
+            feedback_counts[fb.key] += 1
+    if rows:
+        store.insert_feedback(rows)
+    for key, items in by_key.items():
+        for evaluator in store.evaluators_for_key(key):
+            label_counts[evaluator] += apply_feedback(
+                store, evaluator, [(r.id, s, c, lb, r.line) for r, s, c, lb in items]
+            )
+    return inserted
+
+
+def apply_feedback(
+    store: Store,
+    evaluator: str,
+    items: Sequence[tuple[str, Any, str | None, str | None, int | None]],
+    consequence: str = "Nothing from this import was stored.",
+) -> int:
+    """Turn imported feedback (run_id, score, comment, labeler, line) into labels; unchanged labels are skipped.
+
+    Call inside a transaction. Raises ImportFormatError naming the first score that does not fit.
+    """
+    score_type = score_type_of(store, evaluator)
+    current = {
+        lab["run_id"]: (lab["score"], lab["comment"])
+        for lab in store.current_labels(evaluator, [item[0] for item in items])
+    }
+    rows: list[tuple[str, str, str | None, str | None]] = []
+    for run_id, score, comment, labeler, line in items:
+        try:
+            value = score_type.validate_score(score)
+        except InvalidInput as e:
+            where = f"line {line}" if line else f"run {run_id!r}"
+            raise ImportFormatError(
+                f"{where}: feedback for evaluator {evaluator!r}: {e} {consequence}"
+            ) from None
+        if current.get(run_id) == (dumps(value), comment):
+            continue
+        rows.append((run_id, dumps(value), comment, labeler or "import"))
+    if rows:
+        store.insert_labels(evaluator, rows)
+    return len(rows)
+
+
+def apply_stored_feedback(store: Store, evaluator: str, feedback_key: str) -> int:
+    """Label a new evaluator's runs from feedback imported earlier under its feedback key."""
+    items = [
+        (f["run_id"], json.loads(f["score"]), f["comment"], f["labeler"], None)
+        for f in store.feedback_for_key(feedback_key)
+    ]
+    if not items:
+        return 0
+    return apply_feedback(
+        store,
+        evaluator,
+        items,
+        f"The evaluator was not created: pick the score type that matches the imported {feedback_key!r} feedback.",
+    )

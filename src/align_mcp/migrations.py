@@ -1,0 +1,123 @@
+"""Append-only schema migrations: never edit one that has shipped, add the next."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("align_mcp")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('experiment', 'project')),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL REFERENCES sources(name),
+            inputs TEXT NOT NULL,
+            outputs TEXT NOT NULL,
+            reference_outputs TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX runs_source ON runs(source);
+        CREATE TABLE evaluators (
+            name TEXT PRIMARY KEY,
+            feedback_key TEXT NOT NULL,
+            description TEXT,
+            score_type TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            draft TEXT NOT NULL,
+            draft_updated_at TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX evaluators_feedback_key ON evaluators(feedback_key);
+        CREATE TABLE prompt_versions (
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            version INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            message TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (evaluator, version)
+        );
+        CREATE TABLE queue_items (
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            added_at TEXT NOT NULL,
+            labeled INTEGER NOT NULL DEFAULT 0,
+            reserved_by TEXT,
+            reserved_until REAL,
+            PRIMARY KEY (evaluator, run_id)
+        );
+        CREATE INDEX queue_items_pending ON queue_items(evaluator, labeled, added_at);
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            score TEXT NOT NULL,
+            comment TEXT,
+            labeler TEXT,
+            created_at TEXT NOT NULL,
+            current INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX labels_run ON labels(evaluator, run_id);
+        CREATE UNIQUE INDEX labels_current ON labels(evaluator, run_id) WHERE current = 1;
+        CREATE TABLE feedback (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            key TEXT NOT NULL,
+            score TEXT NOT NULL,
+            comment TEXT,
+            labeler TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        );
+        CREATE INDEX feedback_key ON feedback(key);
+        CREATE TABLE judge_cache (
+            key TEXT PRIMARY KEY,
+            judge_score TEXT NOT NULL,
+            reasoning TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE alignment_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            prompt_ref TEXT NOT NULL,
+            version INTEGER,
+            prompt TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            split TEXT NOT NULL DEFAULT 'all',
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            total INTEGER NOT NULL,
+            metrics TEXT
+        );
+        CREATE INDEX alignment_runs_evaluator ON alignment_runs(evaluator, id);
+        CREATE TABLE alignment_results (
+            alignment_id INTEGER NOT NULL REFERENCES alignment_runs(id),
+            run_id TEXT NOT NULL,
+            human_score TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            judge_score TEXT,
+            reasoning TEXT,
+            error TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            latency_ms REAL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (alignment_id, run_id)
+        );
+        """
+    )

@@ -1,0 +1,533 @@
+"""The SQLite store: the only code that knows table names (one file, WAL, safe across processes and tasks)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from .errors import StoreError
+from .migrations import migrations
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """One SQLite file shared by the CLI and running servers.
+
+    One connection per Store, usable from any thread (guarded by a re-entrant lock); writes that must be
+    atomic run in `BEGIN IMMEDIATE` transactions so concurrent processes serialize on the SQLite lock.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(
+                f"Cannot open the align-mcp store at {self.path}: {e}. Set ALIGN_MCP_DB to a writable file path."
+            ) from e
+        self.conn = conn
+        self.db = Database(conn)
+        self._lock = threading.RLock()
+        try:
+            with self.transaction():
+                migrations.apply(self.db)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(
+                f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+            ) from e
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction taken with BEGIN IMMEDIATE: all or nothing, serialized across processes."""
+        with self._lock:
+            if self.conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            if self.conn.in_transaction:
+                return self.conn.execute(sql, params)
+            with self.transaction():
+                return self.conn.execute(sql, params)
+
+    # ---- sources and runs -------------------------------------------------------------------------------
+
+    def get_source(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+
+    def insert_source(self, name: str, kind: str) -> None:
+        self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) AS runs "
+            "FROM sources s ORDER BY s.name"
+        )
+
+    def insert_runs(self, rows: Sequence[tuple[str, str, str, str, str | None, str]]) -> int:
+        """Insert (id, source, inputs, outputs, reference_outputs, metadata) JSON rows; existing ids are kept.
+
+        Returns how many were new. Call inside `transaction()`.
+        """
+        with self._lock:
+            before = self.conn.total_changes
+            created = now_iso()
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*row, created) for row in rows],
+            )
+            return self.conn.total_changes - before
+
+    def get_runs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+                out[row["id"]] = _decode_run(row)
+        return out
+
+    def existing_run_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(r["id"] for r in self._rows(f"SELECT id FROM runs WHERE id IN ({marks})", chunk))
+        return found
+
+    def run_ids(
+        self,
+        source: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        exclude_queued_for: str | None = None,
+    ) -> list[str]:
+        """Run ids filtered by source and metadata equality (parameterized; keys are bound, not spliced)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        for key, value in (metadata or {}).items():
+            where.append("json_extract(metadata, ?) = ?")
+            params.append("$." + json.dumps(key))
+            params.append(value if not isinstance(value, bool) else int(value))
+        if exclude_queued_for is not None:
+            where.append("id NOT IN (SELECT run_id FROM queue_items WHERE evaluator = ?)")
+            params.append(exclude_queued_for)
+        sql = "SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        return [r["id"] for r in self._rows(sql, params)]
+
+    def run_metadata(self, ids: Sequence[str], key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT id, json_extract(metadata, ?) AS v FROM runs WHERE id IN ({marks})",
+                ["$." + json.dumps(key), *chunk],
+            ):
+                out[row["id"]] = row["v"]
+        return out
+
+    def insert_feedback(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]) -> None:
+        """Keep (run_id, key, score JSON, comment, labeler) feedback from imports; newer replaces older."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, created) for row in rows],
+            )
+
+    def feedback_for_key(self, key: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id", [key]
+        )
+
+    # ---- evaluators and versions ------------------------------------------------------------------------
+
+    def evaluator_names(self) -> list[str]:
+        return [r["name"] for r in self._rows("SELECT name FROM evaluators ORDER BY name")]
+
+    def get_evaluator(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM evaluators WHERE name = ?", [name])
+
+    def evaluators_for_key(self, feedback_key: str) -> list[str]:
+        return [
+            r["name"]
+            for r in self._rows(
+                "SELECT name FROM evaluators WHERE feedback_key = ? ORDER BY name", [feedback_key]
+            )
+        ]
+
+    def insert_evaluator(self, row: dict[str, Any]) -> None:
+        cols = list(row)
+        self._write(
+            f"INSERT INTO evaluators ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+
+    def update_evaluator(self, name: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE evaluators SET {sets} WHERE name = ?", [*fields.values(), name])
+
+    def versions(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM prompt_versions WHERE evaluator = ? ORDER BY version", [evaluator])
+
+    def get_version(self, evaluator: str, version: int) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM prompt_versions WHERE evaluator = ? AND version = ?", [evaluator, version]
+        )
+
+    def insert_version(self, evaluator: str, prompt: str, judge: str, message: str | None) -> int:
+        """Append the next version number atomically and return it."""
+        with self.transaction():
+            version = int(
+                self._scalar(
+                    "SELECT coalesce(max(version), 0) + 1 FROM prompt_versions WHERE evaluator = ?",
+                    [evaluator],
+                )
+            )
+            self.conn.execute(
+                "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [evaluator, version, prompt, judge, message, now_iso()],
+            )
+        return version
+
+    # ---- queues and labels ------------------------------------------------------------------------------
+
+    def enqueue(self, evaluator: str, run_ids: Sequence[str]) -> int:
+        """Queue runs for an evaluator; already-queued runs are left alone. Returns how many were added."""
+        with self.transaction():
+            before = self.conn.total_changes
+            added = now_iso()
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO queue_items (evaluator, run_id, added_at, labeled) "
+                "VALUES (?, ?, ?, EXISTS (SELECT 1 FROM labels WHERE evaluator = ? AND run_id = ? AND current = 1))",
+                [(evaluator, rid, added, evaluator, rid) for rid in run_ids],
+            )
+            return self.conn.total_changes - before
+
+    def reserve(self, evaluator: str, labeler: str, limit: int, ttl_s: float) -> list[str]:
+        """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler."""
+        now = time.time()
+        with self.transaction():
+            ids = [
+                r["run_id"]
+                for r in self._rows(
+                    "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 "
+                    "AND (reserved_until IS NULL OR reserved_until < ? OR reserved_by = ?) "
+                    "ORDER BY (reserved_by = ?) DESC, added_at, rowid LIMIT ?",
+                    [evaluator, now, labeler, labeler, limit],
+                )
+            ]
+            self.conn.executemany(
+                "UPDATE queue_items SET reserved_by = ?, reserved_until = ? WHERE evaluator = ? AND run_id = ?",
+                [(labeler, now + ttl_s, evaluator, rid) for rid in ids],
+            )
+        return ids
+
+    def reservations(
+        self, evaluator: str, run_ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, float | None]]:
+        out: dict[str, tuple[str | None, float | None]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                f"SELECT run_id, reserved_by, reserved_until FROM queue_items WHERE evaluator = ? AND run_id IN ({marks})",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = (r["reserved_by"], r["reserved_until"])
+        return out
+
+    def insert_labels(
+        self, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
+    ) -> list[bool]:
+        """Store (run_id, score JSON, comment, labeler) as current labels, keeping history.
+
+        Returns, per label, whether it replaced an earlier one. Call inside `transaction()`.
+        """
+        created = now_iso()
+        relabeled: list[bool] = []
+        with self._lock:
+            for run_id, score, comment, labeler in labels:
+                cur = self.conn.execute(
+                    "UPDATE labels SET current = 0 WHERE evaluator = ? AND run_id = ? AND current = 1",
+                    [evaluator, run_id],
+                )
+                relabeled.append(cur.rowcount > 0)
+                self.conn.execute(
+                    "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    [evaluator, run_id, score, comment, labeler, created],
+                )
+                self.conn.execute(
+                    "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 1) "
+                    "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 1, reserved_by = NULL, "
+                    "reserved_until = NULL",
+                    [evaluator, run_id, created],
+                )
+        return relabeled
+
+    def label_counts(self, evaluator: str) -> dict[str, int]:
+        return {
+            r["score"]: r["n"]
+            for r in self._rows(
+                "SELECT score, count(*) AS n FROM labels WHERE evaluator = ? AND current = 1 GROUP BY score",
+                [evaluator],
+            )
+        }
+
+    def queue_counts(self, evaluator: str) -> dict[str, int]:
+        row = self._one(
+            "SELECT coalesce(sum(labeled = 0), 0) AS pending, "
+            "coalesce(sum(labeled = 0 AND reserved_until >= ?), 0) AS reserved, "
+            "coalesce(sum(labeled = 1), 0) AS labeled_in_queue FROM queue_items WHERE evaluator = ?",
+            [time.time(), evaluator],
+        )
+        assert row is not None
+        labeled = self._scalar("SELECT count(*) FROM labels WHERE evaluator = ? AND current = 1", [evaluator])
+        return {"pending": int(row["pending"]), "reserved": int(row["reserved"]), "labeled": int(labeled)}
+
+    def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
+        sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
+        params: list[Any] = [evaluator]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r["run_id"] for r in self._rows(sql, params)]
+
+    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        if run_ids is None:
+            return self._rows(
+                "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                "WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                [evaluator],
+            )
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                self._rows(
+                    "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                    f"WHERE evaluator = ? AND current = 1 AND run_id IN ({marks})",
+                    [evaluator, *chunk],
+                )
+            )
+        return out
+
+    def label_history(self, evaluator: str, run_id: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, score, comment, labeler, created_at, current FROM labels "
+            "WHERE evaluator = ? AND run_id = ? ORDER BY id",
+            [evaluator, run_id],
+        )
+
+    # ---- judge cache ------------------------------------------------------------------------------------
+
+    def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(keys), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(f"SELECT * FROM judge_cache WHERE key IN ({marks})", chunk):
+                out[r["key"]] = r
+        return out
+
+    # ---- alignment runs ---------------------------------------------------------------------------------
+
+    def create_alignment_run(self, row: dict[str, Any], examples: Sequence[tuple[str, str]]) -> int:
+        """Create a run and its pending examples (run_id, human score JSON) in one transaction."""
+        with self.transaction():
+            cols = list(row)
+            cur = self.conn.execute(
+                f"INSERT INTO alignment_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+            aid = int(cur.lastrowid or 0)
+            self.conn.executemany(
+                "INSERT INTO alignment_results (alignment_id, run_id, human_score) VALUES (?, ?, ?)",
+                [(aid, rid, score) for rid, score in examples],
+            )
+        return aid
+
+    def record_results(
+        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """Persist finished examples (and new cache entries) in one short transaction."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE alignment_results SET done = 1, judge_score = :judge_score, reasoning = :reasoning, "
+                "error = :error, prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens, "
+                "cached_tokens = :cached_tokens, latency_ms = :latency_ms, cached = :cached "
+                "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
+                [{**r, "alignment_id": alignment_id} for r in results],
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
+                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
+                ":completion_tokens, :cached_tokens, :created_at)",
+                list(cache_rows),
+            )
+
+    def reset_errors(self, alignment_id: int) -> int:
+        cur = self._write(
+            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL "
+            "WHERE alignment_id = ? AND done = 1 AND error IS NOT NULL",
+            [alignment_id],
+        )
+        return cur.rowcount
+
+    def update_alignment_run(self, alignment_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
+
+    def get_alignment_run(self, alignment_id: int) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT a.*, "
+            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.done = 1) AS judged, "
+            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.done = 1 AND r.cached = 0 "
+            " AND r.error IS NULL) AS judge_calls, "
+            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.cached = 1) AS cache_hits, "
+            "(SELECT coalesce(sum(prompt_tokens), 0) FROM alignment_results r WHERE r.alignment_id = a.id "
+            " AND r.cached = 0) AS prompt_tokens, "
+            "(SELECT coalesce(sum(completion_tokens), 0) FROM alignment_results r WHERE r.alignment_id = a.id "
+            " AND r.cached = 0) AS completion_tokens "
+            "FROM alignment_runs a WHERE a.id = ?",
+            [alignment_id],
+        )
+
+    def alignment_run_ids(self, evaluator: str) -> list[int]:
+        return [
+            r["id"]
+            for r in self._rows("SELECT id FROM alignment_runs WHERE evaluator = ? ORDER BY id", [evaluator])
+        ]
+
+    def latest_alignment_id(
+        self,
+        evaluator: str,
+        prompt_ref: str | None = None,
+        status: str | None = None,
+        split: str | None = None,
+    ) -> int | None:
+        sql = "SELECT id FROM alignment_runs WHERE evaluator = ?"
+        params: list[Any] = [evaluator]
+        if prompt_ref is not None:
+            sql += " AND prompt_ref = ?"
+            params.append(prompt_ref)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        value = self._scalar(sql + " ORDER BY id DESC LIMIT 1", params)
+        return int(value) if value is not None else None
+
+    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
+        if done_only:
+            sql += " AND done = 1"
+        return self._rows(sql + " ORDER BY run_id", [alignment_id])
+
+    def pending_examples(self, alignment_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 ORDER BY run_id",
+            [alignment_id],
+        )
+
+    def runs_with_results(self, evaluator: str, prompt_hash: str) -> list[int]:
+        return [
+            r["id"]
+            for r in self._rows(
+                "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt_hash = ? ORDER BY id DESC",
+                [evaluator, prompt_hash],
+            )
+        ]
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "inputs": loads(row["inputs"]),
+        "outputs": loads(row["outputs"]),
+        "reference_outputs": loads(row["reference_outputs"]),
+        "metadata": loads(row["metadata"]) or {},
+    }
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """Open the store at `path`, or at ALIGN_MCP_DB / the default data directory."""
+    if path is None:
+        from .config import load
+
+        path = load().db_path
+    return Store(path)
