@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import anyio
 
-from . import config, metrics
+from . import config, holdout, metrics
 from .errors import AlignError, EmptyReferenceSet, InvalidInput, NotFound
 from .evaluators import get as get_evaluator
 from .evaluators import prompt_for
@@ -57,7 +57,7 @@ async def run_alignment(
     evaluator: str,
     prompt: str | int = "draft",
     *,
-    split: str = "all",
+    split: str = "auto",
     compare: bool = True,
     concurrency: int | None = None,
     on_progress: Progress | None = None,
@@ -65,14 +65,17 @@ async def run_alignment(
 ) -> AlignmentReport:
     """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
 
-    Each result is stored as it completes; the draft's result is reported next to the last saved version
-    judged on the same examples (judging it too where needed; unchanged prompts come from the cache).
+    `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
+    counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
+    saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
     """
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
-    examples = _examples(store, evaluator, split)
     endpoint = resolve_endpoint(settings, env)
+    split, examples = _examples(store, evaluator, split)
+    if split in ("test", "all") and holdout.info(store, evaluator) is not None:
+        store.count_test_evaluation(evaluator)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
     await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
     baseline_id: int | None = None
@@ -123,16 +126,15 @@ async def resume(
     return report(store, alignment_id)
 
 
-def _examples(store: Store, evaluator: str, split: str) -> list[tuple[str, Score]]:
-    if split != "all":
-        raise InvalidInput(f"split={split!r} is not available; use 'all'.")
-    examples = reference_set(store, evaluator)
+def _examples(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple[str, Score]]]:
+    used, examples = holdout.examples_for(store, evaluator, split)
     if not examples:
         raise EmptyReferenceSet(
-            f"Evaluator {evaluator!r} has no labeled runs, so there is nothing to align against. Queue runs with "
-            "add_to_queue and label them with submit_label (at least 20, both classes)."
+            f"Evaluator {evaluator!r} has no labeled runs{'' if used == 'all' else ' in its ' + used + ' split'}, "
+            "so there is nothing to align against. Queue runs with add_to_queue and label them with submit_label "
+            "(at least 20, both classes)."
         )
-    return examples
+    return used, examples
 
 
 def _create_run(
@@ -382,8 +384,20 @@ def report(
                 f"The 95% interval on agreement is {width:.0%} wide with n = {m.n}; about "
                 f"{math.ceil(m.n * (width / 0.2) ** 2)} labels would narrow it to 20 points."
             )
+    split_info = holdout.info(store, run.evaluator)
+    if run.split == "test":
+        warnings.extend(_overfit_warning(store, run))
+        notes.append(
+            f"This run judged the held-out test split ({run.total} examples). The test split has been evaluated "
+            f"{split_info.test_evaluations if split_info else 0} time(s) in all: each look makes it a little less "
+            "independent, so tune on dev and check test rarely."
+        )
+    elif run.split == "all" and split_info is None:
+        notes.append(
+            "No dev/test holdout yet: " + (holdout.needed_labels(reference_set(store, run.evaluator)) or "")
+        )
     misaligned = _misaligned_count(store, aid)
-    if misaligned:
+    if misaligned and run.split != "test":
         notes.append(f"{misaligned} misaligned example(s): get_misaligned(alignment_run={aid}) shows them.")
     return AlignmentReport(
         run=run,
@@ -392,7 +406,26 @@ def report(
         error_examples=errors[:MAX_ERROR_EXAMPLES],
         warnings=warnings,
         notes=notes,
+        holdout=split_info,
     )
+
+
+def _overfit_warning(store: Store, test_run: AlignmentSummary) -> list[str]:
+    """Warn when the same prompt does clearly better on dev than on test (beyond both 95% intervals)."""
+    row = _run_row(store, test_run.id)
+    for aid in store.runs_with_results(test_run.evaluator, row["prompt_hash"]):
+        dev = summary(store, aid)
+        if dev.split != "dev" or dev.status != "completed" or dev.metrics is None or test_run.metrics is None:
+            continue
+        d, t = dev.metrics.agreement, test_run.metrics.agreement
+        if d.ci and t.ci and d.value is not None and t.value is not None and d.ci.low > t.ci.high:
+            return [
+                f"Possible overfitting: agreement is {d.value:.0%} on dev but {t.value:.0%} on test, and the 95% "
+                "intervals do not overlap. The prompt may be tuned to the dev examples; label more runs and "
+                "prefer general instructions over case-specific ones."
+            ]
+        return []
+    return []
 
 
 def _example(r: dict[str, Any]) -> ExampleResult:
@@ -424,7 +457,12 @@ def direction_of(score_type: ScoreType, human: Score, judge: Score) -> str:
 
 
 def latest_run_id(store: Store, evaluator: str) -> int:
-    aid = store.latest_alignment_id(evaluator, prompt_ref="draft") or store.latest_alignment_id(evaluator)
+    """The latest alignment run that may be shown as misaligned cases (never a test-split run)."""
+    aid = (
+        store.latest_alignment_id(evaluator, prompt_ref="draft", split="dev")
+        or store.latest_alignment_id(evaluator, split="dev")
+        or store.latest_alignment_id(evaluator, split="all")
+    )
     if aid is None:
         raise NotFound(f"Evaluator {evaluator!r} has no alignment run yet. Start one with run_alignment.")
     return aid
@@ -447,9 +485,15 @@ def get_misaligned(
     row = _run_row(store, aid)
     if row["evaluator"] != evaluator:
         raise InvalidInput(f"Alignment run {aid} belongs to {row['evaluator']!r}, not {evaluator!r}.")
+    if row["split"] == "test":
+        raise InvalidInput(
+            f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so "
+            "the prompt is not tuned to the test set. Pass a dev run (run_alignment with split='dev')."
+        )
+    hidden = holdout.split_ids(store, evaluator, "test")
     rows = []
     for r in store.alignment_results(aid):
-        if r["error"] is not None or r["judge_score"] is None:
+        if r["error"] is not None or r["judge_score"] is None or r["run_id"] in hidden:
             continue
         human, judge = loads(r["human_score"]), loads(r["judge_score"])
         if human == judge:

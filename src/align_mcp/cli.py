@@ -655,7 +655,12 @@ def print_summary(title: str, s: AlignmentSummary) -> None:
 
 
 def print_report(r: AlignmentReport) -> None:
-    print_summary("Alignment", r.run)
+    print_summary(f"Alignment ({r.run.split} split)", r.run)
+    if r.holdout is not None:
+        h = r.holdout
+        click.echo(
+            f"  holdout: {h.dev} dev / {h.test} test examples; test evaluated {h.test_evaluations} time(s)"
+        )
     if r.baseline is not None:
         print_summary("Compared with the last saved version", r.baseline)
     if r.flips is not None:
@@ -676,13 +681,26 @@ def print_report(r: AlignmentReport) -> None:
 @command(main, "align")
 @click.argument("evaluator")
 @click.option("--prompt", default="draft", show_default=True, help="draft, latest, or a version such as v2.")
+@click.option(
+    "--split",
+    type=click.Choice(["auto", "dev", "test", "all"]),
+    default="auto",
+    show_default=True,
+    help="auto = dev once a holdout exists; test is held out, and every look is counted.",
+)
 @click.option("--no-compare", is_flag=True, help="Do not compare with the last saved version.")
 @click.option(
     "--concurrency", type=int, help=f"Parallel judge calls (default ${config.ENV_CONCURRENCY} or 8)."
 )
 @click.pass_context
 def align_cmd(
-    ctx: click.Context, evaluator: str, prompt: str, no_compare: bool, concurrency: int | None, as_json: bool
+    ctx: click.Context,
+    evaluator: str,
+    prompt: str,
+    split: str,
+    no_compare: bool,
+    concurrency: int | None,
+    as_json: bool,
 ) -> None:
     """Judge the reference set with a prompt; report agreement, kappa, TPR/TNR and flips vs the last version."""
     from .align import run_alignment
@@ -691,7 +709,13 @@ def align_cmd(
     report = _run_with_progress(
         as_json,
         lambda progress: run_alignment(
-            store, evaluator, prompt, compare=not no_compare, concurrency=concurrency, on_progress=progress
+            store,
+            evaluator,
+            prompt,
+            split=split,
+            compare=not no_compare,
+            concurrency=concurrency,
+            on_progress=progress,
         ),
     )
     emit(report, as_json, lambda: print_report(report))
@@ -792,7 +816,9 @@ def misaligned_cmd(
             if c.reference_outputs:
                 click.echo("reference: " + json.dumps(c.reference_outputs, ensure_ascii=False))
             click.echo(f"human:     {c.human_score}" + (f" — {c.human_comment}" if c.human_comment else ""))
-            click.echo(f"judge:     {c.judge_score} — {c.judge_reasoning or ''}{simulated(model)}")
+            reasoning = c.judge_reasoning or ""
+            tag = "" if reasoning.startswith("[simulated judge]") else simulated(model)
+            click.echo(f"judge:     {c.judge_score} — {reasoning}{tag}")
         for n in page.notes:
             click.echo(f"note: {n}")
 

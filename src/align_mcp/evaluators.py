@@ -104,7 +104,8 @@ def get(store: Store, name: str) -> Evaluator:
 
 
 def _version_summary(store: Store, name: str, v: dict[str, Any]) -> VersionSummary:
-    aid = store.latest_alignment_id(name, prompt_ref=f"v{v['version']}", status="completed")
+    # A draft run of the same prompt and settings counts: saving does not change what was measured.
+    aid = store.latest_run_of_prompt(name, v["prompt"], v["judge"])
     agreement = kappa = None
     n = None
     if aid is not None:

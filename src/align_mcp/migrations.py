@@ -121,3 +121,20 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_holdout(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE splits (
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL,
+            split TEXT NOT NULL CHECK (split IN ('dev', 'test')),
+            stratum TEXT NOT NULL,
+            assigned_at TEXT NOT NULL,
+            PRIMARY KEY (evaluator, run_id)
+        );
+        ALTER TABLE evaluators ADD COLUMN test_evaluations INTEGER NOT NULL DEFAULT 0;
+        """
+    )

@@ -148,7 +148,8 @@ class VersionSummary(BaseModel):
     message: str | None = None
     created_at: datetime
     agreement: float | None = Field(
-        default=None, description="Agreement of the latest alignment run of this version"
+        default=None,
+        description="Agreement of the latest dev (or all-labels) alignment run of exactly this prompt",
     )
     kappa: float | None = None
     n: int | None = Field(default=None, description="Examples in that alignment run")
@@ -376,6 +377,16 @@ class AlignmentSummary(BaseModel):
     metrics: Metrics | None = None
 
 
+class SplitInfo(BaseModel):
+    """The enforced holdout: dev (seen by misaligned views and the optimizer) vs test (held out)."""
+
+    dev: int
+    test: int
+    test_share: float = 0.3
+    by_class: dict[str, dict[str, int]] = Field(description="by_class[score] = {'dev': n, 'test': n}")
+    test_evaluations: int = Field(description="How many times the test split has been judged so far")
+
+
 class AlignmentReport(BaseModel):
     """The result of run_alignment: metrics, the comparison with the last saved version, and errors."""
 
@@ -386,6 +397,9 @@ class AlignmentReport(BaseModel):
     flips: FlipReport | None = None
     error_examples: list[ExampleResult] = Field(
         default_factory=list, description="First examples that errored"
+    )
+    holdout: SplitInfo | None = Field(
+        default=None, description="The dev/test split; None until enough labels exist to make one"
     )
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)

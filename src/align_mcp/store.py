@@ -386,6 +386,29 @@ class Store:
             [evaluator, run_id],
         )
 
+    # ---- holdout ----------------------------------------------------------------------------------------
+
+    def split_rows(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
+        )
+
+    def insert_splits(self, evaluator: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Assign (run_id, split, stratum); assignments are permanent. Call inside `transaction()`."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                [(evaluator, *row, created) for row in rows],
+            )
+
+    def count_test_evaluation(self, evaluator: str) -> int:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE evaluators SET test_evaluations = test_evaluations + 1 WHERE name = ?", [evaluator]
+            )
+            return int(self._scalar("SELECT test_evaluations FROM evaluators WHERE name = ?", [evaluator]))
+
     # ---- judge cache ------------------------------------------------------------------------------------
 
     def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -484,6 +507,15 @@ class Store:
             sql += " AND split = ?"
             params.append(split)
         value = self._scalar(sql + " ORDER BY id DESC LIMIT 1", params)
+        return int(value) if value is not None else None
+
+    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: str) -> int | None:
+        """The latest completed, non-test alignment run of exactly this prompt text and judge settings."""
+        value = self._scalar(
+            "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND judge = ? AND status = 'completed' "
+            "AND split != 'test' ORDER BY id DESC LIMIT 1",
+            [evaluator, prompt, judge],
+        )
         return int(value) if value is not None else None
 
     def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
