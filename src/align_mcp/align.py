@@ -37,7 +37,7 @@ from .models import (
     ScoreType,
 )
 from .queues import balance, reference_set
-from .store import Store, dumps, loads, now_iso
+from .store import MISALIGNED_DIRECTIONS, Store, dumps, loads, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -490,20 +490,23 @@ def get_misaligned(
             f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so "
             "the prompt is not tuned to the test set. Pass a dev run (run_alignment with split='dev')."
         )
-    hidden = holdout.split_ids(store, evaluator, "test")
-    rows = []
-    for r in store.alignment_results(aid):
-        if r["error"] is not None or r["judge_score"] is None or r["run_id"] in hidden:
-            continue
+    kind = ev.score_type.kind
+    allowed = {
+        "binary": ("false_pass", "false_fail"),
+        "ordinal": ("over", "under"),
+        "categorical": ("mismatch",),
+    }
+    if direction is not None and direction not in allowed[kind]:
+        raise InvalidInput(
+            f"direction={direction!r} does not apply to a {kind} evaluator; use {' or '.join(allowed[kind])}."
+        )
+    total, results = store.misaligned(
+        aid, evaluator, MISALIGNED_DIRECTIONS[direction or "any"], kind == "ordinal", offset, limit
+    )
+    page = []
+    for r in results:
         human, judge = loads(r["human_score"]), loads(r["judge_score"])
-        if human == judge:
-            continue
-        d = direction_of(ev.score_type, human, judge)
-        if direction is None or d == direction:
-            rows.append((r, human, judge, d))
-    if ev.score_type.kind == "ordinal":
-        rows.sort(key=lambda t: (-abs(int(t[1]) - int(t[2])), t[0]["run_id"]))
-    page = rows[offset : offset + limit]
+        page.append((r, human, judge, direction_of(ev.score_type, human, judge)))
     runs = store.get_runs([r["run_id"] for r, *_ in page])
     labels = {lab["run_id"]: lab for lab in store.current_labels(evaluator, [r["run_id"] for r, *_ in page])}
     truncated = False
@@ -534,14 +537,14 @@ def get_misaligned(
     notes = []
     if truncated:
         notes.append(f"Long texts were cut at {max_chars} characters; get_run(run_id) returns a run in full.")
-    next_offset = offset + limit if offset + limit < len(rows) else None
+    next_offset = offset + limit if offset + limit < total else None
     if next_offset is not None:
-        notes.append(f"{len(rows) - next_offset} more: call again with offset={next_offset}.")
+        notes.append(f"{total - next_offset} more: call again with offset={next_offset}.")
     return MisalignedPage(
         alignment_run=aid,
         evaluator=evaluator,
         prompt_ref=row["prompt_ref"],
-        total=len(rows),
+        total=total,
         offset=offset,
         cases=cases,
         next_offset=next_offset,

@@ -18,6 +18,14 @@ from .errors import StoreError
 from .migrations import migrations
 
 BUSY_TIMEOUT_S = 30.0
+MISALIGNED_DIRECTIONS = {
+    "any": "1",
+    "false_pass": "r.judge_score = '1'",
+    "false_fail": "r.judge_score = '0'",
+    "over": "CAST(r.judge_score AS INTEGER) > CAST(r.human_score AS INTEGER)",
+    "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
+    "mismatch": "1",
+}
 
 
 def now_iso() -> str:
@@ -41,6 +49,7 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
@@ -49,6 +58,13 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except (sqlite3.Error, OSError) as e:
+            if conn is not None:
+                conn.close()
+            # "file is not a database" is a DatabaseError; OperationalError is about access (permissions, locks).
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                raise StoreError(
+                    f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+                ) from e
             raise StoreError(
                 f"Cannot open the align-mcp store at {self.path}: {e}. Set ALIGN_MCP_DB to a writable file path."
             ) from e
@@ -523,6 +539,31 @@ class Store:
         if done_only:
             sql += " AND done = 1"
         return self._rows(sql + " ORDER BY run_id", [alignment_id])
+
+    def misaligned(
+        self, alignment_id: int, evaluator: str, condition: str, by_severity: bool, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of judged, error-free, misaligned results, never from the evaluator's test split.
+
+        `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text).
+        """
+        if condition not in MISALIGNED_DIRECTIONS.values():
+            raise ValueError(f"unknown misaligned condition {condition!r}")
+        where = (
+            "r.alignment_id = ? AND r.done = 1 AND r.error IS NULL AND r.judge_score IS NOT NULL "
+            "AND r.judge_score != r.human_score AND NOT EXISTS (SELECT 1 FROM splits s WHERE s.evaluator = ? "
+            f"AND s.run_id = r.run_id AND s.split = 'test') AND ({condition})"
+        )
+        params = [alignment_id, evaluator]
+        total = int(self._scalar(f"SELECT count(*) FROM alignment_results r WHERE {where}", params))
+        order = "r.run_id"
+        if by_severity:
+            order = "abs(CAST(r.judge_score AS INTEGER) - CAST(r.human_score AS INTEGER)) DESC, r.run_id"
+        rows = self._rows(
+            f"SELECT r.* FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return total, rows
 
     def pending_examples(self, alignment_id: int) -> list[dict[str, Any]]:
         return self._rows(
