@@ -487,7 +487,10 @@ def queue_add(
         key, sep, value = item.partition("=")
         if not sep:
             raise InvalidInput(f"--where {item!r} is not KEY=VALUE.")
-        metadata[key] = value
+        try:
+            metadata[key] = json.loads(value)  # numbers and true/false compare as such; other text as text
+        except json.JSONDecodeError:
+            metadata[key] = value
     run_ids = [x.strip() for x in ids.split(",") if x.strip()] if ids else None
     r = add_to_queue(_store(ctx), evaluator, source, run_ids, metadata or None, sample, stratify_by, seed)
     emit(

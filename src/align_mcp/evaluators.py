@@ -8,6 +8,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from .errors import Conflict, InvalidInput, NotFound, NothingToSave
 from .judge import default_prompt, validate_template
 from .models import DraftDiff, Evaluator, JudgeSettings, PromptVersion, ScoreType, VersionSummary
@@ -163,8 +165,9 @@ def update_draft(
             )
         try:
             settings = JudgeSettings.model_validate({**settings.model_dump(), **judge})
-        except ValueError as e:
-            raise InvalidInput(f"Invalid judge settings {judge}: {e}") from e
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
     store.update_evaluator(name, draft=text, judge=settings.model_dump_json(), draft_updated_at=now_iso())
     return get(store, name)
 

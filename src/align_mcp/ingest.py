@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict, ImportFormatError, InvalidInput
+from .errors import Conflict, ImportFormatError, InvalidInput, NotFound
 from .evaluators import check_name, score_type_of
 from .formats import Format, ParsedRun, parse_record, read_runs
-from .models import ImportedFeedback, ImportReport, SourceKind
+from .models import ImportedFeedback, ImportReport, Run, SourceKind
 from .store import Store, dumps
 
 BATCH = 2000
@@ -120,13 +120,18 @@ def _flush(
             for r in batch
         ]
     )
+    # Only feedback that is new or changed since the last import becomes a label: re-importing a file
+    # must not undo a relabel made by hand in the meantime.
+    before = store.feedback_for_runs([r.id for r in batch])
     rows = []
     by_key: dict[str, list[tuple[ParsedRun, Any, str | None, str | None]]] = defaultdict(list)
     for r in batch:
         for fb in r.feedback:
+            feedback_counts[fb.key] += 1
+            if before.get((r.id, fb.key)) == (dumps(fb.score), fb.comment):
+                continue
             rows.append((r.id, fb.key, dumps(fb.score), fb.comment, fb.labeler))
             by_key[fb.key].append((r, fb.score, fb.comment, fb.labeler))
-            feedback_counts[fb.key] += 1
     if rows:
         store.insert_feedback(rows)
     for key, items in by_key.items():
@@ -183,3 +188,14 @@ def apply_stored_feedback(store: Store, evaluator: str, feedback_key: str) -> in
         items,
         f"The evaluator was not created: pick the score type that matches the imported {feedback_key!r} feedback.",
     )
+
+
+def get_run(store: Store, run_id: str) -> Run:
+    """One stored run in full."""
+    row = store.get_runs([run_id]).get(run_id)
+    if row is None:
+        raise NotFound(
+            f"No run with id {run_id!r}. Check the id (next_items and get_misaligned show run ids) or import it "
+            "with import_runs."
+        )
+    return Run.model_validate(row)

@@ -80,7 +80,7 @@ def _sample(store: Store, ids: list[str], n: int, stratify_by: str | None, seed:
     groups: dict[str, list[str]] = defaultdict(list)
     for rid, value in store.run_metadata(ids, stratify_by).items():
         groups[json.dumps(value)].append(rid)
-    # Proportional allocation with largest remainders, at least one per stratum while n allows.
+    # Proportional allocation with largest remainders (a very small stratum may get none).
     quotas = {k: n * len(v) / len(ids) for k, v in groups.items()}
     alloc = {k: int(q) for k, q in quotas.items()}
     for k in sorted(groups, key=lambda k: quotas[k] - alloc[k], reverse=True)[: n - sum(alloc.values())]:

@@ -1,0 +1,245 @@
+"""The SQLite store: location, schema migrations, WAL, bad files, and concurrent labelers (threads, processes)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import platformdirs
+import pytest
+from sqlite_utils import Database
+
+from align_mcp import config, queues
+from align_mcp.errors import StoreError
+from align_mcp.migrations import migrations
+from align_mcp.store import Store, open_store
+
+CORE_TABLES = {
+    "sources",
+    "runs",
+    "evaluators",
+    "prompt_versions",
+    "queue_items",
+    "labels",
+    "feedback",
+    "judge_cache",
+    "alignment_runs",
+    "alignment_results",
+}
+
+
+def schema(db: Database) -> list[tuple[str, str]]:
+    return [
+        (row[0], row[1] or "")
+        for row in db.execute("SELECT name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+    ]
+
+
+def applied_rows(db: Database) -> list[tuple[str, str]]:
+    return [(m.name, m.applied_at) for m in migrations.applied(db)]
+
+
+def test_migrations_create_every_table_on_a_blank_database(tmp_path: Path) -> None:
+    db = Database(tmp_path / "blank.db")
+    everything = [m.name for m in migrations.pending(db)]
+    assert everything[0] == "m001_initial"
+
+    migrations.apply(db)
+
+    assert set(db.table_names()) >= CORE_TABLES
+    assert "_sqlite_migrations" in db.table_names()
+    assert [m.name for m in migrations.applied(db)] == everything
+    assert migrations.pending(db) == []
+    db.close()
+
+
+def test_applying_migrations_twice_changes_nothing(tmp_path: Path) -> None:
+    db = Database(tmp_path / "twice.db")
+    migrations.apply(db)
+    before = (schema(db), applied_rows(db))
+
+    migrations.apply(db)
+
+    assert (schema(db), applied_rows(db)) == before
+    db.close()
+
+
+def test_reopening_a_store_does_not_migrate_again(db_path: Path) -> None:
+    with Store(db_path) as first:
+        rows = applied_rows(first.db)
+        tables = schema(first.db)
+    with Store(db_path) as again:
+        assert applied_rows(again.db) == rows
+        assert schema(again.db) == tables
+
+
+def test_store_uses_write_ahead_logging(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_open_store_uses_align_mcp_db(db_path: Path) -> None:
+    assert config.load().db_path == db_path
+    assert not db_path.exists()
+    with open_store() as store:
+        assert store.path == db_path
+    assert db_path.is_file()
+
+
+def test_align_mcp_db_expands_the_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGN_MCP_DB", "~/stores/align.db")
+    assert config.load().db_path == Path.home() / "stores" / "align.db"
+
+
+def test_default_store_is_under_the_user_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ALIGN_MCP_DB")
+    expected = Path(platformdirs.user_data_dir("align-mcp", appauthor=False)) / "align.db"
+    assert config.load().db_path == expected
+    if sys.platform.startswith("linux"):
+        # conftest points XDG_DATA_HOME into the test's tmp dir, so opening the default store is safe here.
+        assert expected == tmp_path / "xdg-data" / "align-mcp" / "align.db"
+        with open_store() as store:
+            assert store.path == expected
+        assert expected.is_file()
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(db_path: Path) -> None:
+    db_path.write_text("these are my notes, not a database\n" * 100, encoding="utf-8")
+
+    with pytest.raises(StoreError) as raised:
+        open_store()
+
+    assert str(raised.value) == (
+        f"{db_path} is not an align-mcp store (file is not a database). Point ALIGN_MCP_DB at another file."
+    )
+
+
+def test_another_apps_database_is_a_store_error_and_is_left_untouched(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE sources (url TEXT)")
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(StoreError) as raised:
+        open_store()
+
+    assert str(raised.value) == (
+        f"{db_path} is not an align-mcp store (table sources already exists). Point ALIGN_MCP_DB at another file."
+    )
+    conn = sqlite3.connect(db_path)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    assert tables == ["sources"]
+
+
+def test_a_directory_at_align_mcp_db_is_a_store_error(db_path: Path) -> None:
+    db_path.mkdir()
+
+    with pytest.raises(StoreError) as raised:
+        open_store()
+
+    assert str(raised.value) == (
+        f"Cannot open the align-mcp store at {db_path}: unable to open database file. "
+        "Set ALIGN_MCP_DB to a writable file path."
+    )
+
+
+def label_until_empty(store: Store, labeler: str, got: list[str]) -> None:
+    while items := queues.next_items(store, "correctness", labeler=labeler, limit=2):
+        queues.submit_labels(
+            store, "correctness", [{"run_id": i.run_id, "score": 1} for i in items], labeler=labeler
+        )
+        got.extend(i.run_id for i in items)
+
+
+def assert_each_run_labeled_once_by_its_holder(store: Store, got: dict[str, list[str]]) -> None:
+    everyone = [rid for ids in got.values() for rid in ids]
+    assert len(everyone) == len(set(everyone)), "a run was handed to two labelers"
+    assert sorted(everyone) == sorted(store.run_ids(source="support"))
+    for labeler, ids in got.items():
+        for rid in ids:
+            history = queues.label_history(store, "correctness", rid)
+            assert [(h["labeler"], h["current"]) for h in history] == [(labeler, True)]
+    assert store.queue_counts("correctness") == {"pending": 0, "reserved": 0, "labeled": 46}
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-shared-store", "a-store-per-thread"])
+def test_labelers_in_threads_never_share_an_item(runs_store: Store, db_path: Path, shared: bool) -> None:
+    queues.add_to_queue(runs_store, "correctness", source="support")
+    got: dict[str, list[str]] = {f"labeler-{i}": [] for i in range(4)}
+    start = threading.Barrier(len(got))
+    failures: list[BaseException] = []
+
+    def work(labeler: str) -> None:
+        try:
+            start.wait(timeout=10)
+            if shared:
+                label_until_empty(runs_store, labeler, got[labeler])
+            else:
+                with Store(db_path) as own:
+                    label_until_empty(own, labeler, got[labeler])
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert failures == []
+    assert_each_run_labeled_once_by_its_holder(runs_store, got)
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from align_mcp import queues
+    from align_mcp.store import Store
+
+    db, labeler, ready_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    got = []
+    with Store(db) as store:
+        (ready_dir / labeler).touch()
+        deadline = time.monotonic() + 30
+        while len(list(ready_dir.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while items := queues.next_items(store, "correctness", labeler=labeler, limit=1):
+            queues.submit_label(store, "correctness", items[0].run_id, 1, labeler=labeler)
+            got.append(items[0].run_id)
+    print(json.dumps(got))
+    """
+)
+
+
+def test_labelers_in_two_processes_never_share_an_item(
+    runs_store: Store, db_path: Path, tmp_path: Path
+) -> None:
+    queues.add_to_queue(runs_store, "correctness", source="support")
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(db_path), name, str(ready)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alice", "bob")
+    }
+    got: dict[str, list[str]] = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        got[name] = json.loads(out)
+
+    assert all(got.values()), f"one process labeled nothing, so they never overlapped: {got}"
+    assert_each_run_labeled_once_by_its_holder(runs_store, got)
