@@ -73,6 +73,12 @@ async def run_alignment(
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
     endpoint = resolve_endpoint(settings, env)
+    latest = ev.latest_version
+    baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
+    if compare and prompt_ref == "draft" and latest is not None:
+        base_ref, base_text, base_settings, _ = prompt_for(store, evaluator, latest)
+        # Resolved before any run is made: a baseline that cannot be judged must not leave a stray draft run.
+        baseline = (base_ref, base_text, base_settings, resolve_endpoint(base_settings, env))
     split, examples = _examples(store, evaluator, split)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
@@ -80,15 +86,14 @@ async def run_alignment(
     await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
     baseline_id: int | None = None
     notes: list[str] = []
-    latest = ev.latest_version
-    if compare and prompt_ref == "draft" and latest is not None:
-        base_ref, base_text, base_settings, _ = prompt_for(store, evaluator, latest)
+    if baseline is not None:
+        base_ref, base_text, base_settings, base_endpoint = baseline
         if base_text == text and base_settings == settings:
             notes.append(
                 f"The draft is identical to {base_ref}; edit it with update_draft to compare a change."
             )
-        base_endpoint = resolve_endpoint(base_settings, env)
-        baseline_id = _covering_run(store, evaluator, base_ref, examples)
+        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
+        baseline_id = _covering_run(store, evaluator, base_ref, examples, base_hash)
         if baseline_id is None:
             baseline_id = _create_run(
                 store, evaluator, base_ref, latest, base_text, base_settings, base_endpoint, split, examples
@@ -167,11 +172,12 @@ def _create_run(
 
 
 def _covering_run(
-    store: Store, evaluator: str, prompt_ref: str, examples: list[tuple[str, Score]]
+    store: Store, evaluator: str, prompt_ref: str, examples: list[tuple[str, Score]], prompt_hash: str
 ) -> int | None:
-    """The latest completed run of `prompt_ref` whose results cover exactly these examples and labels."""
+    """The latest completed run of `prompt_ref` with this judge model whose results cover exactly these examples
+    and labels."""
     aid = store.latest_alignment_id(evaluator, prompt_ref=prompt_ref, status="completed")
-    if aid is None:
+    if aid is None or _run_row(store, aid)["prompt_hash"] != prompt_hash:
         return None
     wanted = {rid: dumps(score) for rid, score in examples}
     have = {r["run_id"]: r["human_score"] for r in store.alignment_results(aid)}
@@ -460,6 +466,7 @@ def latest_run_id(store: Store, evaluator: str) -> int:
     """The latest alignment run that may be shown as misaligned cases (never a test-split run)."""
     aid = (
         store.latest_alignment_id(evaluator, prompt_ref="draft", split="dev")
+        or store.latest_alignment_id(evaluator, prompt_ref="draft", split="all")
         or store.latest_alignment_id(evaluator, split="dev")
         or store.latest_alignment_id(evaluator, split="all")
     )
@@ -507,6 +514,9 @@ def get_misaligned(
     for r in results:
         human, judge = loads(r["human_score"]), loads(r["judge_score"])
         page.append((r, human, judge, direction_of(ev.score_type, human, judge)))
+    from .diagnose import unstable_run_ids  # diagnose builds on align: import here to avoid a cycle
+
+    unstable = unstable_run_ids(store, evaluator, prompt=row["prompt"])
     runs = store.get_runs([r["run_id"] for r, *_ in page])
     labels = {lab["run_id"]: lab for lab in store.current_labels(evaluator, [r["run_id"] for r, *_ in page])}
     truncated = False
@@ -532,9 +542,14 @@ def get_misaligned(
                 labeler=label["labeler"] if label else None,
                 judge_score=judge,
                 judge_reasoning=reasoning,
+                flip_share=unstable.get(r["run_id"]),
             )
         )
     notes = []
+    if any(c.flip_share for c in cases):
+        notes.append(
+            "Cases with flip_share change verdict between repeated judge samples: the rubric leaves them open."
+        )
     if truncated:
         notes.append(f"Long texts were cut at {max_chars} characters; get_run(run_id) returns a run in full.")
     next_offset = offset + limit if offset + limit < total else None

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import re
+import signal
 import socket
 import struct
 import sys
@@ -730,7 +731,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.latency < 0:
         parser.error(f"--latency must be zero or more seconds, got {args.latency}.")
     responder = simulated_responder if args.simulated else _always_pass
-    server = FakeJudgeServer(responder=responder, port=args.port, latency=args.latency)
+    try:
+        server = FakeJudgeServer(responder=responder, port=args.port, latency=args.latency)
+    except OSError as e:
+        parser.error(
+            f"cannot listen on 127.0.0.1:{args.port} ({e.strerror}); pick another --port or 0 for any."
+        )
+    # Stop cleanly on SIGTERM too (e.g. `kill` from a demo script), as on Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server:
         print(server.base_url, flush=True)
         try:

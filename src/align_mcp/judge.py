@@ -372,10 +372,13 @@ class Judge:
             except openai.APITimeoutError:
                 last_problem = f"timed out after {self.settings.timeout:g}s"
             except openai.APIConnectionError as e:
-                last_problem = f"connection failed ({e.__cause__ or e})"
+                # A dropped connection's cause often has an empty message (ReadError('')): name its type then.
+                cause = e.__cause__ or e
+                detail = str(cause) or type(cause).__name__
+                last_problem = f"connection failed ({detail})"
                 if attempt == attempts - 1:
                     raise JudgeUnreachable(
-                        f"Cannot reach the judge at {self.endpoint.base_url}: {e.__cause__ or e}. Check that the "
+                        f"Cannot reach the judge at {self.endpoint.base_url}: {detail}. Check that the "
                         "server is running and the base URL is right; results so far are kept — resume the "
                         "alignment run to finish."
                     ) from e

@@ -138,3 +138,95 @@ def m002_holdout(db: Database) -> None:
         ALTER TABLE evaluators ADD COLUMN test_evaluations INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m004_diagnose(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE consistency_checks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            prompt_ref TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            model TEXT NOT NULL,
+            temperature REAL NOT NULL,
+            k INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX consistency_checks_evaluator ON consistency_checks(evaluator, id);
+        CREATE TABLE judge_samples (
+            check_id INTEGER NOT NULL REFERENCES consistency_checks(id),
+            run_id TEXT NOT NULL,
+            sample INTEGER NOT NULL,
+            judge_score TEXT,
+            reasoning TEXT,
+            error TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_ms REAL,
+            PRIMARY KEY (check_id, run_id, sample)
+        );
+        CREATE INDEX judge_samples_run ON judge_samples(run_id);
+        CREATE TABLE triage_results (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            alignment_id INTEGER NOT NULL REFERENCES alignment_runs(id),
+            run_id TEXT NOT NULL,
+            category TEXT CHECK (category IN ('judge_error', 'label_error', 'rubric_gap')),
+            reason TEXT,
+            error TEXT,
+            model TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX triage_results_run ON triage_results(evaluator, run_id, id);
+        CREATE TABLE label_reviews (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            status TEXT NOT NULL CHECK (status IN ('pending', 'agreed', 'disputed', 'adjudicated')),
+            reason TEXT,
+            first_label_id INTEGER NOT NULL REFERENCES labels(id),
+            second_label_id INTEGER REFERENCES labels(id),
+            final_label_id INTEGER REFERENCES labels(id),
+            requested_at TEXT NOT NULL,
+            resolved_at TEXT
+        );
+        CREATE UNIQUE INDEX label_reviews_open ON label_reviews(evaluator, run_id)
+            WHERE status IN ('pending', 'disputed');
+        """
+    )
+
+
+@migrations()
+def m003_optimizer(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE failure_analyses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            alignment_id INTEGER NOT NULL REFERENCES alignment_runs(id),
+            method TEXT NOT NULL,
+            result TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX failure_analyses_run ON failure_analyses(alignment_id, id);
+        CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            mode TEXT NOT NULL,
+            alignment_id INTEGER REFERENCES alignment_runs(id),
+            analysis_id INTEGER REFERENCES failure_analyses(id),
+            base_prompt TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            seen_run_ids TEXT NOT NULL,
+            result TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            applied_at TEXT
+        );
+        CREATE INDEX proposals_evaluator ON proposals(evaluator, id);
+        """
+    )

@@ -416,6 +416,11 @@ class MisalignedCase(BaseModel):
     labeler: str | None = None
     judge_score: Score | None
     judge_reasoning: str | None = None
+    flip_share: float | None = Field(
+        default=None,
+        description="Share of repeated judge verdicts off the most common one (self-consistency check); "
+        "set only when the verdict flips: the rubric leaves this case open",
+    )
 
 
 class MisalignedPage(BaseModel):
@@ -434,3 +439,293 @@ class DraftDiff(BaseModel):
     base_version: int | None
     changed: bool
     diff: str = Field(description="Unified diff of the draft against the last saved version")
+
+
+# ---- diagnose: triage, blind reviews, self-consistency, label suggestions, corrected pass rate ------------
+
+TriageCategory = Literal["judge_error", "label_error", "rubric_gap"]
+ReviewStatus = Literal["pending", "agreed", "disputed", "adjudicated"]
+
+
+class TriagedCase(BaseModel):
+    """One misaligned dev case and what the judge model thinks went wrong."""
+
+    run_id: str
+    direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
+    human_score: Score
+    judge_score: Score | None
+    category: TriageCategory | None = Field(
+        default=None,
+        description="judge_error (the judge misapplied the rubric), label_error (the human label looks wrong) "
+        "or rubric_gap (the rubric does not decide this case); None when the case could not be classified",
+    )
+    reason: str | None = Field(default=None, description="One or two sentences explaining the category")
+    error: str | None = Field(default=None, description="Why the case could not be classified")
+
+
+class TriageReport(BaseModel):
+    """Disagreement triage of an alignment run's misaligned dev cases."""
+
+    evaluator: str
+    alignment_run: int
+    prompt_ref: str
+    model: str
+    cases: list[TriagedCase]
+    counts: dict[str, int] = Field(description="Cases per category (plus 'unclassified')")
+    remaining: int = Field(description="Misaligned dev cases left out by `limit`")
+    judge_calls: int
+    notes: list[str] = Field(default_factory=list)
+
+
+class ReviewItem(BaseModel):
+    """A label sent back for a blind second review, and where it stands.
+
+    This view shows every label: give it to whoever coordinates the review, never to the second labeler.
+    """
+
+    run_id: str
+    status: ReviewStatus = Field(
+        description="pending (waiting for a second label), agreed, disputed (the two labels differ; "
+        "excluded from the reference set until adjudicated) or adjudicated"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the label was sent back (e.g. the triage reason)"
+    )
+    first_score: Score
+    first_labeler: str | None = None
+    second_score: Score | None = None
+    second_labeler: str | None = None
+    final_score: Score | None = Field(default=None, description="The adjudicating label, when there is one")
+    final_labeler: str | None = None
+    in_reference_set: bool = Field(description="Whether the run currently counts in the reference set")
+    reference_score: Score | None = Field(default=None, description="The score the reference set uses")
+    requested_at: datetime
+    resolved_at: datetime | None = None
+
+
+class ReviewRequestReport(BaseModel):
+    evaluator: str
+    requested: list[str] = Field(description="Run ids now waiting in the queue for a blind second label")
+    pending_reviews: int = Field(description="Open reviews (pending or disputed) for this evaluator")
+    notes: list[str] = Field(default_factory=list)
+
+
+class AnnotatorAgreement(BaseModel):
+    """Inter-annotator agreement over runs with a first label and a blind second label (request_review)."""
+
+    evaluator: str
+    n: int = Field(description="Runs with a first and a blind second label")
+    agreement: Rate
+    kappa: float | None = Field(default=None, description="Cohen's kappa (quadratic-weighted for ordinal)")
+    unweighted_kappa: float | None = Field(default=None, description="Ordinal only: unweighted Cohen's kappa")
+    disagreements: list[str] = Field(description="Run ids where the two labels differ")
+    notes: list[str] = Field(default_factory=list)
+
+
+class ReviewReport(BaseModel):
+    evaluator: str
+    counts: dict[str, int] = Field(description="Reviews per status")
+    reviews: list[ReviewItem]
+    agreement: AnnotatorAgreement | None = Field(
+        default=None, description="Inter-annotator agreement, when some reviews have their second label"
+    )
+
+
+class ExampleConsistency(BaseModel):
+    """K repeated judge verdicts on one run."""
+
+    run_id: str
+    scores: list[Score | None] = Field(description="The K verdicts in order; None where the call failed")
+    modal_score: Score | None = Field(description="The most frequent verdict")
+    flip_share: float | None = Field(
+        description="Instability: share of valid verdicts that differ from the modal one (0 = stable)"
+    )
+    flipped: bool = Field(description="True when the valid verdicts are not all the same")
+    errors: int
+
+
+class ConsistencyReport(BaseModel):
+    """Judge self-consistency: the same request sent K times, bypassing the result cache."""
+
+    check_id: int
+    evaluator: str
+    prompt_ref: str
+    model: str
+    temperature: float
+    k: int
+    n: int = Field(description="Runs sampled")
+    flip_rate: Rate = Field(description="Share of runs (with at least 2 valid verdicts) whose verdict flips")
+    mean_flip_share: float | None = Field(description="Mean per-run instability")
+    errors: int = Field(description="Failed judge calls (excluded from every rate)")
+    judge_calls: int
+    examples: list[ExampleConsistency] = Field(description="Per run, most unstable first")
+    notes: list[str] = Field(default_factory=list)
+
+
+class LabelSuggestion(BaseModel):
+    run_id: str
+    value: float = Field(
+        description="Labeling value: version disagreement (1) + sample instability (0–1) + 0.5 × class deficit"
+    )
+    reason: str
+    draft_score: Score | None = None
+    saved_score: Score | None = Field(default=None, description="The latest saved version's verdict")
+    flip_share: float | None = Field(default=None, description="Instability over stored repeated samples")
+    predicted: Score | None = Field(default=None, description="The verdict used for the class-balance signal")
+
+
+class SuggestionReport(BaseModel):
+    """Queued unlabeled runs ranked by how much a human label would teach."""
+
+    evaluator: str
+    candidates: int = Field(description="Unlabeled runs in the queue")
+    suggestions: list[LabelSuggestion]
+    saved_version: int | None = Field(description="The saved version compared with the draft, if they differ")
+    judge_calls: int
+    cache_hits: int
+    budget: int
+    unjudged: int = Field(description="Candidates without a draft verdict because the budget ran out")
+    notes: list[str] = Field(default_factory=list)
+
+
+class PassRateReport(BaseModel):
+    """The true pass rate of unlabeled runs, estimated from the judge's verdicts and its measured error rates."""
+
+    evaluator: str
+    prompt_ref: str
+    model: str
+    observed: float = Field(description="Share of the unlabeled runs the judge passed (p_obs)")
+    corrected: float = Field(
+        description="Estimated true pass rate: (p_obs + TNR − 1) / (TPR + TNR − 1), clipped to [0, 1]"
+    )
+    ci: Interval = Field(description="Percentile bootstrap 95% interval over the labeled and unlabeled runs")
+    tpr: Rate = Field(description="Judge pass among human pass, on the labeled test split")
+    tnr: Rate = Field(description="Judge fail among human fail, on the labeled test split")
+    clipped: bool = Field(description="True when the raw estimate fell outside [0, 1]")
+    n_unlabeled: int = Field(description="Unlabeled runs judged without error")
+    n_labeled: int = Field(description="Test-split (human, judge) pairs used for TPR and TNR")
+    n_boot: int
+    skipped_resamples: int
+    unlabeled_errors: int = Field(description="Unlabeled runs whose judge call failed (left out)")
+    already_labeled: int = Field(description="Given runs that have a human label and were left out")
+    test_alignment_run: int = Field(description="The test-split alignment run TPR and TNR come from")
+    test_evaluations: int = Field(description="How many times the test split has been judged so far")
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---- optimizer ----------------------------------------------------------------------------------------------
+
+
+class FailureMode(BaseModel):
+    """A named group of misaligned dev examples that fail for the same reason."""
+
+    name: str = Field(description="Short name of the failure mode")
+    description: str = Field(description="One line: what the judge gets wrong in these examples")
+    direction: str = Field(
+        description="false_pass (judge passed, human failed), false_fail, over/under/mismatch for other score "
+        "types, or mixed"
+    )
+    run_ids: list[str] = Field(description="The misaligned dev examples in this mode")
+
+
+class FailureAnalysis(BaseModel):
+    """Failure modes of one alignment run's misaligned dev examples (test examples are never included)."""
+
+    id: int
+    evaluator: str
+    alignment_run: int = Field(description="The alignment run the misaligned examples come from")
+    prompt_ref: str = Field(description="The prompt that run judged: 'draft' or 'v<N>'")
+    method: Literal["llm", "keywords"] = Field(
+        description="llm: grouped by the judge model; keywords: grouped by direction and recurring terms in "
+        "the human comments (no model needed)"
+    )
+    judged: int = Field(description="Dev examples judged without error in that run")
+    misaligned: int = Field(description="Misaligned dev examples analyzed")
+    modes: list[FailureMode]
+    model_calls: int = Field(description="Calls made to the judge model for this analysis")
+    created_at: datetime
+    notes: list[str] = Field(default_factory=list)
+
+
+class ModeOutcome(BaseModel):
+    """How a proposal fares on the examples of one failure mode (dev split)."""
+
+    name: str
+    description: str
+    direction: str
+    cases: int = Field(description="Misaligned dev examples in this mode under the current draft")
+    fixed: int = Field(description="Of those, how many the proposal judges like the human")
+    run_ids: list[str]
+
+
+class SplitComparison(BaseModel):
+    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test."""
+
+    split: Literal["dev", "test"]
+    n: int = Field(description="Labeled examples in the split")
+    before: Metrics = Field(description="The draft the optimizer started from")
+    after: Metrics = Field(description="The proposal")
+    flips: FlipReport
+
+
+class OptimizerBudget(BaseModel):
+    """Model calls the optimizer made against the caller's budget (cache hits are free and not counted)."""
+
+    budget: int = Field(description="The most model calls the optimizer was allowed to make")
+    used: int = Field(
+        description="Model calls made in all: judge + reflection + analysis; never above budget"
+    )
+    judge_calls: int = Field(
+        description="Judge calls: the draft and candidate prompts on dev and test examples"
+    )
+    reflection_calls: int = Field(description="Calls that proposed a rewritten prompt")
+    analysis_calls: int = Field(description="Calls that grouped the failures into failure modes")
+    cache_hits: int = Field(description="Judgements reused from the judge cache (no call made)")
+    stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
+
+
+class Proposal(BaseModel):
+    """An optimizer proposal: a revised prompt checked on dev and on the held-out test split. Never applied or
+    saved implicitly: apply_proposal copies it into the draft, and only save_prompt makes it a version."""
+
+    id: int
+    evaluator: str
+    mode: Literal["gepa", "reflect"]
+    status: Literal["proposed", "applied"]
+    changed: bool = Field(
+        description="False when no candidate beat the draft; the proposal is then the draft"
+    )
+    prompt: str = Field(description="The revised prompt template (same {{variables}} as the draft)")
+    base_prompt: str = Field(description="The draft the optimizer started from")
+    diff: str = Field(description="Unified diff of the proposal against that draft")
+    addresses: list[ModeOutcome] = Field(description="The dev failure modes and how many of each it fixes")
+    dev: SplitComparison
+    test: SplitComparison = Field(description="Examples the optimizer never saw: the honest estimate")
+    verdict: str = Field(description="One paragraph: is the proposal better, and what to do next")
+    budget: OptimizerBudget
+    candidates: int = Field(description="Distinct prompts judged on the whole dev split")
+    seen_examples: int = Field(description="Dev examples the optimizer read (test examples: none)")
+    alignment_run: int = Field(description="The dev alignment run of the draft the proposal started from")
+    analysis_id: int | None = None
+    wall_seconds: float
+    created_at: datetime
+    applied_at: datetime | None = None
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class ProposalSummary(BaseModel):
+    """One line per proposal: what it scored before and after, and whether it was applied."""
+
+    id: int
+    evaluator: str
+    mode: Literal["gepa", "reflect"]
+    status: Literal["proposed", "applied"]
+    changed: bool
+    dev_before: float | None = Field(description="Dev agreement of the draft it started from")
+    dev_after: float | None = Field(description="Dev agreement of the proposal")
+    test_before: float | None
+    test_after: float | None
+    calls_used: int
+    created_at: datetime
+    applied_at: datetime | None = None

@@ -37,7 +37,8 @@ def add_to_queue(
         if source is not None or metadata:
             raise InvalidInput("Give run ids, or a source/metadata filter, not both.")
         ids = list(dict.fromkeys(run_ids))
-        missing = [rid for rid in ids if rid not in store.existing_run_ids(ids)]
+        known = store.existing_run_ids(ids)
+        missing = [rid for rid in ids if rid not in known]
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
             raise NotFound(
@@ -49,9 +50,9 @@ def add_to_queue(
                 'Say which runs to queue: run ids, a source name, or a metadata filter (e.g. {"topic": "billing"}).'
             )
         if source is not None and store.get_source(source) is None:
-            known = [s["name"] for s in store.list_sources()]
+            sources = [s["name"] for s in store.list_sources()]
             raise NotFound(
-                f"No source named {source!r}. Known: {', '.join(known) or 'none'}. Import runs with import_runs."
+                f"No source named {source!r}. Known: {', '.join(sources) or 'none'}. Import runs with import_runs."
             )
         ids = store.run_ids(
             source=source, metadata=metadata, exclude_queued_for=evaluator if sample else None
@@ -155,8 +156,12 @@ def submit_labels(
             raise InvalidInput(f"Label {i + 1} (run {rid!r}): comment must be text.")
         scores.append(score)
         rows.append((rid, dumps(score), comment or None, item.get("labeler") or labeler))
+    from .diagnose import check_review_labels, settle_reviews  # diagnose builds on queues
+
+    check_review_labels(store, evaluator, rows)
     with store.transaction():
         relabeled = store.insert_labels(evaluator, rows)
+        settle_reviews(store, evaluator, [row[0] for row in rows])
     counts = store.queue_counts(evaluator)
     return [
         LabelReceipt(
@@ -233,8 +238,16 @@ def list_queues(store: Store) -> list[QueueSummary]:
 
 
 def reference_set(store: Store, evaluator: str) -> list[tuple[str, Score]]:
-    """The labeled runs: (run_id, current human score), sorted by run id."""
-    return [(r["run_id"], loads(r["score"])) for r in store.current_labels(evaluator)]
+    """The labeled runs: (run_id, current human score), sorted by run id.
+
+    Runs whose blind second review disagreed with the first label are left out until adjudicated (diagnose).
+    """
+    disputed = store.disputed_run_ids(evaluator)
+    return [
+        (r["run_id"], loads(r["score"]))
+        for r in store.current_labels(evaluator)
+        if r["run_id"] not in disputed
+    ]
 
 
 def label_history(store: Store, evaluator: str, run_id: str) -> list[dict[str, Any]]:

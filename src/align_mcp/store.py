@@ -74,6 +74,16 @@ class Store:
         try:
             with self.transaction():
                 migrations.apply(self.db)
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreError(
+                    f"The align-mcp store at {self.path} stayed locked for {BUSY_TIMEOUT_S:g}s ({e}); another "
+                    "process holds a long write (an import?). Try again when it finishes."
+                ) from e
+            raise StoreError(
+                f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+            ) from e
         except sqlite3.DatabaseError as e:
             conn.close()
             raise StoreError(
@@ -216,6 +226,17 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(*row, created) for row in rows],
             )
+
+    def feedback_for_runs(self, run_ids: Sequence[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """Stored import feedback: (run_id, key) -> (score JSON, comment)."""
+        out: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                f"SELECT run_id, key, score, comment FROM feedback WHERE run_id IN ({marks})", chunk
+            ):
+                out[(r["run_id"], r["key"])] = (r["score"], r["comment"])
+        return out
 
     def feedback_for_key(self, key: str) -> list[dict[str, Any]]:
         return self._rows(
@@ -424,6 +445,203 @@ class Store:
                 "UPDATE evaluators SET test_evaluations = test_evaluations + 1 WHERE name = ?", [evaluator]
             )
             return int(self._scalar("SELECT test_evaluations FROM evaluators WHERE name = ?", [evaluator]))
+
+    # ---- diagnose ---------------------------------------------------------------------------------------
+
+    def create_consistency_check(self, row: dict[str, Any]) -> int:
+        cols = list(row)
+        cur = self._write(
+            f"INSERT INTO consistency_checks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_consistency_check(self, check_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM consistency_checks WHERE id = ?", [check_id])
+
+    def update_consistency_check(self, check_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE consistency_checks SET {sets} WHERE id = ?", [*fields.values(), check_id])
+
+    def record_samples(self, check_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Store repeated judge verdicts: run_id, sample, judge_score JSON, reasoning, error, tokens, latency."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
+                "prompt_tokens, completion_tokens, latency_ms) VALUES (:check_id, :run_id, :sample, :judge_score, "
+                ":reasoning, :error, :prompt_tokens, :completion_tokens, :latency_ms)",
+                [{**r, "check_id": check_id} for r in rows],
+            )
+
+    def consistency_samples(self, check_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
+        )
+
+    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[dict[str, Any]]:
+        """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""
+        sql = (
+            "SELECT s.check_id, s.run_id, s.sample, s.judge_score, s.error FROM judge_samples s "
+            "JOIN consistency_checks c ON c.id = s.check_id WHERE c.evaluator = ? AND c.status = 'completed'"
+        )
+        params: list[Any] = [evaluator]
+        if prompt is not None:
+            sql += " AND c.prompt = ?"
+            params.append(prompt)
+        return self._rows(sql + " ORDER BY s.check_id, s.run_id, s.sample", params)
+
+    def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO triage_results (evaluator, alignment_id, run_id, category, reason, error, model, "
+                "created_at) VALUES (:evaluator, :alignment_id, :run_id, :category, :reason, :error, :model, "
+                ":created_at)",
+                list(rows),
+            )
+
+    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT run_id, category, reason FROM triage_results WHERE evaluator = ? AND category IS NOT NULL "
+                f"AND run_id IN ({marks}) ORDER BY id",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = r
+        return out
+
+    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Current labels with their ids: run_id -> {id, score, labeler}."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT id, run_id, score, labeler FROM labels WHERE evaluator = ? AND current = 1 "
+                f"AND run_id IN ({marks})",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = r
+        return out
+
+    def insert_reviews(self, evaluator: str, rows: Sequence[tuple[str, int, str | None]]) -> None:
+        """Open blind reviews for (run_id, first_label_id, reason) and put the runs back in the queue.
+
+        Call inside `transaction()`.
+        """
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT INTO label_reviews (evaluator, run_id, status, reason, first_label_id, requested_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?)",
+                [(evaluator, rid, reason, label_id, created) for rid, label_id, reason in rows],
+            )
+            self.requeue(evaluator, [rid for rid, _, _ in rows])
+
+    def requeue(self, evaluator: str, run_ids: Sequence[str]) -> None:
+        """Mark runs as waiting for a label again (unreserved). Call inside `transaction()`."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 0, reserved_by = NULL, "
+                "reserved_until = NULL",
+                [(evaluator, rid, created) for rid in run_ids],
+            )
+
+    def update_review(self, review_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE label_reviews SET {sets} WHERE id = ?", [*fields.values(), review_id])
+
+    def reviews(
+        self, evaluator: str, run_ids: Sequence[str] | None = None, open_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Reviews with their labels (first_*, second_*, final_* score and labeler), oldest first."""
+        sql = (
+            "SELECT r.id, r.run_id, r.status, r.reason, r.requested_at, r.resolved_at, r.first_label_id, "
+            "r.second_label_id, r.final_label_id, "
+            "f.score AS first_score, f.labeler AS first_labeler, "
+            "s.score AS second_score, s.labeler AS second_labeler, "
+            "a.score AS final_score, a.labeler AS final_labeler "
+            "FROM label_reviews r JOIN labels f ON f.id = r.first_label_id "
+            "LEFT JOIN labels s ON s.id = r.second_label_id LEFT JOIN labels a ON a.id = r.final_label_id "
+            "WHERE r.evaluator = ?"
+        )
+        params: list[Any] = [evaluator]
+        if open_only:
+            sql += " AND r.status IN ('pending', 'disputed')"
+        if run_ids is None:
+            return self._rows(sql + " ORDER BY r.id", params)
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.extend(self._rows(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk]))
+        return out
+
+    def disputed_run_ids(self, evaluator: str) -> set[str]:
+        """Runs whose two blind reviews disagree and await adjudication."""
+        return {
+            r["run_id"]
+            for r in self._rows(
+                "SELECT run_id FROM label_reviews WHERE evaluator = ? AND status = 'disputed'", [evaluator]
+            )
+        }
+
+    # ---- optimizer --------------------------------------------------------------------------------------
+
+    def insert_failure_analysis(self, evaluator: str, alignment_id: int, method: str, result: str) -> int:
+        """Store a failure analysis (its JSON) with the alignment run it came from; returns its id."""
+        cur = self._write(
+            "INSERT INTO failure_analyses (evaluator, alignment_id, method, result, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [evaluator, alignment_id, method, result, now_iso()],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_failure_analysis(self, analysis_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM failure_analyses WHERE id = ?", [analysis_id])
+
+    def latest_failure_analysis(self, alignment_id: int, method: str | None = None) -> dict[str, Any] | None:
+        sql = "SELECT * FROM failure_analyses WHERE alignment_id = ?"
+        params: list[Any] = [alignment_id]
+        if method is not None:
+            sql += " AND method = ?"
+            params.append(method)
+        return self._one(sql + " ORDER BY id DESC LIMIT 1", params)
+
+    def insert_proposal(self, row: dict[str, Any]) -> int:
+        cols = list(row)
+        cur = self._write(
+            f"INSERT INTO proposals ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM proposals WHERE id = ?", [proposal_id])
+
+    def proposals(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
+
+    def proposal_ids(self, evaluator: str) -> list[int]:
+        return [
+            r["id"]
+            for r in self._rows("SELECT id FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
+        ]
+
+    def mark_proposal_applied(self, proposal_id: int) -> None:
+        self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
+
+    def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at) outside an alignment run."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
+                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
+                ":completion_tokens, :cached_tokens, :created_at)",
+                list(rows),
+            )
 
     # ---- judge cache ------------------------------------------------------------------------------------
 
