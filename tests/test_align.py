@@ -27,6 +27,10 @@ MODEL = "judge-model"
 STRICT = "Be strict about every number."
 # Eight labeled runs: r1-r4 pass, r5-r8 fail (fewer than ten, so no holdout is made and every label is used).
 HUMAN: dict[str, Score] = {f"r{i}": 1 if i <= 4 else 0 for i in range(1, 9)}
+NO_MODEL = (
+    "No judge model is configured. Set ALIGN_MCP_JUDGE_MODEL (e.g. gpt-4.1-mini, or the model name your "
+    "Ollama/vLLM server serves) or give the evaluator a model."
+)
 
 
 def env_for(srv: FakeJudgeServer | None, model: str | None = MODEL, concurrency: int = 4) -> config.Settings:
@@ -211,8 +215,8 @@ async def test_errors_are_counted_apart_and_never_scored_as_agreement(store: Sto
         assert (m.n, m.errors, m.agreement.k, m.agreement.value) == (6, 2, 6, 1.0)
         assert m.confusion == {"0": {"0": 3, "1": 0}, "1": {"0": 0, "1": 3}}
         assert [(e.run_id, e.error, e.judge_score) for e in report.error_examples] == [
-            ("r3", "HTTP 500 from the judge (after 1 attempts)", None),
-            ("r6", "HTTP 500 from the judge (after 1 attempts)", None),
+            ("r3", "HTTP 500 from the judge (after 1 attempt)", None),
+            ("r6", "HTTP 500 from the judge (after 1 attempt)", None),
         ]
         assert (
             "2 example(s) could not be judged and are excluded from every rate; `resume_alignment` with "
@@ -375,7 +379,7 @@ async def test_a_missing_judge_model_leaves_no_alignment_run(store: Store) -> No
     seed(store, HUMAN)
     with pytest.raises(JudgeConfigError) as e:
         await align.run_alignment(store, NAME, env=env_for(None, model=None))
-    assert str(e.value).startswith("No judge model is configured. Set ALIGN_MCP_JUDGE_MODEL")
+    assert str(e.value) == NO_MODEL
     assert store.alignment_run_ids(NAME) == []
 
 
@@ -385,8 +389,9 @@ async def test_a_baseline_that_cannot_be_judged_fails_before_any_run_is_made(sto
     # The draft names its model; v1 relies on ALIGN_MCP_JUDGE_MODEL, which is not set.
     evaluators.update_draft(store, NAME, judge={"model": MODEL})
     with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
-        with pytest.raises(JudgeConfigError):
+        with pytest.raises(JudgeConfigError) as e:
             await align.run_alignment(store, NAME, env=env_for(srv, model=None))
+        assert str(e.value) == NO_MODEL
         assert srv.calls == 0
     assert store.alignment_run_ids(NAME) == []
 
@@ -461,9 +466,8 @@ async def test_misaligned_categorical_cases_are_mismatches(store: Store) -> None
 @pytest.mark.anyio
 async def test_misaligned_cases_page_with_next_offset(store: Store) -> None:
     seed(store, HUMAN)
-    await aligned_with(
-        store, {rid: 1 - int(score) for rid, score in HUMAN.items() if rid != "r8"} | {"r8": 0}
-    )
+    # Wrong on r1-r7, right on r8.
+    await aligned_with(store, {**{rid: 1 - int(score) for rid, score in HUMAN.items()}, "r8": 0})
     pages = [align.get_misaligned(store, NAME, offset=offset, limit=3) for offset in (0, 3, 6)]
     assert [[c.run_id for c in p.cases] for p in pages] == [["r1", "r2", "r3"], ["r4", "r5", "r6"], ["r7"]]
     assert [p.total for p in pages] == [7, 7, 7]

@@ -329,11 +329,34 @@ def test_an_unset_evaluator_key_variable_is_named(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with pytest.raises(JudgeConfigError) as e:
-        resolve_endpoint(JudgeSettings(api_key_env="TEAM_JUDGE_KEY"))
+        resolve_endpoint(JudgeSettings(api_key_env="TEAM_JUDGE_API_KEY"))
     assert str(e.value) == (
-        "The evaluator reads its judge API key from TEAM_JUDGE_KEY, which is not set. Set TEAM_JUDGE_KEY, or "
-        "clear the evaluator's api_key_env."
+        "The evaluator reads its judge API key from TEAM_JUDGE_API_KEY, which is not set. Set TEAM_JUDGE_API_KEY, "
+        "or clear the evaluator's api_key_env."
     )
+
+
+def test_a_key_variable_not_named_like_an_api_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret")
+    with pytest.raises(JudgeConfigError) as e:
+        resolve_endpoint(JudgeSettings(api_key_env="AWS_SECRET_ACCESS_KEY"))
+    assert str(e.value) == (
+        "api_key_env='AWS_SECRET_ACCESS_KEY' is not allowed: name a variable ending in _API_KEY (e.g. "
+        "AZURE_OPENAI_API_KEY), so no other secret can be sent to a judge endpoint."
+    )
+
+
+def test_the_environment_key_is_never_sent_to_an_evaluator_own_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-secret")
+    elsewhere = resolve_endpoint(JudgeSettings(base_url="http://attacker.example/v1"))
+    same = resolve_endpoint(JudgeSettings(base_url="http://127.0.0.1:9/v1/"))
+    assert elsewhere.api_key == "not-needed"
+    assert same.api_key == "sk-env-secret"
 
 
 @pytest.mark.anyio
@@ -354,9 +377,9 @@ async def test_the_evaluator_key_variable_wins_and_is_sent(
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
     monkeypatch.setenv("ALIGN_MCP_JUDGE_API_KEY", "sk-align")
-    monkeypatch.setenv("TEAM_JUDGE_KEY", "sk-team")
+    monkeypatch.setenv("TEAM_JUDGE_API_KEY", "sk-team")
     endpoint = resolve_endpoint(
-        JudgeSettings(model="evaluator-model", base_url=srv.base_url, api_key_env="TEAM_JUDGE_KEY")
+        JudgeSettings(model="evaluator-model", base_url=srv.base_url, api_key_env="TEAM_JUDGE_API_KEY")
     )
     assert (endpoint.base_url, endpoint.model, endpoint.api_key) == (
         srv.base_url,
@@ -425,7 +448,7 @@ async def test_a_hung_judge_times_out_as_an_error(srv: FakeJudgeServer) -> None:
     result = await judge_once(endpoint_for(srv), JudgeSettings(timeout=0.2, max_retries=0))
     assert time.perf_counter() - started < 1.5
     assert result.score is None
-    assert result.error == "timed out after 0.2s (after 1 attempts)"
+    assert result.error == "timed out after 0.2s (after 1 attempt)"
 
 
 @pytest.mark.anyio

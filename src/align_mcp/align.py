@@ -293,7 +293,7 @@ async def _execute(
         kept = int(_run_row(store, aid)["total"]) - len(store.pending_examples(aid))
         raise type(err)(
             f"{err} Alignment run {aid}: {kept} of {total} results kept; resume it with resume_alignment."
-        )
+        ) from err
 
 
 def _result_row(
@@ -450,7 +450,9 @@ def _example(r: dict[str, Any]) -> ExampleResult:
 
 
 def _misaligned_count(store: Store, aid: int) -> int:
-    return sum(1 for ok in _correct(store, aid).values() if not ok)
+    """Misaligned examples that get_misaligned can show (test-split examples are never shown)."""
+    hidden = holdout.split_ids(store, _run_row(store, aid)["evaluator"], "test")
+    return sum(1 for rid, ok in _correct(store, aid).items() if not ok and rid not in hidden)
 
 
 def direction_of(score_type: ScoreType, human: Score, judge: Score) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter, defaultdict
 
 from .errors import InvalidInput
@@ -22,7 +23,7 @@ def _order(run_id: str) -> str:
 
 def needed_labels(examples: list[tuple[str, Score]]) -> str | None:
     """Why no split can be made yet (and how many labels would fix it), or None."""
-    counts = Counter(dumps(score) for _, score in examples)
+    counts = Counter(str(score) for _, score in examples)
     missing = max(0, MIN_SPLIT_LABELS - len(examples))
     if missing:
         return (
@@ -75,7 +76,7 @@ def info(store: Store, evaluator: str) -> SplitInfo | None:
         return None
     by_class: dict[str, dict[str, int]] = defaultdict(lambda: {"dev": 0, "test": 0})
     for r in rows:
-        by_class[r["stratum"]][r["split"]] += 1
+        by_class[str(json.loads(r["stratum"]))][r["split"]] += 1
     row = store.get_evaluator(evaluator)
     return SplitInfo(
         dev=sum(1 for r in rows if r["split"] == "dev"),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
 ROOTS = ("inputs", "outputs", "reference_outputs", "metadata")
 MAX_RETRY_AFTER_S = 60.0
+MAX_PROMPT_CHARS = 200_000
 
 SYSTEM_PROMPT = (
     "You are an impartial evaluator. Follow the user's grading instructions exactly. "
@@ -71,6 +72,11 @@ def validate_template(template: str) -> None:
     """Reject templates that reference unknown roots or never show the output being judged."""
     if not template.strip():
         raise InvalidInput("The prompt is empty. Write grading instructions that include {{outputs}}.")
+    if len(template) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The prompt is {len(template):,} characters; a judge prompt may have at most {MAX_PROMPT_CHARS:,}. "
+            "Keep the grading instructions and let {{inputs}} / {{outputs}} bring in each example."
+        )
     variables = template_variables(template)
     unknown = sorted({v for v in variables if v.split(".")[0] not in ROOTS})
     if unknown:
@@ -169,6 +175,13 @@ def cache_key(
 # ---- endpoint resolution ----------------------------------------------------------------------------------
 
 
+API_KEY_ENV = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
+
+
+def _norm(url: str) -> str:
+    return url.rstrip("/").lower()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     base_url: str
@@ -192,11 +205,24 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
     if settings.api_key_env:
         import os
 
+        if not API_KEY_ENV.match(settings.api_key_env):
+            raise JudgeConfigError(
+                f"api_key_env={settings.api_key_env!r} is not allowed: name a variable ending in _API_KEY (e.g. "
+                "AZURE_OPENAI_API_KEY), so no other secret can be sent to a judge endpoint."
+            )
         key = os.environ.get(settings.api_key_env)
         if not key:
             raise JudgeConfigError(
                 f"The evaluator reads its judge API key from {settings.api_key_env}, which is not set. "
                 f"Set {settings.api_key_env}, or clear the evaluator's api_key_env."
+            )
+    elif settings.base_url and _norm(settings.base_url) != _norm(env.effective_base_url):
+        # The environment's key belongs to the environment's endpoint: an evaluator pointing elsewhere must
+        # name its own key variable, so an edited base URL can never carry that key to another host.
+        key = None
+        if _norm(base_url) == _norm(config.DEFAULT_OPENAI_BASE_URL):
+            raise JudgeConfigError(
+                f"The evaluator points at {base_url} but names no key: set its api_key_env (e.g. OPENAI_API_KEY)."
             )
     else:
         key = env.judge_api_key
@@ -414,7 +440,9 @@ class Judge:
                 if wait is None:
                     wait = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
                 await anyio.sleep(min(wait, MAX_RETRY_AFTER_S))
-        raise _PerExampleFailure(f"{last_problem} (after {attempts} attempts)", calls)
+        raise _PerExampleFailure(
+            f"{last_problem} (after {attempts} attempt{'s' if attempts > 1 else ''})", calls
+        )
 
 
 class _PerExampleFailure(Exception):
