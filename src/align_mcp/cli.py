@@ -1056,6 +1056,135 @@ def pass_rate_cmd(
     emit(r, as_json, show)
 
 
+# ---- optimizer ----------------------------------------------------------------------------------------------
+
+
+@command(main, "failures")
+@click.argument("evaluator")
+@click.option("--run", "alignment_run", type=int, help="Alignment run id (default: the latest dev run).")
+@click.option("--no-llm", is_flag=True, help="Group by direction and comment terms, without the judge model.")
+@click.pass_context
+def failures_cmd(
+    ctx: click.Context, evaluator: str, alignment_run: int | None, no_llm: bool, as_json: bool
+) -> None:
+    """Group the misaligned dev cases into named failure modes."""
+    from .optimize import analyze_failures
+
+    store = _store(ctx)
+    r = anyio.run(lambda: analyze_failures(store, evaluator, alignment_run, use_llm=not no_llm))
+
+    def show() -> None:
+        click.echo(
+            f"{r.misaligned} misaligned of {r.judged} dev example(s) in run {r.alignment_run} ({r.prompt_ref}), "
+            f"grouped by {r.method}:"
+        )
+        for m in r.modes:
+            click.echo(f"  {m.name} [{m.direction}] ({len(m.run_ids)}): {m.description}")
+            click.echo(f"    {', '.join(m.run_ids)}")
+        for n in r.notes:
+            click.echo(f"note: {n}")
+
+    emit(r, as_json, show)
+
+
+def _print_proposal(p: Any) -> None:
+    click.echo(f"Proposal {p.id} ({p.mode}) for {p.evaluator!r}: {p.status}")
+    for comp in (p.dev, p.test):
+        b, a = comp.before.agreement, comp.after.agreement
+        click.echo(
+            f"  {comp.split} (n = {comp.n}): agreement {pct(b.value)} -> {pct(a.value)}; "
+            f"kappa {'n/a' if comp.before.kappa is None else f'{comp.before.kappa:.2f}'} -> "
+            f"{'n/a' if comp.after.kappa is None else f'{comp.after.kappa:.2f}'}; {comp.flips.verdict}"
+        )
+    for m in p.addresses:
+        click.echo(f"  fixes {m.fixed}/{m.cases} of '{m.name}' ({m.direction})")
+    b = p.budget
+    click.echo(f"  model calls {b.used}/{b.budget} (judge {b.judge_calls}, reflection {b.reflection_calls})")
+    click.echo(p.verdict)
+    if p.diff:
+        click.echo("\n" + p.diff)
+
+
+@command(main, "propose")
+@click.argument("evaluator")
+@click.option("--mode", type=click.Choice(["gepa", "reflect"]), default="gepa", show_default=True)
+@click.option("--budget", type=int, default=300, show_default=True, help="Most model calls to make.")
+@click.pass_context
+def propose_cmd(ctx: click.Context, evaluator: str, mode: str, budget: int, as_json: bool) -> None:
+    """Propose a revised prompt (DSPy GEPA or one reflective rewrite), validated on the held-out test split.
+
+    The proposal is stored, never applied: `align-mcp apply` puts it in the draft, `align-mcp save` saves it.
+    """
+    from .optimize import propose_prompt
+
+    store = _store(ctx)
+    p = _run_with_progress(
+        as_json,
+        lambda progress: propose_prompt(store, evaluator, mode, budget, progress),  # type: ignore[arg-type]
+    )
+    emit(p, as_json, lambda: _print_proposal(p))
+
+
+@command(main, "proposals")
+@click.argument("evaluator")
+@click.pass_context
+def proposals_cmd(ctx: click.Context, evaluator: str, as_json: bool) -> None:
+    """List the optimizer's proposals for an evaluator."""
+    from .optimize import list_proposals
+
+    ps = list_proposals(_store(ctx), evaluator)
+    emit(
+        ps,
+        as_json,
+        lambda: table(
+            ["id", "mode", "status", "dev before", "dev after", "test before", "test after", "calls"],
+            [
+                [
+                    p.id,
+                    p.mode,
+                    p.status,
+                    pct(p.dev_before),
+                    pct(p.dev_after),
+                    pct(p.test_before),
+                    pct(p.test_after),
+                    p.calls_used,
+                ]
+                for p in ps
+            ],
+        ),
+    )
+
+
+@command(main, "proposal")
+@click.argument("proposal_id", type=int)
+@click.pass_context
+def proposal_cmd(ctx: click.Context, proposal_id: int, as_json: bool) -> None:
+    """Show one proposal: scores before and after, the failure modes it fixes, and the diff."""
+    from .optimize import get_proposal
+
+    p = get_proposal(_store(ctx), proposal_id)
+    emit(p, as_json, lambda: _print_proposal(p))
+
+
+@command(main, "apply")
+@click.argument("evaluator")
+@click.argument("proposal_id", type=int)
+@click.option("--force", is_flag=True, help="Replace a draft edited since the proposal was made.")
+@click.pass_context
+def apply_cmd(ctx: click.Context, evaluator: str, proposal_id: int, force: bool, as_json: bool) -> None:
+    """Put a proposal into the draft (not saved: `align-mcp save` makes it a version)."""
+    from .optimize import apply_proposal
+
+    ev = apply_proposal(_store(ctx), evaluator, proposal_id, force)
+    emit(
+        ev,
+        as_json,
+        lambda: click.echo(
+            f"Proposal {proposal_id} is now the draft of {evaluator!r}; save it with `align-mcp save {evaluator}`."
+        ),
+    )
+
+
 # ---- server -------------------------------------------------------------------------------------------------
 
 

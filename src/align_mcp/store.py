@@ -599,9 +599,6 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def get_failure_analysis(self, analysis_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM failure_analyses WHERE id = ?", [analysis_id])
-
     def latest_failure_analysis(self, alignment_id: int, method: str | None = None) -> dict[str, Any] | None:
         sql = "SELECT * FROM failure_analyses WHERE alignment_id = ?"
         params: list[Any] = [alignment_id]
@@ -623,12 +620,6 @@ class Store:
 
     def proposals(self, evaluator: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
-
-    def proposal_ids(self, evaluator: str) -> list[int]:
-        return [
-            r["id"]
-            for r in self._rows("SELECT id FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
-        ]
 
     def mark_proposal_applied(self, proposal_id: int) -> None:
         self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
@@ -702,18 +693,17 @@ class Store:
         self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
 
     def get_alignment_run(self, alignment_id: int) -> dict[str, Any] | None:
+        # One pass over the run's results for all five counters (five correlated subqueries read them 5x).
         return self._one(
-            "SELECT a.*, "
-            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.done = 1) AS judged, "
-            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.done = 1 AND r.cached = 0 "
-            " AND r.error IS NULL) AS judge_calls, "
-            "(SELECT count(*) FROM alignment_results r WHERE r.alignment_id = a.id AND r.cached = 1) AS cache_hits, "
-            "(SELECT coalesce(sum(prompt_tokens), 0) FROM alignment_results r WHERE r.alignment_id = a.id "
-            " AND r.cached = 0) AS prompt_tokens, "
-            "(SELECT coalesce(sum(completion_tokens), 0) FROM alignment_results r WHERE r.alignment_id = a.id "
-            " AND r.cached = 0) AS completion_tokens "
-            "FROM alignment_runs a WHERE a.id = ?",
-            [alignment_id],
+            "SELECT a.*, coalesce(s.judged, 0) AS judged, coalesce(s.judge_calls, 0) AS judge_calls, "
+            "coalesce(s.cache_hits, 0) AS cache_hits, coalesce(s.prompt_tokens, 0) AS prompt_tokens, "
+            "coalesce(s.completion_tokens, 0) AS completion_tokens "
+            "FROM alignment_runs a, (SELECT sum(done = 1) AS judged, "
+            "sum(done = 1 AND cached = 0 AND error IS NULL) AS judge_calls, sum(cached = 1) AS cache_hits, "
+            "sum(CASE WHEN cached = 0 THEN prompt_tokens END) AS prompt_tokens, "
+            "sum(CASE WHEN cached = 0 THEN completion_tokens END) AS completion_tokens "
+            "FROM alignment_results WHERE alignment_id = ?) s WHERE a.id = ?",
+            [alignment_id, alignment_id],
         )
 
     def alignment_run_ids(self, evaluator: str) -> list[int]:
