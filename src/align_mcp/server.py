@@ -1,0 +1,1453 @@
+"""The MCP server: the alignment loop as tools, resources and a prompt, over stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import inspect
+import ipaddress
+import json
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, create_model
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__, config
+from .errors import AlignError, InvalidInput, NotFound
+from .models import (
+    AddToQueueReport,
+    AlignmentReport,
+    AlignmentSummary,
+    Balance,
+    Evaluator,
+    FailureAnalysis,
+    ImportReport,
+    JudgeSettings,
+    LabelReceipt,
+    Metrics,
+    MisalignedPage,
+    Proposal,
+    ProposalSummary,
+    QueueItem,
+    QueueSummary,
+    Rate,
+    Run,
+    ScoreType,
+    SourceKind,
+    VersionSummary,
+)
+
+if TYPE_CHECKING:
+    from .store import Store
+
+# Domain modules (and through them sqlite-utils, the openai client and DSPy) are imported inside the tools that
+# use them: spawning the server and listing its tools loads none of them.
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INSTRUCTIONS = """\
+align-mcp aligns an LLM-as-judge evaluator with human labels. The loop: import_runs -> create_evaluator ->
+add_to_queue -> next_items -> submit_label (the human's verdicts, never yours) -> run_alignment -> get_misaligned
+-> update_draft -> run_alignment again -> save_prompt (only when the user agrees). Quote Cohen's kappa and the
+95% intervals next to agreement; with fewer than 20 labels or one class under 20%, ask for more labels. The
+prompt `align_evaluator` walks through the whole loop."""
+
+LOOPBACK_NAMES = ("localhost",)
+DEFAULT_DRAFT_CHARS = 20_000
+DEFAULT_ITEM_CHARS = 1_500
+DEFAULT_RUN_CHARS = 20_000
+FORM_FIELD_CHARS = 1_200
+MAX_RECENT_RUNS = 10
+
+# ---- state --------------------------------------------------------------------------------------------------
+
+
+class AppState:
+    """The server's store, opened on first use so that start-up and tools/list never touch SQLite."""
+
+    def __init__(self, db_path: Path | None) -> None:
+        self.db_path = db_path
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                from .store import open_store
+
+                self._store = open_store(self.db_path)
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def _store(ctx: Context) -> Store:
+    state = cast(AppState, ctx.request_context.lifespan_context)
+    return state.store
+
+
+# ---- registration helpers ----------------------------------------------------------------------------------
+
+_TOOLS: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+_TEMPLATES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _as_tool_errors(fn: F) -> F:
+    """Report domain errors to the model as tool errors carrying their message (which names the next step)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except AlignError as e:
+                raise ToolError(str(e)) from e
+
+        return cast(F, run_async)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AlignError as e:
+            raise ToolError(str(e)) from e
+
+    return cast(F, run)
+
+
+def _tool(
+    title: str,
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> Callable[[F], F]:
+    """Register a module-level function as a tool of every server `create_server` builds."""
+
+    def register(fn: F) -> F:
+        annotations = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=False if read_only else destructive,
+            idempotent_hint=True if read_only else idempotent,
+            open_world_hint=open_world,
+        )
+        options = {
+            "title": title,
+            "description": inspect.cleandoc(fn.__doc__ or ""),
+            "annotations": annotations,
+        }
+        _TOOLS.append((_as_tool_errors(fn), options))
+        return fn
+
+    return register
+
+
+def _resource(uri: str, name: str, mime_type: str, description: str) -> Callable[[F], F]:
+    """Register a resource template; domain errors become resource errors with their message."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except NotFound as e:
+                raise ResourceNotFoundError(str(e)) from e
+            except AlignError as e:
+                raise ResourceError(str(e)) from e
+
+        _TEMPLATES.append((uri, read, {"name": name, "mime_type": mime_type, "description": description}))
+        return fn
+
+    return register
+
+
+def _clip_text(text: str, max_chars: int, how_to_get_rest: str) -> tuple[str, str | None]:
+    """Shorten a long text; the note says how much was cut and how to get the rest."""
+    if len(text) <= max_chars:
+        return text, None
+    cut = len(text) - max_chars
+    return (
+        text[:max_chars] + f"… [{cut} more characters]",
+        f"Cut at {max_chars} characters ({cut} more); {how_to_get_rest}",
+    )
+
+
+# ---- argument types (their descriptions are what the model reads) ------------------------------------------
+
+EvaluatorName = Annotated[
+    str, Field(description="Evaluator name, e.g. 'correctness'. list_evaluators shows the existing ones.")
+]
+ScoreValue = int | float | str
+Labeler = Annotated[
+    str | None,
+    Field(description="Who gave the label (the human's name or handle), recorded with it. Optional."),
+]
+
+
+class LabelInput(BaseModel):
+    """One human label."""
+
+    run_id: str = Field(description="The run's id, as shown by next_items")
+    score: ScoreValue = Field(
+        description="The human's score: 1/0 (or pass/fail) for binary, one of the labels for categorical, "
+        "an integer in the range for ordinal"
+    )
+    comment: str | None = Field(default=None, description="The human's reason, in their words (recommended)")
+
+
+class JudgeUpdate(BaseModel):
+    """Judge settings to change; fields left out keep their value."""
+
+    model: str | None = Field(
+        default=None, description="Judge model name; null falls back to ALIGN_MCP_JUDGE_MODEL"
+    )
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL; null uses the default"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Name of the env var holding the key (not the key)"
+    )
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    reasoning: bool | None = Field(
+        default=None, description="Ask the judge for its reasoning before the score"
+    )
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    timeout: float | None = Field(default=None, gt=0, le=3600, description="Seconds per judge call")
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+
+
+# ---- result types -------------------------------------------------------------------------------------------
+
+
+class EvaluatorBrief(BaseModel):
+    name: str
+    feedback_key: str
+    score_type: str = Field(description="binary, categorical (labels) or ordinal (range)")
+    description: str | None = None
+    latest_version: int | None = None
+    agreement: float | None = Field(
+        default=None, description="Latest alignment agreement of the latest version"
+    )
+    kappa: float | None = None
+    n: int | None = Field(default=None, description="Examples behind that agreement")
+    draft_differs: bool = Field(description="The draft has unsaved changes")
+
+
+class EvaluatorList(BaseModel):
+    evaluators: list[EvaluatorBrief]
+    notes: list[str] = Field(default_factory=list)
+
+
+class AlignmentBrief(BaseModel):
+    id: int
+    prompt_ref: str = Field(description="'draft' or 'v<N>'")
+    split: str
+    status: str
+    judged: int
+    total: int
+    agreement: Rate | None = None
+    kappa: float | None = None
+    model: str
+    started_at: datetime
+
+
+class EvaluatorDetail(Evaluator):
+    """An evaluator with its queue, its recent alignment runs and what to do next."""
+
+    queue: QueueSummary
+    recent_alignment_runs: list[AlignmentBrief] = Field(
+        default_factory=list, description="The latest alignment runs, newest first"
+    )
+    notes: list[str] = Field(default_factory=list)
+
+
+class QueueList(BaseModel):
+    queues: list[QueueSummary]
+    notes: list[str] = Field(default_factory=list)
+
+
+class NextItems(BaseModel):
+    evaluator: str
+    score_type: str = Field(description="The scores a label may take")
+    labeler: str
+    items: list[QueueItem] = Field(description="Runs now reserved for this labeler")
+    pending: int = Field(description="Unlabeled runs left in the queue (including these)")
+    notes: list[str] = Field(default_factory=list)
+
+
+class LabelResult(BaseModel):
+    status: Literal["stored", "declined", "cancelled"] = Field(
+        description="stored, or declined / cancelled when the human closed the form without a label"
+    )
+    receipt: LabelReceipt | None = None
+    balance: Balance | None = Field(default=None, description="Label counts per score, with warnings")
+    message: str
+
+
+class LabelsResult(BaseModel):
+    evaluator: str
+    stored: int
+    relabeled: int = Field(description="Labels that replaced an earlier one (history is kept)")
+    labeled: int = Field(description="Labeled runs for this evaluator now")
+    pending: int
+    balance: Balance
+
+
+class RunDetail(Run):
+    notes: list[str] = Field(default_factory=list)
+
+
+class DraftUpdate(BaseModel):
+    evaluator: str
+    base_version: int | None = Field(description="The saved version the diff compares with")
+    draft_differs: bool = Field(description="The draft now differs from that version")
+    diff: str = Field(description="Unified diff of the draft against the last saved version")
+    saved: bool = Field(default=False, description="Always false: only save_prompt creates a version")
+    notes: list[str] = Field(default_factory=list)
+
+
+class SavedVersion(BaseModel):
+    evaluator: str
+    version: int
+    message: str | None = None
+    created_at: datetime
+    notes: list[str] = Field(default_factory=list)
+
+
+class VersionEntry(VersionSummary):
+    prompt: str | None = Field(default=None, description="The saved prompt text (when include_prompts)")
+
+
+class VersionList(BaseModel):
+    evaluator: str
+    total: int
+    offset: int
+    versions: list[VersionEntry]
+    next_offset: int | None = None
+    draft_differs: bool
+    notes: list[str] = Field(default_factory=list)
+
+
+class ProposalList(BaseModel):
+    evaluator: str
+    proposals: list[ProposalSummary]
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---- tools: runs in -----------------------------------------------------------------------------------------
+
+
+@_tool("Import runs", idempotent=True)
+def import_runs(
+    source: Annotated[
+        str,
+        Field(description="Name of the source to add the runs to (created on first use), e.g. 'support-v2'"),
+    ],
+    path: Annotated[
+        str | None,
+        Field(
+            description="Path of a JSONL or CSV file on the machine running the server. Give path or runs."
+        ),
+    ] = None,
+    runs: Annotated[
+        list[dict[str, Any]] | None,
+        Field(
+            description='Inline runs: [{"id"?, "inputs": {...}, "outputs": {...}, "reference_outputs"?, '
+            '"metadata"?, "feedback"?: {"<key>": {"score": ..., "comment"?}}}]. Give path or runs.'
+        ),
+    ] = None,
+    kind: Annotated[
+        SourceKind,
+        Field(description="'experiment' (offline run over a dataset) or 'project' (online tracing)"),
+    ] = "experiment",
+    format: Annotated[
+        Literal["jsonl", "csv"] | None,
+        Field(description="File format; detected from the extension if omitted"),
+    ] = None,
+    *,
+    ctx: Context,
+) -> ImportReport:
+    """Import the outputs of the user's LLM app (runs) so they can be queued for labeling and judged.
+
+    All or nothing: a bad record fails the import with its line number and stores nothing. Re-importing is safe
+    (runs whose id is already stored are skipped). Human labels carried in `feedback` become labels of every
+    evaluator with that feedback key.
+    """
+    from .ingest import import_runs as run_import
+
+    return run_import(_store(ctx), source, path=path, runs=runs, kind=kind, fmt=format)
+
+
+@_tool("Get a run", read_only=True)
+def get_run(
+    run_id: Annotated[str, Field(description="The run's id, as shown by next_items or get_misaligned")],
+    max_chars: Annotated[
+        int, Field(ge=200, le=200_000, description="Longer strings inside the run are cut to this length")
+    ] = DEFAULT_RUN_CHARS,
+    *,
+    ctx: Context,
+) -> RunDetail:
+    """One run in full: inputs, outputs, reference outputs and metadata (for texts cut short elsewhere)."""
+    from .align import clip
+    from .ingest import get_run as fetch_run
+
+    run = fetch_run(_store(ctx), run_id)
+    cut = False
+    fields: dict[str, Any] = {}
+    for name in ("inputs", "outputs", "reference_outputs", "metadata"):
+        fields[name], was_cut = clip(getattr(run, name), max_chars)
+        cut = cut or was_cut
+    notes = (
+        [f"Strings were cut at {max_chars} characters; call again with a larger max_chars."] if cut else []
+    )
+    return RunDetail(id=run.id, source=run.source, **fields, notes=notes)
+
+
+# ---- tools: evaluators --------------------------------------------------------------------------------------
+
+
+@_tool("Create an evaluator")
+def create_evaluator(
+    name: Annotated[
+        str, Field(description="Evaluator name: letters, digits, '_', '-', '.', e.g. 'correctness'")
+    ],
+    score_type: Annotated[
+        Literal["binary", "categorical", "ordinal"],
+        Field(
+            description="binary (1 = pass, 0 = fail), categorical (fixed labels) or ordinal (integer range)"
+        ),
+    ] = "binary",
+    labels: Annotated[
+        list[str] | None,
+        Field(description="categorical only: the allowed labels, e.g. ['good', 'ok', 'bad']"),
+    ] = None,
+    min: Annotated[int | None, Field(description="ordinal only: the lowest score, e.g. 1")] = None,
+    max: Annotated[int | None, Field(description="ordinal only: the highest score, e.g. 5")] = None,
+    feedback_key: Annotated[
+        str | None,
+        Field(description="Key of the human labels in imported feedback; defaults to the evaluator name"),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        Field(
+            description="Judge prompt template using {{inputs}}, {{outputs}}, {{reference_outputs}} or dotted "
+            "paths such as {{inputs.question}}. Omit to start from the default prompt for the score type."
+        ),
+    ] = None,
+    judge: Annotated[
+        JudgeSettings | None,
+        Field(description="Judge model settings; omit to use ALIGN_MCP_JUDGE_MODEL and the default endpoint"),
+    ] = None,
+    description: Annotated[
+        str | None, Field(description="What the evaluator checks, in one sentence")
+    ] = None,
+    *,
+    ctx: Context,
+) -> Evaluator:
+    """Define a judge (evaluator). Its prompt is saved as version 1 and copied into the editable draft.
+
+    Labels already imported under the same feedback key are applied to it immediately.
+    """
+    from . import evaluators
+
+    kind_type = ScoreType(kind=score_type, labels=labels, min=min, max=max)
+    return evaluators.create(_store(ctx), name, kind_type, feedback_key, prompt, judge, description)
+
+
+def _brief(ev: Evaluator) -> EvaluatorBrief:
+    last = ev.versions[-1] if ev.versions else None
+    return EvaluatorBrief(
+        name=ev.name,
+        feedback_key=ev.feedback_key,
+        score_type=ev.score_type.describe(),
+        description=ev.description,
+        latest_version=last.version if last else None,
+        agreement=last.agreement if last else None,
+        kappa=last.kappa if last else None,
+        n=last.n if last else None,
+        draft_differs=ev.draft_differs,
+    )
+
+
+def _evaluator_list(store: Store) -> EvaluatorList:
+    from . import evaluators
+
+    items = [_brief(ev) for ev in evaluators.list_all(store)]
+    notes = [] if items else ["No evaluators yet: create one with create_evaluator."]
+    return EvaluatorList(evaluators=items, notes=notes)
+
+
+@_tool("List evaluators", read_only=True)
+def list_evaluators(*, ctx: Context) -> EvaluatorList:
+    """All evaluators with their latest saved version, its alignment score and whether the draft is unsaved."""
+    return _evaluator_list(_store(ctx))
+
+
+def _alignment_brief(s: AlignmentSummary) -> AlignmentBrief:
+    return AlignmentBrief(
+        id=s.id,
+        prompt_ref=s.prompt_ref,
+        split=s.split,
+        status=s.status,
+        judged=s.judged,
+        total=s.total,
+        agreement=s.metrics.agreement if s.metrics else None,
+        kappa=s.metrics.kappa if s.metrics else None,
+        model=s.model,
+        started_at=s.started_at,
+    )
+
+
+def _evaluator_detail(store: Store, name: str, max_chars: int = DEFAULT_DRAFT_CHARS) -> EvaluatorDetail:
+    from . import align, evaluators, queues
+
+    ev = evaluators.get(store, name)
+    queue = queues.summary(store, name)
+    runs = sorted(align.list_runs(store, name), key=lambda s: s.id, reverse=True)[:MAX_RECENT_RUNS]
+    draft, note = _clip_text(ev.draft, max_chars, f"read the resource align://evaluators/{name}/draft.")
+    notes = [note] if note else []
+    notes.extend(queue.balance.warnings)
+    interrupted = [r.id for r in runs if r.status == "interrupted"]
+    if interrupted:
+        notes.append(f"Interrupted alignment run(s) {interrupted}: finish them with resume_alignment.")
+    if ev.draft_differs:
+        notes.append("The draft has unsaved changes: run_alignment tests them; save_prompt saves them.")
+    return EvaluatorDetail(
+        **{**ev.model_dump(), "draft": draft},
+        queue=queue,
+        recent_alignment_runs=[_alignment_brief(r) for r in runs],
+        notes=notes,
+    )
+
+
+@_tool("Get an evaluator", read_only=True)
+def get_evaluator(name: EvaluatorName, *, ctx: Context) -> EvaluatorDetail:
+    """An evaluator in full: score type, judge settings, the draft prompt, saved versions with their scores,
+    its queue (labels and balance) and its recent alignment runs (ids for get_misaligned / resume_alignment)."""
+    return _evaluator_detail(_store(ctx), name)
+
+
+# ---- tools: queues and labels -------------------------------------------------------------------------------
+
+
+@_tool("Add runs to a queue")
+def add_to_queue(
+    evaluator: EvaluatorName,
+    source: Annotated[str | None, Field(description="Queue runs of this source")] = None,
+    run_ids: Annotated[list[str] | None, Field(description="Queue exactly these runs")] = None,
+    metadata: Annotated[
+        dict[str, Any] | None,
+        Field(description='Only runs whose metadata has these values, e.g. {"topic": "billing"}'),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        Field(ge=1, description="Draw this many runs at random (not already queued) instead of all"),
+    ] = None,
+    stratify_by: Annotated[
+        str | None, Field(description="With sample: keep the proportions of this metadata key (e.g. 'topic')")
+    ] = None,
+    seed: Annotated[int, Field(description="Random seed for sample")] = 0,
+    *,
+    ctx: Context,
+) -> AddToQueueReport:
+    """Put runs into an evaluator's annotation queue, where a human labels them (next_items, submit_label).
+
+    Select by run ids, or by source and/or metadata filter; `sample` draws a random subset, `stratify_by` keeps
+    every group represented. Runs already queued are not added twice.
+    """
+    from .queues import add_to_queue as enqueue
+
+    return enqueue(_store(ctx), evaluator, source, run_ids, metadata, sample, stratify_by, seed)
+
+
+@_tool("List annotation queues", read_only=True)
+def list_queues(*, ctx: Context) -> QueueList:
+    """Every evaluator's queue: pending, reserved and labeled counts, and the label balance with warnings
+    (fewer than 20 labels, or a class under 20%, means the alignment score cannot be trusted yet)."""
+    from .queues import list_queues as all_queues
+
+    queues = all_queues(_store(ctx))
+    notes = [] if queues else ["No evaluators yet: create one with create_evaluator."]
+    return QueueList(queues=queues, notes=notes)
+
+
+@_tool("Next runs to label")
+def next_items(
+    evaluator: EvaluatorName,
+    labeler: Annotated[
+        str, Field(description="Who will label them; the items are reserved for this name for 30 minutes")
+    ] = "chat",
+    limit: Annotated[int, Field(ge=1, le=20, description="How many runs")] = 5,
+    max_chars: Annotated[
+        int, Field(ge=200, le=20_000, description="Longer strings are cut; get_run returns a run in full")
+    ] = DEFAULT_ITEM_CHARS,
+    *,
+    ctx: Context,
+) -> NextItems:
+    """The next unlabeled runs of an evaluator's queue, reserved so two labelers never get the same one.
+
+    Show each run's inputs and outputs to the human and record their verdict with submit_label (omit `score`
+    to let them answer in a form). Never label from your own judgement.
+    """
+    from . import evaluators, queues
+    from .align import clip
+
+    store = _store(ctx)
+    items = queues.next_items(store, evaluator, labeler, limit)
+    cut = False
+    shown = []
+    for item in items:
+        fields: dict[str, Any] = {}
+        for name in ("inputs", "outputs", "reference_outputs"):
+            fields[name], was_cut = clip(getattr(item, name), max_chars)
+            cut = cut or was_cut
+        shown.append(item.model_copy(update=fields))
+    score_type = evaluators.get(store, evaluator).score_type
+    pending = queues.summary(store, evaluator).pending
+    notes = []
+    if not items:
+        notes.append("Nothing left to label in this queue. Add runs with add_to_queue.")
+    else:
+        notes.append(
+            f"Record each verdict with submit_label(evaluator={evaluator!r}, run_id=..., score=..., comment=...); "
+            f"scores: {score_type.describe()}."
+        )
+    if cut:
+        notes.append(
+            f"Long strings were cut at {max_chars} characters; get_run(run_id) returns a run in full."
+        )
+    return NextItems(
+        evaluator=evaluator,
+        score_type=score_type.describe(),
+        labeler=labeler,
+        items=shown,
+        pending=pending,
+        notes=notes,
+    )
+
+
+class _GivenLabel(BaseModel):
+    """The score came with the call: nothing to ask."""
+
+    score: ScoreValue
+    comment: str | None = None
+
+
+def _label_form(score_type: ScoreType) -> type[BaseModel]:
+    """A flat form for one label, typed by the evaluator's score type."""
+    score: Any
+    if score_type.kind == "binary":
+        score = (Literal["pass", "fail"], Field(description="pass (1) or fail (0)"))
+    elif score_type.kind == "categorical":
+        labels = tuple(score_type.labels or ())
+        score = (Literal[labels], Field(description="One of: " + ", ".join(labels)))  # type: ignore[valid-type]
+    else:
+        score = (int, Field(ge=score_type.min, le=score_type.max, description=score_type.describe()))
+    comment = (str, Field(default="", description="Why? One sentence in your words (optional, recommended)"))
+    return create_model("LabelForm", score=score, comment=comment)
+
+
+def _show_json(value: Any) -> str:
+    from .align import clip
+
+    shown, _ = clip(value, FORM_FIELD_CHARS)
+    return json.dumps(shown, indent=2, ensure_ascii=False)
+
+
+def _rubric(ev: Evaluator) -> str:
+    """What the judge is told to check: the evaluator's description, else the prompt's static instructions."""
+    text = ev.description or ev.draft.split("{{", 1)[0]
+    for tag in ("<inputs>", "<outputs>", "<reference_outputs>"):
+        text = text.split(tag, 1)[0]
+    shown, _ = _clip_text(text.strip(), FORM_FIELD_CHARS, "")
+    return shown
+
+
+async def _ask_label(
+    evaluator: str, run_id: str, score: ScoreValue | None, comment: str | None, ctx: Context
+) -> Elicit[BaseModel] | _GivenLabel:
+    """Ask the human for a label with a form, unless the call already carries the score."""
+    if score is not None:
+        return _GivenLabel(score=score, comment=comment)
+    from . import evaluators
+    from .ingest import get_run as fetch_run
+
+    try:
+        store = _store(ctx)
+        ev = evaluators.get(store, evaluator)
+        run = fetch_run(store, run_id)
+    except AlignError as e:
+        raise ToolError(str(e)) from e
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.elicitation is None:
+        raise ToolError(
+            f"This client cannot show a form, so submit_label needs the score: ask the human in the chat, then "
+            f"call submit_label again with score ({ev.score_type.describe()}) and their comment."
+        )
+    parts = [
+        f"Label run {run_id} for evaluator {ev.name!r} ({ev.score_type.describe()}).",
+        f"What the judge checks:\n{_rubric(ev)}",
+        f"Inputs:\n{_show_json(run.inputs)}",
+        f"Output:\n{_show_json(run.outputs)}",
+    ]
+    if run.reference_outputs:
+        parts.append(f"Reference output:\n{_show_json(run.reference_outputs)}")
+    return Elicit("\n\n".join(parts), _label_form(ev.score_type))
+
+
+@_tool("Submit a label")
+def submit_label(
+    evaluator: EvaluatorName,
+    run_id: Annotated[str, Field(description="The run's id, as shown by next_items")],
+    answer: Annotated[ElicitationResult[BaseModel], Resolve(_ask_label)],
+    score: Annotated[
+        ScoreValue | None,
+        Field(
+            description="The human's score: 1/0 or pass/fail (binary), a label (categorical), an integer in the "
+            "range (ordinal). Omit it to ask the human in a form that shows the run and the rubric."
+        ),
+    ] = None,
+    comment: Annotated[
+        str | None, Field(description="The human's reason in their words; the prompt learns from these")
+    ] = None,
+    labeler: Labeler = None,
+    *,
+    ctx: Context,
+) -> LabelResult:
+    """Record one human label (score + optional comment) for a run. Relabeling a run keeps the earlier label in
+    its history. Give `score` when the human told you their verdict in the chat; omit it to open a form."""
+    from .queues import balance
+    from .queues import submit_label as store_label
+
+    if not isinstance(answer, AcceptedElicitation):
+        verb = "declined to label" if answer.action == "decline" else "closed the form for"
+        return LabelResult(
+            status="declined" if answer.action == "decline" else "cancelled",
+            message=f"The human {verb} run {run_id}; nothing was stored. Move on with next_items, or ask them "
+            "in the chat and pass the score.",
+        )
+    data = answer.data
+    given = getattr(data, "score")  # noqa: B009 - the form model is built at run time
+    note = getattr(data, "comment", None) or comment
+    store = _store(ctx)
+    receipt = store_label(store, evaluator, run_id, given, note, labeler)
+    counts = balance(store, evaluator)
+    verb = "Relabeled" if receipt.relabeled else "Labeled"
+    return LabelResult(
+        status="stored",
+        receipt=receipt,
+        balance=counts,
+        message=f"{verb} {run_id} = {receipt.score}; {receipt.labeled} labeled, {receipt.pending} pending.",
+    )
+
+
+@_tool("Submit many labels")
+def submit_labels(
+    evaluator: EvaluatorName,
+    labels: Annotated[
+        list[LabelInput],
+        Field(min_length=1, max_length=10_000, description="The human's labels, one per run"),
+    ],
+    labeler: Labeler = None,
+    *,
+    ctx: Context,
+) -> LabelsResult:
+    """Record many human labels at once, all or nothing: every label is checked before any is stored."""
+    from .queues import balance
+    from .queues import submit_labels as store_labels
+
+    store = _store(ctx)
+    receipts = store_labels(store, evaluator, [item.model_dump() for item in labels], labeler)
+    last = receipts[-1]
+    return LabelsResult(
+        evaluator=evaluator,
+        stored=len(receipts),
+        relabeled=sum(1 for r in receipts if r.relabeled),
+        labeled=last.labeled,
+        pending=last.pending,
+        balance=balance(store, evaluator),
+    )
+
+
+# ---- tools: alignment ---------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Turn the API's per-phase (done, total, message) into one increasing MCP progress value."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.phase: str | None = None
+        self.base = 0
+        self.phase_total = 0
+        self.last: float = -1
+
+    async def __call__(self, done: int, total: int, message: str) -> None:
+        phase = message.split(":", 1)[0]
+        if self.phase is not None and phase != self.phase:
+            self.base += self.phase_total
+        self.phase, self.phase_total = phase, total
+        value = self.base + done
+        if value <= self.last:
+            return
+        self.last = value
+        await self.ctx.report_progress(value, self.base + total, message)
+
+
+def _report_result(report: AlignmentReport) -> CallToolResult:
+    """The report as markdown for the conversation, and in full as structured content."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=report_markdown(report))],
+        structured_content=report.model_dump(mode="json"),
+    )
+
+
+PromptRef = Annotated[
+    str,
+    Field(
+        description="Which prompt: 'draft' (the unsaved working copy), 'latest' (last saved) or a version like 'v2'"
+    ),
+]
+Split = Annotated[
+    Literal["dev", "test", "all"] | None,
+    Field(
+        description="Which labeled runs: 'dev', 'test' (the held-out part: only to confirm a finished prompt) "
+        "or 'all'. Omit for the default."
+    ),
+]
+
+
+@_tool("Run alignment", open_world=True)
+async def run_alignment(
+    evaluator: EvaluatorName,
+    prompt: PromptRef = "draft",
+    split: Split = None,
+    compare: Annotated[
+        bool,
+        Field(description="Also report the last saved version on the same runs, with fixed/broken flips"),
+    ] = True,
+    *,
+    ctx: Context,
+) -> Annotated[CallToolResult, AlignmentReport]:
+    """Judge every labeled run with a prompt and measure agreement with the human labels: agreement, Cohen's
+    kappa, TPR/TNR with 95% intervals, and (for the draft) the comparison with the last saved version, with
+    McNemar's test on the runs it fixed and broke.
+
+    Calls the judge model once per labeled run (unchanged prompts come from the cache) and reports progress.
+    If cancelled or interrupted, finished results are kept: finish with resume_alignment.
+    """
+    from .align import run_alignment as align_runs
+
+    options: dict[str, Any] = {} if split is None else {"split": split}
+    report = await align_runs(
+        _store(ctx), evaluator, prompt, compare=compare, on_progress=_Progress(ctx), **options
+    )
+    return _report_result(report)
+
+
+@_tool("Resume an alignment run", idempotent=True, open_world=True)
+async def resume_alignment(
+    alignment_run: Annotated[
+        int, Field(description="The alignment run's id (get_evaluator lists recent runs)")
+    ],
+    retry_errors: Annotated[
+        bool, Field(description="Also judge again the runs whose judge call failed")
+    ] = False,
+    *,
+    ctx: Context,
+) -> Annotated[CallToolResult, AlignmentReport]:
+    """Finish an interrupted or cancelled alignment run: only runs without a stored result are judged."""
+    from .align import resume
+
+    report = await resume(_store(ctx), alignment_run, retry_errors=retry_errors, on_progress=_Progress(ctx))
+    return _report_result(report)
+
+
+@_tool("Misaligned examples", read_only=True)
+def get_misaligned(
+    evaluator: EvaluatorName,
+    alignment_run: Annotated[
+        int | None, Field(description="Alignment run id; omit for the evaluator's latest draft run")
+    ] = None,
+    direction: Annotated[
+        Literal["false_pass", "false_fail", "over", "under", "mismatch"] | None,
+        Field(
+            description="Only one kind: false_pass / false_fail (binary), over / under (ordinal), "
+            "mismatch (categorical)"
+        ),
+    ] = None,
+    offset: Annotated[
+        int, Field(ge=0, description="Skip this many (use next_offset from the last page)")
+    ] = 0,
+    limit: Annotated[int, Field(ge=1, le=20, description="Examples per page")] = 5,
+    max_chars: Annotated[
+        int, Field(ge=200, le=20_000, description="Longer strings are cut; get_run returns a run in full")
+    ] = 1200,
+    *,
+    ctx: Context,
+) -> MisalignedPage:
+    """Examples where the judge disagreed with the human, side by side: inputs, outputs, the human's score and
+    comment, the judge's score and reasoning. Read the human comments: they say what the rubric is missing."""
+    from .align import get_misaligned as misaligned
+
+    return misaligned(_store(ctx), evaluator, alignment_run, direction, offset, limit, max_chars)
+
+
+# ---- tools: drafts and versions -----------------------------------------------------------------------------
+
+
+@_tool("Edit the draft prompt", destructive=True, idempotent=True)
+def update_draft(
+    evaluator: EvaluatorName,
+    prompt: Annotated[str | None, Field(description="The full new prompt text (replaces the draft)")] = None,
+    find: Annotated[
+        str | None, Field(description="A passage that occurs exactly once in the draft, to replace")
+    ] = None,
+    replace_with: Annotated[str | None, Field(description="What replaces `find` (may be empty)")] = None,
+    judge: Annotated[JudgeUpdate | None, Field(description="Judge settings to change")] = None,
+    *,
+    ctx: Context,
+) -> DraftUpdate:
+    """Edit the evaluator's draft prompt: a full new prompt, or one exact find/replace, and/or judge settings.
+
+    The draft is NOT saved: test it with run_alignment, and only save_prompt makes it a version. Returns the
+    diff against the last saved version.
+    """
+    from . import evaluators
+
+    if (find is None) != (replace_with is None):
+        raise InvalidInput("A find/replace edit needs both `find` and `replace_with`.")
+    settings = judge.model_dump(exclude_unset=True) if judge is not None else {}
+    if prompt is None and find is None and not settings:
+        raise InvalidInput("Nothing to change: give `prompt`, `find` + `replace_with`, or `judge` settings.")
+    store = _store(ctx)
+    replace = (find, replace_with) if find is not None and replace_with is not None else None
+    evaluators.update_draft(store, evaluator, prompt=prompt, replace=replace, judge=settings or None)
+    return _draft_update(store, evaluator)
+
+
+def _draft_update(store: Store, evaluator: str) -> DraftUpdate:
+    from . import evaluators
+
+    d = evaluators.diff(store, evaluator)
+    diff, note = _clip_text(d.diff, DEFAULT_DRAFT_CHARS, "get_evaluator shows the whole draft.")
+    notes = [note] if note else []
+    if d.changed:
+        notes.append("Not saved. Test it with run_alignment; save_prompt makes it a new version.")
+    else:
+        notes.append("The draft now equals the last saved version.")
+    return DraftUpdate(
+        evaluator=evaluator, base_version=d.base_version, draft_differs=d.changed, diff=diff, notes=notes
+    )
+
+
+@_tool("Save the draft as a version")
+def save_prompt(
+    evaluator: EvaluatorName,
+    message: Annotated[
+        str | None, Field(description="What changed and why, e.g. 'fail wrong prices'")
+    ] = None,
+    *,
+    ctx: Context,
+) -> SavedVersion:
+    """Save the draft prompt as a new immutable version (v1, v2, …). Only call this when the user asked to save.
+
+    Refused when the draft is identical to the last saved version.
+    """
+    from . import evaluators
+
+    v = evaluators.save(_store(ctx), evaluator, message)
+    return SavedVersion(
+        evaluator=evaluator,
+        version=v.version,
+        message=v.message,
+        created_at=v.created_at,
+        notes=[f"Saved as v{v.version}. Later drafts are compared with it."],
+    )
+
+
+@_tool("List prompt versions", read_only=True)
+def list_versions(
+    evaluator: EvaluatorName,
+    include_prompts: Annotated[bool, Field(description="Include each version's prompt text")] = False,
+    offset: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=50)] = 20,
+    *,
+    ctx: Context,
+) -> VersionList:
+    """The saved versions of an evaluator's prompt, oldest first, with the agreement and kappa of each version's
+    latest alignment run."""
+    from . import evaluators
+
+    store = _store(ctx)
+    ev = evaluators.get(store, evaluator)
+    page = ev.versions[offset : offset + limit]
+    texts = (
+        {v.version: v.prompt for v in evaluators.list_versions(store, evaluator)} if include_prompts else {}
+    )
+    versions = [VersionEntry(**v.model_dump(), prompt=texts.get(v.version)) for v in page]
+    next_offset = offset + limit if offset + limit < len(ev.versions) else None
+    notes = (
+        [] if include_prompts else [f"Read a version's text at align://evaluators/{evaluator}/versions/<N>."]
+    )
+    if next_offset is not None:
+        notes.append(f"{len(ev.versions) - next_offset} more: call again with offset={next_offset}.")
+    return VersionList(
+        evaluator=evaluator,
+        total=len(ev.versions),
+        offset=offset,
+        versions=versions,
+        next_offset=next_offset,
+        draft_differs=ev.draft_differs,
+        notes=notes,
+    )
+
+
+# ---- tools: optimizer ---------------------------------------------------------------------------------------
+
+
+@_tool("Analyze failure modes", open_world=True)
+async def analyze_failures(
+    evaluator: EvaluatorName,
+    alignment_run: Annotated[
+        int | None, Field(description="Alignment run id; omit for the latest dev run (as get_misaligned)")
+    ] = None,
+    use_llm: Annotated[
+        bool,
+        Field(
+            description="Let the judge model group the cases (one call); false groups them by direction and "
+            "recurring words in the human comments, with no model call"
+        ),
+    ] = True,
+    *,
+    ctx: Context,
+) -> FailureAnalysis:
+    """Group the misaligned dev examples of an alignment run into a few named failure modes (what the judge gets
+    wrong, with example ids). Held-out test examples are never included. Use it before editing the draft."""
+    from .optimize import analyze_failures as analyze
+
+    return await analyze(_store(ctx), evaluator, alignment_run, use_llm)
+
+
+@_tool("Propose a revised prompt", open_world=True)
+async def propose_prompt(
+    evaluator: EvaluatorName,
+    mode: Annotated[
+        Literal["gepa", "reflect"],
+        Field(
+            description="gepa: a search with DSPy's GEPA optimizer (needs the optimize extra); reflect: one "
+            "rewrite from the failure modes, for small budgets"
+        ),
+    ] = "gepa",
+    budget: Annotated[
+        int, Field(ge=1, le=100_000, description="The most model calls it may make (cache hits are free)")
+    ] = 300,
+    *,
+    ctx: Context,
+) -> Proposal:
+    """Let the optimizer propose a revised judge prompt from the draft's dev failures, checked on the held-out
+    test split it never saw. Reports progress. The proposal is NOT applied: show it to the user; apply_proposal
+    copies it into the draft only when they agree, and only save_prompt makes it a version."""
+    from .optimize import propose_prompt as propose
+
+    return await propose(_store(ctx), evaluator, mode, budget, on_progress=_Progress(ctx))
+
+
+@_tool("List proposals", read_only=True)
+def list_proposals(evaluator: EvaluatorName, *, ctx: Context) -> ProposalList:
+    """An evaluator's optimizer proposals, oldest first, with dev and test agreement before and after each."""
+    from .optimize import list_proposals as proposals
+
+    items = proposals(_store(ctx), evaluator)
+    notes = [] if items else ["No proposals yet: propose_prompt makes one."]
+    return ProposalList(evaluator=evaluator, proposals=items, notes=notes)
+
+
+@_tool("Apply a proposal to the draft", destructive=True, idempotent=True)
+def apply_proposal(
+    evaluator: EvaluatorName,
+    proposal_id: Annotated[
+        int, Field(description="The proposal's id, from propose_prompt or list_proposals")
+    ],
+    force: Annotated[
+        bool, Field(description="Overwrite draft edits made after the proposal (they are lost)")
+    ] = False,
+    *,
+    ctx: Context,
+) -> DraftUpdate:
+    """Copy an optimizer proposal into the evaluator's draft, when the user asked for it. Nothing is saved: test
+    it with run_alignment, and save_prompt makes it a version."""
+    from .optimize import apply_proposal as apply
+
+    store = _store(ctx)
+    apply(store, evaluator, proposal_id, force)
+    return _draft_update(store, evaluator)
+
+
+# ---- resources ----------------------------------------------------------------------------------------------
+
+
+def _dump(model: BaseModel | list[Any]) -> str:
+    if isinstance(model, BaseModel):
+        return model.model_dump_json(indent=2)
+    return json.dumps([m.model_dump(mode="json") for m in model], indent=2, ensure_ascii=False)
+
+
+@_resource(
+    "align://evaluators/{name}",
+    "evaluator",
+    "application/json",
+    "An evaluator: settings, draft, versions with scores, queue and recent alignment runs",
+)
+def evaluator_resource(name: str, ctx: Context) -> str:
+    return _dump(_evaluator_detail(_store(ctx), name, max_chars=10**9))
+
+
+@_resource("align://evaluators/{name}/draft", "draft", "text/plain", "The evaluator's draft prompt, in full")
+def draft_resource(name: str, ctx: Context) -> str:
+    from . import evaluators
+
+    return evaluators.get(_store(ctx), name).draft
+
+
+@_resource(
+    "align://evaluators/{name}/versions",
+    "versions",
+    "application/json",
+    "The evaluator's saved prompt versions with their alignment scores",
+)
+def versions_resource(name: str, ctx: Context) -> str:
+    from . import evaluators
+
+    return _dump(evaluators.get(_store(ctx), name).versions)
+
+
+@_resource(
+    "align://evaluators/{name}/versions/{version}", "version", "text/plain", "One saved prompt version's text"
+)
+def version_resource(name: str, version: int, ctx: Context) -> str:
+    from . import evaluators
+
+    return evaluators.get_version(_store(ctx), name, version).prompt
+
+
+@_resource(
+    "align://queues/{evaluator}",
+    "queue",
+    "application/json",
+    "An annotation queue's counts and label balance",
+)
+def queue_resource(evaluator: str, ctx: Context) -> str:
+    from .queues import summary
+
+    return _dump(summary(_store(ctx), evaluator))
+
+
+@_resource("align://runs/{run_id}", "run", "application/json", "One run in full")
+def run_resource(run_id: str, ctx: Context) -> str:
+    from .ingest import get_run as fetch_run
+
+    return _dump(fetch_run(_store(ctx), run_id))
+
+
+@_resource(
+    "align://reports/{alignment_run}",
+    "alignment report",
+    "text/markdown",
+    "The report of one alignment run: metrics with intervals, comparison, flips, errors, notes",
+)
+def report_resource(alignment_run: int, ctx: Context) -> str:
+    from .align import report
+
+    return report_markdown(report(_store(ctx), alignment_run))
+
+
+def _pct(rate: Rate | None) -> str:
+    if rate is None or rate.value is None:
+        return "n/a"
+    ci = f", 95% CI {rate.ci.low:.1%}–{rate.ci.high:.1%}" if rate.ci else ""
+    return f"{rate.value:.1%} ({rate.k}/{rate.n}{ci})"
+
+
+def _metric_rows(metrics: list[Metrics | None]) -> list[str]:
+    """Table rows, one column per run; a row appears when any run has that metric."""
+    rows: list[tuple[str, Callable[[Metrics], str | None]]] = [
+        ("agreement", lambda m: _pct(m.agreement)),
+        (
+            "quadratic-weighted κ" if any(m and m.kind == "ordinal" for m in metrics) else "Cohen's κ",
+            lambda m: None if m.kappa is None else f"{m.kappa:.3f}",
+        ),
+        ("TPR (recall on human pass)", lambda m: _pct(m.tpr) if m.tpr else None),
+        ("TNR (recall on human fail)", lambda m: _pct(m.tnr) if m.tnr else None),
+        ("precision", lambda m: _pct(m.precision) if m.precision else None),
+        (
+            "false passes / false fails",
+            lambda m: None if m.false_pass is None else f"{m.false_pass} / {m.false_fail}",
+        ),
+        ("within one", lambda m: _pct(m.within_one) if m.within_one else None),
+        ("examples / errors", lambda m: f"{m.n} / {m.errors}"),
+    ]
+    lines = []
+    for label, cell in rows:
+        cells = [cell(m) if m is not None else None for m in metrics]
+        if any(c is not None for c in cells):
+            lines.append(f"| {label} | " + " | ".join(c or "n/a" for c in cells) + " |")
+    return lines
+
+
+def _confusion(m: Metrics) -> list[str]:
+    values = sorted({j for row in m.confusion.values() for j in row} | set(m.confusion))
+    lines = ["| human \\ judge | " + " | ".join(values) + " |", "|---" * (len(values) + 1) + "|"]
+    for h in values:
+        row = m.confusion.get(h, {})
+        lines.append(f"| {h} | " + " | ".join(str(row.get(j, 0)) for j in values) + " |")
+    return lines
+
+
+def _run_line(s: AlignmentSummary) -> str:
+    return (
+        f"- {s.prompt_ref} (run {s.id}): {s.status}, judged {s.judged} of {s.total} ({s.split}), model "
+        f"{s.model}; {s.judge_calls} judge call(s), {s.cache_hits} from cache, "
+        f"{s.prompt_tokens + s.completion_tokens} tokens"
+    )
+
+
+def report_markdown(r: AlignmentReport) -> str:
+    """An alignment report as markdown: the run next to the last saved version, flips, errors and notes."""
+    s, b = r.run, r.baseline
+    runs = [s] if b is None else [s, b]
+    title = f"# Alignment run {s.id}: {s.evaluator} {s.prompt_ref}" + (f" vs {b.prompt_ref}" if b else "")
+    lines = [title, "", *[_run_line(x) for x in runs], ""]
+    if s.metrics is None:
+        lines.append("No results yet.")
+    else:
+        header = " | ".join(f"{x.prompt_ref} (run {x.id})" for x in runs)
+        lines += [f"| metric | {header} |", "|---" * (len(runs) + 1) + "|"]
+        lines += _metric_rows([x.metrics for x in runs])
+        if s.metrics.confusion:
+            lines += ["", f"Confusion of {s.prompt_ref} (rows: human, columns: judge):", ""]
+            lines += _confusion(s.metrics)
+    if r.flips is not None:
+        f = r.flips
+        p = "n/a" if f.p_value is None else f"{f.p_value:.3g}"
+        lines += [
+            "",
+            f"## Flips: {f.candidate} vs {f.baseline}",
+            "",
+            f.verdict,
+            "",
+            f"- fixed ({len(f.fixed)}): {', '.join(f.fixed) or '—'}",
+            f"- broken ({len(f.broken)}): {', '.join(f.broken) or '—'}",
+            f"- both right {f.both_right}, both wrong {f.both_wrong}; McNemar exact p = {p}",
+        ]
+    for heading, items in (
+        ("Errors", [f"{e.run_id}: {e.error}" for e in r.error_examples]),
+        ("Warnings", r.warnings),
+        ("Notes", r.notes),
+    ):
+        if items:
+            lines += ["", f"## {heading}", "", *[f"- {item}" for item in items]]
+    return "\n".join(lines) + "\n"
+
+
+# ---- prompt -------------------------------------------------------------------------------------------------
+
+
+def align_evaluator(
+    evaluator: Annotated[str, Field(description="The evaluator to align (optional)")] = "",
+) -> str:
+    """Walk through aligning an LLM-as-judge evaluator with human labels: the loop, how to read kappa and the
+    intervals, and when to ask for more labels."""
+    from .judge import _prompt_file
+
+    name = f"**{evaluator}**" if evaluator.strip() else "(ask me which one, or create one)"
+    return _prompt_file("align_evaluator.md").replace("{{evaluator}}", name)
+
+
+# ---- the server ---------------------------------------------------------------------------------------------
+
+
+def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
+    """Build the MCP server on the store at `db_path` (default: ALIGN_MCP_DB or the user data directory).
+
+    The store is opened on the first request that needs it and closed when the server's lifespan ends.
+    """
+    state = AppState(Path(db_path).expanduser() if db_path is not None else None)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        try:
+            yield state
+        finally:
+            state.close()
+
+    server: MCPServer[AppState] = MCPServer(
+        "align-mcp",
+        title="align-mcp",
+        description="Align LLM-as-judge evaluators with human labels",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+        lifespan=lifespan,
+    )
+    for fn, options in _TOOLS:
+        server.add_tool(fn, **options)
+    for uri, fn, options in _TEMPLATES:
+        server.resource(uri, **options)(fn)
+
+    @server.resource(
+        "align://evaluators",
+        name="evaluators",
+        mime_type="application/json",
+        description="All evaluators with their latest version and score",
+    )
+    def evaluators_resource() -> str:
+        try:
+            return _dump(_evaluator_list(state.store))
+        except AlignError as e:
+            raise ResourceError(str(e)) from e
+
+    @server.resource(
+        "align://queues",
+        name="queues",
+        mime_type="application/json",
+        description="All annotation queues with counts and label balance",
+    )
+    def queues_resource() -> str:
+        from .queues import list_queues as all_queues
+
+        try:
+            return _dump(all_queues(state.store))
+        except AlignError as e:
+            raise ResourceError(str(e)) from e
+
+    server.prompt(name="align_evaluator", title="Align an evaluator")(align_evaluator)
+    return server
+
+
+# ---- transports ---------------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpGuard:
+    """ASGI middleware in front of the MCP endpoint: refuse foreign browser origins (403) and, when a token is
+    configured, requests without `Authorization: Bearer <token>` (401)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, host: str) -> None:
+        self.app = app
+        self.token = token
+        self.hosts = {"127.0.0.1", "localhost", "::1", host.strip("[]").lower()}
+
+    def origin_allowed(self, origin: str) -> bool:
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in self.hosts
+
+    def authorized(self, header: str | None) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, credentials = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self.token.encode()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None and not self.origin_allowed(origin):
+                response = PlainTextResponse(f"Origin {origin} is not allowed.", status_code=403)
+                await response(scope, receive, send)
+                return
+            if not self.authorized(headers.get("authorization")):
+                response = PlainTextResponse(
+                    f"Missing or wrong bearer token: send Authorization: Bearer ${config.ENV_TOKEN}.",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="align-mcp"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def http_app(server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | None = None) -> ASGIApp:
+    """The streamable HTTP app at /mcp with Host/Origin validation and the optional bearer token."""
+    if is_loopback(host):
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    else:
+        # Clients reach a public bind under names we cannot know, so the Host check is off; the bearer token
+        # (required off loopback) is what keeps other sites' pages out, and HttpGuard still checks Origin.
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(host=host, transport_security=security)
+    return HttpGuard(app, token=token, host=host)
+
+
+def check_http_bind(host: str, token: str | None) -> None:
+    """Refuse to serve HTTP beyond this machine without a bearer token."""
+    if not is_loopback(host) and not token:
+        raise InvalidInput(
+            f"Refusing to serve HTTP on {host}: an address other machines can reach needs a bearer token. Set "
+            f"{config.ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
+        )
+
+
+def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the server: stdio by default, or streamable HTTP at http://host:port/mcp."""
+    if not http:
+        create_server(db).run("stdio")
+        return
+    token = os.environ.get(config.ENV_TOKEN) or None
+    check_http_bind(host, token)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    auth = "bearer token required" if token else "no token, loopback only"
+    sys.stderr.write(f"align-mcp: MCP over streamable HTTP at http://{shown}:{port}/mcp ({auth})\n")
+    app = http_app(create_server(db), host=host, token=token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+__all__ = [
+    "AppState",
+    "HttpGuard",
+    "check_http_bind",
+    "create_server",
+    "http_app",
+    "is_loopback",
+    "report_markdown",
+    "serve",
+]
