@@ -128,7 +128,17 @@ async def seed(client: Client) -> None:
 @pytest.mark.anyio
 async def test_tools_carry_descriptions_output_schemas_and_annotations(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert DESIGN_TOOLS | {"resume_alignment", "get_run", "list_proposals", "apply_proposal"} == set(tools)
+    diagnostics = {
+        "triage_disagreements",
+        "request_review",
+        "adjudicate_label",
+        "list_reviews",
+        "check_consistency",
+        "suggest_labels",
+        "corrected_pass_rate",
+    }
+    extras = {"resume_alignment", "get_run", "list_proposals", "apply_proposal"}
+    assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
         assert "\n    " not in tool.description, f"{tool.name}: docstring indentation leaked"
@@ -143,6 +153,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "list_versions",
         "get_run",
         "list_proposals",
+        "list_reviews",
     }
     assert tools["update_draft"].annotations.destructive_hint is True  # type: ignore[union-attr]
     assert tools["run_alignment"].annotations.open_world_hint is True  # type: ignore[union-attr]
