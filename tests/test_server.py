@@ -763,7 +763,7 @@ async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     assert '"labeled": 46' in await read(client, "align://queues/correctness")
     assert "front basket" in await read(client, "align://runs/pp-003")
     markdown = await read(client, f"align://reports/{report['run']['id']}")
-    assert markdown.startswith(f"# Alignment run {report['run']['id']}: correctness draft\n")
+    assert markdown.startswith(f"# Alignment run {report['run']['id']}: correctness draft vs v1\n")
     assert "| agreement |" in markdown and "| Cohen's κ |" in markdown
 
 

@@ -107,7 +107,9 @@ async def run_alignment(
                 on_progress,
                 base_ref,
             )
-    return report(store, aid, baseline_id=baseline_id, extra_notes=notes)
+    if baseline_id is not None:
+        store.update_alignment_run(aid, baseline_id=baseline_id)
+    return report(store, aid, extra_notes=notes)
 
 
 async def resume(
@@ -365,6 +367,8 @@ def report(
     """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
     run = summary(store, aid)
     errors = [_example(r) for r in store.alignment_results(aid) if r["error"] is not None]
+    if baseline_id is None:
+        baseline_id = _run_row(store, aid)["baseline_id"]  # the comparison made when the run was started
     baseline = summary(store, baseline_id) if baseline_id is not None else None
     flips = None
     if baseline is not None:

@@ -230,3 +230,8 @@ def m003_optimizer(db: Database) -> None:
         CREATE INDEX proposals_evaluator ON proposals(evaluator, id);
         """
     )
+
+
+@migrations()
+def m005_alignment_baseline(db: Database) -> None:
+    db.execute("ALTER TABLE alignment_runs ADD COLUMN baseline_id INTEGER REFERENCES alignment_runs(id)")
