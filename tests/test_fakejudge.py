@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import anyio
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from align_mcp.fakejudge import (
     FakeJudgeServer,
@@ -50,7 +52,7 @@ HANDOFF_INSTRUCTION = (
     "declines."
 )
 
-JUDGEMENT_FORMAT: dict[str, Any] = {
+JUDGEMENT_FORMAT: Any = {
     "type": "json_schema",
     "json_schema": {
         "name": "judgement",
@@ -78,13 +80,9 @@ def client_for(srv: FakeJudgeServer, **options: Any) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0, **options)
 
 
-async def judge(client: openai.AsyncOpenAI, **extra: Any) -> Any:
+async def judge(client: openai.AsyncOpenAI) -> ChatCompletion:
     return await client.chat.completions.create(
-        model="judge-model",
-        messages=MESSAGES,
-        temperature=0,
-        response_format=JUDGEMENT_FORMAT,  # type: ignore[arg-type]
-        **extra,
+        model="judge-model", messages=MESSAGES, temperature=0, response_format=JUDGEMENT_FORMAT
     )
 
 
@@ -118,7 +116,7 @@ def judge_all(template: str) -> list[Reply]:
 
 
 def agreement(replies: list[Reply]) -> float:
-    agreed = sum(
+    agreed: int = sum(
         r.score == run["feedback"]["correctness"]["score"] for r, run in zip(replies, RUNS, strict=True)
     )
     return agreed / len(RUNS)
@@ -269,7 +267,7 @@ async def test_delayed_reply_arrives_late_and_a_short_timeout_gives_up() -> None
             assert time.monotonic() - started >= 0.3
             started = time.monotonic()
             with pytest.raises(openai.APITimeoutError):
-                await judge(client, timeout=0.2)
+                await judge(client.with_options(timeout=0.2))
             assert time.monotonic() - started < 2
         stopping = time.monotonic()
     # stop() wakes the still-sleeping handler instead of waiting out its 5 s.
@@ -278,15 +276,35 @@ async def test_delayed_reply_arrives_late_and_a_short_timeout_gives_up() -> None
 
 @pytest.mark.anyio
 async def test_max_in_flight_counts_concurrent_requests() -> None:
-    with FakeJudgeServer(latency=0.3) as srv:
+    # Each reply waits until all 8 requests are inside the server, so only true concurrency lets them finish.
+    barrier = threading.Barrier(8, timeout=5)
+
+    def responder(body: dict[str, Any]) -> Reply:
+        barrier.wait()
+        return verdict(1)
+
+    with FakeJudgeServer(responder=responder) as srv:
         async with client_for(srv) as client:
-            with anyio.fail_after(5):
+            with anyio.fail_after(10):
                 async with anyio.create_task_group() as tg:
                     for _ in range(8):
                         tg.start_soon(judge, client)
     assert srv.calls == 8
     assert srv.max_in_flight == 8
     assert srv.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_latency_applies_to_every_reply() -> None:
+    with FakeJudgeServer(latency=0.2) as srv:
+        async with client_for(srv) as client:
+            started = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(judge, client)
+            elapsed = time.monotonic() - started
+    assert 0.2 <= elapsed < 1.5
+    assert srv.calls == 4
 
 
 @pytest.mark.anyio
@@ -505,7 +523,7 @@ async def test_simulated_judge_over_http_matches_the_direct_call() -> None:
     assert scores == [r.score for r in judge_all(BINARY_TEMPLATE)]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_command_line_serves_the_simulated_judge_until_interrupted(stop_signal: signal.Signals) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(

@@ -30,6 +30,8 @@ __all__ = [
     "garbage",
     "hang",
     "main",
+    "numbers",
+    "overlap",
     "prompt_text",
     "rate_limited",
     "reset",
@@ -398,8 +400,8 @@ class FakeJudgeServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-reply (a timeout, a cancelled task) is expected; report anything else."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        """A client that hung up mid-reply (a timeout, a cancelled task, stop()) is expected; report anything else."""
+        if isinstance(sys.exc_info()[1], OSError):
             return
         super().handle_error(request, client_address)
 
@@ -585,8 +587,6 @@ _UNITS = frozenset(
     """minute minutes min mins hour hours hrs h day days week weeks month months year years km kilometres kilometers
     euro euros eur percent am pm bikes bike people riders business""".split()  # noqa: SIM905
 )
-
-
 _SINGULAR_UNITS = frozenset(["minute", "hour", "day", "week", "month", "year", "euro"])
 
 
@@ -691,8 +691,9 @@ def simulated_responder(body: JsonDict) -> Reply:
     shares at least 30% of the reference output's key words, and fail one that does not. Two instructions in the
     prompt (anywhere outside the example, matched case-insensitively) make it stricter:
 
-    - a sentence about numbers / prices / amounts / figures / durations / fees together with "reference",
-      "match" or "exact": every number in the output must appear in the reference output and vice versa;
+    - a sentence naming numbers / prices / amounts / figures / durations / fees / quantities together with a
+      word such as "reference", "match", "exact", "wrong" or "check": every number in the output must appear in
+      the reference output and vice versa;
     - a mention of refusing, declining, hand-offs, escalation or out-of-scope requests: a hand-off passes when
       the reference output also declines, and an answer fails when the reference output declines.
     """

@@ -109,11 +109,18 @@ def _kind(value: object) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as e:  # e.g. a name longer than the OS allows: is_dir() raises instead of answering
+        raise ImportFormatError(
+            f"Cannot use the path {str(path)[:200]!r}{'…' if len(str(path)) > 200 else ''}: "
+            f"{e.strerror or e}. Check the path; it is read by the machine running align-mcp."
+        ) from e
+    if is_dir:
         raise ImportFormatError(
             f"{path} is a directory, not a file. Pass the path of a .jsonl or .csv file inside it."
         )
-    if not path.exists():
+    if not exists:
         raise ImportFormatError(
             f"No file at {path}. Check the path; it is read by the machine running align-mcp."
         )

@@ -19,6 +19,7 @@ MIN_LABELS = 20
 MIN_CLASS_SHARE = 0.20
 DEFAULT_RESERVATION_S = 30 * 60
 MAX_BATCH = 10_000
+MAX_COMMENT_CHARS = 20_000
 
 
 def add_to_queue(
@@ -154,6 +155,11 @@ def submit_labels(
         comment = item.get("comment")
         if comment is not None and not isinstance(comment, str):
             raise InvalidInput(f"Label {i + 1} (run {rid!r}): comment must be text.")
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise InvalidInput(
+                f"Label {i + 1} (run {rid!r}): the comment is {len(comment):,} characters; keep it under "
+                f"{MAX_COMMENT_CHARS:,} (say why the score is right, not the whole case)."
+            )
         scores.append(score)
         rows.append((rid, dumps(score), comment or None, item.get("labeler") or labeler))
     from .diagnose import check_review_labels, settle_reviews  # diagnose builds on queues
