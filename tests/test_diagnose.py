@@ -1,5 +1,6 @@
-"""Beyond agreement (diagnose.py): disagreement triage, blind second reviews with κ, judge self-consistency,
-suggested next labels and the corrected pass rate — against the fake judge server, statistics by hand."""
+"""Beyond agreement (triage.py, reviews.py, diagnose.py): disagreement triage, blind second reviews with κ,
+judge self-consistency, suggested next labels and the corrected pass rate — against the fake judge server,
+statistics by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from align_mcp import align, diagnose, evaluators, holdout, metrics, queues
+from align_mcp import align, diagnose, evaluators, holdout, metrics, queues, reviews, triage
 from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 from align_mcp.ingest import import_runs
@@ -140,7 +141,7 @@ async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per
     script.triage = lambda body: triage_answer({rid: CATEGORY_OF[rid] for rid in sent_ids(body)})
     before = srv.calls
 
-    report = await diagnose.triage(store, NAME, chunk_size=2)
+    report = await triage.triage(store, NAME, chunk_size=2)
 
     assert srv.calls - before == report.judge_calls == 2
     assert [(c.run_id, c.category, c.reason) for c in report.cases] == [
@@ -176,7 +177,7 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
     asked: list[dict[str, Any]] = []
     script.triage = lambda body: (asked.append(body), replies.pop(0))[1]
 
-    report = await diagnose.triage(store, NAME)
+    report = await triage.triage(store, NAME)
 
     assert report.judge_calls == 2
     assert [c.category for c in report.cases] == ["label_error", "rubric_gap", "judge_error"]
@@ -192,7 +193,7 @@ async def test_cases_never_classified_are_reported_not_guessed(store: Store, scr
     await align.run_alignment(store, NAME)
     script.triage = lambda body: triage_answer(CATEGORY_OF, drop=("pp-002",))
 
-    report = await diagnose.triage(store, NAME)
+    report = await triage.triage(store, NAME)
 
     case = {c.run_id: c for c in report.cases}["pp-002"]
     assert (case.category, case.error) == (None, "not classified: no classification for 'pp-002'")
@@ -208,13 +209,13 @@ async def test_triage_refuses_run_ids_that_are_not_misaligned_dev_cases(
     report = await align.run_alignment(store, NAME)
     before = srv.calls
     with pytest.raises(InvalidInput) as e:
-        await diagnose.triage(store, NAME, run_ids=["pp-001", "pp-005", "nope"])
+        await triage.triage(store, NAME, run_ids=["pp-001", "pp-005", "nope"])
     assert str(e.value) == (
         f"Not misaligned dev case(s) of alignment run {report.run.id}: 'pp-005', 'nope'. get_misaligned "
         "lists the cases triage can classify."
     )
     with pytest.raises(InvalidInput, match=r"^chunk_size=0 must be between 1 and 25 cases per call\.$"):
-        await diagnose.triage(store, NAME, chunk_size=0)
+        await triage.triage(store, NAME, chunk_size=0)
     assert srv.calls == before
 
 
@@ -226,7 +227,7 @@ def reference(store: Store) -> dict[str, Score]:
 
 
 def test_a_second_label_that_agrees_stands_and_the_first_labeler_cannot_give_it(store: Store) -> None:
-    report = diagnose.request_review(store, NAME, ["pp-001"], reason="comment contradicts the score?")
+    report = reviews.request_review(store, NAME, ["pp-001"], reason="comment contradicts the score?")
     assert (report.requested, report.pending_reviews) == (["pp-001"], 1)
     assert store.pending_ids(NAME) == ["pp-001"]
     item = queues.next_items(store, NAME, labeler="bea")[0]
@@ -250,7 +251,7 @@ def test_a_second_label_that_agrees_stands_and_the_first_labeler_cannot_give_it(
 
     queues.submit_label(store, NAME, "pp-001", 0, comment="Agree: 15 minutes.", labeler="bea")
 
-    review = diagnose.list_reviews(store, NAME).reviews[0]
+    review = reviews.list_reviews(store, NAME).reviews[0]
     assert (review.status, review.second_score, review.second_labeler) == ("agreed", 0, "bea")
     assert (review.in_reference_set, review.reference_score, review.reason) == (
         True,
@@ -263,21 +264,21 @@ def test_a_second_label_that_agrees_stands_and_the_first_labeler_cannot_give_it(
 
 
 def test_disagreeing_reviews_leave_the_reference_set_until_a_third_labeler_settles_them(store: Store) -> None:
-    diagnose.request_review(store, NAME, ["pp-001"])
+    reviews.request_review(store, NAME, ["pp-001"])
     assert reference(store)["pp-001"] == 0  # pending: the first label still counts
 
     queues.submit_label(store, NAME, "pp-001", 1, labeler="bea")
 
     assert "pp-001" not in reference(store)
     assert store.pending_ids(NAME) == ["pp-001"]
-    assert diagnose.list_reviews(store, NAME, status="disputed").reviews[0].in_reference_set is False
+    assert reviews.list_reviews(store, NAME, status="disputed").reviews[0].in_reference_set is False
     for who in ("import", "Bea"):
         with pytest.raises(Conflict, match=r"from someone other than its two reviewers \('import', 'bea'\)"):
             queues.submit_label(store, NAME, "pp-001", 1, labeler=who)
 
     queues.submit_label(store, NAME, "pp-001", 1, labeler="cem")
 
-    review = diagnose.list_reviews(store, NAME).reviews[0]
+    review = reviews.list_reviews(store, NAME).reviews[0]
     assert (review.status, review.final_score, review.final_labeler) == ("adjudicated", 1, "cem")
     assert reference(store)["pp-001"] == 1
     assert history(store, "pp-001") == [(0, "import"), (1, "bea"), (1, "cem")]
@@ -285,11 +286,11 @@ def test_disagreeing_reviews_leave_the_reference_set_until_a_third_labeler_settl
 
 
 def test_adjudicate_settles_an_open_review_and_refuses_when_there_is_none(store: Store) -> None:
-    diagnose.request_review(store, NAME, ["pp-002"])
+    reviews.request_review(store, NAME, ["pp-002"])
     with pytest.raises(InvalidInput, match=r"^Say who adjudicates \(labeler=\.\.\.\)"):
-        diagnose.adjudicate(store, NAME, "pp-002", 1, labeler=" ")
+        reviews.adjudicate(store, NAME, "pp-002", 1, labeler=" ")
 
-    item = diagnose.adjudicate(store, NAME, "pp-002", "pass", labeler="lead", comment="Holiday hours given.")
+    item = reviews.adjudicate(store, NAME, "pp-002", "pass", labeler="lead", comment="Holiday hours given.")
 
     assert (item.status, item.final_score, item.second_score, item.reference_score) == (
         "adjudicated",
@@ -299,7 +300,7 @@ def test_adjudicate_settles_an_open_review_and_refuses_when_there_is_none(store:
     )
     assert store.pending_ids(NAME) == []
     with pytest.raises(InvalidInput) as e:
-        diagnose.adjudicate(store, NAME, "pp-002", 0, labeler="lead")
+        reviews.adjudicate(store, NAME, "pp-002", 0, labeler="lead")
     assert str(e.value) == (
         "Run 'pp-002' has no open review for 'correctness', so there is nothing to adjudicate. To change "
         "its label use submit_label (the history is kept)."
@@ -308,7 +309,7 @@ def test_adjudicate_settles_an_open_review_and_refuses_when_there_is_none(store:
 
 def test_bad_review_requests_change_nothing(store: Store) -> None:
     import_runs(store, "new", runs=NEW[:1])
-    diagnose.request_review(store, NAME, ["pp-003"])
+    reviews.request_review(store, NAME, ["pp-003"])
     cases: list[tuple[list[str], type[Exception], str]] = [
         (["pp-001", "nope"], NotFound, "1 run id(s) are not in the store: 'nope'."),
         (["pp-001", "u1"], InvalidInput, "Run(s) without a label for 'correctness': 'u1'."),
@@ -317,28 +318,28 @@ def test_bad_review_requests_change_nothing(store: Store) -> None:
     ]
     for ids, error, start in cases:
         with pytest.raises(error) as e:
-            diagnose.request_review(store, NAME, ids)
+            reviews.request_review(store, NAME, ids)
         assert str(e.value).startswith(start)
-    assert [r.run_id for r in diagnose.list_reviews(store, NAME).reviews] == ["pp-003"]
+    assert [r.run_id for r in reviews.list_reviews(store, NAME).reviews] == ["pp-003"]
     assert store.pending_ids(NAME) == ["pp-003"]
 
 
 def test_inter_annotator_kappa_over_blind_second_labels_matches_the_hand_computation(store: Store) -> None:
     with pytest.raises(InvalidInput, match=r"^No run of 'correctness' has a blind second label yet"):
-        diagnose.annotator_agreement(store, NAME)
+        reviews.annotator_agreement(store, NAME)
     first = {"pp-003": 1, "pp-004": 1, "pp-007": 1, "pp-001": 0, "pp-002": 0}
     assert {rid: HUMAN[rid] for rid in first} == first
     second = {"pp-003": 1, "pp-004": 1, "pp-007": 0, "pp-001": 0, "pp-002": 0}
-    diagnose.request_review(store, NAME, list(first))
+    reviews.request_review(store, NAME, list(first))
     queues.submit_labels(store, NAME, [{"run_id": r, "score": s} for r, s in second.items()], labeler="bea")
 
-    agreement = diagnose.annotator_agreement(store, NAME)
+    agreement = reviews.annotator_agreement(store, NAME)
 
     # p_o = 4/5; first rater passes 3/5, second 2/5: p_e = 3/5·2/5 + 2/5·3/5 = 12/25;
     # κ = (4/5 − 12/25) / (1 − 12/25) = 8/13.
     assert (agreement.n, agreement.agreement.value, agreement.disagreements) == (5, 0.8, ["pp-007"])
     assert agreement.kappa == pytest.approx(8 / 13)
-    assert diagnose.list_reviews(store, NAME).agreement == agreement
+    assert reviews.list_reviews(store, NAME).agreement == agreement
 
 
 # ---- judge self-consistency --------------------------------------------------------------------------------
@@ -490,7 +491,7 @@ async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: 
 async def test_suggestions_need_unlabeled_queued_runs_and_sane_arguments(
     store: Store, srv: FakeJudgeServer
 ) -> None:
-    diagnose.request_review(store, NAME, ["pp-001"])  # queued again, but labeled: not a candidate
+    reviews.request_review(store, NAME, ["pp-001"])  # queued again, but labeled: not a candidate
     with pytest.raises(InvalidInput) as e:
         await diagnose.suggest_labels(store, NAME)
     assert (

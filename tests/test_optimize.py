@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from align_mcp import align, evaluators, holdout, ingest, optimize
+from align_mcp import align, candidates, evaluators, failures, holdout, ingest, optimize
 from align_mcp.errors import AlignError, Conflict, InvalidInput, OptimizerUnavailable
 from align_mcp.fakejudge import FakeJudgeServer, Reply, garbage, prompt_text, section, simulated_responder
 from align_mcp.judge import render, validate_template
@@ -440,7 +440,7 @@ async def test_analyze_failures_groups_dev_cases_with_the_model_and_stores_it_wi
     store: Store, model: ScriptedModel
 ) -> None:
     report = await align.run_alignment(store, "correctness")
-    analysis = await optimize.analyze_failures(store, "correctness")
+    analysis = await failures.analyze_failures(store, "correctness")
     assert analysis.method == "llm" and analysis.alignment_run == report.run.id and analysis.model_calls == 1
     assert [m.name for m in analysis.modes] == ["Misses wrong facts", "Fails correct refusals"]
     ids = [rid for m in analysis.modes for rid in m.run_ids]
@@ -463,7 +463,7 @@ async def test_without_a_model_failures_are_grouped_by_direction_and_comment_ter
     report = await align.run_alignment(store, "correctness")
     monkeypatch.delenv("ALIGN_MCP_JUDGE_MODEL")
     calls = server.calls
-    analysis = await optimize.analyze_failures(store, "correctness")
+    analysis = await failures.analyze_failures(store, "correctness")
     assert analysis.method == "keywords" and analysis.model_calls == 0 and server.calls == calls
     assert any("No judge model is configured" in note for note in analysis.notes)
     by_name = {m.name: m for m in analysis.modes}
@@ -480,8 +480,8 @@ async def test_many_failures_are_analysed_in_chunks_and_the_chunks_modes_merged(
     store: Store, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     report = await align.run_alignment(store, "correctness")
-    monkeypatch.setattr(optimize, "ANALYSIS_CHUNK", 4)
-    analysis = await optimize.analyze_failures(store, "correctness")
+    monkeypatch.setattr(failures, "ANALYSIS_CHUNK", 4)
+    analysis = await failures.analyze_failures(store, "correctness")
     assert len(model.requests["analysis"]) == 3 and len(model.requests["merge"]) == 1
     assert analysis.method == "llm" and analysis.model_calls == 4
     assert [m.name for m in analysis.modes] == ["Misses wrong facts", "Fails correct refusals"]
@@ -496,7 +496,7 @@ async def test_an_unusable_analysis_reply_falls_back_to_comment_terms(
 ) -> None:
     await align.run_alignment(store, "correctness")
     model.analysis_reply = garbage("I would rather not.")
-    analysis = await optimize.analyze_failures(store, "correctness")
+    analysis = await failures.analyze_failures(store, "correctness")
     assert analysis.method == "keywords" and analysis.model_calls == 1
     assert any("could not group the failures" in note for note in analysis.notes)
 
@@ -508,14 +508,14 @@ def test_a_template_with_variables_in_its_instructions_is_rewritten_whole_and_ke
     woven = (
         "Grade the answer to {{inputs.question}}.\nAnswer: {{outputs}}\nReference: {{reference_outputs}}\n"
     )
-    template = optimize._Template.split(woven)
+    template = candidates._Template.split(woven)
     assert template.tail == "" and template.assemble(template.instructions) == woven
     assert (
         template.problem("Grade it.\nAnswer: {{outputs}}")
         == "it drops {{inputs.question}}, {{reference_outputs}}"
     )
     assert template.problem(woven.replace("Grade", "Judge")) is None
-    split = optimize._Template.split("Be strict.\n\n<outputs>\n{{outputs}}\n</outputs>\n")
+    split = candidates._Template.split("Be strict.\n\n<outputs>\n{{outputs}}\n</outputs>\n")
     assert (split.instructions, split.tail) == ("Be strict.", "<outputs>\n{{outputs}}\n</outputs>\n")
     assert split.assemble("Be lenient.  ") == "Be lenient.\n\n<outputs>\n{{outputs}}\n</outputs>\n"
 

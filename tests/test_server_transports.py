@@ -22,7 +22,7 @@ from mcp.types import TextContent
 
 from align_mcp.errors import InvalidInput
 from align_mcp.fakejudge import FakeJudgeServer, simulated_responder
-from align_mcp.server import check_http_bind, is_loopback, serve
+from align_mcp.transport import check_http_bind, is_loopback, serve
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"

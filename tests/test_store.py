@@ -14,9 +14,10 @@ import platformdirs
 import pytest
 from sqlite_utils import Database
 
-from align_mcp import config, queues
+from align_mcp import config, evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.migrations import migrations
+from align_mcp.models import ScoreType
 from align_mcp.store import Store, open_store
 
 CORE_TABLES = {
@@ -243,3 +244,62 @@ def test_labelers_in_two_processes_never_share_an_item(
 
     assert all(got.values()), f"one process labeled nothing, so they never overlapped: {got}"
     assert_each_run_labeled_once_by_its_holder(runs_store, got)
+
+
+def _true_counts(store: Store, evaluator: str) -> tuple[dict[str, int], int]:
+    labels = {
+        r["score"]: r["n"]
+        for r in store._rows(
+            "SELECT score, count(*) AS n FROM labels WHERE evaluator = ? AND current = 1 GROUP BY score",
+            [evaluator],
+        )
+    }
+    pending = store._scalar(
+        "SELECT count(*) FROM queue_items WHERE evaluator = ? AND labeled = 0", [evaluator]
+    )
+    return labels, int(pending)
+
+
+def test_trigger_kept_tallies_match_the_rows_after_labels_relabels_and_reviews(store: Store) -> None:
+    from align_mcp import reviews
+
+    runs = [{"id": f"r{i}", "inputs": {"q": i}, "outputs": {"a": i}} for i in range(30)]
+    ingest.import_runs(store, "src", runs=runs)
+    evaluators.create(store, "correctness", ScoreType(kind="binary"))
+    queues.add_to_queue(store, "correctness", source="src")
+    queues.submit_labels(
+        store, "correctness", [{"run_id": f"r{i}", "score": i % 2} for i in range(20)], labeler="ana"
+    )
+    queues.submit_label(store, "correctness", "r0", 1, labeler="ana")  # a relabel moves r0 from 0 to 1
+    reviews.request_review(store, "correctness", ["r3"])  # back to the queue for a blind second label
+    queues.submit_label(store, "correctness", "r3", 0, labeler="bo")
+
+    labels, pending = _true_counts(store, "correctness")
+    assert store.label_counts("correctness") == labels == {"0": 10, "1": 10}  # r0 went 0->1, r3 1->0
+    assert (
+        store.queue_counts("correctness")["pending"] == pending == 11
+    )  # r20-r29, and r3 awaits adjudication
+    assert store.queue_counts("correctness")["labeled"] == 20
+
+
+def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    db = Database(conn)
+    migrations.apply(db, stop_before="m006_tallies")
+    conn.executescript(
+        """
+        INSERT INTO sources VALUES ('s', 'experiment', '2026-01-01');
+        INSERT INTO runs (id, source, inputs, outputs, created_at) VALUES ('a', 's', '{}', '{}', 'x'), ('b', 's', '{}', '{}', 'x');
+        INSERT INTO evaluators (name, feedback_key, score_type, judge, draft, draft_updated_at, created_at)
+            VALUES ('e', 'e', '{"kind":"binary"}', '{}', '{{outputs}}', 'x', 'x');
+        INSERT INTO labels (evaluator, run_id, score, created_at, current) VALUES ('e', 'a', '1', 'x', 1);
+        INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES ('e', 'a', 'x', 1), ('e', 'b', 'x', 0);
+        """
+    )
+    conn.commit()
+    conn.close()
+
+    with Store(path) as store:
+        assert store.label_counts("e") == {"1": 1}
+        assert store.queue_counts("e") == {"pending": 1, "reserved": 0, "labeled": 1}

@@ -495,7 +495,9 @@ def get_misaligned(
     if offset < 0 or not 1 <= limit <= 100:
         raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit 1–100.")
     aid = alignment_run if alignment_run is not None else latest_run_id(store, evaluator)
-    row = _run_row(store, aid)
+    row = store.alignment_run_row(aid)
+    if row is None:
+        raise NotFound(f"No alignment run {aid}. List them with get_evaluator or `align-mcp runs`.")
     if row["evaluator"] != evaluator:
         raise InvalidInput(f"Alignment run {aid} belongs to {row['evaluator']!r}, not {evaluator!r}.")
     if row["split"] == "test":

@@ -844,7 +844,7 @@ def triage_cmd(
     ctx: click.Context, evaluator: str, alignment_run: int | None, limit: int, as_json: bool
 ) -> None:
     """Classify misaligned dev cases as judge error, possible label error or rubric gap."""
-    from .diagnose import triage
+    from .triage import triage
 
     store = _store(ctx)
     r = _run_with_progress(
@@ -880,7 +880,7 @@ def review_cmd(
     ctx: click.Context, evaluator: str, run_ids: tuple[str, ...], reason: str | None, as_json: bool
 ) -> None:
     """Send labels back to the queue for a blind second review by another labeler."""
-    from .diagnose import request_review
+    from .reviews import request_review
 
     r = request_review(_store(ctx), evaluator, list(run_ids), reason)
 
@@ -899,7 +899,7 @@ def review_cmd(
 @click.pass_context
 def reviews_cmd(ctx: click.Context, evaluator: str, as_json: bool) -> None:
     """Second reviews and their status, with inter-annotator agreement (kappa)."""
-    from .diagnose import list_reviews
+    from .reviews import list_reviews
 
     r = list_reviews(_store(ctx), evaluator)
 
@@ -945,7 +945,7 @@ def adjudicate_cmd(
     as_json: bool,
 ) -> None:
     """Settle a disputed (or pending) review with a final label."""
-    from .diagnose import adjudicate
+    from .reviews import adjudicate
 
     r = adjudicate(_store(ctx), evaluator, run_id, score, labeler, comment)
     emit(r, as_json, lambda: click.echo(f"{run_id}: {r.status}; the reference set uses {r.reference_score}."))
@@ -1068,7 +1068,7 @@ def failures_cmd(
     ctx: click.Context, evaluator: str, alignment_run: int | None, no_llm: bool, as_json: bool
 ) -> None:
     """Group the misaligned dev cases into named failure modes."""
-    from .optimize import analyze_failures
+    from .failures import analyze_failures
 
     store = _store(ctx)
     r = anyio.run(lambda: analyze_failures(store, evaluator, alignment_run, use_llm=not no_llm))
@@ -1201,7 +1201,7 @@ def apply_cmd(ctx: click.Context, evaluator: str, proposal_id: int, force: bool,
 def serve_cmd(ctx: click.Context, use_http: bool, host: str, port: int) -> None:
     """Run the MCP server (stdio by default)."""
     try:
-        from .server import serve
+        from .transport import serve
     except ImportError as e:  # pragma: no cover - the server module ships with the package
         raise click.ClickException(f"The MCP server is not available: {e}") from e
     db = ctx.ensure_object(dict).get("db")

@@ -235,3 +235,58 @@ def m003_optimizer(db: Database) -> None:
 @migrations()
 def m005_alignment_baseline(db: Database) -> None:
     db.execute("ALTER TABLE alignment_runs ADD COLUMN baseline_id INTEGER REFERENCES alignment_runs(id)")
+
+
+@migrations()
+def m006_tallies(db: Database) -> None:
+    """Counters kept by triggers, so queue summaries stay O(1) at 100k labels (no count(*) per call)."""
+    db.executescript(
+        """
+        CREATE TABLE label_tallies (
+            evaluator TEXT NOT NULL,
+            score TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (evaluator, score)
+        );
+        CREATE TABLE queue_tallies (
+            evaluator TEXT PRIMARY KEY,
+            pending INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO label_tallies (evaluator, score, n)
+            SELECT evaluator, score, count(*) FROM labels WHERE current = 1 GROUP BY evaluator, score;
+        INSERT INTO queue_tallies (evaluator, pending)
+            SELECT evaluator, sum(labeled = 0) FROM queue_items GROUP BY evaluator;
+
+        CREATE TRIGGER labels_tally_insert AFTER INSERT ON labels WHEN NEW.current = 1 BEGIN
+            INSERT INTO label_tallies (evaluator, score, n) VALUES (NEW.evaluator, NEW.score, 1)
+                ON CONFLICT (evaluator, score) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER labels_tally_update AFTER UPDATE OF current, score ON labels BEGIN
+            UPDATE label_tallies SET n = n - 1
+                WHERE OLD.current = 1 AND evaluator = OLD.evaluator AND score = OLD.score;
+            INSERT INTO label_tallies (evaluator, score, n) SELECT NEW.evaluator, NEW.score, 1 WHERE NEW.current = 1
+                ON CONFLICT (evaluator, score) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER labels_tally_delete AFTER DELETE ON labels WHEN OLD.current = 1 BEGIN
+            UPDATE label_tallies SET n = n - 1 WHERE evaluator = OLD.evaluator AND score = OLD.score;
+        END;
+
+        CREATE TRIGGER queue_tally_insert AFTER INSERT ON queue_items BEGIN
+            INSERT INTO queue_tallies (evaluator, pending) VALUES (NEW.evaluator, NEW.labeled = 0)
+                ON CONFLICT (evaluator) DO UPDATE SET pending = pending + (NEW.labeled = 0);
+        END;
+        CREATE TRIGGER queue_tally_update AFTER UPDATE OF labeled ON queue_items WHEN OLD.labeled != NEW.labeled
+        BEGIN
+            UPDATE queue_tallies SET pending = pending + (NEW.labeled = 0) - (OLD.labeled = 0)
+                WHERE evaluator = NEW.evaluator;
+        END;
+        CREATE TRIGGER queue_tally_delete AFTER DELETE ON queue_items WHEN OLD.labeled = 0 BEGIN
+            UPDATE queue_tallies SET pending = pending - 1 WHERE evaluator = OLD.evaluator;
+        END;
+
+        CREATE INDEX queue_items_reserved ON queue_items(evaluator, reserved_until)
+            WHERE labeled = 0 AND reserved_until IS NOT NULL;
+        CREATE INDEX alignment_results_misaligned ON alignment_results(alignment_id, run_id)
+            WHERE done = 1 AND error IS NULL AND judge_score != human_score;
+        """
+    )

@@ -162,7 +162,7 @@ def submit_labels(
             )
         scores.append(score)
         rows.append((rid, dumps(score), comment or None, item.get("labeler") or labeler))
-    from .diagnose import check_review_labels, settle_reviews  # diagnose builds on queues
+    from .reviews import check_review_labels, settle_reviews  # reviews builds on queues
 
     check_review_labels(store, evaluator, rows)
     with store.transaction():

@@ -1,33 +1,24 @@
-"""The MCP server: the alignment loop as tools, resources and a prompt, over stdio or streamable HTTP."""
+"""The MCP server: the alignment loop as tools, resources and a prompt, built by create_server."""
 
 from __future__ import annotations
 
 import functools
-import hmac
 import inspect
-import ipaddress
 import json
-import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
-from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, config
+from . import __version__
 from .errors import AlignError, InvalidInput, NotFound
 from .models import (
     AddToQueueReport,
@@ -40,7 +31,6 @@ from .models import (
     ImportReport,
     JudgeSettings,
     LabelReceipt,
-    Metrics,
     MisalignedPage,
     PassRateReport,
     Proposal,
@@ -58,6 +48,7 @@ from .models import (
     TriageReport,
     VersionSummary,
 )
+from .reports import report_markdown
 
 if TYPE_CHECKING:
     from .store import Store
@@ -74,7 +65,6 @@ add_to_queue -> next_items -> submit_label (the human's verdicts, never yours) -
 95% intervals next to agreement; with fewer than 20 labels or one class under 20%, ask for more labels. The
 prompt `align_evaluator` walks through the whole loop."""
 
-LOOPBACK_NAMES = ("localhost",)
 DEFAULT_DRAFT_CHARS = 20_000
 DEFAULT_ITEM_CHARS = 1_500
 DEFAULT_RUN_CHARS = 20_000
@@ -1053,7 +1043,7 @@ async def analyze_failures(
 ) -> FailureAnalysis:
     """Group the misaligned dev examples of an alignment run into a few named failure modes (what the judge gets
     wrong, with example ids). Held-out test examples are never included. Use it before editing the draft."""
-    from .optimize import analyze_failures as analyze
+    from .failures import analyze_failures as analyze
 
     return await analyze(_store(ctx), evaluator, alignment_run, use_llm)
 
@@ -1134,7 +1124,7 @@ async def triage_disagreements(
     """Classify each misaligned dev case as judge_error (the judge misapplied the rubric), label_error (the human
     label looks wrong: consider request_review) or rubric_gap (the rubric does not decide it: add an instruction),
     each with a short reason. Uses the judge model, one call per 10 cases. Test examples are never included."""
-    from .diagnose import triage
+    from .triage import triage
 
     return await triage(
         _store(ctx),
@@ -1157,7 +1147,7 @@ def request_review(
     """Send doubted labels back to the queue for a blind second review by a different labeler (next_items never
     shows the first label). Agreeing reviews keep the label; disagreeing ones leave the reference set until
     adjudicate_label settles them. Every label stays in the history."""
-    from .diagnose import request_review as request
+    from .reviews import request_review as request
 
     return request(_store(ctx), evaluator, run_ids, reason)
 
@@ -1175,7 +1165,7 @@ def adjudicate_label(
     ctx: Context,
 ) -> ReviewItem:
     """Settle a disputed (or pending) second review with the human's final label; the reference set uses it."""
-    from .diagnose import adjudicate
+    from .reviews import adjudicate
 
     return adjudicate(_store(ctx), evaluator, run_id, score, labeler, comment)
 
@@ -1184,7 +1174,7 @@ def adjudicate_label(
 def list_reviews(evaluator: EvaluatorName, *, ctx: Context) -> ReviewReport:
     """Second reviews and their status, with inter-annotator agreement (Cohen's kappa) over the blind pairs. This
     view shows both labels: never show it to the second labeler before they label."""
-    from .diagnose import list_reviews as reviews
+    from .reviews import list_reviews as reviews
 
     return reviews(_store(ctx), evaluator)
 
@@ -1335,94 +1325,6 @@ def report_resource(alignment_run: int, ctx: Context) -> str:
     return report_markdown(report(_store(ctx), alignment_run))
 
 
-def _pct(rate: Rate | None) -> str:
-    if rate is None or rate.value is None:
-        return "n/a"
-    ci = f", 95% CI {rate.ci.low:.1%}–{rate.ci.high:.1%}" if rate.ci else ""
-    return f"{rate.value:.1%} ({rate.k}/{rate.n}{ci})"
-
-
-def _metric_rows(metrics: list[Metrics | None]) -> list[str]:
-    """Table rows, one column per run; a row appears when any run has that metric."""
-    rows: list[tuple[str, Callable[[Metrics], str | None]]] = [
-        ("agreement", lambda m: _pct(m.agreement)),
-        (
-            "quadratic-weighted κ" if any(m and m.kind == "ordinal" for m in metrics) else "Cohen's κ",
-            lambda m: None if m.kappa is None else f"{m.kappa:.3f}",
-        ),
-        ("TPR (recall on human pass)", lambda m: _pct(m.tpr) if m.tpr else None),
-        ("TNR (recall on human fail)", lambda m: _pct(m.tnr) if m.tnr else None),
-        ("precision", lambda m: _pct(m.precision) if m.precision else None),
-        (
-            "false passes / false fails",
-            lambda m: None if m.false_pass is None else f"{m.false_pass} / {m.false_fail}",
-        ),
-        ("within one", lambda m: _pct(m.within_one) if m.within_one else None),
-        ("examples / errors", lambda m: f"{m.n} / {m.errors}"),
-    ]
-    lines = []
-    for label, cell in rows:
-        cells = [cell(m) if m is not None else None for m in metrics]
-        if any(c is not None for c in cells):
-            lines.append(f"| {label} | " + " | ".join(c or "n/a" for c in cells) + " |")
-    return lines
-
-
-def _confusion(m: Metrics) -> list[str]:
-    values = sorted({j for row in m.confusion.values() for j in row} | set(m.confusion))
-    lines = ["| human \\ judge | " + " | ".join(values) + " |", "|---" * (len(values) + 1) + "|"]
-    for h in values:
-        row = m.confusion.get(h, {})
-        lines.append(f"| {h} | " + " | ".join(str(row.get(j, 0)) for j in values) + " |")
-    return lines
-
-
-def _run_line(s: AlignmentSummary) -> str:
-    return (
-        f"- {s.prompt_ref} (run {s.id}): {s.status}, judged {s.judged} of {s.total} ({s.split}), model "
-        f"{s.model}; {s.judge_calls} judge call(s), {s.cache_hits} from cache, "
-        f"{s.prompt_tokens + s.completion_tokens} tokens"
-    )
-
-
-def report_markdown(r: AlignmentReport) -> str:
-    """An alignment report as markdown: the run next to the last saved version, flips, errors and notes."""
-    s, b = r.run, r.baseline
-    runs = [s] if b is None else [s, b]
-    title = f"# Alignment run {s.id}: {s.evaluator} {s.prompt_ref}" + (f" vs {b.prompt_ref}" if b else "")
-    lines = [title, "", *[_run_line(x) for x in runs], ""]
-    if s.metrics is None:
-        lines.append("No results yet.")
-    else:
-        header = " | ".join(f"{x.prompt_ref} (run {x.id})" for x in runs)
-        lines += [f"| metric | {header} |", "|---" * (len(runs) + 1) + "|"]
-        lines += _metric_rows([x.metrics for x in runs])
-        if s.metrics.confusion:
-            lines += ["", f"Confusion of {s.prompt_ref} (rows: human, columns: judge):", ""]
-            lines += _confusion(s.metrics)
-    if r.flips is not None:
-        f = r.flips
-        p = "n/a" if f.p_value is None else f"{f.p_value:.3g}"
-        lines += [
-            "",
-            f"## Flips: {f.candidate} vs {f.baseline}",
-            "",
-            f.verdict,
-            "",
-            f"- fixed ({len(f.fixed)}): {', '.join(f.fixed) or '—'}",
-            f"- broken ({len(f.broken)}): {', '.join(f.broken) or '—'}",
-            f"- both right {f.both_right}, both wrong {f.both_wrong}; McNemar exact p = {p}",
-        ]
-    for heading, items in (
-        ("Errors", [f"{e.run_id}: {e.error}" for e in r.error_examples]),
-        ("Warnings", r.warnings),
-        ("Notes", r.notes),
-    ):
-        if items:
-            lines += ["", f"## {heading}", "", *[f"- {item}" for item in items]]
-    return "\n".join(lines) + "\n"
-
-
 # ---- prompt -------------------------------------------------------------------------------------------------
 
 
@@ -1498,107 +1400,4 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
     return server
 
 
-# ---- transports ---------------------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class HttpGuard:
-    """ASGI middleware in front of the MCP endpoint: refuse foreign browser origins (403) and, when a token is
-    configured, requests without `Authorization: Bearer <token>` (401)."""
-
-    def __init__(self, app: ASGIApp, *, token: str | None, host: str) -> None:
-        self.app = app
-        self.token = token
-        self.hosts = {"127.0.0.1", "localhost", "::1", host.strip("[]").lower()}
-
-    def origin_allowed(self, origin: str) -> bool:
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in self.hosts
-
-    def authorized(self, header: str | None) -> bool:
-        if self.token is None:
-            return True
-        scheme, _, credentials = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self.token.encode()
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            origin = headers.get("origin")
-            if origin is not None and not self.origin_allowed(origin):
-                response = PlainTextResponse(f"Origin {origin} is not allowed.", status_code=403)
-                await response(scope, receive, send)
-                return
-            if not self.authorized(headers.get("authorization")):
-                response = PlainTextResponse(
-                    f"Missing or wrong bearer token: send Authorization: Bearer ${config.ENV_TOKEN}.",
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="align-mcp"'},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def http_app(server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | None = None) -> ASGIApp:
-    """The streamable HTTP app at /mcp with Host/Origin validation and the optional bearer token."""
-    if is_loopback(host):
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-        )
-    else:
-        # Clients reach a public bind under names we cannot know, so the Host check is off; the bearer token
-        # (required off loopback) is what keeps other sites' pages out, and HttpGuard still checks Origin.
-        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    app = server.streamable_http_app(host=host, transport_security=security)
-    return HttpGuard(app, token=token, host=host)
-
-
-def check_http_bind(host: str, token: str | None) -> None:
-    """Refuse to serve HTTP beyond this machine without a bearer token."""
-    if not is_loopback(host) and not token:
-        raise InvalidInput(
-            f"Refusing to serve HTTP on {host}: an address other machines can reach needs a bearer token. Set "
-            f"{config.ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
-        )
-
-
-def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the server: stdio by default, or streamable HTTP at http://host:port/mcp."""
-    if not http:
-        create_server(db).run("stdio")
-        return
-    token = os.environ.get(config.ENV_TOKEN) or None
-    check_http_bind(host, token)
-    import uvicorn
-
-    shown = f"[{host}]" if ":" in host else host
-    auth = "bearer token required" if token else "no token, loopback only"
-    sys.stderr.write(f"align-mcp: MCP over streamable HTTP at http://{shown}:{port}/mcp ({auth})\n")
-    app = http_app(create_server(db), host=host, token=token)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-__all__ = [
-    "AppState",
-    "HttpGuard",
-    "check_http_bind",
-    "create_server",
-    "http_app",
-    "is_loopback",
-    "report_markdown",
-    "serve",
-]
+__all__ = ["AppState", "create_server"]

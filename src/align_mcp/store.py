@@ -160,14 +160,13 @@ class Store:
         Returns how many were new. Call inside `transaction()`.
         """
         with self._lock:
-            before = self.conn.total_changes
             created = now_iso()
-            self.conn.executemany(
+            cur = self.conn.executemany(
                 "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(*row, created) for row in rows],
             )
-            return self.conn.total_changes - before
+            return max(cur.rowcount, 0)
 
     def get_runs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -299,14 +298,14 @@ class Store:
     def enqueue(self, evaluator: str, run_ids: Sequence[str]) -> int:
         """Queue runs for an evaluator; already-queued runs are left alone. Returns how many were added."""
         with self.transaction():
-            before = self.conn.total_changes
             added = now_iso()
-            self.conn.executemany(
+            # rowcount counts the statement's own rows; total_changes would also count the tally triggers.
+            cur = self.conn.executemany(
                 "INSERT OR IGNORE INTO queue_items (evaluator, run_id, added_at, labeled) "
                 "VALUES (?, ?, ?, EXISTS (SELECT 1 FROM labels WHERE evaluator = ? AND run_id = ? AND current = 1))",
                 [(evaluator, rid, added, evaluator, rid) for rid in run_ids],
             )
-            return self.conn.total_changes - before
+            return max(cur.rowcount, 0)
 
     def reserve(self, evaluator: str, labeler: str, limit: int, ttl_s: float) -> list[str]:
         """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler."""
@@ -370,24 +369,26 @@ class Store:
         return relabeled
 
     def label_counts(self, evaluator: str) -> dict[str, int]:
+        """Current labels per score JSON (kept by triggers in label_tallies)."""
         return {
             r["score"]: r["n"]
             for r in self._rows(
-                "SELECT score, count(*) AS n FROM labels WHERE evaluator = ? AND current = 1 GROUP BY score",
-                [evaluator],
+                "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
             )
         }
 
     def queue_counts(self, evaluator: str) -> dict[str, int]:
-        row = self._one(
-            "SELECT coalesce(sum(labeled = 0), 0) AS pending, "
-            "coalesce(sum(labeled = 0 AND reserved_until >= ?), 0) AS reserved, "
-            "coalesce(sum(labeled = 1), 0) AS labeled_in_queue FROM queue_items WHERE evaluator = ?",
-            [time.time(), evaluator],
+        """Pending and labeled from the trigger-kept tallies; live reservations through their partial index."""
+        pending = self._scalar("SELECT pending FROM queue_tallies WHERE evaluator = ?", [evaluator]) or 0
+        reserved = self._scalar(
+            "SELECT count(*) FROM queue_items WHERE evaluator = ? AND labeled = 0 AND reserved_until IS NOT NULL "
+            "AND reserved_until >= ?",
+            [evaluator, time.time()],
         )
-        assert row is not None
-        labeled = self._scalar("SELECT count(*) FROM labels WHERE evaluator = ? AND current = 1", [evaluator])
-        return {"pending": int(row["pending"]), "reserved": int(row["reserved"]), "labeled": int(labeled)}
+        labeled = self._scalar(
+            "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
+        )
+        return {"pending": int(pending), "reserved": int(reserved), "labeled": int(labeled)}
 
     def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
         sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
@@ -691,6 +692,10 @@ class Store:
     def update_alignment_run(self, alignment_id: int, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
+
+    def alignment_run_row(self, alignment_id: int) -> dict[str, Any] | None:
+        """The alignment run's own row, without the per-result aggregates of get_alignment_run."""
+        return self._one("SELECT * FROM alignment_runs WHERE id = ?", [alignment_id])
 
     def get_alignment_run(self, alignment_id: int) -> dict[str, Any] | None:
         # One pass over the run's results for all five counters (five correlated subqueries read them 5x).

@@ -1,0 +1,307 @@
+"""Candidate judge prompts: the part the optimizer rewrites, judged on labeled runs within a call budget."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from .align import Progress
+from .errors import AlignError, InvalidInput
+from .judge import (
+    VARIABLE,
+    Endpoint,
+    Judge,
+    build_messages,
+    cache_key,
+    judge_example,
+    response_schema,
+    template_variables,
+    validate_template,
+)
+from .models import Evaluator, JsonDict, OptimizerBudget, Score, ScoreType
+from .store import Store, dumps, loads, now_iso
+
+MAX_BUDGET = 100_000  # the most model calls one proposal may be given
+
+
+# ---- templates ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A judge template split into the instructions the optimizer rewrites and the example block it keeps.
+
+    The example block starts at the blank-line-separated paragraph holding the first {{variable}}. When the
+    variables are woven into the instructions (no separate block), the whole template is rewritten and must
+    keep every variable.
+    """
+
+    original: str
+    instructions: str
+    separator: str
+    tail: str
+
+    @classmethod
+    def split(cls, template: str) -> _Template:
+        first = VARIABLE.search(template)
+        cut = template.rfind("\n\n", 0, first.start()) if first is not None else -1
+        head = template[:cut].strip() if cut > 0 else ""
+        if not head:
+            return cls(template, template.strip(), template[len(template.rstrip()) :], "")
+        body_end = len(template[:cut].rstrip())
+        tail_start = len(template) - len(template[cut:].lstrip())
+        return cls(template, head, template[body_end:tail_start], template[tail_start:])
+
+    @property
+    def variables(self) -> list[str]:
+        return sorted(set(template_variables(self.original)))
+
+    def assemble(self, instructions: str) -> str:
+        if instructions.strip() == self.instructions:
+            return self.original
+        return instructions.strip() + self.separator + self.tail
+
+    def problem(self, template: str) -> str | None:
+        """Why a candidate template cannot be used (it must validate and keep every variable), or None."""
+        try:
+            validate_template(template)
+        except InvalidInput as e:
+            return str(e)
+        missing = sorted(set(self.variables) - set(template_variables(template)))
+        if missing:
+            return "it drops " + ", ".join("{{" + v + "}}" for v in missing)
+        return None
+
+    def variables_rule(self) -> str:
+        if self.tail:
+            return (
+                "The example is attached after these instructions automatically: do not write template variables "
+                "or placeholders in double braces such as {{outputs}}."
+            )
+        shown = ", ".join("{{" + v + "}}" for v in self.variables)
+        return (
+            f"The instructions contain template variables in double braces ({shown}) that are filled with the "
+            "example: keep every one exactly as written, and add no new ones."
+        )
+
+
+# ---- budget and judging -----------------------------------------------------------------------------------
+
+
+class _BudgetSpent(Exception):
+    """A model call was refused because the budget is spent."""
+
+
+class _Budget:
+    """Counts model calls by kind and refuses the one that would go over the limit (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: Counter[str] = Counter()
+        self.cache_hits = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.limit - self.used
+
+    def take(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            if self.used + n > self.limit:
+                raise _BudgetSpent(f"{kind}: {self.used} of {self.limit} model calls used")
+            self.counts[kind] += n
+
+    def report(self, stopped: bool) -> OptimizerBudget:
+        return OptimizerBudget(
+            budget=self.limit,
+            used=self.used,
+            judge_calls=self.counts["judge"],
+            reflection_calls=self.counts["reflection"],
+            analysis_calls=self.counts["analysis"],
+            cache_hits=self.cache_hits,
+            stopped_by_budget=stopped,
+        )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    score: Score | None
+    reasoning: str | None
+    error: str | None
+
+
+def _wrong(outcome: _Outcome | None, human: Score) -> bool:
+    return outcome is not None and outcome.error is None and outcome.score != human
+
+
+class _Judging:
+    """Judge (template, run) pairs exactly as run_alignment does: same rendering, schema, cache and endpoint.
+
+    A cache hit is free; every miss takes one call from the budget and is refused once the budget is spent.
+    Results are kept per template, so candidates can be compared on the same examples afterwards.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ev: Evaluator,
+        endpoint: Endpoint,
+        budget: _Budget,
+        concurrency: int,
+        on_progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.settings = ev.judge
+        self.score_type = ev.score_type
+        self.endpoint = endpoint
+        self.schema = response_schema(ev.score_type, ev.judge.reasoning)
+        self.budget = budget
+        self.limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self.on_progress = on_progress
+        self.runs: dict[str, JsonDict] = {}
+        self.results: dict[str, dict[str, _Outcome]] = {}
+        self.fatal: AlignError | None = None
+        self.stopped = threading.Event()
+        self._judge: Judge | None = None
+        self._memo: dict[str, _Outcome] = {}
+        self._inflight: dict[str, anyio.Event] = {}
+
+    def load_runs(self, run_ids: Sequence[str]) -> None:
+        self.runs.update(self.store.get_runs(run_ids))
+
+    def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
+        messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
+        return messages, cache_key(self.endpoint.model, self.settings, messages, self.schema)
+
+    def uncached(self, template: str, run_ids: Sequence[str]) -> int:
+        """How many calls judging these runs with this template would make now."""
+        keys = [self._key(template, rid)[1] for rid in run_ids if rid in self.runs]
+        hits = self.store.cache_get(keys)
+        return sum(1 for k in keys if k not in hits and k not in self._memo) + sum(
+            1 for rid in run_ids if rid not in self.runs
+        )
+
+    def adopt(self, template: str, store: Store, alignment_id: int) -> None:
+        """Take an alignment run's stored results as this template's results."""
+        for r in store.alignment_results(alignment_id):
+            score = loads(r["judge_score"]) if r["error"] is None else None
+            self.results.setdefault(template, {})[r["run_id"]] = _Outcome(score, r["reasoning"], r["error"])
+
+    async def one(self, template: str, run_id: str) -> _Outcome:
+        if self.fatal is not None or self.stopped.is_set():
+            raise _BudgetSpent("the optimizer is stopping")
+        run = self.runs.get(run_id)
+        if run is None:
+            outcome = _Outcome(None, None, "run no longer in the store")
+            self.results.setdefault(template, {})[run_id] = outcome
+            return outcome
+        messages, key = self._key(template, run_id)
+        while key in self._inflight:
+            await self._inflight[key].wait()
+        found: _Outcome | None = self._memo.get(key)
+        if found is None:
+            hit = self.store.cache_get([key]).get(key)
+            if hit is not None:
+                found = _Outcome(loads(hit["judge_score"]), hit["reasoning"], None)
+        if found is not None:
+            self.budget.cache_hits += 1
+            outcome = found
+        else:
+            self.budget.take("judge")
+            done = anyio.Event()
+            self._inflight[key] = done
+            try:
+                async with self.limiter:
+                    verdict = await judge_example(self._client(), messages)
+            except AlignError as e:
+                self.fatal = self.fatal or e
+                raise
+            finally:
+                del self._inflight[key]
+                done.set()
+            self.budget.requests += verdict.calls
+            outcome = _Outcome(verdict.score, verdict.reasoning, verdict.error)
+            if verdict.error is None and verdict.score is not None:
+                self.store.cache_put(
+                    [
+                        {
+                            "key": key,
+                            "judge_score": dumps(verdict.score),
+                            "reasoning": verdict.reasoning,
+                            "prompt_tokens": verdict.prompt_tokens,
+                            "completion_tokens": verdict.completion_tokens,
+                            "cached_tokens": verdict.cached_tokens,
+                            "created_at": now_iso(),
+                        }
+                    ]
+                )
+            if self.on_progress is not None:
+                used, limit = self.budget.used, self.budget.limit
+                await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")
+        self._memo[key] = outcome
+        self.results.setdefault(template, {})[run_id] = outcome
+        return outcome
+
+    async def many(self, template: str, run_ids: Sequence[str]) -> dict[str, _Outcome]:
+        """Judge runs concurrently; a run refused by the budget gets an error outcome, a fatal error raises."""
+        out: dict[str, _Outcome] = {}
+
+        async def work(rid: str, scope: anyio.CancelScope) -> None:
+            try:
+                out[rid] = await self.one(template, rid)
+            except _BudgetSpent:
+                out[rid] = _Outcome(None, None, "not judged: the optimizer's call budget ran out")
+                self.results.setdefault(template, {})[rid] = out[rid]
+            except AlignError:
+                scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for rid in run_ids:
+                tg.start_soon(work, rid, tg.cancel_scope)
+        if self.fatal is not None:
+            raise self.fatal
+        return out
+
+    def best(self, dev: Sequence[tuple[str, Score]], template: _Template, score_type: ScoreType) -> str:
+        """The template with the best mean dev score among those judged on every dev example (draft on ties)."""
+        best, best_score = template.original, -1.0
+        for candidate, results in self.results.items():
+            if any(rid not in results for rid, _ in dev) or template.problem(candidate) is not None:
+                continue
+            value = sum(_credit(score_type, human, results[rid]) for rid, human in dev) / max(1, len(dev))
+            if value > best_score + 1e-12 or (candidate == template.original and value >= best_score - 1e-12):
+                best, best_score = candidate, value
+        return best
+
+    def full_candidates(self, dev: Sequence[tuple[str, Score]]) -> int:
+        return sum(1 for results in self.results.values() if all(rid in results for rid, _ in dev))
+
+    def _client(self) -> Judge:
+        if self._judge is None:
+            self._judge = Judge(self.endpoint, self.settings, self.score_type)
+        return self._judge
+
+    async def aclose(self) -> None:
+        if self._judge is not None:
+            await self._judge.aclose()
+            self._judge = None
+
+
+def _credit(score_type: ScoreType, human: Score, outcome: _Outcome | None) -> float:
+    """The optimizer's per-example score: 1 when the judge agrees; for ordinal scores, half credit one step off."""
+    if outcome is None or outcome.error is not None or outcome.score is None:
+        return 0.0
+    if outcome.score == human:
+        return 1.0
+    if score_type.kind == "ordinal" and isinstance(human, int) and isinstance(outcome.score, int):
+        return 0.5 if abs(human - outcome.score) == 1 else 0.0
+    return 0.0
