@@ -28,16 +28,6 @@ ROOTS = ("inputs", "outputs", "reference_outputs", "metadata")
 MAX_RETRY_AFTER_S = 60.0
 MAX_PROMPT_CHARS = 200_000
 
-SYSTEM_PROMPT = (
-    "You are an impartial evaluator. Follow the user's grading instructions exactly. "
-    "Reply with a single JSON object that matches the given schema: first `reasoning` (a short explanation "
-    "grounded in the example), then `score`. Output nothing else."
-)
-SYSTEM_PROMPT_NO_REASONING = (
-    "You are an impartial evaluator. Follow the user's grading instructions exactly. "
-    "Reply with a single JSON object that matches the given schema, holding only `score`. Output nothing else."
-)
-
 
 # ---- prompt templates -------------------------------------------------------------------------------------
 
@@ -62,6 +52,19 @@ def _prompt_file(name: str) -> str:
         return packaged.read_text(encoding="utf-8")
     # Running from a source checkout: prompts/ sits at the repository root.
     return (Path(__file__).resolve().parents[2] / "prompts" / name).read_text(encoding="utf-8")
+
+
+# The system message is the start of every request's shared prefix: constant, so providers cache it.
+_PRINCIPLES = _prompt_file("judge_system.md").strip()
+SYSTEM_PROMPT = (
+    _PRINCIPLES
+    + "\n\nReply with a single JSON object that matches the given schema: first `reasoning` (two to "
+    "five sentences grounded in the example), then `score`. Output nothing else."
+)
+SYSTEM_PROMPT_NO_REASONING = (
+    _PRINCIPLES + "\n\nReply with a single JSON object that matches the given schema, holding only `score`. "
+    "Output nothing else."
+)
 
 
 def template_variables(template: str) -> list[str]:
