@@ -323,15 +323,16 @@ def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
     store.update_alignment_run(aid, status=status, finished_at=now_iso(), metrics=computed)
 
 
-def _run_row(store: Store, aid: int) -> dict[str, Any]:
-    row = store.get_alignment_run(aid)
+def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]:
+    """The alignment run's row; with `aggregates`, also its judged / calls / cache / token totals."""
+    row = store.get_alignment_run(aid) if aggregates else store.alignment_run_row(aid)
     if row is None:
         raise NotFound(f"No alignment run {aid}. List them with get_evaluator or `align-mcp runs`.")
     return row
 
 
 def summary(store: Store, aid: int) -> AlignmentSummary:
-    row = _run_row(store, aid)
+    row = _run_row(store, aid, aggregates=True)
     m = loads(row["metrics"])
     return AlignmentSummary(
         id=row["id"],
@@ -495,9 +496,7 @@ def get_misaligned(
     if offset < 0 or not 1 <= limit <= 100:
         raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit 1–100.")
     aid = alignment_run if alignment_run is not None else latest_run_id(store, evaluator)
-    row = store.alignment_run_row(aid)
-    if row is None:
-        raise NotFound(f"No alignment run {aid}. List them with get_evaluator or `align-mcp runs`.")
+    row = _run_row(store, aid)
     if row["evaluator"] != evaluator:
         raise InvalidInput(f"Alignment run {aid} belongs to {row['evaluator']!r}, not {evaluator!r}.")
     if row["split"] == "test":

@@ -611,7 +611,7 @@ def _test_run(
     """A completed, error-free test-split run of exactly this prompt over exactly these labels, if any."""
     wanted = {rid: dumps(score) for rid, score in examples}
     for aid in reversed(store.alignment_run_ids(evaluator)):
-        row = store.get_alignment_run(aid)
+        row = store.alignment_run_row(aid)
         if (
             row is None
             or row["split"] != "test"

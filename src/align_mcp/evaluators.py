@@ -111,7 +111,7 @@ def _version_summary(store: Store, name: str, v: dict[str, Any]) -> VersionSumma
     agreement = kappa = None
     n = None
     if aid is not None:
-        run = store.get_alignment_run(aid)
+        run = store.alignment_run_row(aid)
         metrics = loads(run["metrics"]) if run else None
         if metrics:
             agreement = metrics["agreement"]["value"]

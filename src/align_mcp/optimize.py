@@ -244,7 +244,7 @@ def _covering_dev_run(
     wanted = {rid: dumps(score) for rid, score in dev}
     settings = ev.judge.model_dump_json()
     for aid in reversed(store.alignment_run_ids(ev.name)[-20:]):
-        row = store.get_alignment_run(aid)
+        row = store.alignment_run_row(aid)
         if row is None or row["split"] != "dev" or row["status"] != "completed":
             continue
         if row["prompt"] != ev.draft or row["judge"] != settings or row["model"] != endpoint.model:
@@ -270,7 +270,7 @@ async def _judge_draft_on_dev(
 
 
 def _run_prompt(store: Store, alignment_id: int) -> str:
-    row = store.get_alignment_run(alignment_id)
+    row = store.alignment_run_row(alignment_id)
     return str(row["prompt"]) if row else ""
 
 

@@ -207,7 +207,7 @@ async def triage(
                 "lists the cases triage can classify."
             )
         cases = [c for c in cases if c.run_id in set(wanted)]
-    row = store.get_alignment_run(aid)
+    row = store.alignment_run_row(aid)
     assert row is not None
     # Triage answers for many cases at once: the judge's own max_tokens would cut the reply short.
     settings = JudgeSettings.model_validate_json(row["judge"]).model_copy(
