@@ -754,20 +754,33 @@ class Store:
         return self._rows(sql + " ORDER BY run_id", [alignment_id])
 
     def misaligned(
-        self, alignment_id: int, evaluator: str, condition: str, by_severity: bool, offset: int, limit: int
+        self,
+        alignment_id: int,
+        evaluator: str,
+        condition: str,
+        by_severity: bool,
+        offset: int,
+        limit: int,
+        may_hold_test: bool = True,
     ) -> tuple[int, list[dict[str, Any]]]:
         """One page of judged, error-free, misaligned results, never from the evaluator's test split.
 
-        `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text).
+        `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text). A dev run
+        holds no test examples (`may_hold_test=False`), which spares a lookup per misaligned row.
         """
         if condition not in MISALIGNED_DIRECTIONS.values():
             raise ValueError(f"unknown misaligned condition {condition!r}")
         where = (
             "r.alignment_id = ? AND r.done = 1 AND r.error IS NULL AND r.judge_score IS NOT NULL "
-            "AND r.judge_score != r.human_score AND NOT EXISTS (SELECT 1 FROM splits s WHERE s.evaluator = ? "
-            f"AND s.run_id = r.run_id AND s.split = 'test') AND ({condition})"
+            f"AND r.judge_score != r.human_score AND ({condition})"
         )
-        params = [alignment_id, evaluator]
+        params: list[Any] = [alignment_id]
+        if may_hold_test:
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM splits s WHERE s.evaluator = ? AND s.run_id = r.run_id "
+                "AND s.split = 'test')"
+            )
+            params.append(evaluator)
         total = int(self._scalar(f"SELECT count(*) FROM alignment_results r WHERE {where}", params))
         order = "r.run_id"
         if by_severity:
