@@ -188,7 +188,7 @@ async def test_every_judge_fault_ends_judged_or_recorded_as_an_error_with_its_ca
 
 
 @pytest.mark.anyio
-async def test_a_judge_that_keeps_dropping_connections_interrupts_the_run_and_resume_loses_nothing(
+async def test_a_connection_dropped_on_every_try_marks_that_example_as_error_and_the_run_goes_on(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     labels = {f"r{i}": i % 2 for i in range(1, 9)}
@@ -197,23 +197,40 @@ async def test_a_judge_that_keeps_dropping_connections_interrupts_the_run_and_re
     plans["r5"] = [reset()]
     with FakeJudgeServer(responder=PerRun(plans)) as srv:
         judge_env(monkeypatch, srv)
-        with pytest.raises(JudgeUnreachable) as e:
-            await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
-        message = str(e.value)
-        assert message.startswith(
-            f"Cannot reach the judge at {srv.base_url}: ReadError. Check that the server"
-        )
-        assert message.endswith("Alignment run 1: 4 of 8 results kept; resume it with resume_alignment.")
-        assert align.summary(store, 1).status == "interrupted"
-        kept = {rid for rid, r in results(store, 1).items() if r["done"]}
-        assert kept == {"r1", "r2", "r3", "r4"}
+        report = await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
+        assert (report.run.status, report.run.judged, report.run.total) == ("completed", 8, 8)
+        assert report.run.metrics is not None
+        assert (report.run.metrics.n, report.run.metrics.errors) == (7, 1)
+        assert [(e.run_id, e.error) for e in report.error_examples] == [
+            ("r5", "connection failed (ReadError) (after 2 attempts)")
+        ]
 
         plans["r5"] = [verdict(1)]
         before = len(srv.chat_bodies)
-        report = await align.resume(store, 1)
-        again = sorted(rid_of(b) for b in srv.chat_bodies[before:])
-    assert again == ["r5", "r6", "r7", "r8"], "only the examples without a result are judged again"
-    assert (report.run.status, report.run.judged, report.run.total) == ("completed", 8, 8)
+        again = await align.resume(store, 1, retry_errors=True)
+        assert sorted(rid_of(b) for b in srv.chat_bodies[before:]) == ["r5"], "only the errored example"
+    assert (again.run.status, again.run.judged, again.run.metrics.errors if again.run.metrics else None) == (
+        "completed",
+        8,
+        0,
+    )
+
+
+@pytest.mark.anyio
+async def test_a_refused_connection_interrupts_the_run_and_names_the_url(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store, {"r1": 1, "r2": 0}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer() as srv:
+        url = srv.base_url
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_BASE_URL", url)  # the server is gone: the port refuses connections
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_API_KEY", KEY)
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
+    with pytest.raises(JudgeUnreachable) as e:
+        await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
+    assert str(e.value).startswith(f"Cannot reach the judge at {url}: ")
+    assert str(e.value).endswith("Alignment run 1: 0 of 2 results kept; resume it with resume_alignment.")
+    assert align.summary(store, 1).status == "interrupted"
 
 
 # ---- 2. crash: kill -9 mid-alignment, restart, resume ------------------------------------------------------

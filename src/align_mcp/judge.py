@@ -380,6 +380,7 @@ class Judge:
         Raises JudgeUnreachable / JudgeConfigError for failures that would hit every example alike, and
         _PerExampleFailure for those that concern this example only (recorded as its `error`).
         """
+        import httpx2
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -408,7 +409,9 @@ class Judge:
                 cause = e.__cause__ or e
                 detail = str(cause) or type(cause).__name__
                 last_problem = f"connection failed ({detail})"
-                if attempt == attempts - 1:
+                # Refused or unresolvable: nothing can be judged, so stop the run. A connection dropped
+                # mid-reply concerns this request only: the example ends as an error and the run goes on.
+                if attempt == attempts - 1 and isinstance(cause, httpx2.ConnectError):
                     raise JudgeUnreachable(
                         f"Cannot reach the judge at {self.endpoint.base_url}: {detail}. Check that the "
                         "server is running and the base URL is right; results so far are kept — resume the "
