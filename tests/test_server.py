@@ -487,12 +487,13 @@ async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     metrics = report["run"]["metrics"]
     assert report["run"]["status"] == "completed" and metrics["n"] == report["run"]["total"]
     assert metrics["kappa"] is not None and metrics["agreement"]["ci"] is not None
-    assert text(first).startswith(f"# Alignment run {report['run']['id']}: correctness draft vs v1")
+    assert text(first).startswith(f"# Alignment run {report['run']['id']}: correctness draft\n")
+    assert "The draft is identical to v1" in text(first)
     assert "| Cohen's κ |" in text(first) and "95% CI" in text(first)
     values = [v for v, _, _ in progress]
     assert values == sorted(values) and len(set(values)) == len(values), "progress must increase"
     assert progress[-1][0] == progress[-1][1]
-    assert judge.calls == report["run"]["total"]  # the baseline came from the cache
+    assert judge.calls == report["run"]["total"]  # no second run of the same prompt to compare with
 
     await ok(
         client,
@@ -507,7 +508,8 @@ async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     assert second["run"]["metrics"]["agreement"]["value"] > metrics["agreement"]["value"]
 
     evaluator = await ok(client, "get_evaluator", name="correctness")
-    assert evaluator["recent_alignment_runs"][0]["id"] == second["run"]["id"]
+    recent = [(r["id"], r["prompt_ref"]) for r in evaluator["recent_alignment_runs"]]
+    assert (second["run"]["id"], "draft") in recent and (second["baseline"]["id"], "v1") in recent
 
 
 @pytest.mark.anyio
@@ -763,8 +765,13 @@ async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     assert '"labeled": 46' in await read(client, "align://queues/correctness")
     assert "front basket" in await read(client, "align://runs/pp-003")
     markdown = await read(client, f"align://reports/{report['run']['id']}")
-    assert markdown.startswith(f"# Alignment run {report['run']['id']}: correctness draft vs v1\n")
+    assert markdown.startswith(f"# Alignment run {report['run']['id']}: correctness draft\n")
     assert "| agreement |" in markdown and "| Cohen's κ |" in markdown
+
+    await ok(client, "update_draft", evaluator="correctness", find="Think step by step", replace_with="Think")
+    edited = await ok(client, "run_alignment", evaluator="correctness")
+    stored = await read(client, f"align://reports/{edited['run']['id']}")
+    assert stored.startswith(f"# Alignment run {edited['run']['id']}: correctness draft vs v1\n")
 
 
 @pytest.mark.anyio
@@ -799,3 +806,25 @@ async def test_align_evaluator_prompt_explains_the_loop_and_the_statistics(clien
         assert sentence in body, sentence
     generic = await client.get_prompt("align_evaluator", {})
     assert "(ask me which one, or create one)" in generic.messages[0].content.text  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_an_import_root_confines_file_imports(
+    client: Client, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = tmp_path / "imports"
+    allowed.mkdir()
+    (allowed / "runs.jsonl").write_text(EXAMPLES.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("ALIGN_MCP_IMPORT_ROOT", str(allowed))
+    before = snapshot(db)
+
+    outside = str(allowed / ".." / "elsewhere.jsonl")
+    message = await fails(client, "import_runs", source="support", path=outside)
+
+    assert message == (
+        f"Error executing tool import_runs: Import path {outside!r} is outside ALIGN_MCP_IMPORT_ROOT "
+        f"({allowed.resolve()}). Put the file under that directory, or pass the runs inline."
+    )
+    assert snapshot(db) == before
+    report = await ok(client, "import_runs", source="support", path=str(allowed / "runs.jsonl"))
+    assert report["inserted"] == 46

@@ -88,13 +88,13 @@ async def run_alignment(
     notes: list[str] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
-        if base_text == text and base_settings == settings:
+        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
+        if base_hash == _prompt_hash(text, settings, endpoint.model):
+            # Same prompt, settings and model: judging it again would only repeat this run (and its errors).
             notes.append(
                 f"The draft is identical to {base_ref}; edit it with update_draft to compare a change."
             )
-        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
-        baseline_id = _covering_run(store, evaluator, base_ref, examples, base_hash)
-        if baseline_id is None:
+        elif (baseline_id := _covering_run(store, evaluator, base_ref, examples, base_hash)) is None:
             baseline_id = _create_run(
                 store, evaluator, base_ref, latest, base_text, base_settings, base_endpoint, split, examples
             )

@@ -370,7 +370,10 @@ class AlignmentSummary(BaseModel):
     finished_at: datetime | None = None
     total: int = Field(description="Examples in the reference set when the run started")
     judged: int = Field(description="Examples with a stored result (judged or error)")
-    judge_calls: int = Field(description="Judge calls made (cache hits excluded)")
+    judge_calls: int = Field(
+        description="Examples judged by a call to the judge without error (cache hits and errors excluded; "
+        "retries and re-asks are not counted separately)"
+    )
     cache_hits: int
     prompt_tokens: int
     completion_tokens: int

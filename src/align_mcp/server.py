@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
 
-from . import __version__
+from . import __version__, config
 from .errors import AlignError, InvalidInput, NotFound
 from .models import (
     AddToQueueReport,
@@ -394,7 +395,23 @@ def import_runs(
     """
     from .ingest import import_runs as run_import
 
+    if path is not None:
+        check_import_path(path)
     return run_import(_store(ctx), source, path=path, runs=runs, kind=kind, fmt=format)
+
+
+def check_import_path(path: str) -> None:
+    """With ALIGN_MCP_IMPORT_ROOT set, file imports must resolve inside it (a shared server reads no other file)."""
+    root = os.environ.get(config.ENV_IMPORT_ROOT)
+    if not root:
+        return
+    base = Path(root).expanduser().resolve()
+    target = Path(path).expanduser().resolve()
+    if not target.is_relative_to(base):
+        raise InvalidInput(
+            f"Import path {path!r} is outside {config.ENV_IMPORT_ROOT} ({base}). Put the file under that "
+            "directory, or pass the runs inline."
+        )
 
 
 @_tool("Get a run", read_only=True)

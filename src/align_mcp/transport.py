@@ -110,6 +110,11 @@ def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", p
     shown = f"[{host}]" if ":" in host else host
     auth = "bearer token required" if token else "no token, loopback only"
     sys.stderr.write(f"align-mcp: MCP over streamable HTTP at http://{shown}:{port}/mcp ({auth})\n")
+    if not is_loopback(host) and not os.environ.get(config.ENV_IMPORT_ROOT):
+        sys.stderr.write(
+            f"align-mcp: warning: import_runs can read any file this user can read; set {config.ENV_IMPORT_ROOT} "
+            "to the directory clients may import from.\n"
+        )
     app = http_app(create_server(db), host=host, token=token)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
