@@ -21,6 +21,7 @@ from .judge import (
     Judge,
     build_messages,
     cache_key,
+    cache_row,
     judge_example,
     resolve_endpoint,
     response_schema,
@@ -261,19 +262,7 @@ async def _execute(
                         result = _result_row(
                             rid, verdict.score, verdict.reasoning, verdict.error, verdict, False
                         )
-                        cache = []
-                        if verdict.error is None:
-                            cache.append(
-                                {
-                                    "key": key,
-                                    "judge_score": result["judge_score"],
-                                    "reasoning": verdict.reasoning,
-                                    "prompt_tokens": verdict.prompt_tokens,
-                                    "completion_tokens": verdict.completion_tokens,
-                                    "cached_tokens": verdict.cached_tokens,
-                                    "created_at": now_iso(),
-                                }
-                            )
+                        cache = [cache_row(key, verdict)] if verdict.error is None else []
                         store.record_results(aid, [result], cache)
                         done += 1
                         if on_progress is not None:

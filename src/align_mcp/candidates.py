@@ -17,13 +17,14 @@ from .judge import (
     Judge,
     build_messages,
     cache_key,
+    cache_row,
     judge_example,
     response_schema,
     template_variables,
     validate_template,
 )
 from .models import Evaluator, JsonDict, OptimizerBudget, Score, ScoreType
-from .store import Store, dumps, loads, now_iso
+from .store import Store, loads
 
 MAX_BUDGET = 100_000  # the most model calls one proposal may be given
 
@@ -231,19 +232,7 @@ class _Judging:
             self.budget.requests += verdict.calls
             outcome = _Outcome(verdict.score, verdict.reasoning, verdict.error)
             if verdict.error is None and verdict.score is not None:
-                self.store.cache_put(
-                    [
-                        {
-                            "key": key,
-                            "judge_score": dumps(verdict.score),
-                            "reasoning": verdict.reasoning,
-                            "prompt_tokens": verdict.prompt_tokens,
-                            "completion_tokens": verdict.completion_tokens,
-                            "cached_tokens": verdict.cached_tokens,
-                            "created_at": now_iso(),
-                        }
-                    ]
-                )
+                self.store.cache_put([cache_row(key, verdict)])
             if self.on_progress is not None:
                 used, limit = self.budget.used, self.budget.limit
                 await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")

@@ -22,6 +22,7 @@ from .judge import (
     Verdict,
     build_messages,
     cache_key,
+    cache_row,
     judge_example,
     resolve_endpoint,
     response_schema,
@@ -152,19 +153,7 @@ async def _judge_jobs(
             verdict = await judge_example(judge, job.messages)
             verdicts[job.run_id] = verdict
             if verdict.error is None:
-                store.cache_put(
-                    [
-                        {
-                            "key": job.key,
-                            "judge_score": dumps(verdict.score),
-                            "reasoning": verdict.reasoning,
-                            "prompt_tokens": verdict.prompt_tokens,
-                            "completion_tokens": verdict.completion_tokens,
-                            "cached_tokens": verdict.cached_tokens,
-                            "created_at": now_iso(),
-                        }
-                    ]
-                )
+                store.cache_put([cache_row(job.key, verdict)])
             await tally.advance()
 
         await _bounded(jobs, concurrency, one)

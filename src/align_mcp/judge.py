@@ -255,6 +255,21 @@ class Verdict:
     calls: int = 0
 
 
+def cache_row(key: str, verdict: Verdict) -> dict[str, Any]:
+    """The judge-cache entry for a successful verdict (errors are never cached)."""
+    from .store import dumps, now_iso
+
+    return {
+        "key": key,
+        "judge_score": dumps(verdict.score),
+        "reasoning": verdict.reasoning,
+        "prompt_tokens": verdict.prompt_tokens,
+        "completion_tokens": verdict.completion_tokens,
+        "cached_tokens": verdict.cached_tokens,
+        "created_at": now_iso(),
+    }
+
+
 class ReplyError(ValueError):
     """The judge replied, but not with a valid verdict."""
 
