@@ -285,6 +285,18 @@ def test_disagreeing_reviews_leave_the_reference_set_until_a_third_labeler_settl
     assert store.pending_ids(NAME) == []
 
 
+def test_next_items_never_hands_a_review_to_a_labeler_who_already_labeled_it(store: Store) -> None:
+    reviews.request_review(store, NAME, ["pp-001"])
+
+    assert [i.run_id for i in queues.next_items(store, NAME, labeler="Import", limit=5)] == []
+    assert [i.run_id for i in queues.next_items(store, NAME, labeler="bea", limit=5)] == ["pp-001"]
+
+    queues.submit_label(store, NAME, "pp-001", 1, labeler="bea")  # disagrees: disputed, back in the queue
+    for reviewer in ("import", "bea"):
+        assert queues.next_items(store, NAME, labeler=reviewer, limit=5) == []
+    assert [i.run_id for i in queues.next_items(store, NAME, labeler="cem", limit=5)] == ["pp-001"]
+
+
 def test_adjudicate_settles_an_open_review_and_refuses_when_there_is_none(store: Store) -> None:
     reviews.request_review(store, NAME, ["pp-002"])
     with pytest.raises(InvalidInput, match=r"^Say who adjudicates \(labeler=\.\.\.\)"):

@@ -308,16 +308,23 @@ class Store:
             return max(cur.rowcount, 0)
 
     def reserve(self, evaluator: str, labeler: str, limit: int, ttl_s: float) -> list[str]:
-        """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler."""
+        """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler.
+
+        A run under blind review is never handed to a labeler who already labeled it in that review.
+        """
         now = time.time()
         with self.transaction():
             ids = [
                 r["run_id"]
                 for r in self._rows(
-                    "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 "
+                    "SELECT run_id FROM queue_items q WHERE evaluator = ? AND labeled = 0 "
                     "AND (reserved_until IS NULL OR reserved_until < ? OR reserved_by = ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
+                    "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
+                    "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
+                    "AND lower(trim(l.labeler)) = lower(trim(?))) "
                     "ORDER BY (reserved_by = ?) DESC, added_at, rowid LIMIT ?",
-                    [evaluator, now, labeler, labeler, limit],
+                    [evaluator, now, labeler, labeler, labeler, limit],
                 )
             ]
             self.conn.executemany(
