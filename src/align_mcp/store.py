@@ -632,8 +632,10 @@ class Store:
     def mark_proposal_applied(self, proposal_id: int) -> None:
         self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
 
+    # ---- judge cache ------------------------------------------------------------------------------------
+
     def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at) outside an alignment run."""
+        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at); newer replace older."""
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
@@ -641,8 +643,6 @@ class Store:
                 ":completion_tokens, :cached_tokens, :created_at)",
                 list(rows),
             )
-
-    # ---- judge cache ------------------------------------------------------------------------------------
 
     def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -681,12 +681,7 @@ class Store:
                 "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
                 [{**r, "alignment_id": alignment_id} for r in results],
             )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
-                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
-                ":completion_tokens, :cached_tokens, :created_at)",
-                list(cache_rows),
-            )
+            self.cache_put(cache_rows)
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(
