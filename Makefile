@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo bench faults clean serve
+.PHONY: test lint typecheck demo bench faults clean serve schemas
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ faults: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# Regenerate the prebuilt MCP tool schemas after changing a tool's signature or a result model.
+schemas: $(STAMP)
+	$(BIN)/python -m align_mcp.toolschemas
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -1,11 +1,9 @@
 """Shared pydantic types: the shapes the Python API, the CLI and the MCP server exchange."""
 
-from __future__ import annotations
-
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import InvalidInput, InvalidScore
 
@@ -13,6 +11,14 @@ ScoreKind = Literal["binary", "categorical", "ordinal"]
 SourceKind = Literal["experiment", "project"]
 Score = int | str
 JsonDict = dict[str, Any]
+
+
+class Model(BaseModel):
+    """The base of every shared type. Validators and serializers are built on first use, not at import:
+    start-up (an MCP server listing its tools) then pays nothing for the many types it does not touch yet."""
+
+    model_config = ConfigDict(defer_build=True)
+
 
 _BINARY_WORDS: dict[str, int] = {
     "1": 1,
@@ -28,7 +34,7 @@ _BINARY_WORDS: dict[str, int] = {
 }
 
 
-class ScoreType(BaseModel):
+class ScoreType(Model):
     """What a score may be: binary 0/1, one of fixed labels, or an integer in a range."""
 
     kind: ScoreKind = Field(
@@ -39,7 +45,7 @@ class ScoreType(BaseModel):
     max: int | None = Field(default=None, description="ordinal only: highest score")
 
     @model_validator(mode="after")
-    def _check(self) -> ScoreType:
+    def _check(self) -> Self:
         if self.kind == "categorical":
             if not self.labels or len(self.labels) < 2:
                 raise InvalidInput(
@@ -124,7 +130,7 @@ class ScoreType(BaseModel):
         return value == (self.labels or [""])[0]
 
 
-class JudgeSettings(BaseModel):
+class JudgeSettings(Model):
     """How the judge model is called. Secrets are never stored: only the name of the env var holding the key."""
 
     model: str | None = Field(default=None, description="Model name; falls back to ALIGN_MCP_JUDGE_MODEL")
@@ -143,7 +149,7 @@ class JudgeSettings(BaseModel):
     max_retries: int = Field(default=4, ge=0, le=20)
 
 
-class VersionSummary(BaseModel):
+class VersionSummary(Model):
     version: int
     message: str | None = None
     created_at: datetime
@@ -155,7 +161,7 @@ class VersionSummary(BaseModel):
     n: int | None = Field(default=None, description="Examples in that alignment run")
 
 
-class PromptVersion(BaseModel):
+class PromptVersion(Model):
     """An immutable saved prompt."""
 
     evaluator: str
@@ -166,7 +172,7 @@ class PromptVersion(BaseModel):
     created_at: datetime
 
 
-class Evaluator(BaseModel):
+class Evaluator(Model):
     """A judge: feedback key, score type, judge settings, the mutable draft and the saved versions."""
 
     name: str
@@ -185,14 +191,14 @@ class Evaluator(BaseModel):
         return self.versions[-1].version if self.versions else None
 
 
-class Source(BaseModel):
+class Source(Model):
     name: str
     kind: SourceKind
     runs: int = 0
     created_at: datetime
 
 
-class Run(BaseModel):
+class Run(Model):
     """One output of the user's app."""
 
     id: str
@@ -203,7 +209,7 @@ class Run(BaseModel):
     metadata: JsonDict = Field(default_factory=dict)
 
 
-class ImportedFeedback(BaseModel):
+class ImportedFeedback(Model):
     """Human labels carried by an import (`feedback` in JSONL)."""
 
     key: str
@@ -211,7 +217,7 @@ class ImportedFeedback(BaseModel):
     evaluators: list[str] = Field(description="Evaluators with this feedback key that received the labels")
 
 
-class ImportReport(BaseModel):
+class ImportReport(Model):
     source: str
     kind: SourceKind
     inserted: int = Field(description="New runs stored")
@@ -224,7 +230,7 @@ class ImportReport(BaseModel):
     )
 
 
-class Label(BaseModel):
+class Label(Model):
     evaluator: str
     run_id: str
     score: Score
@@ -234,7 +240,7 @@ class Label(BaseModel):
     current: bool = True
 
 
-class QueueItem(BaseModel):
+class QueueItem(Model):
     """A run waiting for (or having) a human label, shown to a labeler."""
 
     run_id: str
@@ -246,7 +252,7 @@ class QueueItem(BaseModel):
     reserved_until: datetime | None = None
 
 
-class Balance(BaseModel):
+class Balance(Model):
     """Label counts per score value, with guidance."""
 
     counts: dict[str, int]
@@ -254,7 +260,7 @@ class Balance(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class QueueSummary(BaseModel):
+class QueueSummary(Model):
     evaluator: str
     feedback_key: str
     score_type: str
@@ -264,14 +270,14 @@ class QueueSummary(BaseModel):
     balance: Balance
 
 
-class AddToQueueReport(BaseModel):
+class AddToQueueReport(Model):
     evaluator: str
     added: int
     already_queued: int
     pending: int
 
 
-class LabelReceipt(BaseModel):
+class LabelReceipt(Model):
     evaluator: str
     run_id: str
     score: Score
@@ -280,12 +286,12 @@ class LabelReceipt(BaseModel):
     pending: int
 
 
-class Interval(BaseModel):
+class Interval(Model):
     low: float
     high: float
 
 
-class Rate(BaseModel):
+class Rate(Model):
     """A proportion k/n with its Wilson 95% interval."""
 
     value: float | None
@@ -294,7 +300,7 @@ class Rate(BaseModel):
     ci: Interval | None = None
 
 
-class Metrics(BaseModel):
+class Metrics(Model):
     """Agreement statistics for one set of (human, judge) pairs. Errors are counted, never scored."""
 
     kind: ScoreKind
@@ -318,7 +324,7 @@ class Metrics(BaseModel):
     )
 
 
-class FlipReport(BaseModel):
+class FlipReport(Model):
     """Which examples a prompt fixed or broke relative to a baseline, and whether that is more than noise."""
 
     baseline: str
@@ -332,7 +338,7 @@ class FlipReport(BaseModel):
     verdict: str
 
 
-class ExampleResult(BaseModel):
+class ExampleResult(Model):
     """One judged example of an alignment run."""
 
     run_id: str
@@ -356,7 +362,7 @@ class ExampleResult(BaseModel):
 AlignmentStatus = Literal["running", "completed", "interrupted"]
 
 
-class AlignmentSummary(BaseModel):
+class AlignmentSummary(Model):
     """An alignment run: which prompt, over which examples, with what result."""
 
     id: int
@@ -380,7 +386,7 @@ class AlignmentSummary(BaseModel):
     metrics: Metrics | None = None
 
 
-class SplitInfo(BaseModel):
+class SplitInfo(Model):
     """The enforced holdout: dev (seen by misaligned views and the optimizer) vs test (held out)."""
 
     dev: int
@@ -390,7 +396,7 @@ class SplitInfo(BaseModel):
     test_evaluations: int = Field(description="How many times the test split has been judged so far")
 
 
-class AlignmentReport(BaseModel):
+class AlignmentReport(Model):
     """The result of run_alignment: metrics, the comparison with the last saved version, and errors."""
 
     run: AlignmentSummary
@@ -408,7 +414,7 @@ class AlignmentReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class MisalignedCase(BaseModel):
+class MisalignedCase(Model):
     run_id: str
     direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
     inputs: JsonDict
@@ -426,7 +432,7 @@ class MisalignedCase(BaseModel):
     )
 
 
-class MisalignedPage(BaseModel):
+class MisalignedPage(Model):
     alignment_run: int
     evaluator: str
     prompt_ref: str
@@ -437,7 +443,7 @@ class MisalignedPage(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class DraftDiff(BaseModel):
+class DraftDiff(Model):
     evaluator: str
     base_version: int | None
     changed: bool
@@ -450,7 +456,7 @@ TriageCategory = Literal["judge_error", "label_error", "rubric_gap"]
 ReviewStatus = Literal["pending", "agreed", "disputed", "adjudicated"]
 
 
-class TriagedCase(BaseModel):
+class TriagedCase(Model):
     """One misaligned dev case and what the judge model thinks went wrong."""
 
     run_id: str
@@ -466,7 +472,7 @@ class TriagedCase(BaseModel):
     error: str | None = Field(default=None, description="Why the case could not be classified")
 
 
-class TriageReport(BaseModel):
+class TriageReport(Model):
     """Disagreement triage of an alignment run's misaligned dev cases."""
 
     evaluator: str
@@ -480,7 +486,7 @@ class TriageReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ReviewItem(BaseModel):
+class ReviewItem(Model):
     """A label sent back for a blind second review, and where it stands.
 
     This view shows every label: give it to whoever coordinates the review, never to the second labeler.
@@ -506,14 +512,14 @@ class ReviewItem(BaseModel):
     resolved_at: datetime | None = None
 
 
-class ReviewRequestReport(BaseModel):
+class ReviewRequestReport(Model):
     evaluator: str
     requested: list[str] = Field(description="Run ids now waiting in the queue for a blind second label")
     pending_reviews: int = Field(description="Open reviews (pending or disputed) for this evaluator")
     notes: list[str] = Field(default_factory=list)
 
 
-class AnnotatorAgreement(BaseModel):
+class AnnotatorAgreement(Model):
     """Inter-annotator agreement over runs with a first label and a blind second label (request_review)."""
 
     evaluator: str
@@ -525,7 +531,7 @@ class AnnotatorAgreement(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ReviewReport(BaseModel):
+class ReviewReport(Model):
     evaluator: str
     counts: dict[str, int] = Field(description="Reviews per status")
     reviews: list[ReviewItem]
@@ -534,7 +540,7 @@ class ReviewReport(BaseModel):
     )
 
 
-class ExampleConsistency(BaseModel):
+class ExampleConsistency(Model):
     """K repeated judge verdicts on one run."""
 
     run_id: str
@@ -547,7 +553,7 @@ class ExampleConsistency(BaseModel):
     errors: int
 
 
-class ConsistencyReport(BaseModel):
+class ConsistencyReport(Model):
     """Judge self-consistency: the same request sent K times, bypassing the result cache."""
 
     check_id: int
@@ -565,7 +571,7 @@ class ConsistencyReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class LabelSuggestion(BaseModel):
+class LabelSuggestion(Model):
     run_id: str
     value: float = Field(
         description="Labeling value: version disagreement (1) + sample instability (0–1) + 0.5 × class deficit"
@@ -577,7 +583,7 @@ class LabelSuggestion(BaseModel):
     predicted: Score | None = Field(default=None, description="The verdict used for the class-balance signal")
 
 
-class SuggestionReport(BaseModel):
+class SuggestionReport(Model):
     """Queued unlabeled runs ranked by how much a human label would teach."""
 
     evaluator: str
@@ -591,7 +597,7 @@ class SuggestionReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class PassRateReport(BaseModel):
+class PassRateReport(Model):
     """The true pass rate of unlabeled runs, estimated from the judge's verdicts and its measured error rates."""
 
     evaluator: str
@@ -619,7 +625,7 @@ class PassRateReport(BaseModel):
 # ---- optimizer ----------------------------------------------------------------------------------------------
 
 
-class FailureMode(BaseModel):
+class FailureMode(Model):
     """A named group of misaligned dev examples that fail for the same reason."""
 
     name: str = Field(description="Short name of the failure mode")
@@ -631,7 +637,7 @@ class FailureMode(BaseModel):
     run_ids: list[str] = Field(description="The misaligned dev examples in this mode")
 
 
-class FailureAnalysis(BaseModel):
+class FailureAnalysis(Model):
     """Failure modes of one alignment run's misaligned dev examples (test examples are never included)."""
 
     id: int
@@ -650,7 +656,7 @@ class FailureAnalysis(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ModeOutcome(BaseModel):
+class ModeOutcome(Model):
     """How a proposal fares on the examples of one failure mode (dev split)."""
 
     name: str
@@ -661,7 +667,7 @@ class ModeOutcome(BaseModel):
     run_ids: list[str]
 
 
-class SplitComparison(BaseModel):
+class SplitComparison(Model):
     """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test."""
 
     split: Literal["dev", "test"]
@@ -671,7 +677,7 @@ class SplitComparison(BaseModel):
     flips: FlipReport
 
 
-class OptimizerBudget(BaseModel):
+class OptimizerBudget(Model):
     """Model calls the optimizer made against the caller's budget (cache hits are free and not counted)."""
 
     budget: int = Field(description="The most model calls the optimizer was allowed to make")
@@ -687,7 +693,7 @@ class OptimizerBudget(BaseModel):
     stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
 
 
-class Proposal(BaseModel):
+class Proposal(Model):
     """An optimizer proposal: a revised prompt checked on dev and on the held-out test split. Never applied or
     saved implicitly: apply_proposal copies it into the draft, and only save_prompt makes it a version."""
 
@@ -717,7 +723,7 @@ class Proposal(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ProposalSummary(BaseModel):
+class ProposalSummary(Model):
     """One line per proposal: what it scored before and after, and whether it was applied."""
 
     id: int

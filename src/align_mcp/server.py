@@ -10,12 +10,14 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, create_model
 
@@ -33,6 +35,7 @@ from .models import (
     JudgeSettings,
     LabelReceipt,
     MisalignedPage,
+    Model,
     PassRateReport,
     Proposal,
     ProposalSummary,
@@ -162,6 +165,66 @@ def _tool(
     return register
 
 
+def registered_tools() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
+    """Every tool as (function, options for `Tool.from_function`), in registration order."""
+    return list(_TOOLS)
+
+
+class PrebuiltTool(Tool):
+    """A tool listed from prebuilt schemas (see toolschemas); the SDK builds the real tool on its first call.
+
+    Listing needs only the name, description, annotations and the two schemas; the argument model that
+    validates a call (and the output conversion) comes from `Tool.from_function`, exactly as without prebuilt
+    schemas, built once when the tool is first called.
+    """
+
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    prebuilt_output_schema: dict[str, Any] | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def prebuilt(
+        cls, fn: Callable[..., Any], options: dict[str, Any], schemas: dict[str, Any]
+    ) -> PrebuiltTool:
+        # model_construct: the schemas come from the SDK itself; fn_metadata is left to `built_tool`.
+        return cls.model_construct(
+            fn=fn,
+            name=fn.__name__,
+            title=options.get("title"),
+            description=options.get("description") or "",
+            parameters=schemas["input_schema"],
+            is_async=inspect.iscoroutinefunction(fn),
+            context_kwarg=None,
+            resolved_params={},
+            resolver_plans={},
+            annotations=options.get("annotations"),
+            icons=None,
+            meta=None,
+            options=options,
+            prebuilt_output_schema=schemas["output_schema"],
+        )
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any] | None:
+        return self.prebuilt_output_schema
+
+    @cached_property
+    def built_tool(self) -> Tool:
+        return Tool.from_function(self.fn, **self.options)
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        return await self.built_tool.run(arguments, context, convert_result=convert_result)
+
+
+def _server_tools() -> list[Tool] | None:
+    """The tools from the prebuilt schemas, or None when they are missing or stale (then they are built)."""
+    from . import toolschemas
+
+    schemas = toolschemas.load([fn.__name__ for fn, _ in _TOOLS])
+    if schemas is None:
+        return None
+    return [PrebuiltTool.prebuilt(fn, options, schemas[fn.__name__]) for fn, options in _TOOLS]
+
+
 def _resource(uri: str, name: str, mime_type: str, description: str) -> Callable[[F], F]:
     """Register a resource template; domain errors become resource errors with their message."""
 
@@ -204,7 +267,7 @@ Labeler = Annotated[
 ]
 
 
-class LabelInput(BaseModel):
+class LabelInput(Model):
     """One human label."""
 
     run_id: str = Field(description="The run's id, as shown by next_items")
@@ -215,7 +278,7 @@ class LabelInput(BaseModel):
     comment: str | None = Field(default=None, description="The human's reason, in their words (recommended)")
 
 
-class JudgeUpdate(BaseModel):
+class JudgeUpdate(Model):
     """Judge settings to change; fields left out keep their value."""
 
     model: str | None = Field(
@@ -239,7 +302,7 @@ class JudgeUpdate(BaseModel):
 # ---- result types -------------------------------------------------------------------------------------------
 
 
-class EvaluatorBrief(BaseModel):
+class EvaluatorBrief(Model):
     name: str
     feedback_key: str
     score_type: str = Field(description="binary, categorical (labels) or ordinal (range)")
@@ -253,12 +316,12 @@ class EvaluatorBrief(BaseModel):
     draft_differs: bool = Field(description="The draft has unsaved changes")
 
 
-class EvaluatorList(BaseModel):
+class EvaluatorList(Model):
     evaluators: list[EvaluatorBrief]
     notes: list[str] = Field(default_factory=list)
 
 
-class AlignmentBrief(BaseModel):
+class AlignmentBrief(Model):
     id: int
     prompt_ref: str = Field(description="'draft' or 'v<N>'")
     split: str
@@ -281,12 +344,12 @@ class EvaluatorDetail(Evaluator):
     notes: list[str] = Field(default_factory=list)
 
 
-class QueueList(BaseModel):
+class QueueList(Model):
     queues: list[QueueSummary]
     notes: list[str] = Field(default_factory=list)
 
 
-class NextItems(BaseModel):
+class NextItems(Model):
     evaluator: str
     score_type: str = Field(description="The scores a label may take")
     labeler: str
@@ -295,7 +358,7 @@ class NextItems(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class LabelResult(BaseModel):
+class LabelResult(Model):
     status: Literal["stored", "declined", "cancelled"] = Field(
         description="stored, or declined / cancelled when the human closed the form without a label"
     )
@@ -304,7 +367,7 @@ class LabelResult(BaseModel):
     message: str
 
 
-class LabelsResult(BaseModel):
+class LabelsResult(Model):
     evaluator: str
     stored: int
     relabeled: int = Field(description="Labels that replaced an earlier one (history is kept)")
@@ -317,7 +380,7 @@ class RunDetail(Run):
     notes: list[str] = Field(default_factory=list)
 
 
-class DraftUpdate(BaseModel):
+class DraftUpdate(Model):
     evaluator: str
     base_version: int | None = Field(description="The saved version the diff compares with")
     draft_differs: bool = Field(description="The draft now differs from that version")
@@ -326,7 +389,7 @@ class DraftUpdate(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class SavedVersion(BaseModel):
+class SavedVersion(Model):
     evaluator: str
     version: int
     message: str | None = None
@@ -338,7 +401,7 @@ class VersionEntry(VersionSummary):
     prompt: str | None = Field(default=None, description="The saved prompt text (when include_prompts)")
 
 
-class VersionList(BaseModel):
+class VersionList(Model):
     evaluator: str
     total: int
     offset: int
@@ -348,7 +411,7 @@ class VersionList(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ProposalList(BaseModel):
+class ProposalList(Model):
     evaluator: str
     proposals: list[ProposalSummary]
     notes: list[str] = Field(default_factory=list)
@@ -662,7 +725,7 @@ def next_items(
     )
 
 
-class _GivenLabel(BaseModel):
+class _GivenLabel(Model):
     """The score came with the call: nothing to ask."""
 
     score: ScoreValue
@@ -1373,8 +1436,10 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         finally:
             state.close()
 
+    prebuilt = _server_tools()
     server: MCPServer[AppState] = MCPServer(
         "align-mcp",
+        tools=list(prebuilt or ()),
         title="align-mcp",
         description="Align LLM-as-judge evaluators with human labels",
         instructions=INSTRUCTIONS,
@@ -1382,8 +1447,9 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         log_level="WARNING",
         lifespan=lifespan,
     )
-    for fn, options in _TOOLS:
-        server.add_tool(fn, **options)
+    if prebuilt is None:
+        for fn, options in _TOOLS:
+            server.add_tool(fn, **options)
     for uri, fn, options in _TEMPLATES:
         server.resource(uri, **options)(fn)
 

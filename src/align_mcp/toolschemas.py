@@ -1,0 +1,104 @@
+"""Prebuilt JSON schemas for the MCP tools, so that a server lists its tools without building them.
+
+Building a tool's argument model and its input and output JSON schemas is most of what `create_server` costs
+(~150 ms for 27 tools). The schemas are generated once (`make schemas`, or `python -m align_mcp.toolschemas`)
+into `tool_schemas.json` beside this module, stamped with a fingerprint of what produces them: the source of
+the modules that define the tools and their types, and the versions of the MCP SDK and pydantic. A server
+uses the file only when the stamp matches what is running; otherwise it builds every tool as usual. The
+argument model a call validates against is still built from the function, on the tool's first call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_FILE = Path(__file__).with_name("tool_schemas.json")
+
+# The modules whose text decides the tools' schemas: the tool functions, their argument and result types.
+SOURCES = ("server.py", "models.py")
+# The packages whose code turns those functions into schemas.
+PACKAGES = ("mcp", "pydantic")
+
+ToolSchemas = dict[str, dict[str, Any]]
+
+
+def fingerprint() -> dict[str, str]:
+    """What the schemas depend on: a digest of the defining sources and the generating packages' versions."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in SOURCES:
+        digest.update(name.encode())
+        digest.update((here / name).read_bytes())
+    stamp = {"sources": digest.hexdigest()}
+    for package in PACKAGES:
+        try:
+            stamp[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:  # pragma: no cover - both are dependencies
+            stamp[package] = "unknown"
+    return stamp
+
+
+def load(names: list[str], path: Path | None = None) -> ToolSchemas | None:
+    """The prebuilt schemas of exactly these tools, or None when the file is missing, stale or for other tools."""
+    try:
+        data = json.loads((path or SCHEMA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("fingerprint") != fingerprint():
+        return None
+    tools = data.get("tools")
+    if not isinstance(tools, dict) or sorted(tools) != sorted(names):
+        return None
+    return tools
+
+
+def build() -> ToolSchemas:
+    """Each tool's input and output schema, exactly as the MCP SDK builds them from the function."""
+    from mcp.server.mcpserver.tools import Tool
+
+    from .server import registered_tools
+
+    schemas: ToolSchemas = {}
+    for fn, options in registered_tools():
+        tool = Tool.from_function(fn, **options)
+        schemas[tool.name] = {"input_schema": tool.parameters, "output_schema": tool.output_schema}
+    return schemas
+
+
+def render(schemas: ToolSchemas) -> str:
+    """The file's text: stable key order, so a regenerated file only differs where a schema changed."""
+    return json.dumps({"fingerprint": fingerprint(), "tools": schemas}, indent=1, sort_keys=True) + "\n"
+
+
+def write(path: Path | None = None) -> int:
+    """Regenerate the schema file; returns how many tools it holds."""
+    schemas = build()
+    (path or SCHEMA_FILE).write_text(render(schemas), encoding="utf-8")
+    return len(schemas)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--check"]:
+        expected = render(build())
+        current = SCHEMA_FILE.read_text(encoding="utf-8") if SCHEMA_FILE.exists() else ""
+        if current != expected:
+            print(f"{SCHEMA_FILE} is stale: run `make schemas` and commit it.", file=sys.stderr)
+            return 1
+        print(f"{SCHEMA_FILE} is current.")
+        return 0
+    if args:
+        print("usage: python -m align_mcp.toolschemas [--check]", file=sys.stderr)
+        return 2
+    count = write()
+    print(f"Wrote the schemas of {count} tools to {SCHEMA_FILE}.")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Prebuilt tool schemas: the shipped file is current, a server lists the same tools with or without it, and a
+missing or stale file falls back to building the tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.server import MCPServer
+from mcp.types import TextContent
+
+from align_mcp import toolschemas
+from align_mcp.server import PrebuiltTool, create_server, registered_tools
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
+NAMES = [fn.__name__ for fn, _ in registered_tools()]
+SHIPPED = toolschemas.SCHEMA_FILE
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def shipped() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    return data
+
+
+def tool_kinds(server: MCPServer[Any]) -> set[type]:
+    # The SDK has no public accessor for a registered tool object; the kind of tool is what is under test.
+    return {type(tool) for tool in server._tool_manager.list_tools()}
+
+
+@pytest.fixture
+def no_schema_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    missing = tmp_path / "tool_schemas.json"
+    monkeypatch.setattr(toolschemas, "SCHEMA_FILE", missing)
+    return missing
+
+
+# ---- the shipped file --------------------------------------------------------------------------------------
+
+
+def test_shipped_file_matches_the_tool_sources() -> None:
+    assert shipped()["fingerprint"]["sources"] == toolschemas.fingerprint()["sources"], (
+        "server.py or models.py changed since tool_schemas.json was generated: run `make schemas` and commit it"
+    )
+    assert sorted(shipped()["tools"]) == sorted(NAMES)
+
+
+def test_shipped_schemas_are_what_the_sdk_builds() -> None:
+    stamp, current = shipped()["fingerprint"], toolschemas.fingerprint()
+    if stamp != current:
+        pytest.skip(
+            f"tool_schemas.json was generated with mcp {stamp['mcp']} / pydantic {stamp['pydantic']}, this "
+            f"environment has mcp {current['mcp']} / pydantic {current['pydantic']}: servers here build their "
+            "tools (test_stale_or_missing_files_fall_back_to_building_the_tools covers that path)"
+        )
+    assert SHIPPED.read_text(encoding="utf-8") == toolschemas.render(toolschemas.build())
+
+
+def test_a_server_uses_the_shipped_schemas_when_current(tmp_path: Path) -> None:
+    if shipped()["fingerprint"] != toolschemas.fingerprint():
+        pytest.skip("the shipped schemas were generated with other mcp/pydantic versions")
+    assert tool_kinds(create_server(tmp_path / "align.db")) == {PrebuiltTool}
+
+
+# ---- stale, missing and damaged files -----------------------------------------------------------------------
+
+
+def _stale(kind: str, path: Path) -> None:
+    data = shipped()
+    if kind == "missing":
+        return
+    if kind == "not json":
+        path.write_text("{not json", encoding="utf-8")
+        return
+    if kind == "sources changed":
+        data["fingerprint"]["sources"] = "0" * 64
+    elif kind == "other pydantic":
+        data["fingerprint"]["pydantic"] = "2.0.0"
+    elif kind == "other mcp":
+        data["fingerprint"]["mcp"] = "2.0.0"
+    elif kind == "a tool missing":
+        data["tools"].pop("get_run")
+    elif kind == "an unknown tool":
+        data["tools"]["delete_everything"] = data["tools"]["get_run"]
+    elif kind == "not an object":
+        data = ["tools"]  # type: ignore[assignment]
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+STALE_KINDS = [
+    "missing",
+    "not json",
+    "sources changed",
+    "other pydantic",
+    "other mcp",
+    "a tool missing",
+    "an unknown tool",
+    "not an object",
+]
+
+
+@pytest.mark.parametrize("kind", STALE_KINDS)
+def test_stale_or_missing_files_fall_back_to_building_the_tools(
+    kind: str, no_schema_file: Path, tmp_path: Path
+) -> None:
+    _stale(kind, no_schema_file)
+    assert toolschemas.load(NAMES) is None
+    server = create_server(tmp_path / "align.db")
+    kinds = tool_kinds(server)
+    assert PrebuiltTool not in kinds and len(server._tool_manager.list_tools()) == len(NAMES)
+
+
+def test_load_returns_the_schemas_of_a_current_file(no_schema_file: Path) -> None:
+    assert toolschemas.write(no_schema_file) == len(NAMES)
+    schemas = toolschemas.load(NAMES)
+    assert schemas is not None and sorted(schemas) == sorted(NAMES)
+    assert schemas["get_run"]["input_schema"]["required"] == ["run_id"]
+    assert toolschemas.load([*NAMES, "another_tool"]) is None
+
+
+# ---- prebuilt and built servers behave the same -------------------------------------------------------------
+
+
+async def _listing(server: MCPServer[Any]) -> list[dict[str, Any]]:
+    async with Client(server) as client:
+        tools = (await client.list_tools()).tools
+    return [t.model_dump(by_alias=True, exclude_none=True) for t in tools]
+
+
+def _timeless(value: Any) -> Any:
+    """The value without its timestamps, which differ between two servers answering the same calls."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if not k.endswith("_at")}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+async def _calls(server: MCPServer[Any]) -> list[tuple[bool, str, Any]]:
+    """A happy path, a domain error and an argument of the wrong type, through the in-memory client."""
+    out: list[tuple[bool, str, Any]] = []
+    async with Client(server) as client:
+        for tool, args in [
+            ("import_runs", {"source": "support", "path": str(EXAMPLES)}),
+            ("create_evaluator", {"name": "correctness"}),
+            ("list_versions", {"evaluator": "correctness"}),
+            ("list_versions", {"evaluator": "nope"}),
+            ("list_versions", {"evaluator": "correctness", "limit": "many"}),
+            ("get_run", {}),
+        ]:
+            result = await client.call_tool(tool, args)
+            text = "".join(c.text for c in result.content if isinstance(c, TextContent))
+            out.append(
+                (bool(result.is_error), text if result.is_error else "", _timeless(result.structured_content))
+            )
+    return out
+
+
+@pytest.mark.anyio
+async def test_prebuilt_and_built_servers_list_and_answer_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = tmp_path / "current.json"
+    toolschemas.write(current)
+    monkeypatch.setattr(toolschemas, "SCHEMA_FILE", current)
+    prebuilt = create_server(tmp_path / "a.db")
+    assert tool_kinds(prebuilt) == {PrebuiltTool}
+    monkeypatch.setattr(toolschemas, "SCHEMA_FILE", tmp_path / "missing.json")
+    built = create_server(tmp_path / "b.db")
+    assert PrebuiltTool not in tool_kinds(built)
+
+    assert await _listing(prebuilt) == await _listing(built)
+    prebuilt_calls, built_calls = await _calls(prebuilt), await _calls(built)
+    assert prebuilt_calls == built_calls
+    errors = [text for is_error, text, _ in prebuilt_calls if is_error]
+    assert errors[0] == (
+        "Error executing tool list_versions: No evaluator named 'nope'. Known: correctness. "
+        "Create one with create_evaluator."
+    )
+    assert "limit" in errors[1] and "valid integer" in errors[1], errors[1]
+    assert "run_id" in errors[2], errors[2]
+
+
+# ---- the generator command ----------------------------------------------------------------------------------
+
+
+def test_check_reports_a_stale_file_and_write_fixes_it(
+    no_schema_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_schema_file.write_text("{}", encoding="utf-8")
+    assert toolschemas.main(["--check"]) == 1
+    assert capsys.readouterr().err == f"{no_schema_file} is stale: run `make schemas` and commit it.\n"
+    assert toolschemas.main([]) == 0
+    assert capsys.readouterr().out == f"Wrote the schemas of {len(NAMES)} tools to {no_schema_file}.\n"
+    assert toolschemas.main(["--check"]) == 0
+    assert capsys.readouterr().out == f"{no_schema_file} is current.\n"
+    assert toolschemas.main(["--bogus"]) == 2
+    assert "usage: python -m align_mcp.toolschemas [--check]" in capsys.readouterr().err
