@@ -13,7 +13,8 @@ from mcp.server import MCPServer
 from mcp.types import TextContent
 
 from align_mcp import toolschemas
-from align_mcp.server import PrebuiltTool, create_server, registered_tools
+from align_mcp.server import PrebuiltTool, create_server
+from align_mcp.tools import registered_tools
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 NAMES = [fn.__name__ for fn, _ in registered_tools()]
@@ -47,9 +48,9 @@ def no_schema_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_shipped_file_matches_the_tool_sources() -> None:
     assert shipped()["fingerprint"]["sources"] == toolschemas.fingerprint()["sources"], (
-        "server.py or models.py changed since tool_schemas.json was generated: run `make schemas` and commit it"
+        "tools.py or models.py changed since tool_schemas.json was generated: run `make schemas` and commit it"
     )
-    assert sorted(shipped()["tools"]) == sorted(NAMES)
+    assert [entry["name"] for entry in shipped()["tools"]] == NAMES
 
 
 def test_shipped_schemas_are_what_the_sdk_builds() -> None:
@@ -85,10 +86,12 @@ def _stale(kind: str, path: Path) -> None:
         data["fingerprint"]["pydantic"] = "2.0.0"
     elif kind == "other mcp":
         data["fingerprint"]["mcp"] = "2.0.0"
-    elif kind == "a tool missing":
-        data["tools"].pop("get_run")
-    elif kind == "an unknown tool":
-        data["tools"]["delete_everything"] = data["tools"]["get_run"]
+    elif kind == "an entry without its schema":
+        del data["tools"][3]["input_schema"]
+    elif kind == "a name twice":
+        data["tools"].append(data["tools"][0])
+    elif kind == "tools not a list":
+        data["tools"] = {entry["name"]: entry for entry in data["tools"]}
     elif kind == "not an object":
         data = ["tools"]  # type: ignore[assignment]
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -100,8 +103,9 @@ STALE_KINDS = [
     "sources changed",
     "other pydantic",
     "other mcp",
-    "a tool missing",
-    "an unknown tool",
+    "an entry without its schema",
+    "a name twice",
+    "tools not a list",
     "not an object",
 ]
 
@@ -111,18 +115,21 @@ def test_stale_or_missing_files_fall_back_to_building_the_tools(
     kind: str, no_schema_file: Path, tmp_path: Path
 ) -> None:
     _stale(kind, no_schema_file)
-    assert toolschemas.load(NAMES) is None
+    assert toolschemas.load() is None
     server = create_server(tmp_path / "align.db")
     kinds = tool_kinds(server)
     assert PrebuiltTool not in kinds and len(server._tool_manager.list_tools()) == len(NAMES)
 
 
-def test_load_returns_the_schemas_of_a_current_file(no_schema_file: Path) -> None:
+def test_load_returns_the_listings_of_a_current_file(no_schema_file: Path) -> None:
     assert toolschemas.write(no_schema_file) == len(NAMES)
-    schemas = toolschemas.load(NAMES)
-    assert schemas is not None and sorted(schemas) == sorted(NAMES)
-    assert schemas["get_run"]["input_schema"]["required"] == ["run_id"]
-    assert toolschemas.load([*NAMES, "another_tool"]) is None
+    entries = toolschemas.load()
+    assert entries is not None and [entry["name"] for entry in entries] == NAMES
+    get_run = next(entry for entry in entries if entry["name"] == "get_run")
+    assert get_run["input_schema"]["required"] == ["run_id"]
+    assert get_run["title"] == "Get a run" and get_run["is_async"] is False
+    assert get_run["annotations"]["readOnlyHint"] is True
+    assert get_run["description"].startswith("One run in full")
 
 
 # ---- prebuilt and built servers behave the same -------------------------------------------------------------

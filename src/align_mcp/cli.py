@@ -15,9 +15,11 @@ from pydantic import BaseModel
 
 from . import __version__, config
 from .errors import AlignError, InvalidInput
-from .models import AlignmentReport, AlignmentSummary, JudgeSettings, Metrics, ScoreType
 
-if TYPE_CHECKING:  # the store (and sqlite-utils) loads on first use: `align-mcp serve` starts without it
+if (
+    TYPE_CHECKING
+):  # the store, sqlite-utils and the models load on first use: `align-mcp serve` starts without
+    from .models import AlignmentReport, AlignmentSummary, Metrics
     from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,6 +230,7 @@ def evaluator_create(
 ) -> None:
     """Create an evaluator; its prompt is saved as v1 (the default prompt for the score type if none given)."""
     from . import evaluators
+    from .models import JudgeSettings, ScoreType
 
     lo, hi = _parse_range(score_range) if score_range else (None, None)
     score_type = ScoreType(

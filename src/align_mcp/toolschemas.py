@@ -1,11 +1,13 @@
 """Prebuilt JSON schemas for the MCP tools, so that a server lists its tools without building them.
 
 Building a tool's argument model and its input and output JSON schemas is most of what `create_server` costs
-(~150 ms for 27 tools). The schemas are generated once (`make schemas`, or `python -m align_mcp.toolschemas`)
-into `tool_schemas.json` beside this module, stamped with a fingerprint of what produces them: the source of
-the modules that define the tools and their types, and the versions of the MCP SDK and pydantic. A server
-uses the file only when the stamp matches what is running; otherwise it builds every tool as usual. The
-argument model a call validates against is still built from the function, on the tool's first call.
+(~150 ms for 27 tools), and importing the tools module with the pydantic models behind it much of the rest.
+Each tool's listing (name, title, description, annotations, input and output schema) is generated once
+(`make schemas`, or `python -m align_mcp.toolschemas`) into `tool_schemas.json` beside this module, stamped
+with a fingerprint of what produces it: the source of the modules that define the tools and their types, and
+the versions of the MCP SDK and pydantic. A server uses the file only when the stamp matches what is running;
+otherwise it builds every tool as usual. The argument model a call validates against is still built from the
+function, on the tool's first call.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any
 SCHEMA_FILE = Path(__file__).with_name("tool_schemas.json")
 
 # The modules whose text decides the tools' schemas: the tool functions, their argument and result types.
-SOURCES = ("server.py", "models.py")
+SOURCES = ("tools.py", "models.py")
 # The packages whose code turns those functions into schemas.
 PACKAGES = ("mcp", "pydantic")
 
-ToolSchemas = dict[str, dict[str, Any]]
+ToolEntry = dict[str, Any]
+ENTRY_KEYS = {"name", "title", "description", "annotations", "is_async", "input_schema", "output_schema"}
 
 
 def fingerprint() -> dict[str, str]:
@@ -43,8 +46,8 @@ def fingerprint() -> dict[str, str]:
     return stamp
 
 
-def load(names: list[str], path: Path | None = None) -> ToolSchemas | None:
-    """The prebuilt schemas of exactly these tools, or None when the file is missing, stale or for other tools."""
+def load(path: Path | None = None) -> list[ToolEntry] | None:
+    """The prebuilt tool listings, in registration order; None when the file is missing, damaged or stale."""
     try:
         data = json.loads((path or SCHEMA_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -52,34 +55,49 @@ def load(names: list[str], path: Path | None = None) -> ToolSchemas | None:
     if not isinstance(data, dict) or data.get("fingerprint") != fingerprint():
         return None
     tools = data.get("tools")
-    if not isinstance(tools, dict) or sorted(tools) != sorted(names):
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.keys() >= ENTRY_KEYS for t in tools):
+        return None
+    if len({t["name"] for t in tools}) != len(tools):
         return None
     return tools
 
 
-def build() -> ToolSchemas:
-    """Each tool's input and output schema, exactly as the MCP SDK builds them from the function."""
+def build() -> list[ToolEntry]:
+    """Each tool's listing, exactly as the MCP SDK builds it from the function."""
     from mcp.server.mcpserver.tools import Tool
 
-    from .server import registered_tools
+    from .tools import registered_tools
 
-    schemas: ToolSchemas = {}
+    entries: list[ToolEntry] = []
     for fn, options in registered_tools():
         tool = Tool.from_function(fn, **options)
-        schemas[tool.name] = {"input_schema": tool.parameters, "output_schema": tool.output_schema}
-    return schemas
+        annotations = tool.annotations
+        entries.append(
+            {
+                "name": tool.name,
+                "title": tool.title,
+                "description": tool.description,
+                "annotations": annotations.model_dump(by_alias=True, exclude_none=True)
+                if annotations
+                else None,
+                "is_async": tool.is_async,
+                "input_schema": tool.parameters,
+                "output_schema": tool.output_schema,
+            }
+        )
+    return entries
 
 
-def render(schemas: ToolSchemas) -> str:
-    """The file's text: stable key order, so a regenerated file only differs where a schema changed."""
-    return json.dumps({"fingerprint": fingerprint(), "tools": schemas}, indent=1, sort_keys=True) + "\n"
+def render(entries: list[ToolEntry]) -> str:
+    """The file's text: stable key order, so a regenerated file only differs where a listing changed."""
+    return json.dumps({"fingerprint": fingerprint(), "tools": entries}, indent=1, sort_keys=True) + "\n"
 
 
 def write(path: Path | None = None) -> int:
     """Regenerate the schema file; returns how many tools it holds."""
-    schemas = build()
-    (path or SCHEMA_FILE).write_text(render(schemas), encoding="utf-8")
-    return len(schemas)
+    entries = build()
+    (path or SCHEMA_FILE).write_text(render(entries), encoding="utf-8")
+    return len(entries)
 
 
 def main(argv: list[str] | None = None) -> int:
