@@ -90,7 +90,8 @@ class PrebuiltTool(Tool):
 
     Listing needs only the name, title, description, annotations and the two schemas. The argument model that
     validates a call and the output conversion come from `Tool.from_function` on the function in tools.py,
-    exactly as without prebuilt schemas, built once when the tool is first called.
+    exactly as without prebuilt schemas, built once when the tool is first called: the call-time fields of this
+    object (fn_metadata, context_kwarg, resolvers) are left empty, and `run` delegates to `built_tool`.
     """
 
     prebuilt_output_schema: dict[str, Any] | None = Field(default=None, exclude=True)
