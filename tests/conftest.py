@@ -34,6 +34,8 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ALIGN_MCP_DB", str(path))
     # platformdirs resolves the default store under XDG_DATA_HOME on Linux: keep it inside the test's tmp dir.
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    # ...and the tool listings a server remembers when the shipped ones are stale under XDG_CACHE_HOME.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
     return path

@@ -1,5 +1,5 @@
-"""Prebuilt tool schemas: the shipped file is current, a server lists the same tools with or without it, and a
-missing or stale file falls back to building the tools."""
+"""Prebuilt tool schemas: the shipped file is current, a server lists the same tools with or without it, a
+missing or stale file falls back to building the tools, and a built listing is remembered in the user cache."""
 
 from __future__ import annotations
 
@@ -119,6 +119,58 @@ def test_stale_or_missing_files_fall_back_to_building_the_tools(
     server = create_server(tmp_path / "align.db")
     kinds = tool_kinds(server)
     assert PrebuiltTool not in kinds and len(server._tool_manager.list_tools()) == len(NAMES)
+
+
+# ---- the user cache behind a stale shipped file -------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_built_listing_is_remembered_and_used_by_the_next_start(
+    no_schema_file: Path, tmp_path: Path
+) -> None:
+    cache = toolschemas.cache_file()
+    assert cache.parent == tmp_path / "xdg-cache" / "align-mcp" and not cache.exists()
+    first = create_server(tmp_path / "first.db")
+    assert PrebuiltTool not in tool_kinds(first)
+    assert cache.exists() and toolschemas.read(cache) is not None
+
+    second = create_server(tmp_path / "second.db")
+    assert tool_kinds(second) == {PrebuiltTool}
+    assert await _listing(second) == await _listing(first)
+    assert await _calls(second) == await _calls(first)
+
+
+def test_remembering_replaces_listings_of_other_stamps(no_schema_file: Path, tmp_path: Path) -> None:
+    cache = toolschemas.cache_file()
+    cache.parent.mkdir(parents=True)
+    older = cache.parent / "tool_schemas-0123456789abcdef.json"
+    older.write_text("{}", encoding="utf-8")
+    unrelated = cache.parent / "notes.txt"
+    unrelated.write_text("kept", encoding="utf-8")
+    create_server(tmp_path / "align.db")
+    assert sorted(p.name for p in cache.parent.iterdir()) == sorted([cache.name, "notes.txt"])
+
+
+def test_a_damaged_cache_file_is_rebuilt(no_schema_file: Path, tmp_path: Path) -> None:
+    cache = toolschemas.cache_file()
+    cache.parent.mkdir(parents=True)
+    cache.write_text('{"fingerprint": ', encoding="utf-8")
+    server = create_server(tmp_path / "align.db")
+    assert PrebuiltTool not in tool_kinds(server)
+    entries = toolschemas.read(cache)
+    assert entries is not None and [e["name"] for e in entries] == NAMES
+
+
+def test_an_unwritable_cache_directory_only_costs_the_build(
+    no_schema_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert toolschemas.remember([]) is None
+    server = create_server(tmp_path / "align.db")
+    assert len(server._tool_manager.list_tools()) == len(NAMES)
+    assert blocker.read_text(encoding="utf-8") == ""
 
 
 def test_load_returns_the_listings_of_a_current_file(no_schema_file: Path) -> None:

@@ -131,14 +131,18 @@ class PrebuiltTool(Tool):
         return await self.built_tool.run(arguments, context, convert_result=convert_result)
 
 
-def _prebuilt_tools() -> list[Tool] | None:
-    """The tools from the prebuilt schemas, or None when they are missing or stale (then they are built)."""
+def _server_tools() -> list[Tool]:
+    """The tools, listed from the prebuilt schemas when they are current; otherwise built, and remembered."""
     from . import toolschemas
 
     entries = toolschemas.load()
-    if entries is None:
-        return None
-    return [PrebuiltTool.prebuilt(entry) for entry in entries]
+    if entries is not None:
+        return [PrebuiltTool.prebuilt(entry) for entry in entries]
+    from .tools import registered_tools
+
+    tools = [Tool.from_function(fn, **options) for fn, options in registered_tools()]
+    toolschemas.remember(tools)
+    return tools
 
 
 # ---- resources ----------------------------------------------------------------------------------------------
@@ -271,10 +275,9 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         finally:
             state.close()
 
-    prebuilt = _prebuilt_tools()
     server: MCPServer[AppState] = MCPServer(
         "align-mcp",
-        tools=list(prebuilt or ()),
+        tools=_server_tools(),
         title="align-mcp",
         description="Align LLM-as-judge evaluators with human labels",
         instructions=INSTRUCTIONS,
@@ -282,11 +285,6 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         log_level="WARNING",
         lifespan=lifespan,
     )
-    if prebuilt is None:
-        from .tools import registered_tools
-
-        for fn, options in registered_tools():
-            server.add_tool(fn, **options)
     for uri, fn, options in _TEMPLATES:
         server.resource(uri, **options)(fn)
 

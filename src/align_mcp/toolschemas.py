@@ -6,18 +6,27 @@ Each tool's listing (name, title, description, annotations, input and output sch
 (`make schemas`, or `python -m align_mcp.toolschemas`) into `tool_schemas.json` beside this module, stamped
 with a fingerprint of what produces it: the source of the modules that define the tools and their types, and
 the versions of the MCP SDK and pydantic. A server uses the file only when the stamp matches what is running;
-otherwise it builds every tool as usual. The argument model a call validates against is still built from the
-function, on the tool's first call.
+otherwise it builds every tool as usual and remembers the listings in the user's cache directory
+(`tool_schemas-<stamp digest>.json`), so that only the first start after an upgrade of mcp or pydantic pays for
+the build. The argument model a call validates against is still built from the function, on the tool's first
+call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
+import os
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver.tools import Tool
 
 SCHEMA_FILE = Path(__file__).with_name("tool_schemas.json")
 
@@ -30,6 +39,7 @@ ToolEntry = dict[str, Any]
 ENTRY_KEYS = {"name", "title", "description", "annotations", "is_async", "input_schema", "output_schema"}
 
 
+@functools.cache
 def fingerprint() -> dict[str, str]:
     """What the schemas depend on: a digest of the defining sources and the generating packages' versions."""
     digest = hashlib.sha256()
@@ -46,10 +56,18 @@ def fingerprint() -> dict[str, str]:
     return stamp
 
 
-def load(path: Path | None = None) -> list[ToolEntry] | None:
-    """The prebuilt tool listings, in registration order; None when the file is missing, damaged or stale."""
+def cache_file() -> Path:
+    """Where this process's listings are remembered when the shipped file is stale: one file per stamp."""
+    import platformdirs
+
+    stamp = hashlib.sha256(json.dumps(fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("align-mcp", appauthor=False)) / f"tool_schemas-{stamp}.json"
+
+
+def read(path: Path) -> list[ToolEntry] | None:
+    """The tool listings in one file, in registration order; None when it is missing, damaged or stale."""
     try:
-        data = json.loads((path or SCHEMA_FILE).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("fingerprint") != fingerprint():
@@ -62,30 +80,59 @@ def load(path: Path | None = None) -> list[ToolEntry] | None:
     return tools
 
 
+def load() -> list[ToolEntry] | None:
+    """The current tool listings: the shipped file's, else the user cache's, else None (build the tools)."""
+    return read(SCHEMA_FILE) or read(cache_file())
+
+
+def remember(tools: list[Tool]) -> Path | None:
+    """Keep the listings of tools just built in the user cache for the next start; returns the file written.
+
+    Best effort: a cache directory that cannot be written only means the next start builds the tools again.
+    Listings remembered for other stamps (older sources or package versions) are removed.
+    """
+    target = cache_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tool_schemas-", suffix=".json", dir=target.parent)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render([entry(tool) for tool in tools]))
+        os.replace(tmp, target)  # atomic: a concurrent start reads the old file or the whole new one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return None
+    for old in target.parent.glob("tool_schemas-*.json"):
+        if old != target:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return target
+
+
+def entry(tool: Tool) -> ToolEntry:
+    """One tool's listing, from the SDK's own Tool."""
+    annotations = tool.annotations
+    return {
+        "name": tool.name,
+        "title": tool.title,
+        "description": tool.description,
+        "annotations": annotations.model_dump(by_alias=True, exclude_none=True) if annotations else None,
+        "is_async": tool.is_async,
+        "input_schema": tool.parameters,
+        "output_schema": tool.output_schema,
+    }
+
+
 def build() -> list[ToolEntry]:
     """Each tool's listing, exactly as the MCP SDK builds it from the function."""
     from mcp.server.mcpserver.tools import Tool
 
     from .tools import registered_tools
 
-    entries: list[ToolEntry] = []
-    for fn, options in registered_tools():
-        tool = Tool.from_function(fn, **options)
-        annotations = tool.annotations
-        entries.append(
-            {
-                "name": tool.name,
-                "title": tool.title,
-                "description": tool.description,
-                "annotations": annotations.model_dump(by_alias=True, exclude_none=True)
-                if annotations
-                else None,
-                "is_async": tool.is_async,
-                "input_schema": tool.parameters,
-                "output_schema": tool.output_schema,
-            }
-        )
-    return entries
+    return [entry(Tool.from_function(fn, **options)) for fn, options in registered_tools()]
 
 
 def render(entries: list[ToolEntry]) -> str:
