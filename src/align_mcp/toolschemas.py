@@ -39,9 +39,14 @@ ToolEntry = dict[str, Any]
 ENTRY_KEYS = {"name", "title", "description", "annotations", "is_async", "input_schema", "output_schema"}
 
 
-@functools.cache
 def fingerprint() -> dict[str, str]:
     """What the schemas depend on: a digest of the defining sources and the generating packages' versions."""
+    return dict(_fingerprint())
+
+
+@functools.cache
+def _fingerprint() -> dict[str, str]:
+    # Computed once per process: the sources and the installed packages do not change under a running server.
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in SOURCES:
