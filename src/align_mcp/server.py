@@ -150,20 +150,28 @@ def _server_tools() -> list[Tool]:
 _TEMPLATES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
 
 
+def _as_resource_errors(fn: F) -> F:
+    """Report domain errors as resource errors carrying their message (not found as not found)."""
+
+    @functools.wraps(fn)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as e:
+            raise ResourceNotFoundError(str(e)) from e
+        except AlignError as e:
+            raise ResourceError(str(e)) from e
+
+    return cast(F, read)
+
+
 def _resource(uri: str, name: str, mime_type: str, description: str) -> Callable[[F], F]:
     """Register a resource template; domain errors become resource errors with their message."""
 
     def register(fn: F) -> F:
-        @functools.wraps(fn)
-        def read(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except NotFound as e:
-                raise ResourceNotFoundError(str(e)) from e
-            except AlignError as e:
-                raise ResourceError(str(e)) from e
-
-        _TEMPLATES.append((uri, read, {"name": name, "mime_type": mime_type, "description": description}))
+        _TEMPLATES.append(
+            (uri, _as_resource_errors(fn), {"name": name, "mime_type": mime_type, "description": description})
+        )
         return fn
 
     return register
@@ -294,13 +302,11 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         mime_type="application/json",
         description="All evaluators with their latest version and score",
     )
+    @_as_resource_errors
     def evaluators_resource() -> str:
         from .tools import dump_json, evaluator_list
 
-        try:
-            return dump_json(evaluator_list(state.store))
-        except AlignError as e:
-            raise ResourceError(str(e)) from e
+        return dump_json(evaluator_list(state.store))
 
     @server.resource(
         "align://queues",
@@ -308,14 +314,12 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         mime_type="application/json",
         description="All annotation queues with counts and label balance",
     )
+    @_as_resource_errors
     def queues_resource() -> str:
         from .queues import list_queues as all_queues
         from .tools import dump_json
 
-        try:
-            return dump_json(all_queues(state.store))
-        except AlignError as e:
-            raise ResourceError(str(e)) from e
+        return dump_json(all_queues(state.store))
 
     server.prompt(name="align_evaluator", title="Align an evaluator")(align_evaluator)
     return server
