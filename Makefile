@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo bench faults clean serve schemas
+.PHONY: test lint typecheck demo bench faults clean serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# ruff, then the architecture: the layer contracts in pyproject.toml and no private name imported across modules.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py src/align_mcp
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -27,10 +30,6 @@ faults: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
-
-# Regenerate the prebuilt MCP tool schemas after changing a tool's signature or a result model.
-schemas: $(STAMP)
-	$(BIN)/python -m align_mcp.toolschemas
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -129,7 +129,7 @@ def machine() -> dict[str, Any]:
 
 _FAKE_JUDGE_PROCESS = r"""
 import json, sys
-from align_mcp.fakejudge import FakeJudgeServer
+from align_mcp.testing.fakejudge import FakeJudgeServer
 srv = FakeJudgeServer(latency=float(sys.argv[1])).start()
 print(json.dumps({"base_url": srv.base_url, "backlog": srv.request_queue_size}), flush=True)
 for line in sys.stdin:

@@ -36,8 +36,8 @@ MODEL = "fake-judge"
 
 
 def _prepare(db: Path, n: int) -> None:
-    from align_mcp import evaluators, ingest
-    from align_mcp.models import ScoreType
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import evaluators, ingest
     from align_mcp.store import Store
 
     with Store(db) as store:
@@ -49,8 +49,8 @@ def _prepare(db: Path, n: int) -> None:
 
 def _requests(db: Path) -> tuple[list[list[dict[str, str]]], dict[str, Any], list[dict[str, Any]]]:
     """The messages align-mcp sends for each labeled run, its response_format, and the runs with labels."""
-    from align_mcp import evaluators, queues
-    from align_mcp.judge import build_messages, response_schema
+    from align_mcp.engine import evaluators, queues
+    from align_mcp.llm.judge import build_messages, response_schema
     from align_mcp.store import Store
 
     with Store(db) as store:
@@ -63,7 +63,7 @@ def _requests(db: Path) -> tuple[list[list[dict[str, str]]], dict[str, Any], lis
 
 
 async def _align_mcp(db: Path, k: int) -> dict[str, Any]:
-    from align_mcp import align
+    from align_mcp.engine import alignment as align
     from align_mcp.store import Store
 
     with Store(db) as store:
@@ -163,8 +163,8 @@ def _variant(
         dspy_run: _Dspy | None = None
         if with_dspy:
             try:
-                from align_mcp.judge import default_prompt
-                from align_mcp.models import ScoreType
+                from align_mcp.core.models import ScoreType
+                from align_mcp.core.templates import default_prompt
 
                 dspy_run = _Dspy(
                     judge.base_url, _rubric(default_prompt(ScoreType(kind="binary"), "correctness")), rows, k

@@ -19,10 +19,11 @@ DESCRIPTION = "judge calls and wall time of a re-run with unchanged prompt and l
 
 
 def run(quick: bool = False) -> BenchResult:
-    from align_mcp import align, evaluators, ingest
-    from align_mcp.fakejudge import FakeJudgeServer
-    from align_mcp.models import AlignmentReport, ScoreType
+    from align_mcp.core.models import AlignmentReport, ScoreType
+    from align_mcp.engine import alignment as align
+    from align_mcp.engine import evaluators, ingest
     from align_mcp.store import Store
+    from align_mcp.testing.fakejudge import FakeJudgeServer
 
     n = 60 if quick else 1000
     latency = 0.01 if quick else 0.05

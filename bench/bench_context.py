@@ -56,11 +56,11 @@ def _chars(result: Any) -> tuple[int, int]:
 def _case(pad: int, work: Path) -> dict[str, Any]:
     from mcp import Client
 
-    from align_mcp import evaluators, holdout, ingest
-    from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, section
-    from align_mcp.models import ScoreType
-    from align_mcp.server import create_server
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import evaluators, holdout, ingest
+    from align_mcp.mcp.server import create_server
     from align_mcp.store import Store
+    from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
     db = work / f"context-{pad}.db"
     runs = _runs(pad)

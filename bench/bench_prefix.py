@@ -83,10 +83,11 @@ def _demo_instructions() -> str:
 
 
 def run(quick: bool = False) -> BenchResult:
-    from align_mcp import align, evaluators, ingest
-    from align_mcp.fakejudge import FakeJudgeServer
-    from align_mcp.models import ScoreType
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import alignment as align
+    from align_mcp.engine import evaluators, ingest
     from align_mcp.store import Store
+    from align_mcp.testing.fakejudge import FakeJudgeServer
 
     result = BenchResult(NAME)
     tokenizer_name, encode = tokenizer()

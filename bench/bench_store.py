@@ -142,11 +142,12 @@ def _timed(fn: Callable[[], Any], repeats: int) -> list[float]:
 def _scale(
     n_runs: int, n_labels: int, n_pending: int, repeats: int, work: Path
 ) -> tuple[list[Figure], dict[str, Any]]:
-    from align_mcp import align, evaluators, holdout, ingest, queues
-    from align_mcp.fakejudge import FakeJudgeServer
-    from align_mcp.judge import build_messages, cache_key, response_schema
-    from align_mcp.models import ScoreType
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import alignment as align
+    from align_mcp.engine import evaluators, holdout, ingest, queues
+    from align_mcp.llm.judge import build_messages, cache_key, response_schema
     from align_mcp.store import Store, dumps, now_iso
+    from align_mcp.testing.fakejudge import FakeJudgeServer
 
     details: dict[str, Any] = {}
     figures: list[Figure] = []

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from align_mcp.cli import main
-from align_mcp.fakejudge import FakeJudgeServer, simulated_responder
+from align_mcp.testing.fakejudge import FakeJudgeServer, simulated_responder
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "demo-data"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from align_mcp import evaluators, ingest
-from align_mcp.models import ScoreType
+from align_mcp.core.models import ScoreType
+from align_mcp.engine import evaluators, ingest
 from align_mcp.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,16 @@ from typing import Any
 import anyio
 import pytest
 
-from align_mcp import align, config, evaluators, metrics
+from align_mcp import config
+from align_mcp.core import metrics
+from align_mcp.core.models import JudgeSettings, Score, ScoreType
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators
+from align_mcp.engine.ingest import import_runs
+from align_mcp.engine.queues import submit_labels
 from align_mcp.errors import EmptyReferenceSet, InvalidInput, JudgeConfigError, JudgeUnreachable, NotFound
-from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, reset, section, server_error
-from align_mcp.ingest import import_runs
-from align_mcp.models import JudgeSettings, Score, ScoreType
-from align_mcp.queues import submit_labels
 from align_mcp.store import Store, loads
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, reset, section, server_error
 
 BINARY = ScoreType(kind="binary")
 ORDINAL = ScoreType(kind="ordinal", min=1, max=5)

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from align_mcp.cli import main
-from align_mcp.fakejudge import FakeJudgeServer, simulated_responder
 from align_mcp.store import Store
+from align_mcp.testing.fakejudge import FakeJudgeServer, simulated_responder
 
 EXAMPLE_RUNS = Path(__file__).resolve().parent.parent / "examples" / "support_runs.jsonl"
 

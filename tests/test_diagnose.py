@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 
-from align_mcp import align, diagnose, evaluators, holdout, metrics, queues, reviews, triage
+from align_mcp.core import metrics
+from align_mcp.core.models import Score, ScoreType
+from align_mcp.diagnose import consistency as diagnose
+from align_mcp.diagnose import triage
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators, holdout, queues, reviews, samples
+from align_mcp.engine.ingest import import_runs
 from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NotFound
-from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, section
-from align_mcp.ingest import import_runs
-from align_mcp.models import Score, ScoreType
 from align_mcp.store import Store
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [
@@ -385,8 +389,8 @@ async def test_self_consistency_reports_flips_per_run_and_never_uses_the_cache(
     assert {e.run_id: e.modal_score for e in report.examples} == {"pp-001": 1, "pp-002": 0, "pp-003": 1}
     assert (report.flip_rate.k, report.flip_rate.n) == (2, 3)
     assert report.mean_flip_share == pytest.approx(2 / 9)
-    assert diagnose.unstable_run_ids(store, NAME) == pytest.approx({"pp-001": 1 / 3, "pp-002": 1 / 3})
-    assert diagnose.unstable_run_ids(store, NAME, prompt="another prompt") == {}
+    assert samples.unstable_run_ids(store, NAME) == pytest.approx({"pp-001": 1 / 3, "pp-002": 1 / 3})
+    assert samples.unstable_run_ids(store, NAME, prompt="another prompt") == {}
 
     await diagnose.self_consistency(store, NAME, k=3, run_ids=ids, temperature=0.7)
     assert srv.calls == 18  # the same requests again: the result cache is bypassed
@@ -423,7 +427,7 @@ async def test_self_consistency_refuses_k_below_two_and_unknown_ids_without_judg
         with pytest.raises(EmptyReferenceSet, match=r"has no labeled runs to sample from"):
             await diagnose.self_consistency(empty, NAME)
     assert srv.calls == 0
-    assert diagnose.unstable_run_ids(store, NAME) == {}
+    assert samples.unstable_run_ids(store, NAME) == {}
 
 
 # ---- suggested next labels ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from align_mcp import evaluators
+from align_mcp.core.models import JudgeSettings, ScoreType
+from align_mcp.engine import evaluators
 from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
-from align_mcp.models import JudgeSettings, ScoreType
 from align_mcp.store import Store
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"

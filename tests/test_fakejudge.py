@@ -19,7 +19,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion
 
-from align_mcp.fakejudge import (
+from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
     garbage,
@@ -527,7 +527,7 @@ async def test_simulated_judge_over_http_matches_the_direct_call() -> None:
 def test_command_line_serves_the_simulated_judge_until_interrupted(stop_signal: signal.Signals) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "align_mcp.fakejudge", "--simulated"],
+        [sys.executable, "-m", "align_mcp.testing.fakejudge", "--simulated"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

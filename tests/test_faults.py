@@ -24,7 +24,10 @@ from typing import Any
 import anyio
 import pytest
 
-from align_mcp import align, config, evaluators, ingest, queues
+from align_mcp import config
+from align_mcp.core.models import JudgeSettings, ScoreType
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import (
     Conflict,
     ImportFormatError,
@@ -34,7 +37,8 @@ from align_mcp.errors import (
     JudgeUnreachable,
     NotFound,
 )
-from align_mcp.fakejudge import (
+from align_mcp.store import Store
+from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
     garbage,
@@ -47,8 +51,6 @@ from align_mcp.fakejudge import (
     verdict,
     wrong_shape,
 )
-from align_mcp.models import JudgeSettings, ScoreType
-from align_mcp.store import Store
 
 BINARY = ScoreType(kind="binary")
 NAME = "correctness"
@@ -357,7 +359,7 @@ def test_kill_9_mid_alignment_then_resume_loses_no_label_and_judges_only_the_mis
 
 LABELER = r"""
 import json, sys
-from align_mcp import queues
+from align_mcp.engine import queues
 from align_mcp.store import Store
 
 db, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -509,7 +511,7 @@ async def test_the_judge_api_key_never_appears_in_results_logs_the_database_or_e
         # The MCP tools' results.
         from mcp import Client
 
-        from align_mcp.server import create_server
+        from align_mcp.mcp.server import create_server
 
         async with Client(create_server(db_path)) as client:
             for tool, arguments in (
@@ -568,7 +570,7 @@ def mcp_call(tool: str, arguments: dict[str, Any]) -> Callable[[BadCtx], Any]:
     def call(ctx: BadCtx) -> Any:
         from mcp import Client
 
-        from align_mcp.server import create_server
+        from align_mcp.mcp.server import create_server
 
         async def go() -> Any:
             async with Client(create_server(ctx.db)) as client:
@@ -1147,7 +1149,7 @@ def logical(db: Path) -> list[str]:
 def test_bad_input_gets_a_clear_error_and_leaves_the_database_unchanged(
     case: Bad, template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from align_mcp import formats
+    from align_mcp.engine import formats
 
     monkeypatch.setattr(formats, "MAX_LINE_BYTES", 1024 * 1024)
     db = tmp_path / "align.db"

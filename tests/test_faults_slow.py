@@ -16,11 +16,12 @@ from typing import Any
 import anyio
 import pytest
 
-from align_mcp import align, evaluators, formats, ingest, queues
+from align_mcp.core.models import JudgeSettings
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators, formats, ingest, queues
 from align_mcp.errors import ImportFormatError
-from align_mcp.fakejudge import FakeJudgeServer, Reply, rate_limited
-from align_mcp.models import JudgeSettings
 from align_mcp.store import Store
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, rate_limited
 from test_faults import (
     BINARY,
     LABELER,

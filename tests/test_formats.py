@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from align_mcp import formats
+from align_mcp.engine import formats
+from align_mcp.engine.formats import FeedbackItem, ParsedRun, detect_format, parse_record, read_runs
 from align_mcp.errors import ImportFormatError
-from align_mcp.formats import FeedbackItem, ParsedRun, detect_format, parse_record, read_runs
 
 SUFFIX = ". Fix that line and import again; nothing from this file was stored."
 

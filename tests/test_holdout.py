@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from align_mcp import align, config, evaluators, holdout
+from align_mcp import config
+from align_mcp.core.models import JudgeSettings, Score, ScoreType, SplitInfo
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators, holdout
+from align_mcp.engine.ingest import import_runs
+from align_mcp.engine.queues import reference_set, submit_labels
 from align_mcp.errors import InvalidInput, NotFound
-from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, section
-from align_mcp.ingest import import_runs
-from align_mcp.models import JudgeSettings, Score, ScoreType, SplitInfo
-from align_mcp.queues import reference_set, submit_labels
 from align_mcp.store import Store
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
 NAME = "correctness"
 PASS = [f"p{i:02d}" for i in range(1, 21)]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from align_mcp import evaluators, ingest, queues
+from align_mcp.core.models import ImportedFeedback, ScoreType
+from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
-from align_mcp.models import ImportedFeedback, ScoreType
 from align_mcp.store import Store
 
 EXAMPLE_RUNS = Path(__file__).resolve().parent.parent / "examples" / "support_runs.jsonl"

@@ -11,8 +11,20 @@ from typing import Any
 
 import pytest
 
+from align_mcp.core.models import JudgeSettings, ScoreType
+from align_mcp.core.templates import default_prompt, render, template_variables, validate_template
 from align_mcp.errors import InvalidInput, JudgeConfigError, JudgeUnreachable
-from align_mcp.fakejudge import (
+from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
+from align_mcp.llm.judge import (
+    SYSTEM_PROMPT,
+    SYSTEM_PROMPT_NO_REASONING,
+    Judge,
+    Verdict,
+    build_messages,
+    judge_example,
+    response_schema,
+)
+from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
     garbage,
@@ -23,22 +35,6 @@ from align_mcp.fakejudge import (
     verdict,
     wrong_shape,
 )
-from align_mcp.judge import (
-    SYSTEM_PROMPT,
-    SYSTEM_PROMPT_NO_REASONING,
-    Endpoint,
-    Judge,
-    Verdict,
-    build_messages,
-    default_prompt,
-    judge_example,
-    render,
-    resolve_endpoint,
-    response_schema,
-    template_variables,
-    validate_template,
-)
-from align_mcp.models import JudgeSettings, ScoreType
 
 BINARY = ScoreType(kind="binary")
 CATEGORICAL = ScoreType(kind="categorical", labels=["good", "ok", "bad"])

@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from align_mcp.errors import InvalidInput
-from align_mcp.metrics import (
+from align_mcp.core.metrics import (
     cohen_kappa,
     compute_metrics,
     confusion,
@@ -14,7 +13,8 @@ from align_mcp.metrics import (
     weighted_kappa,
     wilson,
 )
-from align_mcp.models import Interval, ScoreType
+from align_mcp.core.models import Interval, ScoreType
+from align_mcp.errors import InvalidInput
 
 BINARY = ScoreType(kind="binary")
 

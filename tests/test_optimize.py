@@ -18,12 +18,23 @@ from typing import Any
 import anyio
 import pytest
 
-from align_mcp import align, candidates, evaluators, failures, holdout, ingest, optimize
+from align_mcp.core.models import Proposal, ScoreType
+from align_mcp.core.templates import render, validate_template
+from align_mcp.engine import alignment as align
+from align_mcp.engine import evaluators, holdout, ingest
 from align_mcp.errors import AlignError, Conflict, InvalidInput, OptimizerUnavailable
-from align_mcp.fakejudge import FakeJudgeServer, Reply, garbage, prompt_text, section, simulated_responder
-from align_mcp.judge import render, validate_template
-from align_mcp.models import Proposal, ScoreType
+from align_mcp.optimize import candidates
+from align_mcp.optimize import failure_modes as failures
+from align_mcp.optimize import proposals as optimize
 from align_mcp.store import Store
+from align_mcp.testing.fakejudge import (
+    FakeJudgeServer,
+    Reply,
+    garbage,
+    prompt_text,
+    section,
+    simulated_responder,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "support_runs.jsonl"
@@ -406,7 +417,7 @@ async def test_too_few_labels_for_a_split_says_how_many_are_needed(
     store: Store, server: FakeJudgeServer
 ) -> None:
     evaluators.create(store, "tone", ScoreType(kind="binary"))
-    from align_mcp.queues import submit_labels
+    from align_mcp.engine.queues import submit_labels
 
     submit_labels(store, "tone", [{"run_id": rid, "score": HUMAN[rid]} for rid in list(RUNS)[:6]])
     with pytest.raises(InvalidInput, match=r"needs at least 10 labeled runs; there are 6\. Label 4 more"):
@@ -508,20 +519,20 @@ def test_a_template_with_variables_in_its_instructions_is_rewritten_whole_and_ke
     woven = (
         "Grade the answer to {{inputs.question}}.\nAnswer: {{outputs}}\nReference: {{reference_outputs}}\n"
     )
-    template = candidates._Template.split(woven)
+    template = candidates.Template.split(woven)
     assert template.tail == "" and template.assemble(template.instructions) == woven
     assert (
         template.problem("Grade it.\nAnswer: {{outputs}}")
         == "it drops {{inputs.question}}, {{reference_outputs}}"
     )
     assert template.problem(woven.replace("Grade", "Judge")) is None
-    split = candidates._Template.split("Be strict.\n\n<outputs>\n{{outputs}}\n</outputs>\n")
+    split = candidates.Template.split("Be strict.\n\n<outputs>\n{{outputs}}\n</outputs>\n")
     assert (split.instructions, split.tail) == ("Be strict.", "<outputs>\n{{outputs}}\n</outputs>\n")
     assert split.assemble("Be lenient.  ") == "Be lenient.\n\n<outputs>\n{{outputs}}\n</outputs>\n"
 
 
 def test_server_cli_and_optimize_do_not_import_dspy_at_start_up() -> None:
-    code = "import sys, align_mcp.server, align_mcp.cli, align_mcp.optimize; print('dspy' in sys.modules)"
+    code = "import sys, align_mcp.mcp.server, align_mcp.cli, align_mcp.optimize.proposals; print('dspy' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -13,7 +13,7 @@ import pytest
 
 import align_mcp
 from align_mcp import config
-from align_mcp.server import create_server
+from align_mcp.mcp.server import create_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"

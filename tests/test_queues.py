@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from align_mcp import evaluators, queues
+from align_mcp.core.models import ScoreType
+from align_mcp.engine import evaluators, queues
 from align_mcp.errors import InvalidInput, InvalidScore, NotFound
-from align_mcp.models import ScoreType
 from align_mcp.store import Store
 
 TONE = ScoreType(kind="categorical", labels=["good", "ok", "bad"])

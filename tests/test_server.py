@@ -15,8 +15,15 @@ from mcp.client import ClientRequestContext
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
-from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, section, simulated_responder, verdict
-from align_mcp.server import create_server
+from align_mcp.mcp.server import create_server
+from align_mcp.testing.fakejudge import (
+    FakeJudgeServer,
+    Reply,
+    prompt_text,
+    section,
+    simulated_responder,
+    verdict,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 DESIGN_TOOLS = {

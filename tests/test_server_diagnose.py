@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from align_mcp.fakejudge import FakeJudgeServer, Reply, prompt_text, simulated_responder
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, simulated_responder
 
 # The in-memory server fixtures (db, judge, server, client) and helpers are shared with test_server.py.
 from test_server import client, db, fails, judge, ok, seed, server, snapshot

@@ -20,10 +20,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
-from align_mcp import toolschemas
 from align_mcp.errors import InvalidInput
-from align_mcp.fakejudge import FakeJudgeServer, simulated_responder
-from align_mcp.transport import check_http_bind, is_loopback, serve
+from align_mcp.mcp.transport import check_http_bind, is_loopback, serve
+from align_mcp.testing.fakejudge import FakeJudgeServer, simulated_responder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
@@ -194,17 +193,16 @@ def test_http_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> 
 # ---- start-up -----------------------------------------------------------------------------------------------
 
 
-def test_startup_imports_no_llm_clients_and_no_tool_code(tmp_path: Path) -> None:
-    # What `align-mcp serve` loads before answering tools/list: no LLM client, and (with the prebuilt tool
-    # schemas current) neither the tools module, the models behind it, nor the store.
+def test_startup_imports_no_llm_clients_and_no_engine(tmp_path: Path) -> None:
+    # What `align-mcp serve` loads before answering tools/list: no LLM client, no store, no judging code.
     code = (
         "import sys, anyio\n"
-        "import align_mcp.cli, align_mcp.transport\n"
-        "from align_mcp.server import create_server\n"
+        "import align_mcp.cli, align_mcp.mcp.transport\n"
+        "from align_mcp.mcp.server import create_server\n"
         "server = create_server()\n"
         "assert len(anyio.run(server.list_tools)) == 27\n"
-        "print([m for m in ('openai', 'dspy', 'litellm', 'sqlite_utils', 'align_mcp.tools', 'align_mcp.models',"
-        " 'align_mcp.store') if m in sys.modules])\n"
+        "print([m for m in ('openai', 'dspy', 'litellm', 'sqlite_utils', 'align_mcp.store',"
+        " 'align_mcp.engine.alignment', 'align_mcp.llm.judge') if m in sys.modules])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -214,9 +212,7 @@ def test_startup_imports_no_llm_clients_and_no_tool_code(tmp_path: Path) -> None
         check=True,
         timeout=60,
     )
-    # Stale schemas (other mcp/pydantic versions than the file's) make the server build its tools instead.
-    expected = [] if toolschemas.load() is not None else ["align_mcp.tools", "align_mcp.models"]
-    assert out.stdout.strip() == str(expected), out.stderr
+    assert out.stdout.strip() == "[]", out.stderr
 
 
 # ---- MCP Inspector CLI --------------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import platformdirs
 import pytest
 from sqlite_utils import Database
 
-from align_mcp import config, evaluators, ingest, queues
+from align_mcp import config
+from align_mcp.core.models import ScoreType
+from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.migrations import migrations
-from align_mcp.models import ScoreType
 from align_mcp.store import Store, open_store
+from align_mcp.store.migrations import migrations
 
 CORE_TABLES = {
     "sources",
@@ -203,7 +204,7 @@ WORKER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from align_mcp import queues
+    from align_mcp.engine import queues
     from align_mcp.store import Store
 
     db, labeler, ready_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
@@ -261,7 +262,7 @@ def _true_counts(store: Store, evaluator: str) -> tuple[dict[str, int], int]:
 
 
 def test_trigger_kept_tallies_match_the_rows_after_labels_relabels_and_reviews(store: Store) -> None:
-    from align_mcp import reviews
+    from align_mcp.engine import reviews
 
     runs = [{"id": f"r{i}", "inputs": {"q": i}, "outputs": {"a": i}} for i in range(30)]
     ingest.import_runs(store, "src", runs=runs)

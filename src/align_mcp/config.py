@@ -58,11 +58,11 @@ def load() -> Settings:
     try:
         concurrency = int(raw_conc) if raw_conc else DEFAULT_CONCURRENCY
     except ValueError:
-        from .errors import InvalidInput
+        from align_mcp.errors import InvalidInput
 
         raise InvalidInput(f"{ENV_CONCURRENCY}={raw_conc!r} is not an integer; set it to e.g. 8.") from None
     if concurrency < 1:
-        from .errors import InvalidInput
+        from align_mcp.errors import InvalidInput
 
         raise InvalidInput(f"{ENV_CONCURRENCY}={concurrency} must be at least 1.")
     return Settings(

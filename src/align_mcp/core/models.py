@@ -1,0 +1,740 @@
+"""Shared pydantic types: the shapes the Python API, the CLI and the MCP server exchange."""
+
+from datetime import datetime
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from align_mcp.errors import InvalidInput, InvalidScore
+
+ScoreKind = Literal["binary", "categorical", "ordinal"]
+SourceKind = Literal["experiment", "project"]
+Score = int | str
+JsonDict = dict[str, Any]
+
+
+class Model(BaseModel):
+    """The base of every shared type. Validators and serializers are built on first use, not at import:
+    start-up (an MCP server listing its tools) then pays nothing for the many types it does not touch yet."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+_BINARY_WORDS: dict[str, int] = {
+    "1": 1,
+    "0": 0,
+    "pass": 1,
+    "fail": 0,
+    "true": 1,
+    "false": 0,
+    "yes": 1,
+    "no": 0,
+    "correct": 1,
+    "incorrect": 0,
+}
+
+
+class ScoreType(Model):
+    """What a score may be: binary 0/1, one of fixed labels, or an integer in a range."""
+
+    kind: ScoreKind = Field(
+        description="binary (0 = fail, 1 = pass), categorical (labels) or ordinal (min..max)"
+    )
+    labels: list[str] | None = Field(default=None, description="categorical only: the allowed labels")
+    min: int | None = Field(default=None, description="ordinal only: lowest score")
+    max: int | None = Field(default=None, description="ordinal only: highest score")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.kind == "categorical":
+            if not self.labels or len(self.labels) < 2:
+                raise InvalidInput(
+                    "A categorical score type needs at least two labels, e.g. labels=good,ok,bad."
+                )
+            if len(set(self.labels)) != len(self.labels):
+                raise InvalidInput(f"Categorical labels must be distinct; got {self.labels}.")
+        elif self.kind == "ordinal":
+            if self.min is None or self.max is None or self.min >= self.max:
+                raise InvalidInput(
+                    f"An ordinal score type needs min < max (got min={self.min}, max={self.max}), e.g. 1..5."
+                )
+            if self.max - self.min > 100:
+                raise InvalidInput(
+                    f"An ordinal range of {self.min}..{self.max} is too wide; use at most 101 values."
+                )
+        return self
+
+    def values(self) -> list[Score]:
+        """Allowed values, in order."""
+        if self.kind == "binary":
+            return [0, 1]
+        if self.kind == "categorical":
+            return list(self.labels or [])
+        assert self.min is not None and self.max is not None
+        return list(range(self.min, self.max + 1))
+
+    def describe(self) -> str:
+        if self.kind == "binary":
+            return "binary (0 = fail, 1 = pass)"
+        if self.kind == "categorical":
+            return "categorical (" + ", ".join(self.labels or []) + ")"
+        return f"ordinal ({self.min}..{self.max})"
+
+    def validate_score(self, value: object) -> Score:
+        """Coerce a user-given score to the canonical value or raise InvalidScore naming the allowed ones."""
+        if self.kind == "binary":
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, int | float) and value in (0, 1):
+                return int(value)
+            if isinstance(value, str) and value.strip().lower() in _BINARY_WORDS:
+                return _BINARY_WORDS[value.strip().lower()]
+            raise InvalidScore(
+                f"Score {value!r} is not valid for a binary evaluator; use 1 (pass) or 0 (fail)."
+            )
+        if self.kind == "categorical":
+            labels = self.labels or []
+            if isinstance(value, str):
+                if value in labels:
+                    return value
+                folded = {label.lower(): label for label in labels}
+                if value.strip().lower() in folded:
+                    return folded[value.strip().lower()]
+            raise InvalidScore(f"Score {value!r} is not one of this evaluator's labels: {', '.join(labels)}.")
+        assert self.min is not None and self.max is not None
+        number: int | None = None
+        if isinstance(value, bool):
+            number = None
+        elif isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not self.min <= number <= self.max:
+            raise InvalidScore(
+                f"Score {value!r} is not valid for an ordinal evaluator; use an integer from {self.min} to {self.max}."
+            )
+        return number
+
+    def is_pass(self, value: Score) -> bool:
+        """Binary view used for TPR/TNR: pass = 1 (binary) or the upper half of an ordinal range."""
+        if self.kind == "binary":
+            return value == 1
+        if self.kind == "ordinal":
+            assert self.min is not None and self.max is not None and isinstance(value, int)
+            return value > (self.min + self.max) / 2
+        return value == (self.labels or [""])[0]
+
+
+class JudgeSettings(Model):
+    """How the judge model is called. Secrets are never stored: only the name of the env var holding the key."""
+
+    model: str | None = Field(default=None, description="Model name; falls back to ALIGN_MCP_JUDGE_MODEL")
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL; falls back to ALIGN_MCP_JUDGE_BASE_URL / OPENAI_BASE_URL",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the API key (never the key itself)",
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    reasoning: bool = Field(default=True, description="Ask the judge for its reasoning before the score")
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    timeout: float = Field(default=60.0, gt=0, le=3600, description="Seconds per judge call")
+    max_retries: int = Field(default=4, ge=0, le=20)
+
+
+class VersionSummary(Model):
+    version: int
+    message: str | None = None
+    created_at: datetime
+    agreement: float | None = Field(
+        default=None,
+        description="Agreement of the latest dev (or all-labels) alignment run of exactly this prompt",
+    )
+    kappa: float | None = None
+    n: int | None = Field(default=None, description="Examples in that alignment run")
+
+
+class PromptVersion(Model):
+    """An immutable saved prompt."""
+
+    evaluator: str
+    version: int
+    prompt: str
+    judge: JudgeSettings
+    message: str | None = None
+    created_at: datetime
+
+
+class Evaluator(Model):
+    """A judge: feedback key, score type, judge settings, the mutable draft and the saved versions."""
+
+    name: str
+    feedback_key: str
+    description: str | None = None
+    score_type: ScoreType
+    judge: JudgeSettings
+    draft: str = Field(description="The working prompt; edits change only this until save_prompt")
+    draft_updated_at: datetime
+    draft_differs: bool = Field(description="True when the draft differs from the last saved version")
+    versions: list[VersionSummary] = Field(default_factory=list)
+    created_at: datetime
+
+    @property
+    def latest_version(self) -> int | None:
+        return self.versions[-1].version if self.versions else None
+
+
+class Source(Model):
+    name: str
+    kind: SourceKind
+    runs: int = 0
+    created_at: datetime
+
+
+class Run(Model):
+    """One output of the user's app."""
+
+    id: str
+    source: str
+    inputs: JsonDict = Field(default_factory=dict)
+    outputs: JsonDict = Field(default_factory=dict)
+    reference_outputs: JsonDict | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+
+
+class ImportedFeedback(Model):
+    """Human labels carried by an import (`feedback` in JSONL)."""
+
+    key: str
+    count: int
+    evaluators: list[str] = Field(description="Evaluators with this feedback key that received the labels")
+
+
+class ImportReport(Model):
+    source: str
+    kind: SourceKind
+    inserted: int = Field(description="New runs stored")
+    skipped: int = Field(description="Runs whose id was already stored (imports are idempotent by run id)")
+    labels: int = Field(default=0, description="Human labels imported from `feedback`")
+    feedback: list[ImportedFeedback] = Field(default_factory=list)
+    unmatched_feedback_keys: list[str] = Field(
+        default_factory=list,
+        description="Feedback keys with no evaluator yet: create one with that feedback key and re-import",
+    )
+
+
+class Label(Model):
+    evaluator: str
+    run_id: str
+    score: Score
+    comment: str | None = None
+    labeler: str | None = None
+    created_at: datetime
+    current: bool = True
+
+
+class QueueItem(Model):
+    """A run waiting for (or having) a human label, shown to a labeler."""
+
+    run_id: str
+    source: str
+    inputs: JsonDict
+    outputs: JsonDict
+    reference_outputs: JsonDict | None = None
+    metadata: JsonDict = Field(default_factory=dict)
+    reserved_until: datetime | None = None
+
+
+class Balance(Model):
+    """Label counts per score value, with guidance."""
+
+    counts: dict[str, int]
+    total: int
+    warnings: list[str] = Field(default_factory=list)
+
+
+class QueueSummary(Model):
+    evaluator: str
+    feedback_key: str
+    score_type: str
+    pending: int = Field(description="Queued runs without a label")
+    reserved: int = Field(description="Pending runs currently reserved by a labeler")
+    labeled: int = Field(description="Runs with a current human label (the reference set)")
+    balance: Balance
+
+
+class AddToQueueReport(Model):
+    evaluator: str
+    added: int
+    already_queued: int
+    pending: int
+
+
+class LabelReceipt(Model):
+    evaluator: str
+    run_id: str
+    score: Score
+    relabeled: bool = Field(description="True when this replaced an earlier label (history is kept)")
+    labeled: int = Field(description="Labeled runs for this evaluator now")
+    pending: int
+
+
+class Interval(Model):
+    low: float
+    high: float
+
+
+class Rate(Model):
+    """A proportion k/n with its Wilson 95% interval."""
+
+    value: float | None
+    k: int
+    n: int
+    ci: Interval | None = None
+
+
+class Metrics(Model):
+    """Agreement statistics for one set of (human, judge) pairs. Errors are counted, never scored."""
+
+    kind: ScoreKind
+    n: int = Field(description="Examples with both a human and a judge score")
+    errors: int = Field(description="Examples whose judge call failed; excluded from every rate")
+    agreement: Rate
+    kappa: float | None = Field(default=None, description="Cohen's kappa (quadratic-weighted for ordinal)")
+    # binary
+    tpr: Rate | None = Field(default=None, description="Recall on human pass: judge said pass / human pass")
+    tnr: Rate | None = Field(default=None, description="Recall on human fail: judge said fail / human fail")
+    precision: Rate | None = Field(default=None, description="Human pass / judge pass")
+    false_pass: int | None = None
+    false_fail: int | None = None
+    # ordinal
+    within_one: Rate | None = None
+    unweighted_kappa: float | None = None
+    # categorical
+    per_label_recall: dict[str, Rate] | None = None
+    confusion: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="confusion[human][judge] = count"
+    )
+
+
+class FlipReport(Model):
+    """Which examples a prompt fixed or broke relative to a baseline, and whether that is more than noise."""
+
+    baseline: str
+    candidate: str
+    n: int = Field(description="Examples judged without error by both")
+    fixed: list[str] = Field(description="Run ids wrong under the baseline and right under the candidate")
+    broken: list[str] = Field(description="Run ids right under the baseline and wrong under the candidate")
+    both_right: int
+    both_wrong: int
+    p_value: float | None = Field(description="McNemar's exact two-sided p-value on fixed vs broken")
+    verdict: str
+
+
+class ExampleResult(Model):
+    """One judged example of an alignment run."""
+
+    run_id: str
+    human_score: Score
+    judge_score: Score | None = None
+    reasoning: str | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: float | None = None
+    cached: bool = False
+
+    @property
+    def aligned(self) -> bool | None:
+        if self.error is not None or self.judge_score is None:
+            return None
+        return self.judge_score == self.human_score
+
+
+AlignmentStatus = Literal["running", "completed", "interrupted"]
+
+
+class AlignmentSummary(Model):
+    """An alignment run: which prompt, over which examples, with what result."""
+
+    id: int
+    evaluator: str
+    prompt_ref: str = Field(description="'draft' or 'v<N>'")
+    version: int | None = None
+    split: str = Field(description="Which labeled examples: all, dev or test")
+    status: AlignmentStatus
+    model: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    total: int = Field(description="Examples in the reference set when the run started")
+    judged: int = Field(description="Examples with a stored result (judged or error)")
+    judge_calls: int = Field(
+        description="Examples judged by a call to the judge without error (cache hits and errors excluded; "
+        "retries and re-asks are not counted separately)"
+    )
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    metrics: Metrics | None = None
+
+
+class SplitInfo(Model):
+    """The enforced holdout: dev (seen by misaligned views and the optimizer) vs test (held out)."""
+
+    dev: int
+    test: int
+    test_share: float = 0.3
+    by_class: dict[str, dict[str, int]] = Field(description="by_class[score] = {'dev': n, 'test': n}")
+    test_evaluations: int = Field(description="How many times the test split has been judged so far")
+
+
+class AlignmentReport(Model):
+    """The result of run_alignment: metrics, the comparison with the last saved version, and errors."""
+
+    run: AlignmentSummary
+    baseline: AlignmentSummary | None = Field(
+        default=None, description="The last saved version judged on the same examples"
+    )
+    flips: FlipReport | None = None
+    error_examples: list[ExampleResult] = Field(
+        default_factory=list, description="First examples that errored"
+    )
+    holdout: SplitInfo | None = Field(
+        default=None, description="The dev/test split; None until enough labels exist to make one"
+    )
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class MisalignedCase(Model):
+    run_id: str
+    direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
+    inputs: JsonDict
+    outputs: JsonDict
+    reference_outputs: JsonDict | None = None
+    human_score: Score
+    human_comment: str | None = None
+    labeler: str | None = None
+    judge_score: Score | None
+    judge_reasoning: str | None = None
+    flip_share: float | None = Field(
+        default=None,
+        description="Share of repeated judge verdicts off the most common one (self-consistency check); "
+        "set only when the verdict flips: the rubric leaves this case open",
+    )
+
+
+class MisalignedPage(Model):
+    alignment_run: int
+    evaluator: str
+    prompt_ref: str
+    total: int = Field(description="Misaligned examples matching the filter")
+    offset: int
+    cases: list[MisalignedCase]
+    next_offset: int | None = Field(default=None, description="Pass as offset to get the next page")
+    notes: list[str] = Field(default_factory=list)
+
+
+class DraftDiff(Model):
+    evaluator: str
+    base_version: int | None
+    changed: bool
+    diff: str = Field(description="Unified diff of the draft against the last saved version")
+
+
+# ---- diagnose: triage, blind reviews, self-consistency, label suggestions, corrected pass rate ------------
+
+TriageCategory = Literal["judge_error", "label_error", "rubric_gap"]
+ReviewStatus = Literal["pending", "agreed", "disputed", "adjudicated"]
+
+
+class TriagedCase(Model):
+    """One misaligned dev case and what the judge model thinks went wrong."""
+
+    run_id: str
+    direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
+    human_score: Score
+    judge_score: Score | None
+    category: TriageCategory | None = Field(
+        default=None,
+        description="judge_error (the judge misapplied the rubric), label_error (the human label looks wrong) "
+        "or rubric_gap (the rubric does not decide this case); None when the case could not be classified",
+    )
+    reason: str | None = Field(default=None, description="One or two sentences explaining the category")
+    error: str | None = Field(default=None, description="Why the case could not be classified")
+
+
+class TriageReport(Model):
+    """Disagreement triage of an alignment run's misaligned dev cases."""
+
+    evaluator: str
+    alignment_run: int
+    prompt_ref: str
+    model: str
+    cases: list[TriagedCase]
+    counts: dict[str, int] = Field(description="Cases per category (plus 'unclassified')")
+    remaining: int = Field(description="Misaligned dev cases left out by `limit`")
+    judge_calls: int
+    notes: list[str] = Field(default_factory=list)
+
+
+class ReviewItem(Model):
+    """A label sent back for a blind second review, and where it stands.
+
+    This view shows every label: give it to whoever coordinates the review, never to the second labeler.
+    """
+
+    run_id: str
+    status: ReviewStatus = Field(
+        description="pending (waiting for a second label), agreed, disputed (the two labels differ; "
+        "excluded from the reference set until adjudicated) or adjudicated"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the label was sent back (e.g. the triage reason)"
+    )
+    first_score: Score
+    first_labeler: str | None = None
+    second_score: Score | None = None
+    second_labeler: str | None = None
+    final_score: Score | None = Field(default=None, description="The adjudicating label, when there is one")
+    final_labeler: str | None = None
+    in_reference_set: bool = Field(description="Whether the run currently counts in the reference set")
+    reference_score: Score | None = Field(default=None, description="The score the reference set uses")
+    requested_at: datetime
+    resolved_at: datetime | None = None
+
+
+class ReviewRequestReport(Model):
+    evaluator: str
+    requested: list[str] = Field(description="Run ids now waiting in the queue for a blind second label")
+    pending_reviews: int = Field(description="Open reviews (pending or disputed) for this evaluator")
+    notes: list[str] = Field(default_factory=list)
+
+
+class AnnotatorAgreement(Model):
+    """Inter-annotator agreement over runs with a first label and a blind second label (request_review)."""
+
+    evaluator: str
+    n: int = Field(description="Runs with a first and a blind second label")
+    agreement: Rate
+    kappa: float | None = Field(default=None, description="Cohen's kappa (quadratic-weighted for ordinal)")
+    unweighted_kappa: float | None = Field(default=None, description="Ordinal only: unweighted Cohen's kappa")
+    disagreements: list[str] = Field(description="Run ids where the two labels differ")
+    notes: list[str] = Field(default_factory=list)
+
+
+class ReviewReport(Model):
+    evaluator: str
+    counts: dict[str, int] = Field(description="Reviews per status")
+    reviews: list[ReviewItem]
+    agreement: AnnotatorAgreement | None = Field(
+        default=None, description="Inter-annotator agreement, when some reviews have their second label"
+    )
+
+
+class ExampleConsistency(Model):
+    """K repeated judge verdicts on one run."""
+
+    run_id: str
+    scores: list[Score | None] = Field(description="The K verdicts in order; None where the call failed")
+    modal_score: Score | None = Field(description="The most frequent verdict")
+    flip_share: float | None = Field(
+        description="Instability: share of valid verdicts that differ from the modal one (0 = stable)"
+    )
+    flipped: bool = Field(description="True when the valid verdicts are not all the same")
+    errors: int
+
+
+class ConsistencyReport(Model):
+    """Judge self-consistency: the same request sent K times, bypassing the result cache."""
+
+    check_id: int
+    evaluator: str
+    prompt_ref: str
+    model: str
+    temperature: float
+    k: int
+    n: int = Field(description="Runs sampled")
+    flip_rate: Rate = Field(description="Share of runs (with at least 2 valid verdicts) whose verdict flips")
+    mean_flip_share: float | None = Field(description="Mean per-run instability")
+    errors: int = Field(description="Failed judge calls (excluded from every rate)")
+    judge_calls: int
+    examples: list[ExampleConsistency] = Field(description="Per run, most unstable first")
+    notes: list[str] = Field(default_factory=list)
+
+
+class LabelSuggestion(Model):
+    run_id: str
+    value: float = Field(
+        description="Labeling value: version disagreement (1) + sample instability (0–1) + 0.5 × class deficit"
+    )
+    reason: str
+    draft_score: Score | None = None
+    saved_score: Score | None = Field(default=None, description="The latest saved version's verdict")
+    flip_share: float | None = Field(default=None, description="Instability over stored repeated samples")
+    predicted: Score | None = Field(default=None, description="The verdict used for the class-balance signal")
+
+
+class SuggestionReport(Model):
+    """Queued unlabeled runs ranked by how much a human label would teach."""
+
+    evaluator: str
+    candidates: int = Field(description="Unlabeled runs in the queue")
+    suggestions: list[LabelSuggestion]
+    saved_version: int | None = Field(description="The saved version compared with the draft, if they differ")
+    judge_calls: int
+    cache_hits: int
+    budget: int
+    unjudged: int = Field(description="Candidates without a draft verdict because the budget ran out")
+    notes: list[str] = Field(default_factory=list)
+
+
+class PassRateReport(Model):
+    """The true pass rate of unlabeled runs, estimated from the judge's verdicts and its measured error rates."""
+
+    evaluator: str
+    prompt_ref: str
+    model: str
+    observed: float = Field(description="Share of the unlabeled runs the judge passed (p_obs)")
+    corrected: float = Field(
+        description="Estimated true pass rate: (p_obs + TNR − 1) / (TPR + TNR − 1), clipped to [0, 1]"
+    )
+    ci: Interval = Field(description="Percentile bootstrap 95% interval over the labeled and unlabeled runs")
+    tpr: Rate = Field(description="Judge pass among human pass, on the labeled test split")
+    tnr: Rate = Field(description="Judge fail among human fail, on the labeled test split")
+    clipped: bool = Field(description="True when the raw estimate fell outside [0, 1]")
+    n_unlabeled: int = Field(description="Unlabeled runs judged without error")
+    n_labeled: int = Field(description="Test-split (human, judge) pairs used for TPR and TNR")
+    n_boot: int
+    skipped_resamples: int
+    unlabeled_errors: int = Field(description="Unlabeled runs whose judge call failed (left out)")
+    already_labeled: int = Field(description="Given runs that have a human label and were left out")
+    test_alignment_run: int = Field(description="The test-split alignment run TPR and TNR come from")
+    test_evaluations: int = Field(description="How many times the test split has been judged so far")
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---- optimizer ----------------------------------------------------------------------------------------------
+
+
+class FailureMode(Model):
+    """A named group of misaligned dev examples that fail for the same reason."""
+
+    name: str = Field(description="Short name of the failure mode")
+    description: str = Field(description="One line: what the judge gets wrong in these examples")
+    direction: str = Field(
+        description="false_pass (judge passed, human failed), false_fail, over/under/mismatch for other score "
+        "types, or mixed"
+    )
+    run_ids: list[str] = Field(description="The misaligned dev examples in this mode")
+
+
+class FailureAnalysis(Model):
+    """Failure modes of one alignment run's misaligned dev examples (test examples are never included)."""
+
+    id: int
+    evaluator: str
+    alignment_run: int = Field(description="The alignment run the misaligned examples come from")
+    prompt_ref: str = Field(description="The prompt that run judged: 'draft' or 'v<N>'")
+    method: Literal["llm", "keywords"] = Field(
+        description="llm: grouped by the judge model; keywords: grouped by direction and recurring terms in "
+        "the human comments (no model needed)"
+    )
+    judged: int = Field(description="Dev examples judged without error in that run")
+    misaligned: int = Field(description="Misaligned dev examples analyzed")
+    modes: list[FailureMode]
+    model_calls: int = Field(description="Calls made to the judge model for this analysis")
+    created_at: datetime
+    notes: list[str] = Field(default_factory=list)
+
+
+class ModeOutcome(Model):
+    """How a proposal fares on the examples of one failure mode (dev split)."""
+
+    name: str
+    description: str
+    direction: str
+    cases: int = Field(description="Misaligned dev examples in this mode under the current draft")
+    fixed: int = Field(description="Of those, how many the proposal judges like the human")
+    run_ids: list[str]
+
+
+class SplitComparison(Model):
+    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test."""
+
+    split: Literal["dev", "test"]
+    n: int = Field(description="Labeled examples in the split")
+    before: Metrics = Field(description="The draft the optimizer started from")
+    after: Metrics = Field(description="The proposal")
+    flips: FlipReport
+
+
+class OptimizerBudget(Model):
+    """Model calls the optimizer made against the caller's budget (cache hits are free and not counted)."""
+
+    budget: int = Field(description="The most model calls the optimizer was allowed to make")
+    used: int = Field(
+        description="Model calls made in all: judge + reflection + analysis; never above budget"
+    )
+    judge_calls: int = Field(
+        description="Judge calls: the draft and candidate prompts on dev and test examples"
+    )
+    reflection_calls: int = Field(description="Calls that proposed a rewritten prompt")
+    analysis_calls: int = Field(description="Calls that grouped the failures into failure modes")
+    cache_hits: int = Field(description="Judgements reused from the judge cache (no call made)")
+    stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
+
+
+class Proposal(Model):
+    """An optimizer proposal: a revised prompt checked on dev and on the held-out test split. Never applied or
+    saved implicitly: apply_proposal copies it into the draft, and only save_prompt makes it a version."""
+
+    id: int
+    evaluator: str
+    mode: Literal["gepa", "reflect"]
+    status: Literal["proposed", "applied"]
+    changed: bool = Field(
+        description="False when no candidate beat the draft; the proposal is then the draft"
+    )
+    prompt: str = Field(description="The revised prompt template (same {{variables}} as the draft)")
+    base_prompt: str = Field(description="The draft the optimizer started from")
+    diff: str = Field(description="Unified diff of the proposal against that draft")
+    addresses: list[ModeOutcome] = Field(description="The dev failure modes and how many of each it fixes")
+    dev: SplitComparison
+    test: SplitComparison = Field(description="Examples the optimizer never saw: the honest estimate")
+    verdict: str = Field(description="One paragraph: is the proposal better, and what to do next")
+    budget: OptimizerBudget
+    candidates: int = Field(description="Distinct prompts judged on the whole dev split")
+    seen_examples: int = Field(description="Dev examples the optimizer read (test examples: none)")
+    alignment_run: int = Field(description="The dev alignment run of the draft the proposal started from")
+    analysis_id: int | None = None
+    wall_seconds: float
+    created_at: datetime
+    applied_at: datetime | None = None
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class ProposalSummary(Model):
+    """One line per proposal: what it scored before and after, and whether it was applied."""
+
+    id: int
+    evaluator: str
+    mode: Literal["gepa", "reflect"]
+    status: Literal["proposed", "applied"]
+    changed: bool
+    dev_before: float | None = Field(description="Dev agreement of the draft it started from")
+    dev_after: float | None = Field(description="Dev agreement of the proposal")
+    test_before: float | None
+    test_after: float | None
+    calls_used: int
+    created_at: datetime
+    applied_at: datetime | None = None

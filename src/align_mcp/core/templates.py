@@ -1,0 +1,99 @@
+"""Judge prompt templates: the shipped prompt files, mustache-style variables, validation and rendering."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from align_mcp.core.models import ScoreType
+from align_mcp.errors import InvalidInput
+
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
+ROOTS = ("inputs", "outputs", "reference_outputs", "metadata")
+MAX_PROMPT_CHARS = 200_000
+
+
+def prompt_file(name: str) -> str:
+    """The text of a file shipped under prompts/ (inside the wheel, or at the root of a source checkout)."""
+    packaged = resources.files("align_mcp").joinpath("prompts", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    # Running from a source checkout: prompts/ sits at the repository root.
+    return (Path(__file__).resolve().parents[3] / "prompts" / name).read_text(encoding="utf-8")
+
+
+def default_prompt(score_type: ScoreType, feedback_key: str) -> str:
+    """The shipped default template for a score type, with evaluator-level variables filled in."""
+    text = prompt_file(f"{score_type.kind}.md")
+    replacements = {
+        "feedback_key": feedback_key,
+        "labels": ", ".join(score_type.labels or []),
+        "min": str(score_type.min),
+        "max": str(score_type.max),
+    }
+    for key, value in replacements.items():
+        text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", value.replace("\\", "\\\\"), text)
+    return text
+
+
+def template_variables(template: str) -> list[str]:
+    return [m.group(1) for m in VARIABLE.finditer(template)]
+
+
+def validate_template(template: str) -> None:
+    """Reject templates that reference unknown roots or never show the output being judged."""
+    if not template.strip():
+        raise InvalidInput("The prompt is empty. Write grading instructions that include {{outputs}}.")
+    if len(template) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The prompt is {len(template):,} characters; a judge prompt may have at most {MAX_PROMPT_CHARS:,}. "
+            "Keep the grading instructions and let {{inputs}} / {{outputs}} bring in each example."
+        )
+    variables = template_variables(template)
+    unknown = sorted({v for v in variables if v.split(".")[0] not in ROOTS})
+    if unknown:
+        raise InvalidInput(
+            f"Unknown template variable(s): {', '.join('{{' + v + '}}' for v in unknown)}. "
+            "Use {{inputs}}, {{outputs}}, {{reference_outputs}}, {{metadata}} or dotted paths such as "
+            "{{inputs.question}}."
+        )
+    if not any(v.split(".")[0] == "outputs" for v in variables):
+        raise InvalidInput(
+            "The prompt never shows the output being judged: add {{outputs}} (or a path such as "
+            "{{outputs.answer}}) to the template."
+        )
+
+
+def _lookup(run: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    parts = path.split(".")
+    value: Any = run.get(parts[0])
+    for part in parts[1:]:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False, None
+    return True, value
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def render(template: str, run: Mapping[str, Any]) -> str:
+    """Fill {{inputs}}, {{outputs.answer}}, ... from a run dict; missing paths render as '(missing)'."""
+
+    def fill(match: re.Match[str]) -> str:
+        found, value = _lookup(run, match.group(1))
+        return _show(value) if found else "(missing)"
+
+    return VARIABLE.sub(fill, template)

@@ -1,0 +1,338 @@
+"""Disagreement triage: each misaligned dev case classed as judge error, label error or rubric gap."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, cast, get_args
+
+from align_mcp import config
+from align_mcp.core.models import (
+    JudgeSettings,
+    MisalignedCase,
+    ScoreType,
+    TriageCategory,
+    TriagedCase,
+    TriageReport,
+)
+from align_mcp.core.templates import prompt_file
+from align_mcp.core.text import shown
+from align_mcp.engine.alignment import get_misaligned
+from align_mcp.engine.evaluators import get as get_evaluator
+from align_mcp.errors import AlignError, InvalidInput
+from align_mcp.llm.endpoint import resolve_endpoint
+from align_mcp.llm.judge import Judge, PerExampleFailure
+from align_mcp.llm.runner import Progress, Tally, bounded, open_judge
+from align_mcp.store import Store, now_iso
+
+CATEGORIES: tuple[str, ...] = get_args(TriageCategory)
+MAX_TRIAGE_CASES = 200
+MAX_CHUNK = 25
+TRIAGE_SYSTEM = (
+    "You are a careful auditor of human labels and LLM-judge verdicts. Reply with a single JSON object that "
+    "matches the given schema. Output nothing else."
+)
+
+
+def triage_schema(run_ids: Sequence[str]) -> dict[str, Any]:
+    """The json_schema response format of one triage call: one entry per run id sent, from a fixed enum."""
+    entry = {
+        "type": "object",
+        "properties": {
+            "run_id": {"type": "string", "enum": list(run_ids)},
+            "category": {"type": "string", "enum": list(CATEGORIES)},
+            "reason": {"type": "string", "description": "One or two sentences naming what is at stake"},
+        },
+        "required": ["run_id", "category", "reason"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "triage",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"cases": {"type": "array", "items": entry}},
+                "required": ["cases"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def triage_messages(
+    evaluator: str, score_type: ScoreType, rubric: str, cases: Sequence[MisalignedCase]
+) -> list[dict[str, str]]:
+    """The messages of one triage call: prompts/triage.md filled with the judge's rubric and the cases."""
+    shown = [
+        {
+            "run_id": c.run_id,
+            "inputs": c.inputs,
+            "outputs": c.outputs,
+            "reference_outputs": c.reference_outputs,
+            "human_score": c.human_score,
+            "human_comment": c.human_comment,
+            "judge_score": c.judge_score,
+            "judge_reasoning": c.judge_reasoning,
+        }
+        for c in cases
+    ]
+    values = {
+        "evaluator": evaluator,
+        "score_type": score_type.describe(),
+        "rubric": rubric.strip(),
+        "cases": json.dumps(shown, indent=2, ensure_ascii=False),
+    }
+    # One pass over the template, so braces inside the rubric or the cases are never filled in turn.
+    text = re.sub(
+        r"\{\{(" + "|".join(values) + r")\}\}", lambda m: values[m.group(1)], prompt_file("triage.md")
+    )
+    return [{"role": "system", "content": TRIAGE_SYSTEM}, {"role": "user", "content": text}]
+
+
+def _parse_triage(
+    content: str | None, run_ids: Sequence[str]
+) -> tuple[dict[str, tuple[TriageCategory, str]], str | None]:
+    """The valid {run_id: (category, reason)} entries of a reply, and what was wrong with it, if anything."""
+    text = (content or "").strip()
+    if text.startswith("```"):
+        text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}, f"the reply is not JSON: {(content or '')[:120]!r}"
+    entries = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return {}, "the reply has no `cases` list"
+    found: dict[str, tuple[TriageCategory, str]] = {}
+    flagged: set[str] = set()
+    problems: list[str] = []
+    for entry in entries:
+        rid = entry.get("run_id") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(rid, str):
+            problems.append("an entry has no run_id")
+        elif rid not in run_ids:
+            problems.append(f"run_id {rid!r} was not among the cases sent")
+        elif rid in found:
+            problems.append(f"run_id {rid!r} was classified twice")
+        elif entry.get("category") not in CATEGORIES:
+            flagged.add(rid)
+            problems.append(
+                f"category {entry.get('category')!r} of {rid!r} is not one of {', '.join(CATEGORIES)}"
+            )
+        elif not isinstance(entry.get("reason"), str) or not entry["reason"].strip():
+            flagged.add(rid)
+            problems.append(f"{rid!r} has no reason")
+        else:
+            found[rid] = (cast(TriageCategory, entry["category"]), entry["reason"].strip())
+    missing = [rid for rid in run_ids if rid not in found and rid not in flagged]
+    if missing:
+        problems.append(f"no classification for {shown(missing)}")
+    return found, "; ".join(problems[:5]) if problems else None
+
+
+async def _triage_chunk(
+    judge: Judge, messages: list[dict[str, str]], run_ids: list[str]
+) -> tuple[dict[str, tuple[TriageCategory, str]], str | None, int]:
+    """One structured call, re-asked once when the reply is invalid: (classifications, problem, calls)."""
+    convo = list(messages)
+    best: dict[str, tuple[TriageCategory, str]] = {}
+    problem: str | None = None
+    calls = 0
+    for _ in range(2):
+        try:
+            # Judge._call is the judge's transport (retries, backoff, error mapping) minus score parsing.
+            content, _usage, n = await judge._call(convo)
+        except PerExampleFailure as e:
+            return best, e.problem, calls + e.calls
+        calls += n
+        found, problem = _parse_triage(content, run_ids)
+        if len(found) > len(best):
+            best = found
+        if problem is None:
+            return found, None, calls
+        convo = [
+            *messages,
+            {"role": "assistant", "content": content or ""},
+            {
+                "role": "user",
+                "content": f"That reply was invalid ({problem}). Reply again with only the JSON object that "
+                f"matches the schema, classifying each of these run_ids exactly once: {', '.join(run_ids)}.",
+            },
+        ]
+    return best, problem, calls
+
+
+def _all_misaligned(
+    store: Store, evaluator: str, alignment_run: int | None
+) -> tuple[int, str, list[MisalignedCase]]:
+    page = get_misaligned(store, evaluator, alignment_run, offset=0, limit=100)
+    cases = list(page.cases)
+    while page.next_offset is not None:
+        page = get_misaligned(store, evaluator, page.alignment_run, offset=page.next_offset, limit=100)
+        cases.extend(page.cases)
+    return page.alignment_run, page.prompt_ref, cases
+
+
+async def triage(
+    store: Store,
+    evaluator: str,
+    *,
+    alignment_run: int | None = None,
+    run_ids: Sequence[str] | None = None,
+    limit: int = 50,
+    chunk_size: int = 10,
+    concurrency: int | None = None,
+    on_progress: Progress | None = None,
+    env: config.Settings | None = None,
+) -> TriageReport:
+    """Classify each misaligned dev case as judge_error, label_error (possible) or rubric_gap, with a reason.
+
+    Cases come from `alignment_run` (default: the latest dev run, as get_misaligned) and never from the test
+    split. The judge model of that run reads the judge's rubric and up to `chunk_size` cases per call and
+    answers in a fixed JSON schema; a reply that names other run ids or misses one is re-asked once, then the
+    missing cases are reported with an `error`. `run_ids` limits triage to some of the misaligned cases.
+    Possible label errors can go to a second labeler with request_review; rubric gaps call for a new
+    instruction in the draft. Results are stored with the run.
+    """
+    env = env or config.load()
+    ev = get_evaluator(store, evaluator)
+    if not 1 <= limit <= MAX_TRIAGE_CASES:
+        raise InvalidInput(f"limit={limit} must be between 1 and {MAX_TRIAGE_CASES}.")
+    if not 1 <= chunk_size <= MAX_CHUNK:
+        raise InvalidInput(f"chunk_size={chunk_size} must be between 1 and {MAX_CHUNK} cases per call.")
+    aid, prompt_ref, cases = _all_misaligned(store, evaluator, alignment_run)
+    if run_ids is not None:
+        wanted = list(dict.fromkeys(run_ids))
+        if not wanted:
+            raise InvalidInput("run_ids is empty; omit it to triage every misaligned dev case.")
+        misaligned = {c.run_id for c in cases}
+        unknown = [rid for rid in wanted if rid not in misaligned]
+        if unknown:
+            raise InvalidInput(
+                f"Not misaligned dev case(s) of alignment run {aid}: {shown(unknown)}. get_misaligned "
+                "lists the cases triage can classify."
+            )
+        cases = [c for c in cases if c.run_id in set(wanted)]
+    row = store.alignment_run_row(aid)
+    assert row is not None
+    # Triage answers for many cases at once: the judge's own max_tokens would cut the reply short.
+    settings = JudgeSettings.model_validate_json(row["judge"]).model_copy(
+        update={"model": row["model"], "max_tokens": None}
+    )
+    endpoint = resolve_endpoint(settings, env)
+    remaining = max(0, len(cases) - limit)
+    cases = cases[:limit]
+    if not cases:
+        return TriageReport(
+            evaluator=evaluator,
+            alignment_run=aid,
+            prompt_ref=prompt_ref,
+            model=endpoint.model,
+            cases=[],
+            counts={**dict.fromkeys(CATEGORIES, 0), "unclassified": 0},
+            remaining=0,
+            judge_calls=0,
+            notes=[f"Alignment run {aid} has no misaligned dev cases: nothing to triage."],
+        )
+    chunks = [cases[i : i + chunk_size] for i in range(0, len(cases), chunk_size)]
+    results: dict[str, tuple[TriageCategory | None, str | None, str | None]] = {}
+    calls = 0
+    tally = Tally(on_progress, len(chunks), "triage")
+
+    async with open_judge(endpoint, settings, ev.score_type) as judge:
+
+        async def one(chunk: list[MisalignedCase]) -> None:
+            nonlocal calls
+            ids = [c.run_id for c in chunk]
+            # A shallow copy shares the HTTP client but sends this chunk's schema (its run ids as an enum).
+            chunk_judge = copy.copy(judge)
+            chunk_judge.schema = triage_schema(ids)
+            messages = triage_messages(evaluator, ev.score_type, row["prompt"], chunk)
+            found, problem, n = await _triage_chunk(chunk_judge, messages, ids)
+            calls += n
+            stored = []
+            for rid in ids:
+                category, reason = found.get(rid, (None, None))
+                error = None if rid in found else f"not classified: {problem or 'no reply'}"
+                results[rid] = (category, reason, error)
+                stored.append(
+                    {
+                        "evaluator": evaluator,
+                        "alignment_id": aid,
+                        "run_id": rid,
+                        "category": category,
+                        "reason": reason,
+                        "error": error,
+                        "model": endpoint.model,
+                        "created_at": now_iso(),
+                    }
+                )
+            store.insert_triage(stored)
+            await tally.advance(f" chunks ({len(results)} of {len(cases)} cases)")
+
+        try:
+            await bounded(chunks, concurrency or env.concurrency, one)
+        except AlignError as e:
+            raise type(e)(
+                f"{e} Triage: {len(results)} of {len(cases)} cases were classified and kept."
+            ) from e
+
+    triaged = [
+        TriagedCase(
+            run_id=c.run_id,
+            direction=c.direction,
+            human_score=c.human_score,
+            judge_score=c.judge_score,
+            category=results[c.run_id][0],
+            reason=results[c.run_id][1],
+            error=results[c.run_id][2],
+        )
+        for c in cases
+    ]
+    counts = {name: sum(1 for t in triaged if t.category == name) for name in CATEGORIES}
+    counts["unclassified"] = sum(1 for t in triaged if t.category is None)
+    return TriageReport(
+        evaluator=evaluator,
+        alignment_run=aid,
+        prompt_ref=prompt_ref,
+        model=endpoint.model,
+        cases=triaged,
+        counts=counts,
+        remaining=remaining,
+        judge_calls=calls,
+        notes=_triage_notes(triaged, remaining),
+    )
+
+
+def _triage_notes(triaged: Sequence[TriagedCase], remaining: int) -> list[str]:
+    notes = []
+    by = {name: [t.run_id for t in triaged if t.category == name] for name in CATEGORIES}
+    if by["label_error"]:
+        notes.append(
+            f"{len(by['label_error'])} possible label error(s): request_review(run_ids={by['label_error']}) "
+            "sends them to a different labeler for a blind second review."
+        )
+    if by["rubric_gap"]:
+        notes.append(
+            f"{len(by['rubric_gap'])} case(s) the rubric does not decide: add an instruction that settles "
+            "them to the draft (update_draft), then run_alignment."
+        )
+    if by["judge_error"]:
+        notes.append(
+            f"{len(by['judge_error'])} judge error(s): the rubric decides them but the judge misapplied it; "
+            "sharpen the wording it misread or add a worked example."
+        )
+    failed = [t.run_id for t in triaged if t.category is None]
+    if failed:
+        notes.append(
+            f"{len(failed)} case(s) could not be classified; triage(run_ids={failed}) tries them again."
+        )
+    if remaining:
+        notes.append(
+            f"{remaining} more misaligned case(s) were left out by `limit`; raise it to include them."
+        )
+    return notes

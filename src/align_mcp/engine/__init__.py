@@ -1,0 +1,1 @@
+"""The alignment loop: runs in, evaluators and their versions, queues and labels, holdout, alignment runs."""

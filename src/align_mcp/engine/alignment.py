@@ -1,0 +1,568 @@
+"""An alignment run: judge the reference set with one prompt, persist each result, score it, compare it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+import anyio
+
+from align_mcp import config
+from align_mcp.core import metrics
+from align_mcp.core.models import (
+    AlignmentReport,
+    AlignmentSummary,
+    ExampleResult,
+    JudgeSettings,
+    Metrics,
+    MisalignedCase,
+    MisalignedPage,
+    Score,
+    ScoreType,
+)
+from align_mcp.core.text import clip
+from align_mcp.engine import holdout
+from align_mcp.engine.evaluators import get as get_evaluator
+from align_mcp.engine.evaluators import prompt_for
+from align_mcp.engine.queues import balance, reference_set
+from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NotFound
+from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
+from align_mcp.llm.judge import Judge, build_messages, cache_key, judge_example, response_schema
+from align_mcp.llm.runner import Progress
+from align_mcp.store import MISALIGNED_DIRECTIONS, Store, cache_row, dumps, loads, now_iso
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["false_pass", "false_fail", "over", "under", "mismatch"]
+MAX_ERROR_EXAMPLES = 5
+DEFAULT_CASE_CHARS = 1200
+
+
+def _prompt_hash(prompt: str, settings: JudgeSettings, model: str) -> str:
+    material = json.dumps({"prompt": prompt, "judge": settings.model_dump(), "model": model}, sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+async def run_alignment(
+    store: Store,
+    evaluator: str,
+    prompt: str | int = "draft",
+    *,
+    split: str = "auto",
+    compare: bool = True,
+    concurrency: int | None = None,
+    on_progress: Progress | None = None,
+    env: config.Settings | None = None,
+) -> AlignmentReport:
+    """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
+
+    `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
+    counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
+    saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
+    """
+    env = env or config.load()
+    ev = get_evaluator(store, evaluator)
+    prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
+    endpoint = resolve_endpoint(settings, env)
+    latest = ev.latest_version
+    baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
+    if compare and prompt_ref == "draft" and latest is not None:
+        base_ref, base_text, base_settings, _ = prompt_for(store, evaluator, latest)
+        # Resolved before any run is made: a baseline that cannot be judged must not leave a stray draft run.
+        baseline = (base_ref, base_text, base_settings, resolve_endpoint(base_settings, env))
+    split, examples = _examples(store, evaluator, split)
+    if split in ("test", "all") and holdout.info(store, evaluator) is not None:
+        store.count_test_evaluation(evaluator)
+    aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
+    await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
+    baseline_id: int | None = None
+    notes: list[str] = []
+    if baseline is not None:
+        base_ref, base_text, base_settings, base_endpoint = baseline
+        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
+        if base_hash == _prompt_hash(text, settings, endpoint.model):
+            # Same prompt, settings and model: judging it again would only repeat this run (and its errors).
+            notes.append(
+                f"The draft is identical to {base_ref}; edit it with update_draft to compare a change."
+            )
+        elif (baseline_id := _covering_run(store, evaluator, base_ref, examples, base_hash)) is None:
+            baseline_id = _create_run(
+                store, evaluator, base_ref, latest, base_text, base_settings, base_endpoint, split, examples
+            )
+            await _execute(
+                store,
+                baseline_id,
+                ev.score_type,
+                base_endpoint,
+                concurrency or env.concurrency,
+                on_progress,
+                base_ref,
+            )
+    if baseline_id is not None:
+        store.update_alignment_run(aid, baseline_id=baseline_id)
+    return report(store, aid, extra_notes=notes)
+
+
+async def resume(
+    store: Store,
+    alignment_id: int,
+    *,
+    retry_errors: bool = False,
+    concurrency: int | None = None,
+    on_progress: Progress | None = None,
+    env: config.Settings | None = None,
+) -> AlignmentReport:
+    """Finish an interrupted alignment run: only examples without a stored result are judged."""
+    env = env or config.load()
+    row = _run_row(store, alignment_id)
+    score_type = get_evaluator(store, row["evaluator"]).score_type
+    settings = JudgeSettings.model_validate_json(row["judge"])
+    endpoint = resolve_endpoint(settings.model_copy(update={"model": row["model"]}), env)
+    if retry_errors:
+        store.reset_errors(alignment_id)
+    await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
+    return report(store, alignment_id)
+
+
+def _examples(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple[str, Score]]]:
+    used, examples = holdout.examples_for(store, evaluator, split)
+    if not examples:
+        raise EmptyReferenceSet(
+            f"Evaluator {evaluator!r} has no labeled runs{'' if used == 'all' else ' in its ' + used + ' split'}, "
+            "so there is nothing to align against. Queue runs with add_to_queue and label them with submit_label "
+            "(at least 20, both classes)."
+        )
+    return used, examples
+
+
+def _create_run(
+    store: Store,
+    evaluator: str,
+    prompt_ref: str,
+    version: int | None,
+    text: str,
+    settings: JudgeSettings,
+    endpoint: Endpoint,
+    split: str,
+    examples: list[tuple[str, Score]],
+) -> int:
+    return store.create_alignment_run(
+        {
+            "evaluator": evaluator,
+            "prompt_ref": prompt_ref,
+            "version": version,
+            "prompt": text,
+            "judge": settings.model_dump_json(),
+            "model": endpoint.model,
+            "prompt_hash": _prompt_hash(text, settings, endpoint.model),
+            "split": split,
+            "status": "running",
+            "started_at": now_iso(),
+            "total": len(examples),
+        },
+        [(rid, dumps(score)) for rid, score in examples],
+    )
+
+
+def _covering_run(
+    store: Store, evaluator: str, prompt_ref: str, examples: list[tuple[str, Score]], prompt_hash: str
+) -> int | None:
+    """The latest completed run of `prompt_ref` with this judge model whose results cover exactly these examples
+    and labels."""
+    aid = store.latest_alignment_id(evaluator, prompt_ref=prompt_ref, status="completed")
+    if aid is None or _run_row(store, aid)["prompt_hash"] != prompt_hash:
+        return None
+    wanted = {rid: dumps(score) for rid, score in examples}
+    have = {r["run_id"]: r["human_score"] for r in store.alignment_results(aid)}
+    return aid if have == wanted else None
+
+
+async def _execute(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    concurrency: int,
+    on_progress: Progress | None,
+    label: str | None = None,
+) -> None:
+    row = _run_row(store, aid)
+    settings = JudgeSettings.model_validate_json(row["judge"])
+    pending = store.pending_examples(aid)
+    total = int(row["total"])
+    done = total - len(pending)
+    what = label or row["prompt_ref"]
+    runs = store.get_runs([p["run_id"] for p in pending])
+    schema = response_schema(score_type, settings.reasoning)
+    work: list[tuple[str, list[dict[str, str]], str]] = []
+    cached_results: list[dict[str, Any]] = []
+    keyed = []
+    for p in pending:
+        run = runs.get(p["run_id"])
+        if run is None:
+            cached_results.append(
+                _result_row(p["run_id"], None, None, "run no longer in the store", None, False)
+            )
+            continue
+        messages = build_messages(row["prompt"], run, settings.reasoning)
+        keyed.append((p["run_id"], messages, cache_key(endpoint.model, settings, messages, schema)))
+    hits = store.cache_get([k for _, _, k in keyed])
+    for rid, messages, key in keyed:
+        hit = hits.get(key)
+        if hit is None:
+            work.append((rid, messages, key))
+            continue
+        cached_results.append(
+            {
+                "run_id": rid,
+                "judge_score": hit["judge_score"],
+                "reasoning": hit["reasoning"],
+                "error": None,
+                "prompt_tokens": hit["prompt_tokens"],
+                "completion_tokens": hit["completion_tokens"],
+                "cached_tokens": hit["cached_tokens"],
+                "latency_ms": 0.0,
+                "cached": 1,
+            }
+        )
+    if cached_results:
+        store.record_results(aid, cached_results, [])
+        done += len(cached_results)
+    store.update_alignment_run(aid, status="running", finished_at=None)
+    if on_progress is not None:
+        await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
+
+    failure: list[AlignError] = []
+    completed = "interrupted"
+    try:
+        if work:
+            judge = Judge(endpoint, settings, score_type)
+            try:
+                queue = iter(work)
+
+                async def worker(scope: anyio.CancelScope) -> None:
+                    nonlocal done
+                    for rid, messages, key in queue:
+                        try:
+                            verdict = await judge_example(judge, messages)
+                        except AlignError as e:
+                            failure.append(e)
+                            scope.cancel()
+                            return
+                        result = _result_row(
+                            rid, verdict.score, verdict.reasoning, verdict.error, verdict, False
+                        )
+                        cache = [cache_row(key, verdict)] if verdict.error is None else []
+                        store.record_results(aid, [result], cache)
+                        done += 1
+                        if on_progress is not None:
+                            await on_progress(done, total, f"{what}: {done}/{total} judged")
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(concurrency, len(work))):
+                        tg.start_soon(worker, tg.cancel_scope)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await judge.aclose()
+        if not failure:
+            completed = "completed"
+    finally:
+        with anyio.CancelScope(shield=True):
+            _finish(store, aid, score_type, completed)
+    if failure:
+        err = failure[0]
+        kept = int(_run_row(store, aid)["total"]) - len(store.pending_examples(aid))
+        raise type(err)(
+            f"{err} Alignment run {aid}: {kept} of {total} results kept; resume it with resume_alignment."
+        ) from err
+
+
+def _result_row(
+    rid: str, score: Score | None, reasoning: str | None, error: str | None, verdict: Any, cached: bool
+) -> dict[str, Any]:
+    return {
+        "run_id": rid,
+        "judge_score": dumps(score) if score is not None else None,
+        "reasoning": reasoning,
+        "error": error,
+        "prompt_tokens": getattr(verdict, "prompt_tokens", None),
+        "completion_tokens": getattr(verdict, "completion_tokens", None),
+        "cached_tokens": getattr(verdict, "cached_tokens", None),
+        "latency_ms": getattr(verdict, "latency_ms", None),
+        "cached": int(cached),
+    }
+
+
+def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
+    results = store.alignment_results(aid)
+    pairs = [
+        (loads(r["human_score"]), loads(r["judge_score"]) if r["error"] is None else None) for r in results
+    ]
+    computed = metrics.compute_metrics(score_type, pairs).model_dump_json() if pairs else None
+    store.update_alignment_run(aid, status=status, finished_at=now_iso(), metrics=computed)
+
+
+def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]:
+    """The alignment run's row; with `aggregates`, also its judged / calls / cache / token totals."""
+    row = store.get_alignment_run(aid) if aggregates else store.alignment_run_row(aid)
+    if row is None:
+        raise NotFound(f"No alignment run {aid}. List them with get_evaluator or `align-mcp runs`.")
+    return row
+
+
+def summary(store: Store, aid: int) -> AlignmentSummary:
+    row = _run_row(store, aid, aggregates=True)
+    m = loads(row["metrics"])
+    return AlignmentSummary(
+        id=row["id"],
+        evaluator=row["evaluator"],
+        prompt_ref=row["prompt_ref"],
+        version=row["version"],
+        split=row["split"],
+        status=row["status"],
+        model=row["model"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None,
+        total=row["total"],
+        judged=row["judged"],
+        judge_calls=row["judge_calls"],
+        cache_hits=row["cache_hits"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        metrics=Metrics.model_validate(m) if m else None,
+    )
+
+
+def _correct(store: Store, aid: int) -> dict[str, bool]:
+    return {
+        r["run_id"]: loads(r["judge_score"]) == loads(r["human_score"])
+        for r in store.alignment_results(aid)
+        if r["error"] is None and r["judge_score"] is not None
+    }
+
+
+def report(
+    store: Store, aid: int, baseline_id: int | None = None, extra_notes: list[str] | None = None
+) -> AlignmentReport:
+    """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
+    run = summary(store, aid)
+    errors = [_example(r) for r in store.alignment_results(aid) if r["error"] is not None]
+    if baseline_id is None:
+        baseline_id = _run_row(store, aid)["baseline_id"]  # the comparison made when the run was started
+    baseline = summary(store, baseline_id) if baseline_id is not None else None
+    flips = None
+    if baseline is not None:
+        flips = metrics.flip_report(
+            _correct(store, baseline.id), _correct(store, aid), baseline.prompt_ref, run.prompt_ref
+        )
+    warnings = list(balance(store, run.evaluator).warnings)
+    notes = list(extra_notes or [])
+    if run.metrics and run.metrics.errors:
+        warnings.append(
+            f"{run.metrics.errors} example(s) could not be judged and are excluded from every rate; "
+            f"`resume_alignment` with retry_errors=true judges them again."
+        )
+    if run.status != "completed":
+        notes.append(
+            f"Run {aid} is {run.status}: {run.total - run.judged} example(s) not judged yet; resume it."
+        )
+    m = run.metrics
+    if m is not None and m.agreement.ci is not None and m.n:
+        width = m.agreement.ci.high - m.agreement.ci.low
+        if width > 0.2:
+            notes.append(
+                f"The 95% interval on agreement is {width:.0%} wide with n = {m.n}; about "
+                f"{math.ceil(m.n * (width / 0.2) ** 2)} labels would narrow it to 20 points."
+            )
+    split_info = holdout.info(store, run.evaluator)
+    if run.split == "test":
+        warnings.extend(_overfit_warning(store, run))
+        notes.append(
+            f"This run judged the held-out test split ({run.total} examples). The test split has been evaluated "
+            f"{split_info.test_evaluations if split_info else 0} time(s) in all: each look makes it a little less "
+            "independent, so tune on dev and check test rarely."
+        )
+    elif run.split == "all" and split_info is None:
+        notes.append(
+            "No dev/test holdout yet: " + (holdout.needed_labels(reference_set(store, run.evaluator)) or "")
+        )
+    misaligned = _misaligned_count(store, aid)
+    if misaligned and run.split != "test":
+        notes.append(f"{misaligned} misaligned example(s): get_misaligned(alignment_run={aid}) shows them.")
+    return AlignmentReport(
+        run=run,
+        baseline=baseline,
+        flips=flips,
+        error_examples=errors[:MAX_ERROR_EXAMPLES],
+        warnings=warnings,
+        notes=notes,
+        holdout=split_info,
+    )
+
+
+def _overfit_warning(store: Store, test_run: AlignmentSummary) -> list[str]:
+    """Warn when the same prompt does clearly better on dev than on test (beyond both 95% intervals)."""
+    row = _run_row(store, test_run.id)
+    for aid in store.runs_with_results(test_run.evaluator, row["prompt_hash"]):
+        dev = summary(store, aid)
+        if dev.split != "dev" or dev.status != "completed" or dev.metrics is None or test_run.metrics is None:
+            continue
+        d, t = dev.metrics.agreement, test_run.metrics.agreement
+        if d.ci and t.ci and d.value is not None and t.value is not None and d.ci.low > t.ci.high:
+            return [
+                f"Possible overfitting: agreement is {d.value:.0%} on dev but {t.value:.0%} on test, and the 95% "
+                "intervals do not overlap. The prompt may be tuned to the dev examples; label more runs and "
+                "prefer general instructions over case-specific ones."
+            ]
+        return []
+    return []
+
+
+def _example(r: dict[str, Any]) -> ExampleResult:
+    return ExampleResult(
+        run_id=r["run_id"],
+        human_score=loads(r["human_score"]),
+        judge_score=loads(r["judge_score"]),
+        reasoning=r["reasoning"],
+        error=r["error"],
+        prompt_tokens=r["prompt_tokens"],
+        completion_tokens=r["completion_tokens"],
+        cached_tokens=r["cached_tokens"],
+        latency_ms=r["latency_ms"],
+        cached=bool(r["cached"]),
+    )
+
+
+def _misaligned_count(store: Store, aid: int) -> int:
+    """Misaligned examples that get_misaligned can show (test-split examples are never shown)."""
+    hidden = holdout.split_ids(store, _run_row(store, aid)["evaluator"], "test")
+    return sum(1 for rid, ok in _correct(store, aid).items() if not ok and rid not in hidden)
+
+
+def direction_of(score_type: ScoreType, human: Score, judge: Score) -> str:
+    if score_type.kind == "binary":
+        return "false_pass" if judge == 1 else "false_fail"
+    if score_type.kind == "ordinal":
+        assert isinstance(human, int) and isinstance(judge, int)
+        return "over" if judge > human else "under"
+    return "mismatch"
+
+
+def latest_run_id(store: Store, evaluator: str) -> int:
+    """The latest alignment run that may be shown as misaligned cases (never a test-split run)."""
+    aid = (
+        store.latest_alignment_id(evaluator, prompt_ref="draft", split="dev")
+        or store.latest_alignment_id(evaluator, prompt_ref="draft", split="all")
+        or store.latest_alignment_id(evaluator, split="dev")
+        or store.latest_alignment_id(evaluator, split="all")
+    )
+    if aid is None:
+        raise NotFound(f"Evaluator {evaluator!r} has no alignment run yet. Start one with run_alignment.")
+    return aid
+
+
+def get_misaligned(
+    store: Store,
+    evaluator: str,
+    alignment_run: int | None = None,
+    direction: Direction | None = None,
+    offset: int = 0,
+    limit: int = 10,
+    max_chars: int = DEFAULT_CASE_CHARS,
+) -> MisalignedPage:
+    """Misaligned examples side by side: inputs, outputs, human score + comment, judge score + reasoning."""
+    ev = get_evaluator(store, evaluator)
+    if offset < 0 or not 1 <= limit <= 100:
+        raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit 1–100.")
+    aid = alignment_run if alignment_run is not None else latest_run_id(store, evaluator)
+    row = _run_row(store, aid)
+    if row["evaluator"] != evaluator:
+        raise InvalidInput(f"Alignment run {aid} belongs to {row['evaluator']!r}, not {evaluator!r}.")
+    if row["split"] == "test":
+        raise InvalidInput(
+            f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so "
+            "the prompt is not tuned to the test set. Pass a dev run (run_alignment with split='dev')."
+        )
+    kind = ev.score_type.kind
+    allowed = {
+        "binary": ("false_pass", "false_fail"),
+        "ordinal": ("over", "under"),
+        "categorical": ("mismatch",),
+    }
+    if direction is not None and direction not in allowed[kind]:
+        raise InvalidInput(
+            f"direction={direction!r} does not apply to a {kind} evaluator; use {' or '.join(allowed[kind])}."
+        )
+    total, results = store.misaligned(
+        aid,
+        evaluator,
+        MISALIGNED_DIRECTIONS[direction or "any"],
+        kind == "ordinal",
+        offset,
+        limit,
+        may_hold_test=row["split"] != "dev",
+    )
+    page = []
+    for r in results:
+        human, judge = loads(r["human_score"]), loads(r["judge_score"])
+        page.append((r, human, judge, direction_of(ev.score_type, human, judge)))
+    from align_mcp.engine.samples import unstable_run_ids
+
+    unstable = unstable_run_ids(store, evaluator, prompt=row["prompt"])
+    runs = store.get_runs([r["run_id"] for r, *_ in page])
+    labels = {lab["run_id"]: lab for lab in store.current_labels(evaluator, [r["run_id"] for r, *_ in page])}
+    truncated = False
+    cases = []
+    for r, human, judge, d in page:
+        run = runs.get(r["run_id"], {"inputs": {}, "outputs": {}, "reference_outputs": None})
+        label = labels.get(r["run_id"])
+        fields = {}
+        for name in ("inputs", "outputs", "reference_outputs"):
+            fields[name], cut = clip(run[name], max_chars)
+            truncated = truncated or cut
+        reasoning, cut = clip(r["reasoning"], max_chars)
+        truncated = truncated or cut
+        cases.append(
+            MisalignedCase(
+                run_id=r["run_id"],
+                direction=d,
+                inputs=fields["inputs"] or {},
+                outputs=fields["outputs"] or {},
+                reference_outputs=fields["reference_outputs"],
+                human_score=human,
+                human_comment=label["comment"] if label else None,
+                labeler=label["labeler"] if label else None,
+                judge_score=judge,
+                judge_reasoning=reasoning,
+                flip_share=unstable.get(r["run_id"]),
+            )
+        )
+    notes = []
+    if any(c.flip_share for c in cases):
+        notes.append(
+            "Cases with flip_share change verdict between repeated judge samples: the rubric leaves them open."
+        )
+    if truncated:
+        notes.append(f"Long texts were cut at {max_chars} characters; get_run(run_id) returns a run in full.")
+    next_offset = offset + limit if offset + limit < total else None
+    if next_offset is not None:
+        notes.append(f"{total - next_offset} more: call again with offset={next_offset}.")
+    return MisalignedPage(
+        alignment_run=aid,
+        evaluator=evaluator,
+        prompt_ref=row["prompt_ref"],
+        total=total,
+        offset=offset,
+        cases=cases,
+        next_offset=next_offset,
+        notes=notes,
+    )
+
+
+def list_runs(store: Store, evaluator: str) -> list[AlignmentSummary]:
+    get_evaluator(store, evaluator)
+    return [summary(store, aid) for aid in store.alignment_run_ids(evaluator)]

@@ -1,0 +1,277 @@
+"""Evaluators: the judge definition, its mutable prompt draft, and immutable saved versions."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from align_mcp.core.models import (
+    DraftDiff,
+    Evaluator,
+    JudgeSettings,
+    PromptVersion,
+    ScoreType,
+    VersionSummary,
+)
+from align_mcp.core.templates import default_prompt, validate_template
+from align_mcp.engine.feedback import apply_stored_feedback
+from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
+from align_mcp.store import Store, loads, now_iso
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name: str, what: str = "evaluator") -> str:
+    if not NAME.match(name or ""):
+        raise InvalidInput(
+            f"{what.capitalize()} name {name!r} is not allowed: use 1–64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def _row(store: Store, name: str) -> dict[str, Any]:
+    row = store.get_evaluator(name)
+    if row is None:
+        known = store.evaluator_names()
+        hint = f"Known: {', '.join(known)}." if known else "There are no evaluators yet."
+        raise NotFound(f"No evaluator named {name!r}. {hint} Create one with create_evaluator.")
+    return row
+
+
+def score_type_of(store: Store, name: str) -> ScoreType:
+    return ScoreType.model_validate_json(_row(store, name)["score_type"])
+
+
+def create(
+    store: Store,
+    name: str,
+    score_type: ScoreType,
+    feedback_key: str | None = None,
+    prompt: str | None = None,
+    judge: JudgeSettings | None = None,
+    description: str | None = None,
+) -> Evaluator:
+    """Create an evaluator and save its first prompt as version 1 (the default prompt for the score type if none)."""
+    check_name(name)
+    key = feedback_key or name
+    if not key.strip() or len(key) > 128:
+        raise InvalidInput(f"Feedback key {key!r} must be 1–128 characters.")
+    if store.get_evaluator(name) is not None:
+        raise Conflict(f"An evaluator named {name!r} already exists. Pick another name or use get_evaluator.")
+    text = prompt if prompt is not None else default_prompt(score_type, key)
+    validate_template(text)
+    settings = judge or JudgeSettings()
+    created = now_iso()
+    with store.transaction():
+        store.insert_evaluator(
+            {
+                "name": name,
+                "feedback_key": key,
+                "description": description,
+                "score_type": score_type.model_dump_json(),
+                "judge": settings.model_dump_json(),
+                "draft": text,
+                "draft_updated_at": created,
+                "created_at": created,
+            }
+        )
+        store.insert_version(name, text, settings.model_dump_json(), "initial prompt")
+        apply_stored_feedback(store, name, score_type, key)
+    return get(store, name)
+
+
+def get(store: Store, name: str) -> Evaluator:
+    row = _row(store, name)
+    versions = store.versions(name)
+    summaries = [_version_summary(store, name, v) for v in versions]
+    judge = JudgeSettings.model_validate_json(row["judge"])
+    latest = versions[-1] if versions else None
+    differs = (
+        latest is None
+        or latest["prompt"] != row["draft"]
+        or JudgeSettings.model_validate_json(latest["judge"]) != judge
+    )
+    return Evaluator(
+        name=row["name"],
+        feedback_key=row["feedback_key"],
+        description=row["description"],
+        score_type=ScoreType.model_validate_json(row["score_type"]),
+        judge=judge,
+        draft=row["draft"],
+        draft_updated_at=datetime.fromisoformat(row["draft_updated_at"]),
+        draft_differs=differs,
+        versions=summaries,
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _version_summary(store: Store, name: str, v: dict[str, Any]) -> VersionSummary:
+    # A draft run of the same prompt and settings counts: saving does not change what was measured.
+    aid = store.latest_run_of_prompt(name, v["prompt"], v["judge"])
+    agreement = kappa = None
+    n = None
+    if aid is not None:
+        run = store.alignment_run_row(aid)
+        metrics = loads(run["metrics"]) if run else None
+        if metrics:
+            agreement = metrics["agreement"]["value"]
+            kappa = metrics.get("kappa")
+            n = metrics["n"]
+    return VersionSummary(
+        version=v["version"],
+        message=v["message"],
+        created_at=datetime.fromisoformat(v["created_at"]),
+        agreement=agreement,
+        kappa=kappa,
+        n=n,
+    )
+
+
+def list_all(store: Store) -> list[Evaluator]:
+    return [get(store, name) for name in store.evaluator_names()]
+
+
+def update_draft(
+    store: Store,
+    name: str,
+    prompt: str | None = None,
+    replace: tuple[str, str] | None = None,
+    judge: dict[str, Any] | None = None,
+) -> Evaluator:
+    """Edit the draft only: a full new prompt, or one exact find/replace, and/or judge settings."""
+    row = _row(store, name)
+    text: str = row["draft"]
+    if prompt is not None and replace is not None:
+        raise InvalidInput("Give either a full prompt or a find/replace edit, not both.")
+    if prompt is not None:
+        text = prompt
+    elif replace is not None:
+        old, new = replace
+        count = text.count(old) if old else 0
+        if count != 1:
+            where = "does not occur" if count == 0 else f"occurs {count} times"
+            raise InvalidInput(
+                f"The text to replace {where} in the draft of {name!r}: {old[:80]!r}. Quote a passage that occurs "
+                "exactly once (get_evaluator shows the draft), or send the full prompt."
+            )
+        text = text.replace(old, new)
+    validate_template(text)
+    settings = JudgeSettings.model_validate_json(row["judge"])
+    if judge:
+        unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
+        if unknown:
+            raise InvalidInput(
+                f"Unknown judge setting(s): {', '.join(unknown)}. Known: {', '.join(JudgeSettings.model_fields)}."
+            )
+        try:
+            settings = JudgeSettings.model_validate({**settings.model_dump(), **judge})
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
+    store.update_evaluator(name, draft=text, judge=settings.model_dump_json(), draft_updated_at=now_iso())
+    return get(store, name)
+
+
+def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
+    """Save the draft as the next immutable version; refuse when it equals the last saved version."""
+    row = _row(store, name)
+    versions = store.versions(name)
+    settings = JudgeSettings.model_validate_json(row["judge"])
+    if versions:
+        last = versions[-1]
+        if last["prompt"] == row["draft"] and JudgeSettings.model_validate_json(last["judge"]) == settings:
+            raise NothingToSave(
+                f"The draft of {name!r} is identical to v{last['version']}; nothing to save. Edit it with "
+                "update_draft first."
+            )
+    number = store.insert_version(name, row["draft"], settings.model_dump_json(), message)
+    return get_version(store, name, number)
+
+
+def get_version(store: Store, name: str, version: int) -> PromptVersion:
+    _row(store, name)
+    v = store.get_version(name, version)
+    if v is None:
+        known = [f"v{x['version']}" for x in store.versions(name)]
+        raise NotFound(
+            f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}. "
+            "List them with list_versions."
+        )
+    return PromptVersion(
+        evaluator=name,
+        version=v["version"],
+        prompt=v["prompt"],
+        judge=JudgeSettings.model_validate_json(v["judge"]),
+        message=v["message"],
+        created_at=datetime.fromisoformat(v["created_at"]),
+    )
+
+
+def list_versions(store: Store, name: str) -> list[PromptVersion]:
+    _row(store, name)
+    return [get_version(store, name, v["version"]) for v in store.versions(name)]
+
+
+def restore(store: Store, name: str, version: int) -> Evaluator:
+    """Copy a saved version into the draft (the versions themselves never change)."""
+    v = get_version(store, name, version)
+    store.update_evaluator(name, draft=v.prompt, judge=v.judge.model_dump_json(), draft_updated_at=now_iso())
+    return get(store, name)
+
+
+def diff(store: Store, name: str, version: int | None = None) -> DraftDiff:
+    """Unified diff of the draft against a version (default: the last saved one)."""
+    row = _row(store, name)
+    versions = store.versions(name)
+    base = get_version(store, name, version) if version is not None else None
+    if base is None and versions:
+        base = get_version(store, name, versions[-1]["version"])
+    old = base.prompt if base else ""
+    settings = JudgeSettings.model_validate_json(row["judge"])
+    lines = list(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            row["draft"].splitlines(keepends=True),
+            fromfile=f"v{base.version}" if base else "empty",
+            tofile="draft",
+        )
+    )
+    if base is not None and base.judge != settings:
+        before, after = base.judge.model_dump(), settings.model_dump()
+        changed = {k: (before[k], after[k]) for k in after if before[k] != after[k]}
+        lines.append(
+            "judge settings: " + json.dumps({k: f"{a} -> {b}" for k, (a, b) in changed.items()}) + "\n"
+        )
+    return DraftDiff(
+        evaluator=name,
+        base_version=base.version if base else None,
+        changed=bool(lines),
+        diff="".join(lines),
+    )
+
+
+def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, JudgeSettings, int | None]:
+    """(prompt_ref, text, settings, version) for 'draft', 'v3', 3 or 'latest'."""
+    row = _row(store, name)
+    if prompt == "draft":
+        return "draft", row["draft"], JudgeSettings.model_validate_json(row["judge"]), None
+    if prompt == "latest":
+        versions = store.versions(name)
+        if not versions:
+            raise NotFound(f"Evaluator {name!r} has no saved version yet. Save the draft with save_prompt.")
+        number = int(versions[-1]["version"])
+    elif isinstance(prompt, int):
+        number = prompt
+    else:
+        match = re.fullmatch(r"v?(\d+)", prompt.strip())
+        if not match:
+            raise InvalidInput(f"Prompt {prompt!r} is not 'draft', 'latest' or a version such as 'v2'.")
+        number = int(match.group(1))
+    v = get_version(store, name, number)
+    return f"v{v.version}", v.prompt, v.judge, v.version

@@ -1,0 +1,172 @@
+"""Runs in: stream a JSONL/CSV file (or an inline list) into a named source, all or nothing, idempotent by id."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from align_mcp.core.models import ImportedFeedback, ImportReport, Run, SourceKind
+from align_mcp.core.text import shown
+from align_mcp.engine.evaluators import check_name, score_type_of
+from align_mcp.engine.feedback import apply_feedback
+from align_mcp.engine.formats import Format, ParsedRun, parse_record, read_runs
+from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
+from align_mcp.store import Store, dumps
+
+BATCH = 2000
+MAX_INLINE = 10_000
+
+
+def import_runs(
+    store: Store,
+    source: str,
+    path: str | Path | None = None,
+    runs: Sequence[dict[str, Any]] | None = None,
+    kind: SourceKind = "experiment",
+    fmt: Format | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import runs into `source` (created on first use) from a file path or an inline list.
+
+    The whole import is one transaction: a bad record raises ImportFormatError with its line number and
+    nothing of the import is stored. Runs whose id is already stored are skipped (idempotent re-import);
+    `feedback` becomes human labels for every evaluator with that feedback key, now or created later.
+    """
+    check_name(source, "source")
+    if kind not in ("experiment", "project"):
+        raise InvalidInput(
+            f"Source kind {kind!r} is not 'experiment' (offline) or 'project' (online tracing)."
+        )
+    if (path is None) == (runs is None):
+        raise InvalidInput("Give either a file path or an inline list of runs, not both and not neither.")
+    records: Iterable[ParsedRun]
+    if path is not None:
+        records = read_runs(Path(path).expanduser(), fmt)
+    else:
+        assert runs is not None
+        if len(runs) > MAX_INLINE:
+            raise InvalidInput(
+                f"{len(runs)} inline runs; send at most {MAX_INLINE} per call, or a file path."
+            )
+        records = (parse_record(obj, i + 1, "runs") for i, obj in enumerate(runs))
+    existing = store.get_source(source)
+    if existing is not None and existing["kind"] != kind:
+        raise Conflict(
+            f"Source {source!r} already exists with kind {existing['kind']!r}, not {kind!r}. Use kind="
+            f"{existing['kind']!r} or another source name."
+        )
+    inserted = seen = 0
+    feedback_counts: dict[str, int] = defaultdict(int)
+    label_counts: dict[str, int] = defaultdict(int)
+    batch: list[ParsedRun] = []
+    with store.transaction():
+        if existing is None:
+            store.insert_source(source, kind)
+        for record in records:
+            batch.append(record)
+            if len(batch) >= BATCH:
+                inserted += _flush(store, source, batch, feedback_counts, label_counts)
+                seen += len(batch)
+                batch = []
+                if on_progress is not None:
+                    on_progress(seen)
+        if batch:
+            inserted += _flush(store, source, batch, feedback_counts, label_counts)
+            seen += len(batch)
+        if seen == 0:
+            raise ImportFormatError(
+                f"{path or 'runs'}: no runs found (the input is empty). Nothing was stored."
+            )
+    if on_progress is not None:
+        on_progress(seen)
+    feedback = [
+        ImportedFeedback(key=key, count=n, evaluators=store.evaluators_for_key(key))
+        for key, n in sorted(feedback_counts.items())
+    ]
+    return ImportReport(
+        source=source,
+        kind=kind,
+        inserted=inserted,
+        skipped=seen - inserted,
+        labels=sum(label_counts.values()),
+        feedback=feedback,
+        unmatched_feedback_keys=[f.key for f in feedback if not f.evaluators],
+    )
+
+
+def _flush(
+    store: Store,
+    source: str,
+    batch: list[ParsedRun],
+    feedback_counts: dict[str, int],
+    label_counts: dict[str, int],
+) -> int:
+    # A repeated id inside one import keeps its first record, as a repeat across imports does.
+    unique: dict[str, ParsedRun] = {}
+    for r in batch:
+        unique.setdefault(r.id, r)
+    batch = list(unique.values())
+    inserted = store.insert_runs(
+        [
+            (
+                r.id,
+                source,
+                dumps(r.inputs),
+                dumps(r.outputs),
+                dumps(r.reference_outputs) if r.reference_outputs is not None else None,
+                dumps(r.metadata),
+            )
+            for r in batch
+        ]
+    )
+    # Only feedback that is new or changed since the last import becomes a label: re-importing a file
+    # must not undo a relabel made by hand in the meantime.
+    before = store.feedback_for_runs([r.id for r in batch])
+    rows = []
+    by_key: dict[str, list[tuple[ParsedRun, Any, str | None, str | None]]] = defaultdict(list)
+    for r in batch:
+        for fb in r.feedback:
+            feedback_counts[fb.key] += 1
+            if before.get((r.id, fb.key)) == (dumps(fb.score), fb.comment):
+                continue
+            rows.append((r.id, fb.key, dumps(fb.score), fb.comment, fb.labeler))
+            by_key[fb.key].append((r, fb.score, fb.comment, fb.labeler))
+    if rows:
+        store.insert_feedback(rows)
+    for key, items in by_key.items():
+        for evaluator in store.evaluators_for_key(key):
+            label_counts[evaluator] += apply_feedback(
+                store,
+                evaluator,
+                score_type_of(store, evaluator),
+                [(r.id, s, c, lb, r.line) for r, s, c, lb in items],
+            )
+    return inserted
+
+
+def get_run(store: Store, run_id: str) -> Run:
+    """One stored run in full."""
+    row = store.get_runs([run_id]).get(run_id)
+    if row is None:
+        raise NotFound(
+            f"No run with id {run_id!r}. Check the id (next_items and get_misaligned show run ids) or import it "
+            "with import_runs."
+        )
+    return Run.model_validate(row)
+
+
+def check_run_ids(store: Store, run_ids: Sequence[str], what: str = "run_ids") -> list[str]:
+    """The given run ids without repeats; raises NotFound naming the ids the store does not hold."""
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        raise InvalidInput(f"{what} is empty; pass at least one run id.")
+    known = store.existing_run_ids(ids)
+    missing = [rid for rid in ids if rid not in known]
+    if missing:
+        raise NotFound(
+            f"{len(missing)} run id(s) are not in the store: {shown(missing)}. Check the ids or import the "
+            "runs with import_runs."
+        )
+    return ids

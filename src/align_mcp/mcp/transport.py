@@ -1,0 +1,122 @@
+"""How the MCP server is reached: stdio, or streamable HTTP behind Host/Origin checks and a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from align_mcp import config
+from align_mcp.errors import InvalidInput
+from align_mcp.mcp.server import create_server
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpGuard:
+    """ASGI middleware in front of the MCP endpoint: refuse foreign browser origins (403) and, when a token is
+    configured, requests without `Authorization: Bearer <token>` (401)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, host: str) -> None:
+        self.app = app
+        self.token = token
+        self.hosts = {"127.0.0.1", "localhost", "::1", host.strip("[]").lower()}
+
+    def origin_allowed(self, origin: str) -> bool:
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in self.hosts
+
+    def authorized(self, header: str | None) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, credentials = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self.token.encode()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None and not self.origin_allowed(origin):
+                response = PlainTextResponse(f"Origin {origin} is not allowed.", status_code=403)
+                await response(scope, receive, send)
+                return
+            if not self.authorized(headers.get("authorization")):
+                response = PlainTextResponse(
+                    f"Missing or wrong bearer token: send Authorization: Bearer ${config.ENV_TOKEN}.",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="align-mcp"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def http_app(server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | None = None) -> ASGIApp:
+    """The streamable HTTP app at /mcp with Host/Origin validation and the optional bearer token."""
+    if is_loopback(host):
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    else:
+        # Clients reach a public bind under names we cannot know, so the Host check is off; the bearer token
+        # (required off loopback) is what keeps other sites' pages out, and HttpGuard still checks Origin.
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(host=host, transport_security=security)
+    return HttpGuard(app, token=token, host=host)
+
+
+def check_http_bind(host: str, token: str | None) -> None:
+    """Refuse to serve HTTP beyond this machine without a bearer token."""
+    if not is_loopback(host) and not token:
+        raise InvalidInput(
+            f"Refusing to serve HTTP on {host}: an address other machines can reach needs a bearer token. Set "
+            f"{config.ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
+        )
+
+
+def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the server: stdio by default, or streamable HTTP at http://host:port/mcp."""
+    if not http:
+        create_server(db).run("stdio")
+        return
+    token = os.environ.get(config.ENV_TOKEN) or None
+    check_http_bind(host, token)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    auth = "bearer token required" if token else "no token, loopback only"
+    sys.stderr.write(f"align-mcp: MCP over streamable HTTP at http://{shown}:{port}/mcp ({auth})\n")
+    if not is_loopback(host) and not os.environ.get(config.ENV_IMPORT_ROOT):
+        sys.stderr.write(
+            f"align-mcp: warning: import_runs can read any file this user can read; set {config.ENV_IMPORT_ROOT} "
+            "to the directory clients may import from.\n"
+        )
+    app = http_app(create_server(db), host=host, token=token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+__all__ = ["HttpGuard", "check_http_bind", "http_app", "is_loopback", "serve"]

@@ -1,0 +1,248 @@
+"""Candidate judge prompts: the part the optimizer rewrites, judged on labeled runs within a call budget."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from align_mcp.core.models import Evaluator, JsonDict, Score, ScoreType
+from align_mcp.core.templates import VARIABLE, template_variables, validate_template
+from align_mcp.errors import AlignError, InvalidInput
+from align_mcp.llm.endpoint import Endpoint
+from align_mcp.llm.judge import Judge, build_messages, cache_key, judge_example, response_schema
+from align_mcp.llm.runner import Budget, BudgetSpent, Progress
+from align_mcp.store import Store, cache_row, loads
+
+MAX_BUDGET = 100_000  # the most model calls one proposal may be given
+
+
+# ---- templates ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """A judge template split into the instructions the optimizer rewrites and the example block it keeps.
+
+    The example block starts at the blank-line-separated paragraph holding the first {{variable}}. When the
+    variables are woven into the instructions (no separate block), the whole template is rewritten and must
+    keep every variable.
+    """
+
+    original: str
+    instructions: str
+    separator: str
+    tail: str
+
+    @classmethod
+    def split(cls, template: str) -> Template:
+        first = VARIABLE.search(template)
+        cut = template.rfind("\n\n", 0, first.start()) if first is not None else -1
+        head = template[:cut].strip() if cut > 0 else ""
+        if not head:
+            return cls(template, template.strip(), template[len(template.rstrip()) :], "")
+        body_end = len(template[:cut].rstrip())
+        tail_start = len(template) - len(template[cut:].lstrip())
+        return cls(template, head, template[body_end:tail_start], template[tail_start:])
+
+    @property
+    def variables(self) -> list[str]:
+        return sorted(set(template_variables(self.original)))
+
+    def assemble(self, instructions: str) -> str:
+        if instructions.strip() == self.instructions:
+            return self.original
+        return instructions.strip() + self.separator + self.tail
+
+    def problem(self, template: str) -> str | None:
+        """Why a candidate template cannot be used (it must validate and keep every variable), or None."""
+        try:
+            validate_template(template)
+        except InvalidInput as e:
+            return str(e)
+        missing = sorted(set(self.variables) - set(template_variables(template)))
+        if missing:
+            return "it drops " + ", ".join("{{" + v + "}}" for v in missing)
+        return None
+
+    def variables_rule(self) -> str:
+        if self.tail:
+            return (
+                "The example is attached after these instructions automatically: do not write template variables "
+                "or placeholders in double braces such as {{outputs}}."
+            )
+        shown = ", ".join("{{" + v + "}}" for v in self.variables)
+        return (
+            f"The instructions contain template variables in double braces ({shown}) that are filled with the "
+            "example: keep every one exactly as written, and add no new ones."
+        )
+
+
+# ---- budget and judging -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    score: Score | None
+    reasoning: str | None
+    error: str | None
+
+
+def is_wrong(outcome: Outcome | None, human: Score) -> bool:
+    return outcome is not None and outcome.error is None and outcome.score != human
+
+
+class Judging:
+    """Judge (template, run) pairs exactly as run_alignment does: same rendering, schema, cache and endpoint.
+
+    A cache hit is free; every miss takes one call from the budget and is refused once the budget is spent.
+    Results are kept per template, so candidates can be compared on the same examples afterwards.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ev: Evaluator,
+        endpoint: Endpoint,
+        budget: Budget,
+        concurrency: int,
+        on_progress: Progress | None,
+    ) -> None:
+        self.store = store
+        self.settings = ev.judge
+        self.score_type = ev.score_type
+        self.endpoint = endpoint
+        self.schema = response_schema(ev.score_type, ev.judge.reasoning)
+        self.budget = budget
+        self.limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self.on_progress = on_progress
+        self.runs: dict[str, JsonDict] = {}
+        self.results: dict[str, dict[str, Outcome]] = {}
+        self.fatal: AlignError | None = None
+        self.stopped = threading.Event()
+        self._judge: Judge | None = None
+        self._memo: dict[str, Outcome] = {}
+        self._inflight: dict[str, anyio.Event] = {}
+
+    def load_runs(self, run_ids: Sequence[str]) -> None:
+        self.runs.update(self.store.get_runs(run_ids))
+
+    def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
+        messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
+        return messages, cache_key(self.endpoint.model, self.settings, messages, self.schema)
+
+    def uncached(self, template: str, run_ids: Sequence[str]) -> int:
+        """How many calls judging these runs with this template would make now."""
+        keys = [self._key(template, rid)[1] for rid in run_ids if rid in self.runs]
+        hits = self.store.cache_get(keys)
+        return sum(1 for k in keys if k not in hits and k not in self._memo) + sum(
+            1 for rid in run_ids if rid not in self.runs
+        )
+
+    def adopt(self, template: str, store: Store, alignment_id: int) -> None:
+        """Take an alignment run's stored results as this template's results."""
+        for r in store.alignment_results(alignment_id):
+            score = loads(r["judge_score"]) if r["error"] is None else None
+            self.results.setdefault(template, {})[r["run_id"]] = Outcome(score, r["reasoning"], r["error"])
+
+    async def one(self, template: str, run_id: str) -> Outcome:
+        if self.fatal is not None or self.stopped.is_set():
+            raise BudgetSpent("the optimizer is stopping")
+        run = self.runs.get(run_id)
+        if run is None:
+            outcome = Outcome(None, None, "run no longer in the store")
+            self.results.setdefault(template, {})[run_id] = outcome
+            return outcome
+        messages, key = self._key(template, run_id)
+        while key in self._inflight:
+            await self._inflight[key].wait()
+        found: Outcome | None = self._memo.get(key)
+        if found is None:
+            hit = self.store.cache_get([key]).get(key)
+            if hit is not None:
+                found = Outcome(loads(hit["judge_score"]), hit["reasoning"], None)
+        if found is not None:
+            self.budget.cache_hits += 1
+            outcome = found
+        else:
+            self.budget.take("judge")
+            done = anyio.Event()
+            self._inflight[key] = done
+            try:
+                async with self.limiter:
+                    verdict = await judge_example(self._client(), messages)
+            except AlignError as e:
+                self.fatal = self.fatal or e
+                raise
+            finally:
+                del self._inflight[key]
+                done.set()
+            self.budget.requests += verdict.calls
+            outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
+            if verdict.error is None and verdict.score is not None:
+                self.store.cache_put([cache_row(key, verdict)])
+            if self.on_progress is not None:
+                used, limit = self.budget.used, self.budget.limit
+                await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")
+        self._memo[key] = outcome
+        self.results.setdefault(template, {})[run_id] = outcome
+        return outcome
+
+    async def many(self, template: str, run_ids: Sequence[str]) -> dict[str, Outcome]:
+        """Judge runs concurrently; a run refused by the budget gets an error outcome, a fatal error raises."""
+        out: dict[str, Outcome] = {}
+
+        async def work(rid: str, scope: anyio.CancelScope) -> None:
+            try:
+                out[rid] = await self.one(template, rid)
+            except BudgetSpent:
+                out[rid] = Outcome(None, None, "not judged: the optimizer's call budget ran out")
+                self.results.setdefault(template, {})[rid] = out[rid]
+            except AlignError:
+                scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for rid in run_ids:
+                tg.start_soon(work, rid, tg.cancel_scope)
+        if self.fatal is not None:
+            raise self.fatal
+        return out
+
+    def best(self, dev: Sequence[tuple[str, Score]], template: Template, score_type: ScoreType) -> str:
+        """The template with the best mean dev score among those judged on every dev example (draft on ties)."""
+        best, best_score = template.original, -1.0
+        for candidate, results in self.results.items():
+            if any(rid not in results for rid, _ in dev) or template.problem(candidate) is not None:
+                continue
+            value = sum(example_credit(score_type, human, results[rid]) for rid, human in dev) / max(
+                1, len(dev)
+            )
+            if value > best_score + 1e-12 or (candidate == template.original and value >= best_score - 1e-12):
+                best, best_score = candidate, value
+        return best
+
+    def full_candidates(self, dev: Sequence[tuple[str, Score]]) -> int:
+        return sum(1 for results in self.results.values() if all(rid in results for rid, _ in dev))
+
+    def _client(self) -> Judge:
+        if self._judge is None:
+            self._judge = Judge(self.endpoint, self.settings, self.score_type)
+        return self._judge
+
+    async def aclose(self) -> None:
+        if self._judge is not None:
+            await self._judge.aclose()
+            self._judge = None
+
+
+def example_credit(score_type: ScoreType, human: Score, outcome: Outcome | None) -> float:
+    """The optimizer's per-example score: 1 when the judge agrees; for ordinal scores, half credit one step off."""
+    if outcome is None or outcome.error is not None or outcome.score is None:
+        return 0.0
+    if outcome.score == human:
+        return 1.0
+    if score_type.kind == "ordinal" and isinstance(human, int) and isinstance(outcome.score, int):
+        return 0.5 if abs(human - outcome.score) == 1 else 0.0
+    return 0.0

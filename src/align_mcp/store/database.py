@@ -1,0 +1,857 @@
+"""The SQLite store: the only code that knows table names (one file, WAL, safe across processes and tasks)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlite_utils import Database
+
+from align_mcp.errors import StoreError
+from align_mcp.store.migrations import migrations
+
+BUSY_TIMEOUT_S = 30.0
+MISALIGNED_DIRECTIONS = {
+    "any": "1",
+    "false_pass": "r.judge_score = '1'",
+    "false_fail": "r.judge_score = '0'",
+    "over": "CAST(r.judge_score AS INTEGER) > CAST(r.human_score AS INTEGER)",
+    "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
+    "mismatch": "1",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class CachedVerdict(Protocol):
+    """What the judge cache keeps of a verdict (the judge's Verdict has these fields)."""
+
+    score: Any
+    reasoning: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+
+def cache_row(key: str, verdict: CachedVerdict) -> dict[str, Any]:
+    """The judge-cache entry for a successful verdict (errors are never cached)."""
+    return {
+        "key": key,
+        "judge_score": dumps(verdict.score),
+        "reasoning": verdict.reasoning,
+        "prompt_tokens": verdict.prompt_tokens,
+        "completion_tokens": verdict.completion_tokens,
+        "cached_tokens": verdict.cached_tokens,
+        "created_at": now_iso(),
+    }
+
+
+class Store:
+    """One SQLite file shared by the CLI and running servers.
+
+    One connection per Store, usable from any thread (guarded by a re-entrant lock); writes that must be
+    atomic run in `BEGIN IMMEDIATE` transactions so concurrent processes serialize on the SQLite lock.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except (sqlite3.Error, OSError) as e:
+            if conn is not None:
+                conn.close()
+            # "file is not a database" is a DatabaseError; OperationalError is about access (permissions, locks).
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                raise StoreError(
+                    f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+                ) from e
+            raise StoreError(
+                f"Cannot open the align-mcp store at {self.path}: {e}. Set ALIGN_MCP_DB to a writable file path."
+            ) from e
+        self.conn = conn
+        self.db = Database(conn)
+        self._lock = threading.RLock()
+        try:
+            with self.transaction():
+                migrations.apply(self.db)
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreError(
+                    f"The align-mcp store at {self.path} stayed locked for {BUSY_TIMEOUT_S:g}s ({e}); another "
+                    "process holds a long write (an import?). Try again when it finishes."
+                ) from e
+            raise StoreError(
+                f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+            ) from e
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(
+                f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
+            ) from e
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction taken with BEGIN IMMEDIATE: all or nothing, serialized across processes."""
+        with self._lock:
+            if self.conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            if self.conn.in_transaction:
+                return self.conn.execute(sql, params)
+            with self.transaction():
+                return self.conn.execute(sql, params)
+
+    # ---- sources and runs -------------------------------------------------------------------------------
+
+    def get_source(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+
+    def insert_source(self, name: str, kind: str) -> None:
+        self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) AS runs "
+            "FROM sources s ORDER BY s.name"
+        )
+
+    def insert_runs(self, rows: Sequence[tuple[str, str, str, str, str | None, str]]) -> int:
+        """Insert (id, source, inputs, outputs, reference_outputs, metadata) JSON rows; existing ids are kept.
+
+        Returns how many were new. Call inside `transaction()`.
+        """
+        with self._lock:
+            created = now_iso()
+            cur = self.conn.executemany(
+                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*row, created) for row in rows],
+            )
+            return max(cur.rowcount, 0)
+
+    def get_runs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
+                out[row["id"]] = _decode_run(row)
+        return out
+
+    def existing_run_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(r["id"] for r in self._rows(f"SELECT id FROM runs WHERE id IN ({marks})", chunk))
+        return found
+
+    def run_ids(
+        self,
+        source: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        exclude_queued_for: str | None = None,
+    ) -> list[str]:
+        """Run ids filtered by source and metadata equality (parameterized; keys are bound, not spliced)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        for key, value in (metadata or {}).items():
+            where.append("json_extract(metadata, ?) = ?")
+            params.append("$." + json.dumps(key))
+            params.append(value if not isinstance(value, bool) else int(value))
+        if exclude_queued_for is not None:
+            where.append("id NOT IN (SELECT run_id FROM queue_items WHERE evaluator = ?)")
+            params.append(exclude_queued_for)
+        sql = "SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        return [r["id"] for r in self._rows(sql, params)]
+
+    def run_metadata(self, ids: Sequence[str], key: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT id, json_extract(metadata, ?) AS v FROM runs WHERE id IN ({marks})",
+                ["$." + json.dumps(key), *chunk],
+            ):
+                out[row["id"]] = row["v"]
+        return out
+
+    def insert_feedback(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]) -> None:
+        """Keep (run_id, key, score JSON, comment, labeler) feedback from imports; newer replaces older."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, created) for row in rows],
+            )
+
+    def feedback_for_runs(self, run_ids: Sequence[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """Stored import feedback: (run_id, key) -> (score JSON, comment)."""
+        out: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                f"SELECT run_id, key, score, comment FROM feedback WHERE run_id IN ({marks})", chunk
+            ):
+                out[(r["run_id"], r["key"])] = (r["score"], r["comment"])
+        return out
+
+    def feedback_for_key(self, key: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id", [key]
+        )
+
+    # ---- evaluators and versions ------------------------------------------------------------------------
+
+    def evaluator_names(self) -> list[str]:
+        return [r["name"] for r in self._rows("SELECT name FROM evaluators ORDER BY name")]
+
+    def get_evaluator(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM evaluators WHERE name = ?", [name])
+
+    def evaluators_for_key(self, feedback_key: str) -> list[str]:
+        return [
+            r["name"]
+            for r in self._rows(
+                "SELECT name FROM evaluators WHERE feedback_key = ? ORDER BY name", [feedback_key]
+            )
+        ]
+
+    def insert_evaluator(self, row: dict[str, Any]) -> None:
+        cols = list(row)
+        self._write(
+            f"INSERT INTO evaluators ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+
+    def update_evaluator(self, name: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE evaluators SET {sets} WHERE name = ?", [*fields.values(), name])
+
+    def versions(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM prompt_versions WHERE evaluator = ? ORDER BY version", [evaluator])
+
+    def get_version(self, evaluator: str, version: int) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM prompt_versions WHERE evaluator = ? AND version = ?", [evaluator, version]
+        )
+
+    def insert_version(self, evaluator: str, prompt: str, judge: str, message: str | None) -> int:
+        """Append the next version number atomically and return it."""
+        with self.transaction():
+            version = int(
+                self._scalar(
+                    "SELECT coalesce(max(version), 0) + 1 FROM prompt_versions WHERE evaluator = ?",
+                    [evaluator],
+                )
+            )
+            self.conn.execute(
+                "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [evaluator, version, prompt, judge, message, now_iso()],
+            )
+        return version
+
+    # ---- queues and labels ------------------------------------------------------------------------------
+
+    def enqueue(self, evaluator: str, run_ids: Sequence[str]) -> int:
+        """Queue runs for an evaluator; already-queued runs are left alone. Returns how many were added."""
+        with self.transaction():
+            added = now_iso()
+            # rowcount counts the statement's own rows; total_changes would also count the tally triggers.
+            cur = self.conn.executemany(
+                "INSERT OR IGNORE INTO queue_items (evaluator, run_id, added_at, labeled) "
+                "VALUES (?, ?, ?, EXISTS (SELECT 1 FROM labels WHERE evaluator = ? AND run_id = ? AND current = 1))",
+                [(evaluator, rid, added, evaluator, rid) for rid in run_ids],
+            )
+            return max(cur.rowcount, 0)
+
+    def reserve(self, evaluator: str, labeler: str, limit: int, ttl_s: float) -> list[str]:
+        """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler.
+
+        A run under blind review is never handed to a labeler who already labeled it in that review.
+        """
+        now = time.time()
+        with self.transaction():
+            ids = [
+                r["run_id"]
+                for r in self._rows(
+                    "SELECT run_id FROM queue_items q WHERE evaluator = ? AND labeled = 0 "
+                    "AND (reserved_until IS NULL OR reserved_until < ? OR reserved_by = ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
+                    "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
+                    "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
+                    "AND lower(trim(l.labeler)) = lower(trim(?))) "
+                    "ORDER BY (reserved_by = ?) DESC, added_at, rowid LIMIT ?",
+                    [evaluator, now, labeler, labeler, labeler, limit],
+                )
+            ]
+            self.conn.executemany(
+                "UPDATE queue_items SET reserved_by = ?, reserved_until = ? WHERE evaluator = ? AND run_id = ?",
+                [(labeler, now + ttl_s, evaluator, rid) for rid in ids],
+            )
+        return ids
+
+    def reservations(
+        self, evaluator: str, run_ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, float | None]]:
+        out: dict[str, tuple[str | None, float | None]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                f"SELECT run_id, reserved_by, reserved_until FROM queue_items WHERE evaluator = ? AND run_id IN ({marks})",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = (r["reserved_by"], r["reserved_until"])
+        return out
+
+    def insert_labels(
+        self, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
+    ) -> list[bool]:
+        """Store (run_id, score JSON, comment, labeler) as current labels, keeping history.
+
+        Returns, per label, whether it replaced an earlier one. Call inside `transaction()`.
+        """
+        created = now_iso()
+        relabeled: list[bool] = []
+        with self._lock:
+            for run_id, score, comment, labeler in labels:
+                cur = self.conn.execute(
+                    "UPDATE labels SET current = 0 WHERE evaluator = ? AND run_id = ? AND current = 1",
+                    [evaluator, run_id],
+                )
+                relabeled.append(cur.rowcount > 0)
+                self.conn.execute(
+                    "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    [evaluator, run_id, score, comment, labeler, created],
+                )
+                self.conn.execute(
+                    "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 1) "
+                    "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 1, reserved_by = NULL, "
+                    "reserved_until = NULL",
+                    [evaluator, run_id, created],
+                )
+        return relabeled
+
+    def label_counts(self, evaluator: str) -> dict[str, int]:
+        """Current labels per score JSON (kept by triggers in label_tallies)."""
+        return {
+            r["score"]: r["n"]
+            for r in self._rows(
+                "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
+            )
+        }
+
+    def queue_counts(self, evaluator: str) -> dict[str, int]:
+        """Pending and labeled from the trigger-kept tallies; live reservations through their partial index."""
+        pending = self._scalar("SELECT pending FROM queue_tallies WHERE evaluator = ?", [evaluator]) or 0
+        reserved = self._scalar(
+            "SELECT count(*) FROM queue_items WHERE evaluator = ? AND labeled = 0 AND reserved_until IS NOT NULL "
+            "AND reserved_until >= ?",
+            [evaluator, time.time()],
+        )
+        labeled = self._scalar(
+            "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
+        )
+        return {"pending": int(pending), "reserved": int(reserved), "labeled": int(labeled)}
+
+    def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
+        sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
+        params: list[Any] = [evaluator]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r["run_id"] for r in self._rows(sql, params)]
+
+    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        if run_ids is None:
+            return self._rows(
+                "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                "WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                [evaluator],
+            )
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                self._rows(
+                    "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                    f"WHERE evaluator = ? AND current = 1 AND run_id IN ({marks})",
+                    [evaluator, *chunk],
+                )
+            )
+        return out
+
+    def label_history(self, evaluator: str, run_id: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, score, comment, labeler, created_at, current FROM labels "
+            "WHERE evaluator = ? AND run_id = ? ORDER BY id",
+            [evaluator, run_id],
+        )
+
+    # ---- holdout ----------------------------------------------------------------------------------------
+
+    def split_rows(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
+        )
+
+    def insert_splits(self, evaluator: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Assign (run_id, split, stratum); assignments are permanent. Call inside `transaction()`."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                [(evaluator, *row, created) for row in rows],
+            )
+
+    def count_test_evaluation(self, evaluator: str) -> int:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE evaluators SET test_evaluations = test_evaluations + 1 WHERE name = ?", [evaluator]
+            )
+            return int(self._scalar("SELECT test_evaluations FROM evaluators WHERE name = ?", [evaluator]))
+
+    # ---- diagnose ---------------------------------------------------------------------------------------
+
+    def create_consistency_check(self, row: dict[str, Any]) -> int:
+        cols = list(row)
+        cur = self._write(
+            f"INSERT INTO consistency_checks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_consistency_check(self, check_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM consistency_checks WHERE id = ?", [check_id])
+
+    def update_consistency_check(self, check_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE consistency_checks SET {sets} WHERE id = ?", [*fields.values(), check_id])
+
+    def record_samples(self, check_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        """Store repeated judge verdicts: run_id, sample, judge_score JSON, reasoning, error, tokens, latency."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
+                "prompt_tokens, completion_tokens, latency_ms) VALUES (:check_id, :run_id, :sample, :judge_score, "
+                ":reasoning, :error, :prompt_tokens, :completion_tokens, :latency_ms)",
+                [{**r, "check_id": check_id} for r in rows],
+            )
+
+    def consistency_samples(self, check_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
+        )
+
+    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[dict[str, Any]]:
+        """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""
+        sql = (
+            "SELECT s.check_id, s.run_id, s.sample, s.judge_score, s.error FROM judge_samples s "
+            "JOIN consistency_checks c ON c.id = s.check_id WHERE c.evaluator = ? AND c.status = 'completed'"
+        )
+        params: list[Any] = [evaluator]
+        if prompt is not None:
+            sql += " AND c.prompt = ?"
+            params.append(prompt)
+        return self._rows(sql + " ORDER BY s.check_id, s.run_id, s.sample", params)
+
+    def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO triage_results (evaluator, alignment_id, run_id, category, reason, error, model, "
+                "created_at) VALUES (:evaluator, :alignment_id, :run_id, :category, :reason, :error, :model, "
+                ":created_at)",
+                list(rows),
+            )
+
+    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT run_id, category, reason FROM triage_results WHERE evaluator = ? AND category IS NOT NULL "
+                f"AND run_id IN ({marks}) ORDER BY id",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = r
+        return out
+
+    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Current labels with their ids: run_id -> {id, score, labeler}."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT id, run_id, score, labeler FROM labels WHERE evaluator = ? AND current = 1 "
+                f"AND run_id IN ({marks})",
+                [evaluator, *chunk],
+            ):
+                out[r["run_id"]] = r
+        return out
+
+    def insert_reviews(self, evaluator: str, rows: Sequence[tuple[str, int, str | None]]) -> None:
+        """Open blind reviews for (run_id, first_label_id, reason) and put the runs back in the queue.
+
+        Call inside `transaction()`.
+        """
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT INTO label_reviews (evaluator, run_id, status, reason, first_label_id, requested_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?)",
+                [(evaluator, rid, reason, label_id, created) for rid, label_id, reason in rows],
+            )
+            self.requeue(evaluator, [rid for rid, _, _ in rows])
+
+    def requeue(self, evaluator: str, run_ids: Sequence[str]) -> None:
+        """Mark runs as waiting for a label again (unreserved). Call inside `transaction()`."""
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 0, reserved_by = NULL, "
+                "reserved_until = NULL",
+                [(evaluator, rid, created) for rid in run_ids],
+            )
+
+    def update_review(self, review_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE label_reviews SET {sets} WHERE id = ?", [*fields.values(), review_id])
+
+    def reviews(
+        self, evaluator: str, run_ids: Sequence[str] | None = None, open_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Reviews with their labels (first_*, second_*, final_* score and labeler), oldest first."""
+        sql = (
+            "SELECT r.id, r.run_id, r.status, r.reason, r.requested_at, r.resolved_at, r.first_label_id, "
+            "r.second_label_id, r.final_label_id, "
+            "f.score AS first_score, f.labeler AS first_labeler, "
+            "s.score AS second_score, s.labeler AS second_labeler, "
+            "a.score AS final_score, a.labeler AS final_labeler "
+            "FROM label_reviews r JOIN labels f ON f.id = r.first_label_id "
+            "LEFT JOIN labels s ON s.id = r.second_label_id LEFT JOIN labels a ON a.id = r.final_label_id "
+            "WHERE r.evaluator = ?"
+        )
+        params: list[Any] = [evaluator]
+        if open_only:
+            sql += " AND r.status IN ('pending', 'disputed')"
+        if run_ids is None:
+            return self._rows(sql + " ORDER BY r.id", params)
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(run_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.extend(self._rows(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk]))
+        return out
+
+    def disputed_run_ids(self, evaluator: str) -> set[str]:
+        """Runs whose two blind reviews disagree and await adjudication."""
+        return {
+            r["run_id"]
+            for r in self._rows(
+                "SELECT run_id FROM label_reviews WHERE evaluator = ? AND status = 'disputed'", [evaluator]
+            )
+        }
+
+    # ---- optimizer --------------------------------------------------------------------------------------
+
+    def insert_failure_analysis(self, evaluator: str, alignment_id: int, method: str, result: str) -> int:
+        """Store a failure analysis (its JSON) with the alignment run it came from; returns its id."""
+        cur = self._write(
+            "INSERT INTO failure_analyses (evaluator, alignment_id, method, result, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [evaluator, alignment_id, method, result, now_iso()],
+        )
+        return int(cur.lastrowid or 0)
+
+    def latest_failure_analysis(self, alignment_id: int, method: str | None = None) -> dict[str, Any] | None:
+        sql = "SELECT * FROM failure_analyses WHERE alignment_id = ?"
+        params: list[Any] = [alignment_id]
+        if method is not None:
+            sql += " AND method = ?"
+            params.append(method)
+        return self._one(sql + " ORDER BY id DESC LIMIT 1", params)
+
+    def insert_proposal(self, row: dict[str, Any]) -> int:
+        cols = list(row)
+        cur = self._write(
+            f"INSERT INTO proposals ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM proposals WHERE id = ?", [proposal_id])
+
+    def proposals(self, evaluator: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
+
+    def mark_proposal_applied(self, proposal_id: int) -> None:
+        self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
+
+    # ---- judge cache ------------------------------------------------------------------------------------
+
+    def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at); newer replace older."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
+                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
+                ":completion_tokens, :cached_tokens, :created_at)",
+                list(rows),
+            )
+
+    def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(keys), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(f"SELECT * FROM judge_cache WHERE key IN ({marks})", chunk):
+                out[r["key"]] = r
+        return out
+
+    # ---- alignment runs ---------------------------------------------------------------------------------
+
+    def create_alignment_run(self, row: dict[str, Any], examples: Sequence[tuple[str, str]]) -> int:
+        """Create a run and its pending examples (run_id, human score JSON) in one transaction."""
+        with self.transaction():
+            cols = list(row)
+            cur = self.conn.execute(
+                f"INSERT INTO alignment_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+            aid = int(cur.lastrowid or 0)
+            self.conn.executemany(
+                "INSERT INTO alignment_results (alignment_id, run_id, human_score) VALUES (?, ?, ?)",
+                [(aid, rid, score) for rid, score in examples],
+            )
+        return aid
+
+    def record_results(
+        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """Persist finished examples (and new cache entries) in one short transaction."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE alignment_results SET done = 1, judge_score = :judge_score, reasoning = :reasoning, "
+                "error = :error, prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens, "
+                "cached_tokens = :cached_tokens, latency_ms = :latency_ms, cached = :cached "
+                "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
+                [{**r, "alignment_id": alignment_id} for r in results],
+            )
+            self.cache_put(cache_rows)
+
+    def reset_errors(self, alignment_id: int) -> int:
+        cur = self._write(
+            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL "
+            "WHERE alignment_id = ? AND done = 1 AND error IS NOT NULL",
+            [alignment_id],
+        )
+        return cur.rowcount
+
+    def update_alignment_run(self, alignment_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
+
+    def alignment_run_row(self, alignment_id: int) -> dict[str, Any] | None:
+        """The alignment run's own row, without the per-result aggregates of get_alignment_run."""
+        return self._one("SELECT * FROM alignment_runs WHERE id = ?", [alignment_id])
+
+    def get_alignment_run(self, alignment_id: int) -> dict[str, Any] | None:
+        # One pass over the run's results for all five counters (five correlated subqueries read them 5x).
+        return self._one(
+            "SELECT a.*, coalesce(s.judged, 0) AS judged, coalesce(s.judge_calls, 0) AS judge_calls, "
+            "coalesce(s.cache_hits, 0) AS cache_hits, coalesce(s.prompt_tokens, 0) AS prompt_tokens, "
+            "coalesce(s.completion_tokens, 0) AS completion_tokens "
+            "FROM alignment_runs a, (SELECT sum(done = 1) AS judged, "
+            "sum(done = 1 AND cached = 0 AND error IS NULL) AS judge_calls, sum(cached = 1) AS cache_hits, "
+            "sum(CASE WHEN cached = 0 THEN prompt_tokens END) AS prompt_tokens, "
+            "sum(CASE WHEN cached = 0 THEN completion_tokens END) AS completion_tokens "
+            "FROM alignment_results WHERE alignment_id = ?) s WHERE a.id = ?",
+            [alignment_id, alignment_id],
+        )
+
+    def alignment_run_ids(self, evaluator: str) -> list[int]:
+        return [
+            r["id"]
+            for r in self._rows("SELECT id FROM alignment_runs WHERE evaluator = ? ORDER BY id", [evaluator])
+        ]
+
+    def latest_alignment_id(
+        self,
+        evaluator: str,
+        prompt_ref: str | None = None,
+        status: str | None = None,
+        split: str | None = None,
+    ) -> int | None:
+        sql = "SELECT id FROM alignment_runs WHERE evaluator = ?"
+        params: list[Any] = [evaluator]
+        if prompt_ref is not None:
+            sql += " AND prompt_ref = ?"
+            params.append(prompt_ref)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        value = self._scalar(sql + " ORDER BY id DESC LIMIT 1", params)
+        return int(value) if value is not None else None
+
+    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: str) -> int | None:
+        """The latest completed, non-test alignment run of exactly this prompt text and judge settings."""
+        value = self._scalar(
+            "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND judge = ? AND status = 'completed' "
+            "AND split != 'test' ORDER BY id DESC LIMIT 1",
+            [evaluator, prompt, judge],
+        )
+        return int(value) if value is not None else None
+
+    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
+        if done_only:
+            sql += " AND done = 1"
+        return self._rows(sql + " ORDER BY run_id", [alignment_id])
+
+    def misaligned(
+        self,
+        alignment_id: int,
+        evaluator: str,
+        condition: str,
+        by_severity: bool,
+        offset: int,
+        limit: int,
+        may_hold_test: bool = True,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of judged, error-free, misaligned results, never from the evaluator's test split.
+
+        `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text). A dev run
+        holds no test examples (`may_hold_test=False`), which spares a lookup per misaligned row.
+        """
+        if condition not in MISALIGNED_DIRECTIONS.values():
+            raise ValueError(f"unknown misaligned condition {condition!r}")
+        where = (
+            "r.alignment_id = ? AND r.done = 1 AND r.error IS NULL AND r.judge_score IS NOT NULL "
+            f"AND r.judge_score != r.human_score AND ({condition})"
+        )
+        params: list[Any] = [alignment_id]
+        if may_hold_test:
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM splits s WHERE s.evaluator = ? AND s.run_id = r.run_id "
+                "AND s.split = 'test')"
+            )
+            params.append(evaluator)
+        total = int(self._scalar(f"SELECT count(*) FROM alignment_results r WHERE {where}", params))
+        order = "r.run_id"
+        if by_severity:
+            order = "abs(CAST(r.judge_score AS INTEGER) - CAST(r.human_score AS INTEGER)) DESC, r.run_id"
+        rows = self._rows(
+            f"SELECT r.* FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return total, rows
+
+    def pending_examples(self, alignment_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 ORDER BY run_id",
+            [alignment_id],
+        )
+
+    def runs_with_results(self, evaluator: str, prompt_hash: str) -> list[int]:
+        return [
+            r["id"]
+            for r in self._rows(
+                "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt_hash = ? ORDER BY id DESC",
+                [evaluator, prompt_hash],
+            )
+        ]
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "inputs": loads(row["inputs"]),
+        "outputs": loads(row["outputs"]),
+        "reference_outputs": loads(row["reference_outputs"]),
+        "metadata": loads(row["metadata"]) or {},
+    }
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """Open the store at `path`, or at ALIGN_MCP_DB / the default data directory."""
+    if path is None:
+        from align_mcp.config import load
+
+        path = load().db_path
+    return Store(path)
