@@ -95,7 +95,9 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
         ),
         encoding="utf-8",
     )
-    code = code.replace('"runs.jsonl"', repr(str(runs))).replace('"align.db"', repr(str(tmp_path / "readme.db")))
+    code = code.replace('"runs.jsonl"', repr(str(runs))).replace(
+        '"align.db"', repr(str(tmp_path / "readme.db"))
+    )
     with FakeJudgeServer(responder=simulated_responder) as judge:
         monkeypatch.setenv("OPENAI_BASE_URL", judge.base_url)
         monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", "simulated")
