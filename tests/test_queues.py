@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from align_mcp.core.models import ScoreType
-from align_mcp.engine import evaluators, queues
-from align_mcp.errors import InvalidInput, InvalidScore, NotFound
+from align_mcp.engine import evaluators, queues, reviews
+from align_mcp.errors import Conflict, InvalidInput, InvalidScore, NotFound
 from align_mcp.store import Store
 
 TONE = ScoreType(kind="categorical", labels=["good", "ok", "bad"])
@@ -501,3 +504,123 @@ def test_queues_are_listed_with_counts_and_balance(runs_store: Store) -> None:
     )
     assert q.balance.counts == {"0": 1, "1": 2}
     assert (listed[1].pending, listed[1].labeled) == (0, 0)
+
+
+# ---- blind-review rules under concurrent writers --------------------------------------------------------------
+
+
+def rival_after_read(
+    monkeypatch: pytest.MonkeyPatch,
+    writer: Store,
+    read: str,
+    rival: Store,
+    move: Callable[[Store], object],
+) -> list[str]:
+    """Make `rival` (another connection to the same file) try `move` right after `writer` first calls `read`.
+
+    The rival does not wait for SQLite's lock: if the writer makes that read inside its write transaction, the
+    rival's move fails at once with "database is locked" and can only come after the writer's commit.
+    Returns what became of the rival's move ("done", or SQLite's error).
+    """
+    rival.conn.execute("PRAGMA busy_timeout = 0")
+    outcome: list[str] = []
+    original = getattr(writer, read)
+
+    def read_then_the_rival(*args: Any, **kwargs: Any) -> Any:
+        seen = original(*args, **kwargs)
+        if not outcome:
+            try:
+                move(rival)
+                outcome.append("done")
+            except sqlite3.OperationalError as e:
+                outcome.append(str(e))
+        return seen
+
+    monkeypatch.setattr(writer, read, read_then_the_rival)
+    return outcome
+
+
+def test_a_relabel_racing_a_review_request_never_becomes_its_own_blind_second_label(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    with Store(db_path) as alice:
+        rival = rival_after_read(
+            monkeypatch,
+            alice,
+            "reviews",
+            runs_store,
+            lambda s: reviews.request_review(s, "correctness", ["pp-001"]),
+        )
+
+        queues.submit_label(alice, "correctness", "pp-001", 0, labeler="alice")
+
+    assert rival == ["database is locked"]
+    reviews.request_review(runs_store, "correctness", ["pp-001"])
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.first_score, review.first_labeler, review.second_labeler) == (
+        "pending",
+        0,
+        "alice",
+        None,
+    )
+
+
+def test_a_second_reviewer_racing_their_own_label_cannot_settle_the_dispute(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    reviews.request_review(runs_store, "correctness", ["pp-001"])
+    with Store(db_path) as first_tab, Store(db_path) as second_tab:
+        rival = rival_after_read(
+            monkeypatch,
+            first_tab,
+            "reviews",
+            second_tab,
+            lambda s: queues.submit_label(s, "correctness", "pp-001", 0, labeler="bob"),
+        )
+
+        queues.submit_label(first_tab, "correctness", "pp-001", 0, labeler="bob")
+
+        assert rival == ["database is locked"]
+        with pytest.raises(Conflict) as raised:
+            queues.submit_label(second_tab, "correctness", "pp-001", 0, labeler="bob")
+
+    assert str(raised.value) == (
+        "Run 'pp-001' needs an adjudicating label for 'correctness' from someone other than its two reviewers "
+        "('alice', 'bob'); or settle it with adjudicate."
+    )
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.second_labeler, review.final_labeler, review.in_reference_set) == (
+        "disputed",
+        "bob",
+        None,
+        False,
+    )
+
+
+def test_a_review_request_racing_a_relabel_opens_on_the_label_that_is_current(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    with Store(db_path) as alice:
+        rival = rival_after_read(
+            monkeypatch,
+            runs_store,
+            "current_label_rows",
+            alice,
+            lambda s: queues.submit_label(s, "correctness", "pp-001", 0, labeler="alice"),
+        )
+
+        reviews.request_review(runs_store, "correctness", ["pp-001"])
+
+        assert rival == ["database is locked"]
+        with pytest.raises(Conflict) as raised:
+            queues.submit_label(alice, "correctness", "pp-001", 0, labeler="alice")
+
+    assert str(raised.value) == (
+        "Run 'pp-001' is waiting for a blind second review for 'correctness', and 'alice' gave the first label; "
+        "the second must come from a different labeler. To overrule the first label yourself, use adjudicate."
+    )
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.first_score, review.reference_score) == ("pending", 1, 1)

@@ -44,27 +44,29 @@ def request_review(
     """
     get_evaluator(store, evaluator)
     ids = check_run_ids(store, run_ids)
-    labels = store.current_label_rows(evaluator, ids)
-    unlabeled = [rid for rid in ids if rid not in labels]
-    if unlabeled:
-        raise InvalidInput(
-            f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
-            "second review; label them with submit_label."
-        )
-    already = [r["run_id"] for r in store.reviews(evaluator, ids, open_only=True)]
-    if already:
-        raise Conflict(
-            f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
-            "they stand; adjudicate settles one."
-        )
-    triaged = store.latest_triage(evaluator, ids)
-    rows = []
-    for rid in ids:
-        why = reason
-        if why is None and rid in triaged:
-            why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
-        rows.append((rid, int(labels[rid]["id"]), why))
+    # The review pins the current label as its first one: read it in the transaction that opens the review, so a
+    # relabel arriving meanwhile is either that first label or a label the review's rules apply to.
     with store.transaction():
+        labels = store.current_label_rows(evaluator, ids)
+        unlabeled = [rid for rid in ids if rid not in labels]
+        if unlabeled:
+            raise InvalidInput(
+                f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
+                "second review; label them with submit_label."
+            )
+        already = [r["run_id"] for r in store.reviews(evaluator, ids, open_only=True)]
+        if already:
+            raise Conflict(
+                f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
+                "they stand; adjudicate settles one."
+            )
+        triaged = store.latest_triage(evaluator, ids)
+        rows = []
+        for rid in ids:
+            why = reason
+            if why is None and rid in triaged:
+                why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
+            rows.append((rid, int(labels[rid]["id"]), why))
         store.insert_reviews(evaluator, rows)
     first = sorted({str(labels[rid]["labeler"]) for rid in ids if _person(labels[rid]["labeler"])})
     notes = [
@@ -89,14 +91,14 @@ def adjudicate(
     if _person(labeler) is None:
         raise InvalidInput("Say who adjudicates (labeler=...): the final label records its author.")
     check_run_ids(store, [run_id], "run_id")
-    reviews = store.reviews(evaluator, [run_id], open_only=True)
-    if not reviews:
-        raise InvalidInput(
-            f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. To "
-            "change its label use submit_label (the history is kept)."
-        )
-    value = score_type.validate_score(score)
     with store.transaction():
+        reviews = store.reviews(evaluator, [run_id], open_only=True)
+        if not reviews:
+            raise InvalidInput(
+                f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. To "
+                "change its label use submit_label (the history is kept)."
+            )
+        value = score_type.validate_score(score)
         store.insert_labels(evaluator, [(run_id, dumps(value), comment, labeler)])
         label = store.current_label_rows(evaluator, [run_id])[run_id]
         store.update_review(
@@ -218,7 +220,7 @@ def _person(labeler: str | None) -> str | None:
 def check_review_labels(
     store: Store, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
 ) -> None:
-    """Refuse labels that would break a blind review. Called by queues.submit_labels before it writes.
+    """Refuse labels that would break a blind review. queues.submit_labels calls it in its write transaction.
 
     `labels` are (run_id, score JSON, comment, labeler) rows. A run waiting for its second review needs a
     named labeler other than the first; a disputed run needs one other than both reviewers (or adjudicate).
@@ -256,7 +258,7 @@ def check_review_labels(
 def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None:
     """Apply the adjudication rule to open reviews of runs that just got a label.
 
-    Called by queues.submit_labels after it writes, inside the same transaction.
+    queues.submit_labels calls it after it writes, in the same transaction as check_review_labels.
     """
     open_reviews = store.reviews(evaluator, run_ids, open_only=True)
     if not open_reviews:
