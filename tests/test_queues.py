@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -624,3 +628,50 @@ def test_a_review_request_racing_a_relabel_opens_on_the_label_that_is_current(
     )
     [review] = reviews.list_reviews(runs_store, "correctness").reviews
     assert (review.status, review.first_score, review.reference_score) == ("pending", 1, 1)
+
+
+# ---- what a label write loads -------------------------------------------------------------------------------
+
+LABEL_IN_A_FRESH_INTERPRETER = textwrap.dedent(
+    """
+    import json, sys
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import evaluators, ingest, queues
+    from align_mcp.store import Store
+
+    with Store(sys.argv[1]) as store:
+        evaluators.create(store, "correctness", ScoreType(kind="binary"))
+        ingest.import_runs(store, "support", runs=[{"id": "r1", "inputs": {"q": "?"}, "outputs": {"a": "!"}}])
+        receipt = queues.submit_label(store, "correctness", "r1", 1, labeler="ana")
+    print(json.dumps({"labeled": receipt.labeled, "modules": sorted(sys.modules)}))
+    """
+)
+NOT_FOR_A_LABEL = (
+    "openai",
+    "httpx",
+    "dspy",
+    "litellm",
+    "mcp",
+    "align_mcp.llm.judge",
+    "align_mcp.engine.alignment",
+    "align_mcp.optimize",
+    "align_mcp.diagnose",
+    "align_mcp.mcp",
+)
+
+
+def test_a_label_write_loads_no_judge_alignment_optimizer_or_mcp_code(db_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LABEL_IN_A_FRESH_INTERPRETER, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert result["labeled"] == 1
+    loaded = [
+        m for m in result["modules"] if any(m == name or m.startswith(name + ".") for name in NOT_FOR_A_LABEL)
+    ]
+    assert loaded == []

@@ -20,6 +20,7 @@ from align_mcp.core.models import (
 )
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.evaluators import get as get_evaluator
+from align_mcp.engine.review_rules import check_review_labels, settle_reviews
 from align_mcp.errors import InvalidInput, NotFound
 from align_mcp.store import Store, dumps, loads
 
@@ -144,8 +145,6 @@ def submit_labels(
         raise InvalidInput("No labels given. Pass a list of {run_id, score, comment?}.")
     if len(labels) > MAX_BATCH:
         raise InvalidInput(f"{len(labels)} labels in one call; send at most {MAX_BATCH} per call.")
-    from align_mcp.engine.reviews import check_review_labels, settle_reviews
-
     # Every read that decides this write (the runs, the open blind reviews, the labels a relabel replaces) runs in
     # the write transaction, so no other labeler or review request can change them between the check and the write.
     with store.transaction():
