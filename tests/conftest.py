@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,30 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class ManualClock:
+    """A time source (seconds since the epoch, like time.time) that moves only when a test advances it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    """An empty store at ALIGN_MCP_DB, closed after the test."""
-    with open_store() as s:
+def clock() -> ManualClock:
+    """The test stores' clock. It starts at the real time, so a store on the real clock agrees with it until the
+    test advances it."""
+    return ManualClock(time.time())
+
+
+@pytest.fixture
+def store(db_path: Path, clock: ManualClock) -> Iterator[Store]:
+    """An empty store at ALIGN_MCP_DB on the test's clock, closed after the test."""
+    with open_store(clock=clock) as s:
         yield s
 
 

@@ -7,9 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators, queues, reviews
 from align_mcp.errors import Conflict, InvalidInput, InvalidScore, NotFound
 from align_mcp.store import Store
+from conftest import ManualClock
 
 TONE = ScoreType(kind="categorical", labels=["good", "ok", "bad"])
 QUALITY = ScoreType(kind="ordinal", min=1, max=5)
@@ -191,7 +192,7 @@ def test_next_items_reserve_runs_so_a_second_labeler_gets_others(runs_store: Sto
 
 
 def test_next_items_show_the_run_and_its_reservation(
-    runs_store: Store, support_runs: list[dict[str, Any]]
+    runs_store: Store, support_runs: list[dict[str, Any]], clock: ManualClock
 ) -> None:
     queues.add_to_queue(runs_store, "correctness", run_ids=["pp-001"])
 
@@ -206,21 +207,29 @@ def test_next_items_show_the_run_and_its_reservation(
         first["reference_outputs"],
         first["metadata"],
     )
-    assert item.reserved_until is not None
-    assert 590 < item.reserved_until.timestamp() - time.time() <= 600
+    assert item.reserved_until == datetime.fromtimestamp(clock() + 600, UTC)
 
 
-def test_an_expired_reservation_can_be_taken_by_another_labeler(runs_store: Store) -> None:
+def test_a_reservation_holds_until_it_expires_then_another_labeler_can_take_it(
+    runs_store: Store, clock: ManualClock
+) -> None:
     queues.add_to_queue(runs_store, "correctness", source="support")
+    order = pending(runs_store)
     alice = [
-        i.run_id for i in queues.next_items(runs_store, "correctness", "alice", limit=3, reserve_seconds=0.05)
+        i.run_id for i in queues.next_items(runs_store, "correctness", "alice", limit=3, reserve_seconds=60)
     ]
-    time.sleep(0.06)
+    clock.advance(60)
 
     bob = [i.run_id for i in queues.next_items(runs_store, "correctness", "bob", limit=3)]
+    clock.advance(0.001)
+    carol = [i.run_id for i in queues.next_items(runs_store, "correctness", "carol", limit=3)]
 
-    assert bob == alice
-    assert queues.summary(runs_store, "correctness").reserved == 3
+    assert alice == order[:3]
+    assert bob == order[3:6], "at its last instant alice's reservation still holds"
+    assert carol == alice
+    assert queues.summary(runs_store, "correctness").reserved == 6
+    clock.advance(queues.DEFAULT_RESERVATION_S + 1)
+    assert queues.summary(runs_store, "correctness").reserved == 0
 
 
 def test_labeled_runs_are_not_offered_again(runs_store: Store) -> None:

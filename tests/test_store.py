@@ -185,7 +185,7 @@ def test_labelers_in_threads_never_share_an_item(runs_store: Store, db_path: Pat
             if shared:
                 label_until_empty(runs_store, labeler, got[labeler])
             else:
-                with Store(db_path) as own:
+                with Store(db_path, runs_store.clock) as own:
                     label_until_empty(own, labeler, got[labeler])
         except BaseException as e:
             failures.append(e)
