@@ -39,7 +39,7 @@ from test_faults import (
     subprocess_env,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 
 def test_three_kills_at_different_points_then_a_resume_finishes_with_every_example_judged_once(
@@ -136,7 +136,6 @@ def test_eight_labeler_processes_store_every_label_and_never_share_an_item(db_pa
         )
 
 
-@pytest.mark.anyio
 async def test_a_judge_that_rate_limits_every_example_twice_at_full_concurrency_still_judges_everything(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

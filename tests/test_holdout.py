@@ -30,6 +30,8 @@ OVERFIT_WARNING = (
     "ones."
 )
 
+pytestmark = pytest.mark.anyio
+
 
 def env_for(srv: FakeJudgeServer) -> config.Settings:
     return config.Settings(
@@ -167,7 +169,6 @@ def test_the_same_ids_get_the_same_split_in_a_fresh_store(tmp_path: Path) -> Non
     assert sorted(splits[0].values()).count("test") == 9
 
 
-@pytest.mark.anyio
 async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(store: Store) -> None:
     create(store)
     label(store, {rid: LABELS[rid] for rid in [*PASS[:5], *FAIL[:4]]})
@@ -190,7 +191,6 @@ async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(stor
     assert report.holdout.test_evaluations == 0
 
 
-@pytest.mark.anyio
 async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -214,7 +214,6 @@ async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: 
     assert info is not None and info.test_evaluations == 3
 
 
-@pytest.mark.anyio
 async def test_misaligned_cases_never_come_from_the_test_split(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -229,7 +228,6 @@ async def test_misaligned_cases_never_come_from_the_test_split(store: Store) -> 
     assert align.get_misaligned(store, NAME, limit=100).alignment_run == everything.run.id
 
 
-@pytest.mark.anyio
 async def test_misaligned_refuses_a_test_split_run(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -250,7 +248,6 @@ async def test_misaligned_refuses_a_test_split_run(store: Store) -> None:
     assert not any("get_misaligned" in note for note in report.notes)
 
 
-@pytest.mark.anyio
 async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -267,7 +264,6 @@ async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(s
     assert not any(w.startswith("Possible overfitting") for w in dev.warnings)
 
 
-@pytest.mark.anyio
 async def test_no_overfitting_warning_when_dev_and_test_agree(store: Store) -> None:
     create(store)
     label(store, LABELS)

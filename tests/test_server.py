@@ -45,6 +45,8 @@ DESIGN_TOOLS = {
     "propose_prompt",
 }
 
+pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -132,7 +134,6 @@ async def seed(client: Client) -> None:
 # ---- listing ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_tools_carry_descriptions_output_schemas_and_annotations(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
     diagnostics = {
@@ -171,7 +172,6 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
     assert "answer" not in label_args["properties"]
 
 
-@pytest.mark.anyio
 async def test_unknown_evaluator_errors_name_the_value_and_the_next_step(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -198,7 +198,6 @@ async def test_unknown_evaluator_errors_name_the_value_and_the_next_step(client:
 # ---- runs in ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_import_runs_from_a_file_reports_feedback_waiting_for_an_evaluator(client: Client) -> None:
     report = await ok(client, "import_runs", source="support", path=str(EXAMPLES))
     assert report["inserted"] == 46
@@ -207,7 +206,6 @@ async def test_import_runs_from_a_file_reports_feedback_waiting_for_an_evaluator
     assert (again["inserted"], again["skipped"]) == (0, 46)
 
 
-@pytest.mark.anyio
 async def test_import_runs_inline(client: Client) -> None:
     runs = [
         {"id": "a1", "inputs": {"q": "2+2?"}, "outputs": {"a": "4"}},
@@ -217,7 +215,6 @@ async def test_import_runs_inline(client: Client) -> None:
     assert (report["inserted"], report["kind"]) == (2, "project")
 
 
-@pytest.mark.anyio
 async def test_import_runs_errors_store_nothing(client: Client, db: Path, tmp_path: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -234,7 +231,6 @@ async def test_import_runs_errors_store_nothing(client: Client, db: Path, tmp_pa
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db: Path) -> None:
     long = "x" * 5000
     await ok(
@@ -251,7 +247,6 @@ async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db: P
 # ---- evaluators ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_create_evaluator_picks_up_imported_labels(client: Client) -> None:
     await seed(client)
     queues = (await ok(client, "list_queues"))["queues"]
@@ -259,7 +254,6 @@ async def test_create_evaluator_picks_up_imported_labels(client: Client) -> None
     assert queues[0]["balance"]["counts"] == {"0": 18, "1": 28}
 
 
-@pytest.mark.anyio
 async def test_create_evaluator_ordinal_with_judge_settings(client: Client) -> None:
     ev = await ok(
         client,
@@ -276,7 +270,6 @@ async def test_create_evaluator_ordinal_with_judge_settings(client: Client) -> N
     assert ev["versions"][0]["version"] == 1 and not ev["draft_differs"]
 
 
-@pytest.mark.anyio
 async def test_create_evaluator_errors_store_nothing(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -293,7 +286,6 @@ async def test_create_evaluator_errors_store_nothing(client: Client, db: Path) -
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_list_and_get_evaluators(client: Client) -> None:
     empty = await ok(client, "list_evaluators")
     assert empty == {"evaluators": [], "notes": ["No evaluators yet: create one with create_evaluator."]}
@@ -310,7 +302,6 @@ async def test_list_and_get_evaluators(client: Client) -> None:
 # ---- queues and labels --------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_queue_next_items_and_label_with_a_score(client: Client) -> None:
     await seed(client)
     await ok(client, "create_evaluator", name="tone", score_type="ordinal", min=1, max=5)
@@ -339,7 +330,6 @@ async def test_queue_next_items_and_label_with_a_score(client: Client) -> None:
     assert "label at least 20" in stored["balance"]["warnings"][0]
 
 
-@pytest.mark.anyio
 async def test_next_items_on_an_empty_queue_says_how_to_fill_it(client: Client) -> None:
     await seed(client)
     page = await ok(client, "next_items", evaluator="correctness")
@@ -347,7 +337,6 @@ async def test_next_items_on_an_empty_queue_says_how_to_fill_it(client: Client) 
     assert page["notes"] == ["Nothing left to label in this queue. Add runs with add_to_queue."]
 
 
-@pytest.mark.anyio
 async def test_add_to_queue_errors(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -360,7 +349,6 @@ async def test_add_to_queue_errors(client: Client, db: Path) -> None:
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_label_errors_name_the_bad_value_and_store_nothing(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -376,7 +364,6 @@ async def test_label_errors_name_the_bad_value_and_store_nothing(client: Client,
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_submit_labels_stores_all_and_reports_balance(client: Client) -> None:
     await seed(client)
     labels = [
@@ -392,7 +379,6 @@ async def test_submit_labels_stores_all_and_reports_balance(client: Client) -> N
 # ---- labels via elicitation ---------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "mode", ["auto", "legacy"]
 )  # input_required round trips (2026-07-28) / pushed request
@@ -415,7 +401,6 @@ async def test_submit_label_without_score_asks_the_human_in_a_form(server: MCPSe
     assert schema["required"] == ["score"]
 
 
-@pytest.mark.anyio
 async def test_elicitation_form_follows_the_score_type(server: MCPServer[Any]) -> None:
     human = Labeler(content={"score": "ok"})
     async with Client(server, cache=None, elicitation_callback=human) as client:
@@ -434,7 +419,6 @@ async def test_elicitation_form_follows_the_score_type(server: MCPServer[Any]) -
     assert (ordinal["type"], ordinal["minimum"], ordinal["maximum"]) == ("integer", 1, 5)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("action", "status"), [("decline", "declined"), ("cancel", "cancelled")])
 async def test_a_declined_or_cancelled_form_stores_nothing(
     server: MCPServer[Any], db: Path, action: str, status: str
@@ -450,7 +434,6 @@ async def test_a_declined_or_cancelled_form_stores_nothing(
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_a_client_without_forms_is_told_to_pass_the_score(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -462,7 +445,6 @@ async def test_a_client_without_forms_is_told_to_pass_the_score(client: Client, 
     assert stored["receipt"]["score"] == 1
 
 
-@pytest.mark.anyio
 async def test_the_form_is_not_shown_for_an_unknown_run(server: MCPServer[Any]) -> None:
     human = Labeler(content={"score": "pass"})
     async with Client(server, cache=None, elicitation_callback=human) as client:
@@ -475,7 +457,6 @@ async def test_the_form_is_not_shown_for_an_unknown_run(server: MCPServer[Any]) 
 # ---- alignment ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -519,7 +500,6 @@ async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     assert (second["run"]["id"], "draft") in recent and (second["baseline"]["id"], "v1") in recent
 
 
-@pytest.mark.anyio
 async def test_run_alignment_on_a_saved_version_and_split(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(
@@ -533,7 +513,6 @@ async def test_run_alignment_on_a_saved_version_and_split(client: Client, judge:
     assert "has no version 9" in await fails(client, "run_alignment", evaluator="correctness", prompt="v9")
 
 
-@pytest.mark.anyio
 async def test_run_alignment_without_a_judge_model_says_what_to_set(
     client: Client, judge: FakeJudgeServer, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -546,7 +525,6 @@ async def test_run_alignment_without_a_judge_model_says_what_to_set(
     assert judge.calls == 0
 
 
-@pytest.mark.anyio
 async def test_run_alignment_with_no_labels_says_how_to_get_them(
     client: Client, judge: FakeJudgeServer, db: Path
 ) -> None:
@@ -557,7 +535,6 @@ async def test_run_alignment_with_no_labels_says_how_to_get_them(
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_cancelled_alignment_keeps_finished_results_and_resumes(
     client: Client, judge: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -592,7 +569,6 @@ async def test_cancelled_alignment_keeps_finished_results_and_resumes(
     assert "No alignment run 999" in await fails(client, "resume_alignment", alignment_run=999)
 
 
-@pytest.mark.anyio
 async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(client, "run_alignment", evaluator="correctness")
@@ -614,7 +590,6 @@ async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJud
     )
 
 
-@pytest.mark.anyio
 async def test_get_misaligned_before_any_run_says_to_run_alignment(client: Client) -> None:
     await seed(client)
     assert "Start one with run_alignment" in await fails(client, "get_misaligned", evaluator="correctness")
@@ -623,7 +598,6 @@ async def test_get_misaligned_before_any_run_says_to_run_alignment(client: Clien
 # ---- drafts and versions ------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_update_draft_returns_a_diff_and_does_not_save(client: Client) -> None:
     await seed(client)
     update = await ok(
@@ -641,7 +615,6 @@ async def test_update_draft_returns_a_diff_and_does_not_save(client: Client) -> 
     assert versions["total"] == 1 and versions["draft_differs"] is True
 
 
-@pytest.mark.anyio
 async def test_update_draft_errors_store_nothing(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -657,7 +630,6 @@ async def test_update_draft_errors_store_nothing(client: Client, db: Path) -> No
     assert snapshot(db) == before
 
 
-@pytest.mark.anyio
 async def test_save_prompt_creates_a_version_and_refuses_an_unchanged_draft(client: Client, db: Path) -> None:
     await seed(client)
     before = snapshot(db)
@@ -696,7 +668,6 @@ def reflecting_judge(body: dict[str, Any]) -> Reply:
     return simulated_responder(body)
 
 
-@pytest.mark.anyio
 async def test_analyze_failures_groups_the_misaligned_cases(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(client, "run_alignment", evaluator="correctness")
@@ -708,7 +679,6 @@ async def test_analyze_failures_groups_the_misaligned_cases(client: Client, judg
     assert "No alignment run 999" in message
 
 
-@pytest.mark.anyio
 async def test_a_proposal_reaches_the_draft_only_through_apply_proposal(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -752,7 +722,6 @@ async def read(client: Client, uri: str) -> str:
     return str(content.text)
 
 
-@pytest.mark.anyio
 async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -781,7 +750,6 @@ async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     assert stored.startswith(f"# Alignment run {edited['run']['id']}: correctness draft vs v1\n")
 
 
-@pytest.mark.anyio
 async def test_unknown_resources_are_errors_that_say_what_exists(client: Client) -> None:
     await seed(client)
     with pytest.raises(MCPError, match=r"No evaluator named 'tone'\. Known: correctness"):
@@ -792,7 +760,6 @@ async def test_unknown_resources_are_errors_that_say_what_exists(client: Client)
         await client.read_resource("align://reports/5")
 
 
-@pytest.mark.anyio
 async def test_align_evaluator_prompt_explains_the_loop_and_the_statistics(client: Client) -> None:
     prompts = {p.name: p for p in (await client.list_prompts()).prompts}
     assert "align_evaluator" in prompts
@@ -815,7 +782,6 @@ async def test_align_evaluator_prompt_explains_the_loop_and_the_statistics(clien
     assert "(ask me which one, or create one)" in generic.messages[0].content.text  # type: ignore[union-attr]
 
 
-@pytest.mark.anyio
 async def test_an_import_root_confines_file_imports(
     client: Client, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

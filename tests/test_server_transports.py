@@ -28,6 +28,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.json
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 TOKEN = "test-token-0123456789abcdef"
 
+pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -48,7 +50,6 @@ def serve_command(*args: str) -> list[str]:
 # ---- stdio --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_stdio_subprocess_serves_the_loop(tmp_path: Path) -> None:
     db = tmp_path / "align.db"
     command, *args = serve_command()
@@ -146,7 +147,6 @@ INITIALIZE = {
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
-@pytest.mark.anyio
 async def test_http_requires_the_bearer_token_and_checks_origin(http_server: str) -> None:
     async with httpx2.AsyncClient(timeout=10) as http:
         missing = await http.post(http_server, json=INITIALIZE, headers=JSON_HEADERS)
