@@ -3,7 +3,6 @@ alignment runs, hidden from misaligned views, and counted when the test split is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import reference_set, submit_labels
 from align_mcp.errors import InvalidInput, NotFound
 from align_mcp.store import Store
-from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply
+from conftest import rid_of
 
 NAME = "correctness"
 PASS = [f"p{i:02d}" for i in range(1, 21)]
@@ -60,10 +60,6 @@ def label(store: Store, labels: Mapping[str, Score]) -> None:
 
 def assignments(store: Store) -> dict[str, str]:
     return {r["run_id"]: r["split"] for r in store.split_rows(NAME)}
-
-
-def rid_of(body: dict[str, Any]) -> str:
-    return str(json.loads(section(prompt_text(body), "inputs") or "{}")["rid"])
 
 
 def judge_as(scores: Mapping[str, Score]) -> Callable[[dict[str, Any]], Reply]:
