@@ -1,4 +1,4 @@
-"""Annotation queues and labels: selecting runs, reservations, score validation, relabeling and balance."""
+"""Queues and labels: selection, reservations, scores, relabels, balance, review races, what a label loads."""
 
 from __future__ import annotations
 
