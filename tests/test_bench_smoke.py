@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 HAS_DSPY = importlib.util.find_spec("dspy") is not None
 EXPECTED = {
     "align": ["align-mcp / bare loop (floor)", "CPU per judged example"]

@@ -14,9 +14,8 @@ from click.testing import CliRunner, Result
 
 from align_mcp.cli import main
 from align_mcp.store import Store
-from align_mcp.testing.fakejudge import FakeJudgeServer, simulated_responder
-
-EXAMPLE_RUNS = Path(__file__).resolve().parent.parent / "examples" / "support_runs.jsonl"
+from align_mcp.testing.fakejudge import FakeJudgeServer
+from conftest import EXAMPLE_RUNS
 
 Cli = Callable[..., Result]
 
@@ -60,15 +59,6 @@ def support(cli: Cli) -> Cli:
     ok(cli("import", str(EXAMPLE_RUNS), "--source", "support"))
     ok(cli("evaluator", "create", "correctness"))
     return cli
-
-
-@pytest.fixture
-def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
-    with FakeJudgeServer(responder=simulated_responder) as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", "simulated-judge")
-        yield srv
 
 
 @pytest.mark.parametrize("path", [(), *command_paths(main)], ids=lambda p: " ".join(p) or "align-mcp")

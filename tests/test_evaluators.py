@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators
 from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
 from align_mcp.store import Store
+from conftest import ROOT
 
-PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS = ROOT / "prompts"
 BINARY = ScoreType(kind="binary")
 SMALL_PROMPT = "Grade the answer.\nBe strict.\n{{outputs}}\n"
 

@@ -8,7 +8,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,22 @@ from align_mcp.engine import evaluators, formats, ingest, queues
 from align_mcp.errors import ImportFormatError
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, rate_limited
+from conftest import rid_of, run_labeler_processes, snapshot
 from test_faults import (
     BINARY,
-    LABELER,
     NAME,
     PerRun,
     cli,
     done_results,
     judge_env,
     kill_mid_alignment,
-    logical,
-    rid_of,
     seed,
     settle,
     snapshot_labels,
     subprocess_env,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 
 def test_three_kills_at_different_points_then_a_resume_finishes_with_every_example_judged_once(
@@ -100,28 +97,12 @@ def test_eight_labeler_processes_store_every_label_and_never_share_an_item(db_pa
             runs=[{"id": f"q{i:04d}", "inputs": {"q": i}, "outputs": {"a": i}} for i in range(total)],
         )
         queues.add_to_queue(store, NAME, source="support")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", LABELER, str(db_path), f"process-{i}", str(per_labeler)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(labelers)
-    ]
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    got: dict[str, list[str]] = {}
-    for i, p in enumerate(procs):
-        stdout, _ = p.communicate(timeout=300)
-        assert p.returncode == 0
-        result = json.loads(stdout.strip().splitlines()[-1])
-        assert result["relabeled"] == 0
-        got[f"process-{i}"] = result["got"]
+    names = [f"process-{i}" for i in range(labelers)]
+
+    done = run_labeler_processes(db_path, NAME, names, most=per_labeler, timeout=300)
+
+    assert all(labeled["relabeled"] == 0 for labeled in done.values())
+    got = {name: labeled["got"] for name, labeled in done.items()}
     handed_out = [rid for ids in got.values() for rid in ids]
     assert all(len(ids) == per_labeler for ids in got.values())
     assert len(handed_out) == len(set(handed_out)) == total
@@ -136,7 +117,6 @@ def test_eight_labeler_processes_store_every_label_and_never_share_an_item(db_pa
         )
 
 
-@pytest.mark.anyio
 async def test_a_judge_that_rate_limits_every_example_twice_at_full_concurrency_still_judges_everything(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,11 +145,11 @@ def test_an_import_line_over_the_real_64_mib_limit_is_rejected_and_stores_nothin
     with path.open("w", encoding="utf-8") as f:
         f.write('{"id": "ok", "inputs": {"q": 1}, "outputs": {"a": 1}}\n')
         f.write('{"inputs": {"q": "' + "x" * (limit + 10) + '"}, "outputs": {"a": 1}}\n')
-    before = logical(store.path)
+    before = snapshot(store.path)
     with pytest.raises(ImportFormatError) as e:
         ingest.import_runs(store, "big", path=path)
     assert str(e.value) == (
         f"{path}:2: the line is longer than 64 MiB, the most one record may hold. Fix that line and import again; "
         "nothing from this file was stored."
     )
-    assert logical(store.path) == before
+    assert snapshot(store.path) == before

@@ -1,4 +1,3 @@
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -8,13 +7,9 @@ import pytest
 from align_mcp.engine import formats
 from align_mcp.engine.formats import FeedbackItem, ParsedRun, detect_format, parse_record, read_runs
 from align_mcp.errors import ImportFormatError
+from conftest import write_jsonl
 
 SUFFIX = ". Fix that line and import again; nothing from this file was stored."
-
-
-def write_jsonl(path: Path, *records: Any) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def error_of(path: Path, fmt: Any = None) -> str:

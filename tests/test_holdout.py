@@ -3,7 +3,6 @@ alignment runs, hidden from misaligned views, and counted when the test split is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import reference_set, submit_labels
 from align_mcp.errors import InvalidInput, NotFound
 from align_mcp.store import Store
-from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply
+from conftest import rid_of
 
 NAME = "correctness"
 PASS = [f"p{i:02d}" for i in range(1, 21)]
@@ -29,6 +29,8 @@ OVERFIT_WARNING = (
     "prompt may be tuned to the dev examples; label more runs and prefer general instructions over case-specific "
     "ones."
 )
+
+pytestmark = pytest.mark.anyio
 
 
 def env_for(srv: FakeJudgeServer) -> config.Settings:
@@ -58,10 +60,6 @@ def label(store: Store, labels: Mapping[str, Score]) -> None:
 
 def assignments(store: Store) -> dict[str, str]:
     return {r["run_id"]: r["split"] for r in store.split_rows(NAME)}
-
-
-def rid_of(body: dict[str, Any]) -> str:
-    return str(json.loads(section(prompt_text(body), "inputs") or "{}")["rid"])
 
 
 def judge_as(scores: Mapping[str, Score]) -> Callable[[dict[str, Any]], Reply]:
@@ -167,7 +165,6 @@ def test_the_same_ids_get_the_same_split_in_a_fresh_store(tmp_path: Path) -> Non
     assert sorted(splits[0].values()).count("test") == 9
 
 
-@pytest.mark.anyio
 async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(store: Store) -> None:
     create(store)
     label(store, {rid: LABELS[rid] for rid in [*PASS[:5], *FAIL[:4]]})
@@ -190,7 +187,6 @@ async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(stor
     assert report.holdout.test_evaluations == 0
 
 
-@pytest.mark.anyio
 async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -214,7 +210,6 @@ async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: 
     assert info is not None and info.test_evaluations == 3
 
 
-@pytest.mark.anyio
 async def test_misaligned_cases_never_come_from_the_test_split(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -229,7 +224,6 @@ async def test_misaligned_cases_never_come_from_the_test_split(store: Store) -> 
     assert align.get_misaligned(store, NAME, limit=100).alignment_run == everything.run.id
 
 
-@pytest.mark.anyio
 async def test_misaligned_refuses_a_test_split_run(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -250,7 +244,6 @@ async def test_misaligned_refuses_a_test_split_run(store: Store) -> None:
     assert not any("get_misaligned" in note for note in report.notes)
 
 
-@pytest.mark.anyio
 async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(store: Store) -> None:
     create(store)
     label(store, LABELS)
@@ -267,7 +260,6 @@ async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(s
     assert not any(w.startswith("Possible overfitting") for w in dev.warnings)
 
 
-@pytest.mark.anyio
 async def test_no_overfitting_warning_when_dev_and_test_agree(store: Store) -> None:
     create(store)
     label(store, LABELS)

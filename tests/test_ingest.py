@@ -12,8 +12,8 @@ from align_mcp.core.models import ImportedFeedback, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
 from align_mcp.store import Store
+from conftest import EXAMPLE_RUNS, write_jsonl
 
-EXAMPLE_RUNS = Path(__file__).resolve().parent.parent / "examples" / "support_runs.jsonl"
 BINARY = ScoreType(kind="binary")
 GOOD_BAD = ScoreType(kind="categorical", labels=["good", "bad"])
 
@@ -21,11 +21,6 @@ GOOD_BAD = ScoreType(kind="categorical", labels=["good", "bad"])
 def table_counts(store: Store) -> dict[str, int]:
     names = [r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {name: store.conn.execute(f"SELECT count(*) FROM [{name}]").fetchone()[0] for name in names}
-
-
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def run(rid: str, score: object | None = None, **extra: Any) -> dict[str, Any]:
@@ -144,7 +139,7 @@ def test_feedback_that_does_not_fit_a_later_batch_rolls_back_the_earlier_ones(
     monkeypatch.setattr(ingest, "BATCH", 2)
     evaluators.create(store, "correctness", BINARY)
     path = write_jsonl(
-        tmp_path / "runs.jsonl", [run("a", 1), run("b", 0), run("c", 1), run("d", 1), run("e", "maybe")]
+        tmp_path / "runs.jsonl", run("a", 1), run("b", 0), run("c", 1), run("d", 1), run("e", "maybe")
     )
     counts = table_counts(store)
 

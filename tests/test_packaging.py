@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,8 +13,8 @@ import pytest
 import align_mcp
 from align_mcp import config
 from align_mcp.mcp.server import create_server
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 NAME = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
 ENV_NAMES = {

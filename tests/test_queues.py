@@ -1,17 +1,25 @@
-"""Annotation queues and labels: selecting runs, reservations, score validation, relabeling and balance."""
+"""Queues and labels: selection, reservations, scores, relabels, balance, review races, what a label loads."""
 
 from __future__ import annotations
 
-import time
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from align_mcp.core.models import ScoreType
-from align_mcp.engine import evaluators, queues
-from align_mcp.errors import InvalidInput, InvalidScore, NotFound
+from align_mcp.engine import evaluators, queues, reviews
+from align_mcp.errors import Conflict, InvalidInput, InvalidScore, NotFound
 from align_mcp.store import Store
+from conftest import ManualClock
 
 TONE = ScoreType(kind="categorical", labels=["good", "ok", "bad"])
 QUALITY = ScoreType(kind="ordinal", min=1, max=5)
@@ -184,7 +192,7 @@ def test_next_items_reserve_runs_so_a_second_labeler_gets_others(runs_store: Sto
 
 
 def test_next_items_show_the_run_and_its_reservation(
-    runs_store: Store, support_runs: list[dict[str, Any]]
+    runs_store: Store, support_runs: list[dict[str, Any]], clock: ManualClock
 ) -> None:
     queues.add_to_queue(runs_store, "correctness", run_ids=["pp-001"])
 
@@ -199,21 +207,29 @@ def test_next_items_show_the_run_and_its_reservation(
         first["reference_outputs"],
         first["metadata"],
     )
-    assert item.reserved_until is not None
-    assert 590 < item.reserved_until.timestamp() - time.time() <= 600
+    assert item.reserved_until == datetime.fromtimestamp(clock() + 600, UTC)
 
 
-def test_an_expired_reservation_can_be_taken_by_another_labeler(runs_store: Store) -> None:
+def test_a_reservation_holds_until_it_expires_then_another_labeler_can_take_it(
+    runs_store: Store, clock: ManualClock
+) -> None:
     queues.add_to_queue(runs_store, "correctness", source="support")
+    order = pending(runs_store)
     alice = [
-        i.run_id for i in queues.next_items(runs_store, "correctness", "alice", limit=3, reserve_seconds=0.05)
+        i.run_id for i in queues.next_items(runs_store, "correctness", "alice", limit=3, reserve_seconds=60)
     ]
-    time.sleep(0.06)
+    clock.advance(60)
 
     bob = [i.run_id for i in queues.next_items(runs_store, "correctness", "bob", limit=3)]
+    clock.advance(0.001)
+    carol = [i.run_id for i in queues.next_items(runs_store, "correctness", "carol", limit=3)]
 
-    assert bob == alice
-    assert queues.summary(runs_store, "correctness").reserved == 3
+    assert alice == order[:3]
+    assert bob == order[3:6], "at its last instant alice's reservation still holds"
+    assert carol == alice
+    assert queues.summary(runs_store, "correctness").reserved == 6
+    clock.advance(queues.DEFAULT_RESERVATION_S + 1)
+    assert queues.summary(runs_store, "correctness").reserved == 0
 
 
 def test_labeled_runs_are_not_offered_again(runs_store: Store) -> None:
@@ -501,3 +517,170 @@ def test_queues_are_listed_with_counts_and_balance(runs_store: Store) -> None:
     )
     assert q.balance.counts == {"0": 1, "1": 2}
     assert (listed[1].pending, listed[1].labeled) == (0, 0)
+
+
+# ---- blind-review rules under concurrent writers --------------------------------------------------------------
+
+
+def rival_after_read(
+    monkeypatch: pytest.MonkeyPatch,
+    writer: Store,
+    read: str,
+    rival: Store,
+    move: Callable[[Store], object],
+) -> list[str]:
+    """Make `rival` (another connection to the same file) try `move` right after `writer` first calls `read`.
+
+    The rival does not wait for SQLite's lock: if the writer makes that read inside its write transaction, the
+    rival's move fails at once with "database is locked" and can only come after the writer's commit.
+    Returns what became of the rival's move ("done", or SQLite's error).
+    """
+    rival.conn.execute("PRAGMA busy_timeout = 0")
+    outcome: list[str] = []
+    original = getattr(writer, read)
+
+    def read_then_the_rival(*args: Any, **kwargs: Any) -> Any:
+        seen = original(*args, **kwargs)
+        if not outcome:
+            try:
+                move(rival)
+                outcome.append("done")
+            except sqlite3.OperationalError as e:
+                outcome.append(str(e))
+        return seen
+
+    monkeypatch.setattr(writer, read, read_then_the_rival)
+    return outcome
+
+
+def test_a_relabel_racing_a_review_request_never_becomes_its_own_blind_second_label(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    with Store(db_path) as alice:
+        rival = rival_after_read(
+            monkeypatch,
+            alice,
+            "reviews",
+            runs_store,
+            lambda s: reviews.request_review(s, "correctness", ["pp-001"]),
+        )
+
+        queues.submit_label(alice, "correctness", "pp-001", 0, labeler="alice")
+
+    assert rival == ["database is locked"]
+    reviews.request_review(runs_store, "correctness", ["pp-001"])
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.first_score, review.first_labeler, review.second_labeler) == (
+        "pending",
+        0,
+        "alice",
+        None,
+    )
+
+
+def test_a_second_reviewer_racing_their_own_label_cannot_settle_the_dispute(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    reviews.request_review(runs_store, "correctness", ["pp-001"])
+    with Store(db_path) as first_tab, Store(db_path) as second_tab:
+        rival = rival_after_read(
+            monkeypatch,
+            first_tab,
+            "reviews",
+            second_tab,
+            lambda s: queues.submit_label(s, "correctness", "pp-001", 0, labeler="bob"),
+        )
+
+        queues.submit_label(first_tab, "correctness", "pp-001", 0, labeler="bob")
+
+        assert rival == ["database is locked"]
+        with pytest.raises(Conflict) as raised:
+            queues.submit_label(second_tab, "correctness", "pp-001", 0, labeler="bob")
+
+    assert str(raised.value) == (
+        "Run 'pp-001' needs an adjudicating label for 'correctness' from someone other than its two reviewers "
+        "('alice', 'bob'); or settle it with adjudicate."
+    )
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.second_labeler, review.final_labeler, review.in_reference_set) == (
+        "disputed",
+        "bob",
+        None,
+        False,
+    )
+
+
+def test_a_review_request_racing_a_relabel_opens_on_the_label_that_is_current(
+    runs_store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queues.submit_label(runs_store, "correctness", "pp-001", 1, labeler="alice")
+    with Store(db_path) as alice:
+        rival = rival_after_read(
+            monkeypatch,
+            runs_store,
+            "current_label_rows",
+            alice,
+            lambda s: queues.submit_label(s, "correctness", "pp-001", 0, labeler="alice"),
+        )
+
+        reviews.request_review(runs_store, "correctness", ["pp-001"])
+
+        assert rival == ["database is locked"]
+        with pytest.raises(Conflict) as raised:
+            queues.submit_label(alice, "correctness", "pp-001", 0, labeler="alice")
+
+    assert str(raised.value) == (
+        "Run 'pp-001' is waiting for a blind second review for 'correctness', and 'alice' gave the first label; "
+        "the second must come from a different labeler. To overrule the first label yourself, use adjudicate."
+    )
+    [review] = reviews.list_reviews(runs_store, "correctness").reviews
+    assert (review.status, review.first_score, review.reference_score) == ("pending", 1, 1)
+
+
+# ---- what a label write loads -------------------------------------------------------------------------------
+
+LABEL_IN_A_FRESH_INTERPRETER = textwrap.dedent(
+    """
+    import json, sys
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import evaluators, ingest, queues
+    from align_mcp.store import Store
+
+    with Store(sys.argv[1]) as store:
+        evaluators.create(store, "correctness", ScoreType(kind="binary"))
+        ingest.import_runs(store, "support", runs=[{"id": "r1", "inputs": {"q": "?"}, "outputs": {"a": "!"}}])
+        receipt = queues.submit_label(store, "correctness", "r1", 1, labeler="ana")
+    print(json.dumps({"labeled": receipt.labeled, "modules": sorted(sys.modules)}))
+    """
+)
+NOT_FOR_A_LABEL = (
+    "openai",
+    "httpx",
+    "dspy",
+    "litellm",
+    "mcp",
+    "align_mcp.llm.judge",
+    "align_mcp.engine.alignment",
+    "align_mcp.optimize",
+    "align_mcp.diagnose",
+    "align_mcp.mcp",
+)
+
+
+def test_a_label_write_loads_no_judge_alignment_optimizer_or_mcp_code(db_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LABEL_IN_A_FRESH_INTERPRETER, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert result["labeled"] == 1
+    loaded = [
+        m for m in result["modules"] if any(m == name or m.startswith(name + ".") for name in NOT_FOR_A_LABEL)
+    ]
+    assert loaded == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ from mcp.client import ClientRequestContext
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
-from align_mcp.mcp.server import create_server
 from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
@@ -24,8 +21,8 @@ from align_mcp.testing.fakejudge import (
     simulated_responder,
     verdict,
 )
+from conftest import EXAMPLE_RUNS, snapshot
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 DESIGN_TOOLS = {
     "import_runs",
     "create_evaluator",
@@ -45,38 +42,7 @@ DESIGN_TOOLS = {
     "propose_prompt",
 }
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "align.db"
-    monkeypatch.setenv("ALIGN_MCP_DB", str(path))
-    for var in (
-        "ALIGN_MCP_JUDGE_BASE_URL",
-        "ALIGN_MCP_JUDGE_API_KEY",
-        "ALIGN_MCP_CONCURRENCY",
-        "ALIGN_MCP_TOKEN",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    return path
-
-
-@pytest.fixture
-def judge(db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJudgeServer]:
-    with FakeJudgeServer(responder=simulated_responder) as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-        monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", "fake-judge")
-        yield srv
-
-
-@pytest.fixture
-def server(db: Path) -> MCPServer[Any]:
-    return create_server(db)
+pytestmark = pytest.mark.anyio
 
 
 class Labeler:
@@ -90,12 +56,6 @@ class Labeler:
     async def __call__(self, ctx: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
         self.requests.append(params)
         return ElicitResult(action=self.action, content=self.content)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def client(server: MCPServer[Any]) -> AsyncIterator[Client]:
-    async with Client(server, cache=None) as c:
-        yield c
 
 
 def text(result: CallToolResult) -> str:
@@ -117,22 +77,15 @@ async def fails(client: Client, tool: str, **arguments: Any) -> str:
     return text(result)
 
 
-def snapshot(db: Path) -> list[str]:
-    """Every row of every table, to check that a failed call changed nothing."""
-    with sqlite3.connect(db) as conn:
-        return list(conn.iterdump())
-
-
 async def seed(client: Client) -> None:
     """46 support runs with human `correctness` labels, and a binary evaluator that picks them up."""
-    await ok(client, "import_runs", source="support", path=str(EXAMPLES))
+    await ok(client, "import_runs", source="support", path=str(EXAMPLE_RUNS))
     await ok(client, "create_evaluator", name="correctness")
 
 
 # ---- listing ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_tools_carry_descriptions_output_schemas_and_annotations(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
     diagnostics = {
@@ -171,10 +124,11 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
     assert "answer" not in label_args["properties"]
 
 
-@pytest.mark.anyio
-async def test_unknown_evaluator_errors_name_the_value_and_the_next_step(client: Client, db: Path) -> None:
+async def test_unknown_evaluator_errors_name_the_value_and_the_next_step(
+    client: Client, db_path: Path
+) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     calls: list[tuple[str, dict[str, Any]]] = [
         ("get_evaluator", {"name": "tone"}),
         ("add_to_queue", {"evaluator": "tone", "source": "support"}),
@@ -192,22 +146,20 @@ async def test_unknown_evaluator_errors_name_the_value_and_the_next_step(client:
         assert (
             "No evaluator named 'tone'. Known: correctness. Create one with create_evaluator." in message
         ), tool
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
 # ---- runs in ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_import_runs_from_a_file_reports_feedback_waiting_for_an_evaluator(client: Client) -> None:
-    report = await ok(client, "import_runs", source="support", path=str(EXAMPLES))
+    report = await ok(client, "import_runs", source="support", path=str(EXAMPLE_RUNS))
     assert report["inserted"] == 46
     assert report["unmatched_feedback_keys"] == ["correctness"]
-    again = await ok(client, "import_runs", source="support", path=str(EXAMPLES))
+    again = await ok(client, "import_runs", source="support", path=str(EXAMPLE_RUNS))
     assert (again["inserted"], again["skipped"]) == (0, 46)
 
 
-@pytest.mark.anyio
 async def test_import_runs_inline(client: Client) -> None:
     runs = [
         {"id": "a1", "inputs": {"q": "2+2?"}, "outputs": {"a": "4"}},
@@ -217,10 +169,9 @@ async def test_import_runs_inline(client: Client) -> None:
     assert (report["inserted"], report["kind"]) == (2, "project")
 
 
-@pytest.mark.anyio
-async def test_import_runs_errors_store_nothing(client: Client, db: Path, tmp_path: Path) -> None:
+async def test_import_runs_errors_store_nothing(client: Client, db_path: Path, tmp_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     missing = tmp_path / "nope.jsonl"
     assert "nope.jsonl" in await fails(client, "import_runs", source="more", path=str(missing))
     assert "not both and not neither" in await fails(client, "import_runs", source="more")
@@ -231,11 +182,10 @@ async def test_import_runs_errors_store_nothing(client: Client, db: Path, tmp_pa
     assert "kind 'experiment'" in await fails(
         client, "import_runs", source="support", runs=[{}], kind="project"
     )
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
-async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db: Path) -> None:
+async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db_path: Path) -> None:
     long = "x" * 5000
     await ok(
         client, "import_runs", source="s", runs=[{"id": "r1", "inputs": {"q": long}, "outputs": {"a": "ok"}}]
@@ -251,7 +201,6 @@ async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db: P
 # ---- evaluators ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_create_evaluator_picks_up_imported_labels(client: Client) -> None:
     await seed(client)
     queues = (await ok(client, "list_queues"))["queues"]
@@ -259,7 +208,6 @@ async def test_create_evaluator_picks_up_imported_labels(client: Client) -> None
     assert queues[0]["balance"]["counts"] == {"0": 18, "1": 28}
 
 
-@pytest.mark.anyio
 async def test_create_evaluator_ordinal_with_judge_settings(client: Client) -> None:
     ev = await ok(
         client,
@@ -276,10 +224,9 @@ async def test_create_evaluator_ordinal_with_judge_settings(client: Client) -> N
     assert ev["versions"][0]["version"] == 1 and not ev["draft_differs"]
 
 
-@pytest.mark.anyio
-async def test_create_evaluator_errors_store_nothing(client: Client, db: Path) -> None:
+async def test_create_evaluator_errors_store_nothing(client: Client, db_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     assert "already exists" in await fails(client, "create_evaluator", name="correctness")
     assert "at least two labels" in await fails(
         client, "create_evaluator", name="tone", score_type="categorical"
@@ -290,10 +237,9 @@ async def test_create_evaluator_errors_store_nothing(client: Client, db: Path) -
     assert "'bad name!' is not allowed" in await fails(client, "create_evaluator", name="bad name!")
     message = await fails(client, "create_evaluator", name="tone", prompt="Is this polite?")
     assert "{{outputs}}" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
 async def test_list_and_get_evaluators(client: Client) -> None:
     empty = await ok(client, "list_evaluators")
     assert empty == {"evaluators": [], "notes": ["No evaluators yet: create one with create_evaluator."]}
@@ -310,7 +256,6 @@ async def test_list_and_get_evaluators(client: Client) -> None:
 # ---- queues and labels --------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_queue_next_items_and_label_with_a_score(client: Client) -> None:
     await seed(client)
     await ok(client, "create_evaluator", name="tone", score_type="ordinal", min=1, max=5)
@@ -339,7 +284,6 @@ async def test_queue_next_items_and_label_with_a_score(client: Client) -> None:
     assert "label at least 20" in stored["balance"]["warnings"][0]
 
 
-@pytest.mark.anyio
 async def test_next_items_on_an_empty_queue_says_how_to_fill_it(client: Client) -> None:
     await seed(client)
     page = await ok(client, "next_items", evaluator="correctness")
@@ -347,23 +291,21 @@ async def test_next_items_on_an_empty_queue_says_how_to_fill_it(client: Client) 
     assert page["notes"] == ["Nothing left to label in this queue. Add runs with add_to_queue."]
 
 
-@pytest.mark.anyio
-async def test_add_to_queue_errors(client: Client, db: Path) -> None:
+async def test_add_to_queue_errors(client: Client, db_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     assert "No source named 'web'. Known: support" in await fails(
         client, "add_to_queue", evaluator="correctness", source="web"
     )
     assert "Say which runs to queue" in await fails(client, "add_to_queue", evaluator="correctness")
     message = await fails(client, "add_to_queue", evaluator="correctness", run_ids=["pp-001", "zz-9"])
     assert "'zz-9'" in message and "import_runs" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
-async def test_label_errors_name_the_bad_value_and_store_nothing(client: Client, db: Path) -> None:
+async def test_label_errors_name_the_bad_value_and_store_nothing(client: Client, db_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "submit_label", evaluator="correctness", run_id="pp-003", score="maybe")
     assert "Score 'maybe' is not valid for a binary evaluator; use 1 (pass) or 0 (fail)." in message
     message = await fails(client, "submit_label", evaluator="correctness", run_id="pp-003", score=0.5)
@@ -373,10 +315,9 @@ async def test_label_errors_name_the_bad_value_and_store_nothing(client: Client,
     labels = [{"run_id": "pp-001", "score": 1}, {"run_id": "pp-002", "score": 7}]
     message = await fails(client, "submit_labels", evaluator="correctness", labels=labels)
     assert "Label 2 (run 'pp-002'): Score 7 is not valid" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
 async def test_submit_labels_stores_all_and_reports_balance(client: Client) -> None:
     await seed(client)
     labels = [
@@ -392,7 +333,6 @@ async def test_submit_labels_stores_all_and_reports_balance(client: Client) -> N
 # ---- labels via elicitation ---------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "mode", ["auto", "legacy"]
 )  # input_required round trips (2026-07-28) / pushed request
@@ -415,7 +355,6 @@ async def test_submit_label_without_score_asks_the_human_in_a_form(server: MCPSe
     assert schema["required"] == ["score"]
 
 
-@pytest.mark.anyio
 async def test_elicitation_form_follows_the_score_type(server: MCPServer[Any]) -> None:
     human = Labeler(content={"score": "ok"})
     async with Client(server, cache=None, elicitation_callback=human) as client:
@@ -434,35 +373,32 @@ async def test_elicitation_form_follows_the_score_type(server: MCPServer[Any]) -
     assert (ordinal["type"], ordinal["minimum"], ordinal["maximum"]) == ("integer", 1, 5)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("action", "status"), [("decline", "declined"), ("cancel", "cancelled")])
 async def test_a_declined_or_cancelled_form_stores_nothing(
-    server: MCPServer[Any], db: Path, action: str, status: str
+    server: MCPServer[Any], db_path: Path, action: str, status: str
 ) -> None:
     human = Labeler(action=action)
     async with Client(server, cache=None, elicitation_callback=human) as client:
         await seed(client)
-        before = snapshot(db)
+        before = snapshot(db_path)
         result = await ok(client, "submit_label", evaluator="correctness", run_id="pp-003")
     assert result["status"] == status and result["receipt"] is None
     assert "nothing was stored" in result["message"]
     assert len(human.requests) == 1
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
-async def test_a_client_without_forms_is_told_to_pass_the_score(client: Client, db: Path) -> None:
+async def test_a_client_without_forms_is_told_to_pass_the_score(client: Client, db_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "submit_label", evaluator="correctness", run_id="pp-003")
     assert "cannot show a form" in message and "call submit_label again with score" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
     # ...and with the score it needs no form at all.
     stored = await ok(client, "submit_label", evaluator="correctness", run_id="pp-003", score="pass")
     assert stored["receipt"]["score"] == 1
 
 
-@pytest.mark.anyio
 async def test_the_form_is_not_shown_for_an_unknown_run(server: MCPServer[Any]) -> None:
     human = Labeler(content={"score": "pass"})
     async with Client(server, cache=None, elicitation_callback=human) as client:
@@ -475,7 +411,6 @@ async def test_the_form_is_not_shown_for_an_unknown_run(server: MCPServer[Any]) 
 # ---- alignment ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -519,7 +454,6 @@ async def test_run_alignment_reports_metrics_progress_and_the_comparison(
     assert (second["run"]["id"], "draft") in recent and (second["baseline"]["id"], "v1") in recent
 
 
-@pytest.mark.anyio
 async def test_run_alignment_on_a_saved_version_and_split(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(
@@ -533,31 +467,28 @@ async def test_run_alignment_on_a_saved_version_and_split(client: Client, judge:
     assert "has no version 9" in await fails(client, "run_alignment", evaluator="correctness", prompt="v9")
 
 
-@pytest.mark.anyio
 async def test_run_alignment_without_a_judge_model_says_what_to_set(
-    client: Client, judge: FakeJudgeServer, db: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, judge: FakeJudgeServer, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await seed(client)
     monkeypatch.delenv("ALIGN_MCP_JUDGE_MODEL")
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "run_alignment", evaluator="correctness")
     assert "No judge model is configured. Set ALIGN_MCP_JUDGE_MODEL" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
     assert judge.calls == 0
 
 
-@pytest.mark.anyio
 async def test_run_alignment_with_no_labels_says_how_to_get_them(
-    client: Client, judge: FakeJudgeServer, db: Path
+    client: Client, judge: FakeJudgeServer, db_path: Path
 ) -> None:
     await ok(client, "create_evaluator", name="tone", score_type="ordinal", min=1, max=5)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "run_alignment", evaluator="tone")
     assert "has no labeled runs" in message and "submit_label" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
 async def test_cancelled_alignment_keeps_finished_results_and_resumes(
     client: Client, judge: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -592,7 +523,6 @@ async def test_cancelled_alignment_keeps_finished_results_and_resumes(
     assert "No alignment run 999" in await fails(client, "resume_alignment", alignment_run=999)
 
 
-@pytest.mark.anyio
 async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(client, "run_alignment", evaluator="correctness")
@@ -614,7 +544,6 @@ async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJud
     )
 
 
-@pytest.mark.anyio
 async def test_get_misaligned_before_any_run_says_to_run_alignment(client: Client) -> None:
     await seed(client)
     assert "Start one with run_alignment" in await fails(client, "get_misaligned", evaluator="correctness")
@@ -623,7 +552,6 @@ async def test_get_misaligned_before_any_run_says_to_run_alignment(client: Clien
 # ---- drafts and versions ------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_update_draft_returns_a_diff_and_does_not_save(client: Client) -> None:
     await seed(client)
     update = await ok(
@@ -641,10 +569,9 @@ async def test_update_draft_returns_a_diff_and_does_not_save(client: Client) -> 
     assert versions["total"] == 1 and versions["draft_differs"] is True
 
 
-@pytest.mark.anyio
-async def test_update_draft_errors_store_nothing(client: Client, db: Path) -> None:
+async def test_update_draft_errors_store_nothing(client: Client, db_path: Path) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(
         client, "update_draft", evaluator="correctness", find="no such text", replace_with="x"
     )
@@ -654,19 +581,20 @@ async def test_update_draft_errors_store_nothing(client: Client, db: Path) -> No
     assert "{{outputs}}" in await fails(client, "update_draft", evaluator="correctness", prompt="Be nice.")
     message = await fails(client, "update_draft", evaluator="correctness", judge={"temperature": 9})
     assert "temperature" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
-@pytest.mark.anyio
-async def test_save_prompt_creates_a_version_and_refuses_an_unchanged_draft(client: Client, db: Path) -> None:
+async def test_save_prompt_creates_a_version_and_refuses_an_unchanged_draft(
+    client: Client, db_path: Path
+) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "save_prompt", evaluator="correctness")
     assert (
         "The draft of 'correctness' is identical to v1; nothing to save. Edit it with update_draft first."
         in message
     )
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
     await ok(
         client, "update_draft", evaluator="correctness", find="Think step by step", replace_with="Reason"
     )
@@ -696,7 +624,6 @@ def reflecting_judge(body: dict[str, Any]) -> Reply:
     return simulated_responder(body)
 
 
-@pytest.mark.anyio
 async def test_analyze_failures_groups_the_misaligned_cases(client: Client, judge: FakeJudgeServer) -> None:
     await seed(client)
     report = await ok(client, "run_alignment", evaluator="correctness")
@@ -708,7 +635,6 @@ async def test_analyze_failures_groups_the_misaligned_cases(client: Client, judg
     assert "No alignment run 999" in message
 
 
-@pytest.mark.anyio
 async def test_a_proposal_reaches_the_draft_only_through_apply_proposal(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -752,7 +678,6 @@ async def read(client: Client, uri: str) -> str:
     return str(content.text)
 
 
-@pytest.mark.anyio
 async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     client: Client, judge: FakeJudgeServer
 ) -> None:
@@ -781,7 +706,6 @@ async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
     assert stored.startswith(f"# Alignment run {edited['run']['id']}: correctness draft vs v1\n")
 
 
-@pytest.mark.anyio
 async def test_unknown_resources_are_errors_that_say_what_exists(client: Client) -> None:
     await seed(client)
     with pytest.raises(MCPError, match=r"No evaluator named 'tone'\. Known: correctness"):
@@ -792,7 +716,6 @@ async def test_unknown_resources_are_errors_that_say_what_exists(client: Client)
         await client.read_resource("align://reports/5")
 
 
-@pytest.mark.anyio
 async def test_align_evaluator_prompt_explains_the_loop_and_the_statistics(client: Client) -> None:
     prompts = {p.name: p for p in (await client.list_prompts()).prompts}
     assert "align_evaluator" in prompts
@@ -815,15 +738,14 @@ async def test_align_evaluator_prompt_explains_the_loop_and_the_statistics(clien
     assert "(ask me which one, or create one)" in generic.messages[0].content.text  # type: ignore[union-attr]
 
 
-@pytest.mark.anyio
 async def test_an_import_root_confines_file_imports(
-    client: Client, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     allowed = tmp_path / "imports"
     allowed.mkdir()
-    (allowed / "runs.jsonl").write_text(EXAMPLES.read_text(encoding="utf-8"), encoding="utf-8")
+    (allowed / "runs.jsonl").write_text(EXAMPLE_RUNS.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setenv("ALIGN_MCP_IMPORT_ROOT", str(allowed))
-    before = snapshot(db)
+    before = snapshot(db_path)
 
     outside = str(allowed / ".." / "elsewhere.jsonl")
     message = await fails(client, "import_runs", source="support", path=outside)
@@ -832,6 +754,6 @@ async def test_an_import_root_confines_file_imports(
         f"Error executing tool import_runs: Import path {outside!r} is outside ALIGN_MCP_IMPORT_ROOT "
         f"({allowed.resolve()}). Put the file under that directory, or pass the runs inline."
     )
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
     report = await ok(client, "import_runs", source="support", path=str(allowed / "runs.jsonl"))
     assert report["inserted"] == 46

@@ -10,9 +10,8 @@ import pytest
 from mcp import Client
 
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, simulated_responder
-
-# The in-memory server fixtures (db, judge, server, client) and helpers are shared with test_server.py.
-from test_server import client, db, fails, judge, ok, seed, server, snapshot
+from conftest import snapshot
+from test_server import fails, ok, seed
 
 pytestmark = pytest.mark.anyio
 
@@ -63,13 +62,13 @@ async def test_a_second_review_is_requested_listed_and_adjudicated(
 
 
 async def test_review_of_an_unknown_run_is_a_tool_error_and_changes_nothing(
-    client: Client, judge: FakeJudgeServer, db: Path
+    client: Client, judge: FakeJudgeServer, db_path: Path
 ) -> None:
     await seed(client)
-    before = snapshot(db)
+    before = snapshot(db_path)
     message = await fails(client, "request_review", evaluator="correctness", run_ids=["nope-1"])
     assert "nope-1" in message
-    assert snapshot(db) == before
+    assert snapshot(db_path) == before
 
 
 async def test_consistency_reports_flips_and_refuses_k_below_two(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -22,23 +21,18 @@ from mcp.types import TextContent
 
 from align_mcp.errors import InvalidInput
 from align_mcp.mcp.transport import check_http_bind, is_loopback, serve
-from align_mcp.testing.fakejudge import FakeJudgeServer, simulated_responder
+from align_mcp.testing.fakejudge import FakeJudgeServer
+from conftest import EXAMPLE_RUNS, clean_env
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support_runs.jsonl"
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 TOKEN = "test-token-0123456789abcdef"
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = pytest.mark.anyio
 
 
 def server_env(db: Path, **extra: str) -> dict[str, str]:
     """A clean environment for a server subprocess: a temp store, no judge keys, no user config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGN_MCP_", "OPENAI_"))}
-    env.update({"ALIGN_MCP_DB": str(db), "PYTHONUNBUFFERED": "1", **extra})
-    return env
+    return clean_env(ALIGN_MCP_DB=str(db), PYTHONUNBUFFERED="1", **extra)
 
 
 def serve_command(*args: str) -> list[str]:
@@ -48,43 +42,41 @@ def serve_command(*args: str) -> list[str]:
 # ---- stdio --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
-async def test_stdio_subprocess_serves_the_loop(tmp_path: Path) -> None:
+async def test_stdio_subprocess_serves_the_loop(tmp_path: Path, judge: FakeJudgeServer) -> None:
     db = tmp_path / "align.db"
     command, *args = serve_command()
-    with FakeJudgeServer(responder=simulated_responder) as judge:
-        env = server_env(
-            db,
-            OPENAI_BASE_URL=judge.base_url,
-            OPENAI_API_KEY="sk-test-fake",
-            ALIGN_MCP_JUDGE_MODEL="fake-judge",
-        )
-        params = StdioServerParameters(command=command, args=args, env=env, cwd=str(tmp_path))
-        progress: list[float] = []
+    env = server_env(
+        db,
+        OPENAI_BASE_URL=judge.base_url,
+        OPENAI_API_KEY="sk-test-fake",
+        ALIGN_MCP_JUDGE_MODEL="fake-judge",
+    )
+    params = StdioServerParameters(command=command, args=args, env=env, cwd=str(tmp_path))
+    progress: list[float] = []
 
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append(value)
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
 
-        with anyio.fail_after(90):
-            async with Client(params, cache=None) as client:
-                names = {t.name for t in (await client.list_tools()).tools}
-                assert {"import_runs", "run_alignment", "submit_label"} <= names
-                imported = await client.call_tool("import_runs", {"source": "support", "path": str(EXAMPLES)})
-                assert not imported.is_error and imported.structured_content is not None
-                assert imported.structured_content["inserted"] == 46
-                await client.call_tool("create_evaluator", {"name": "correctness"})
-                missing = await client.call_tool("get_evaluator", {"name": "tone"})
-                assert missing.is_error
-                block = missing.content[0]
-                assert isinstance(block, TextContent) and "No evaluator named 'tone'" in block.text
-                aligned = await client.call_tool(
-                    "run_alignment", {"evaluator": "correctness"}, progress_callback=on_progress
-                )
-                assert not aligned.is_error and aligned.structured_content is not None
-                assert aligned.structured_content["run"]["status"] == "completed"
-                prompt = await client.get_prompt("align_evaluator", {})
-                assert prompt.messages
-        assert judge.calls == aligned.structured_content["run"]["total"]
+    with anyio.fail_after(90):
+        async with Client(params, cache=None) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"import_runs", "run_alignment", "submit_label"} <= names
+            imported = await client.call_tool("import_runs", {"source": "support", "path": str(EXAMPLE_RUNS)})
+            assert not imported.is_error and imported.structured_content is not None
+            assert imported.structured_content["inserted"] == 46
+            await client.call_tool("create_evaluator", {"name": "correctness"})
+            missing = await client.call_tool("get_evaluator", {"name": "tone"})
+            assert missing.is_error
+            block = missing.content[0]
+            assert isinstance(block, TextContent) and "No evaluator named 'tone'" in block.text
+            aligned = await client.call_tool(
+                "run_alignment", {"evaluator": "correctness"}, progress_callback=on_progress
+            )
+            assert not aligned.is_error and aligned.structured_content is not None
+            assert aligned.structured_content["run"]["status"] == "completed"
+            prompt = await client.get_prompt("align_evaluator", {})
+            assert prompt.messages
+    assert judge.calls == aligned.structured_content["run"]["total"]
     assert progress and progress == sorted(progress)
     assert db.exists()
 
@@ -146,7 +138,6 @@ INITIALIZE = {
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
-@pytest.mark.anyio
 async def test_http_requires_the_bearer_token_and_checks_origin(http_server: str) -> None:
     async with httpx2.AsyncClient(timeout=10) as http:
         missing = await http.post(http_server, json=INITIALIZE, headers=JSON_HEADERS)
@@ -172,7 +163,7 @@ async def test_http_requires_the_bearer_token_and_checks_origin(http_server: str
         ):
             names = {t.name for t in (await client.list_tools()).tools}
             assert "run_alignment" in names
-            await client.call_tool("import_runs", {"source": "support", "path": str(EXAMPLES)})
+            await client.call_tool("import_runs", {"source": "support", "path": str(EXAMPLE_RUNS)})
             created = await client.call_tool("create_evaluator", {"name": "correctness"})
             assert not created.is_error
             listed = await client.call_tool("list_evaluators", {})

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import Store, open_store
 from align_mcp.store.migrations import migrations
+from conftest import run_labeler_processes
 
 CORE_TABLES = {
     "sources",
@@ -185,7 +183,7 @@ def test_labelers_in_threads_never_share_an_item(runs_store: Store, db_path: Pat
             if shared:
                 label_until_empty(runs_store, labeler, got[labeler])
             else:
-                with Store(db_path) as own:
+                with Store(db_path, runs_store.clock) as own:
                     label_until_empty(own, labeler, got[labeler])
         except BaseException as e:
             failures.append(e)
@@ -200,49 +198,12 @@ def test_labelers_in_threads_never_share_an_item(runs_store: Store, db_path: Pat
     assert_each_run_labeled_once_by_its_holder(runs_store, got)
 
 
-WORKER = textwrap.dedent(
-    """
-    import json, sys, time
-    from pathlib import Path
-    from align_mcp.engine import queues
-    from align_mcp.store import Store
-
-    db, labeler, ready_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    got = []
-    with Store(db) as store:
-        (ready_dir / labeler).touch()
-        deadline = time.monotonic() + 30
-        while len(list(ready_dir.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        while items := queues.next_items(store, "correctness", labeler=labeler, limit=1):
-            queues.submit_label(store, "correctness", items[0].run_id, 1, labeler=labeler)
-            got.append(items[0].run_id)
-    print(json.dumps(got))
-    """
-)
-
-
-def test_labelers_in_two_processes_never_share_an_item(
-    runs_store: Store, db_path: Path, tmp_path: Path
-) -> None:
+def test_labelers_in_two_processes_never_share_an_item(runs_store: Store, db_path: Path) -> None:
     queues.add_to_queue(runs_store, "correctness", source="support")
-    ready = tmp_path / "ready"
-    ready.mkdir()
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(db_path), name, str(ready)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("alice", "bob")
-    }
-    got: dict[str, list[str]] = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        got[name] = json.loads(out)
 
+    done = run_labeler_processes(db_path, "correctness", ["alice", "bob"], batch=1)
+
+    got = {name: labeled["got"] for name, labeled in done.items()}
     assert all(got.values()), f"one process labeled nothing, so they never overlapped: {got}"
     assert_each_run_labeled_once_by_its_holder(runs_store, got)
 

@@ -20,6 +20,7 @@ from align_mcp.core.models import (
 )
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.evaluators import get as get_evaluator
+from align_mcp.engine.review_rules import check_review_labels, settle_reviews
 from align_mcp.errors import InvalidInput, NotFound
 from align_mcp.store import Store, dumps, loads
 
@@ -144,6 +145,31 @@ def submit_labels(
         raise InvalidInput("No labels given. Pass a list of {run_id, score, comment?}.")
     if len(labels) > MAX_BATCH:
         raise InvalidInput(f"{len(labels)} labels in one call; send at most {MAX_BATCH} per call.")
+    # Every read that decides this write (the runs, the open blind reviews, the labels a relabel replaces) runs in
+    # the write transaction, so no other labeler or review request can change them between the check and the write.
+    with store.transaction():
+        rows, scores = _label_rows(store, score_type, labels, labeler)
+        check_review_labels(store, evaluator, rows)
+        relabeled = store.insert_labels(evaluator, rows)
+        settle_reviews(store, evaluator, [row[0] for row in rows])
+        counts = store.queue_counts(evaluator)
+    return [
+        LabelReceipt(
+            evaluator=evaluator,
+            run_id=row[0],
+            score=score,
+            relabeled=again,
+            labeled=counts["labeled"],
+            pending=counts["pending"],
+        )
+        for row, score, again in zip(rows, scores, relabeled, strict=True)
+    ]
+
+
+def _label_rows(
+    store: Store, score_type: ScoreType, labels: Sequence[dict[str, Any]], labeler: str | None
+) -> tuple[list[tuple[str, str, str | None, str | None]], list[Score]]:
+    """Validate labels in order and turn them into (run_id, score JSON, comment, labeler) rows and their scores."""
     rows: list[tuple[str, str, str | None, str | None]] = []
     scores: list[Score] = []
     run_ids = [str(item.get("run_id", "")) for item in labels]
@@ -170,24 +196,7 @@ def submit_labels(
             )
         scores.append(score)
         rows.append((rid, dumps(score), comment or None, item.get("labeler") or labeler))
-    from align_mcp.engine.reviews import check_review_labels, settle_reviews
-
-    check_review_labels(store, evaluator, rows)
-    with store.transaction():
-        relabeled = store.insert_labels(evaluator, rows)
-        settle_reviews(store, evaluator, [row[0] for row in rows])
-    counts = store.queue_counts(evaluator)
-    return [
-        LabelReceipt(
-            evaluator=evaluator,
-            run_id=row[0],
-            score=score,
-            relabeled=again,
-            labeled=counts["labeled"],
-            pending=counts["pending"],
-        )
-        for row, score, again in zip(rows, scores, relabeled, strict=True)
-    ]
+    return rows, scores
 
 
 def submit_label(

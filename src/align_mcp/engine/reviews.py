@@ -18,17 +18,13 @@ from align_mcp.core.models import (
 from align_mcp.core.text import shown
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
+from align_mcp.engine.review_rules import person
 from align_mcp.errors import Conflict, InvalidInput
 from align_mcp.store import Store, dumps, loads, now_iso
 
 STATUSES: tuple[str, ...] = get_args(ReviewStatus)
 
-# The adjudication rule. request_review puts labeled runs back in the queue; the first label stays in the
-# reference set while the review is pending. The second label must come from a different, named labeler
-# (next_items never shows the first label). When the two agree, the label stands (status agreed); when they
-# differ, the run leaves the reference set (status disputed) and goes back to the queue for an adjudicating
-# third label from someone other than both reviewers, or an explicit adjudicate(); that label is final
-# (status adjudicated) and the run rejoins the reference set with it. Every label stays in the history.
+# The adjudication rule is in review_rules.py, which every label write applies.
 
 
 def request_review(
@@ -44,29 +40,31 @@ def request_review(
     """
     get_evaluator(store, evaluator)
     ids = check_run_ids(store, run_ids)
-    labels = store.current_label_rows(evaluator, ids)
-    unlabeled = [rid for rid in ids if rid not in labels]
-    if unlabeled:
-        raise InvalidInput(
-            f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
-            "second review; label them with submit_label."
-        )
-    already = [r["run_id"] for r in store.reviews(evaluator, ids, open_only=True)]
-    if already:
-        raise Conflict(
-            f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
-            "they stand; adjudicate settles one."
-        )
-    triaged = store.latest_triage(evaluator, ids)
-    rows = []
-    for rid in ids:
-        why = reason
-        if why is None and rid in triaged:
-            why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
-        rows.append((rid, int(labels[rid]["id"]), why))
+    # The review pins the current label as its first one: read it in the transaction that opens the review, so a
+    # relabel arriving meanwhile is either that first label or a label the review's rules apply to.
     with store.transaction():
+        labels = store.current_label_rows(evaluator, ids)
+        unlabeled = [rid for rid in ids if rid not in labels]
+        if unlabeled:
+            raise InvalidInput(
+                f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
+                "second review; label them with submit_label."
+            )
+        already = [r["run_id"] for r in store.reviews(evaluator, ids, open_only=True)]
+        if already:
+            raise Conflict(
+                f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
+                "they stand; adjudicate settles one."
+            )
+        triaged = store.latest_triage(evaluator, ids)
+        rows = []
+        for rid in ids:
+            why = reason
+            if why is None and rid in triaged:
+                why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
+            rows.append((rid, int(labels[rid]["id"]), why))
         store.insert_reviews(evaluator, rows)
-    first = sorted({str(labels[rid]["labeler"]) for rid in ids if _person(labels[rid]["labeler"])})
+    first = sorted({str(labels[rid]["labeler"]) for rid in ids if person(labels[rid]["labeler"])})
     notes = [
         "The runs are back in the queue; next_items shows them without their labels. Until the second label "
         "arrives the first one keeps counting in the reference set.",
@@ -86,17 +84,17 @@ def adjudicate(
     anyone, named in `labeler`; the earlier labels stay in the history.
     """
     score_type = get_evaluator(store, evaluator).score_type
-    if _person(labeler) is None:
+    if person(labeler) is None:
         raise InvalidInput("Say who adjudicates (labeler=...): the final label records its author.")
     check_run_ids(store, [run_id], "run_id")
-    reviews = store.reviews(evaluator, [run_id], open_only=True)
-    if not reviews:
-        raise InvalidInput(
-            f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. To "
-            "change its label use submit_label (the history is kept)."
-        )
-    value = score_type.validate_score(score)
     with store.transaction():
+        reviews = store.reviews(evaluator, [run_id], open_only=True)
+        if not reviews:
+            raise InvalidInput(
+                f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. To "
+                "change its label use submit_label (the history is kept)."
+            )
+        value = score_type.validate_score(score)
         store.insert_labels(evaluator, [(run_id, dumps(value), comment, labeler)])
         label = store.current_label_rows(evaluator, [run_id])[run_id]
         store.update_review(
@@ -200,81 +198,3 @@ def annotator_agreement(store: Store, evaluator: str) -> AnnotatorAgreement:
         disagreements=[rid for rid, a, b in pairs if a != b],
         notes=notes,
     )
-
-
-# ---- review hooks of queues.submit_labels ------------------------------------------------------------------
-# The adjudication rule above, applied as labels arrive (queues.submit_labels calls these).
-
-UNNAMED = {"", "anonymous"}
-
-
-def _person(labeler: str | None) -> str | None:
-    """A comparable identity for a labeler, or None when the label does not say who gave it."""
-    if labeler is None or labeler.strip().casefold() in UNNAMED:
-        return None
-    return labeler.strip().casefold()
-
-
-def check_review_labels(
-    store: Store, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
-) -> None:
-    """Refuse labels that would break a blind review. Called by queues.submit_labels before it writes.
-
-    `labels` are (run_id, score JSON, comment, labeler) rows. A run waiting for its second review needs a
-    named labeler other than the first; a disputed run needs one other than both reviewers (or adjudicate).
-    """
-    open_reviews = {
-        r["run_id"]: r for r in store.reviews(evaluator, [row[0] for row in labels], open_only=True)
-    }
-    for run_id, _score, _comment, labeler in labels:
-        review = open_reviews.get(run_id)
-        if review is None:
-            continue
-        disputed = review["status"] == "disputed"
-        who = _person(labeler)
-        if who is None:
-            waiting = "needs an adjudicating label" if disputed else "is waiting for a blind second review"
-            raise InvalidInput(
-                f"Run {run_id!r} {waiting} for {evaluator!r}: say who is labeling (labeler=...), so this "
-                "label can be told apart from the earlier one."
-            )
-        earlier = [review["first_labeler"], *([review["second_labeler"]] if disputed else [])]
-        if who in {_person(name) for name in earlier}:
-            if disputed:
-                raise Conflict(
-                    f"Run {run_id!r} needs an adjudicating label for {evaluator!r} from someone other than "
-                    f"its two reviewers ({', '.join(repr(n) for n in earlier)}); or settle it with "
-                    "adjudicate."
-                )
-            raise Conflict(
-                f"Run {run_id!r} is waiting for a blind second review for {evaluator!r}, and {labeler!r} "
-                "gave the first label; the second must come from a different labeler. To overrule the "
-                "first label yourself, use adjudicate."
-            )
-
-
-def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None:
-    """Apply the adjudication rule to open reviews of runs that just got a label.
-
-    Called by queues.submit_labels after it writes, inside the same transaction.
-    """
-    open_reviews = store.reviews(evaluator, run_ids, open_only=True)
-    if not open_reviews:
-        return
-    current = store.current_label_rows(evaluator, [r["run_id"] for r in open_reviews])
-    for review in open_reviews:
-        label = current.get(review["run_id"])
-        if label is None:
-            continue
-        if review["status"] == "pending" and label["id"] != review["first_label_id"]:
-            if label["score"] == review["first_score"]:
-                store.update_review(
-                    review["id"], second_label_id=label["id"], status="agreed", resolved_at=now_iso()
-                )
-            else:
-                store.update_review(review["id"], second_label_id=label["id"], status="disputed")
-                store.requeue(evaluator, [review["run_id"]])
-        elif review["status"] == "disputed" and label["id"] != review["second_label_id"]:
-            store.update_review(
-                review["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
-            )

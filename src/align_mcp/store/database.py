@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,10 +68,12 @@ class Store:
 
     One connection per Store, usable from any thread (guarded by a re-entrant lock); writes that must be
     atomic run in `BEGIN IMMEDIATE` transactions so concurrent processes serialize on the SQLite lock.
+    `clock` tells queue reservations the time in seconds since the epoch (tests pass one they advance).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.clock = clock
         conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,8 +337,8 @@ class Store:
 
         A run under blind review is never handed to a labeler who already labeled it in that review.
         """
-        now = time.time()
         with self.transaction():
+            now = self.clock()
             ids = [
                 r["run_id"]
                 for r in self._rows(
@@ -413,7 +415,7 @@ class Store:
         reserved = self._scalar(
             "SELECT count(*) FROM queue_items WHERE evaluator = ? AND labeled = 0 AND reserved_until IS NOT NULL "
             "AND reserved_until >= ?",
-            [evaluator, time.time()],
+            [evaluator, self.clock()],
         )
         labeled = self._scalar(
             "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
@@ -848,10 +850,10 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def open_store(path: str | Path | None = None) -> Store:
+def open_store(path: str | Path | None = None, clock: Callable[[], float] = time.time) -> Store:
     """Open the store at `path`, or at ALIGN_MCP_DB / the default data directory."""
     if path is None:
         from align_mcp.config import load
 
         path = load().db_path
-    return Store(path)
+    return Store(path, clock)

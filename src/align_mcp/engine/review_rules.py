@@ -1,0 +1,90 @@
+"""The blind-review rules every label write applies: who may give a run's next label, and what a label settles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from align_mcp.errors import Conflict, InvalidInput
+from align_mcp.store import Store, now_iso
+
+# The adjudication rule. request_review puts labeled runs back in the queue; the first label stays in the
+# reference set while the review is pending. The second label must come from a different, named labeler
+# (next_items never shows the first label). When the two agree, the label stands (status agreed); when they
+# differ, the run leaves the reference set (status disputed) and goes back to the queue for an adjudicating
+# third label from someone other than both reviewers, or an explicit adjudicate(); that label is final
+# (status adjudicated) and the run rejoins the reference set with it. Every label stays in the history.
+# This module is all a label write needs of reviews, so it loads neither the review reports nor the metrics.
+
+UNNAMED = {"", "anonymous"}
+
+
+def person(labeler: str | None) -> str | None:
+    """A comparable identity for a labeler, or None when the label does not say who gave it."""
+    if labeler is None or labeler.strip().casefold() in UNNAMED:
+        return None
+    return labeler.strip().casefold()
+
+
+def check_review_labels(
+    store: Store, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
+) -> None:
+    """Refuse labels that would break a blind review. queues.submit_labels calls it in its write transaction.
+
+    `labels` are (run_id, score JSON, comment, labeler) rows. A run waiting for its second review needs a
+    named labeler other than the first; a disputed run needs one other than both reviewers (or adjudicate).
+    """
+    open_reviews = {
+        r["run_id"]: r for r in store.reviews(evaluator, [row[0] for row in labels], open_only=True)
+    }
+    for run_id, _score, _comment, labeler in labels:
+        review = open_reviews.get(run_id)
+        if review is None:
+            continue
+        disputed = review["status"] == "disputed"
+        who = person(labeler)
+        if who is None:
+            waiting = "needs an adjudicating label" if disputed else "is waiting for a blind second review"
+            raise InvalidInput(
+                f"Run {run_id!r} {waiting} for {evaluator!r}: say who is labeling (labeler=...), so this "
+                "label can be told apart from the earlier one."
+            )
+        earlier = [review["first_labeler"], *([review["second_labeler"]] if disputed else [])]
+        if who in {person(name) for name in earlier}:
+            if disputed:
+                raise Conflict(
+                    f"Run {run_id!r} needs an adjudicating label for {evaluator!r} from someone other than "
+                    f"its two reviewers ({', '.join(repr(n) for n in earlier)}); or settle it with "
+                    "adjudicate."
+                )
+            raise Conflict(
+                f"Run {run_id!r} is waiting for a blind second review for {evaluator!r}, and {labeler!r} "
+                "gave the first label; the second must come from a different labeler. To overrule the "
+                "first label yourself, use adjudicate."
+            )
+
+
+def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None:
+    """Apply the adjudication rule to open reviews of runs that just got a label.
+
+    queues.submit_labels calls it after it writes, in the same transaction as check_review_labels.
+    """
+    open_reviews = store.reviews(evaluator, run_ids, open_only=True)
+    if not open_reviews:
+        return
+    current = store.current_label_rows(evaluator, [r["run_id"] for r in open_reviews])
+    for review in open_reviews:
+        label = current.get(review["run_id"])
+        if label is None:
+            continue
+        if review["status"] == "pending" and label["id"] != review["first_label_id"]:
+            if label["score"] == review["first_score"]:
+                store.update_review(
+                    review["id"], second_label_id=label["id"], status="agreed", resolved_at=now_iso()
+                )
+            else:
+                store.update_review(review["id"], second_label_id=label["id"], status="disputed")
+                store.requeue(evaluator, [review["run_id"]])
+        elif review["status"] == "disputed" and label["id"] != review["second_label_id"]:
+            store.update_review(
+                review["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
+            )
