@@ -18,10 +18,9 @@ from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import (
     SYSTEM_PROMPT,
     SYSTEM_PROMPT_NO_REASONING,
-    Judge,
     Verdict,
     build_messages,
-    judge_example,
+    open_judge,
     response_schema,
 )
 from align_mcp.testing.fakejudge import (
@@ -95,8 +94,8 @@ async def judge_once(
 ) -> Verdict:
     settings = settings or JudgeSettings(max_retries=0)
     template = default_prompt(score_type, "correctness")
-    async with Judge(endpoint, settings, score_type) as judge:
-        return await judge_example(judge, build_messages(template, run, settings.reasoning))
+    async with open_judge(endpoint, settings, score_type) as judge:
+        return await judge.judge_example(build_messages(template, run, settings.reasoning))
 
 
 @pytest.fixture

@@ -361,9 +361,18 @@ async def test_a_rewrite_that_breaks_the_template_is_asked_again_once(
     model.bad_revisions = ["Grade {{verdict}} carefully."]
     proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
     assert proposal.changed and proposal.budget.reflection_calls == 2
-    retry = model.requests["reflect"][1]["messages"][1]["content"]
-    assert (
-        "Your previous reply could not be used: the revised instructions Unknown template variable" in retry
+    first, again = model.requests["reflect"]
+    assert again["messages"][:2] == first["messages"]
+    assert again["messages"][2] == {
+        "role": "assistant",
+        "content": json.dumps({"analysis": "Oops.", "instructions": "Grade {{verdict}} carefully."}),
+    }
+    assert again["messages"][3]["role"] == "user"
+    assert again["messages"][3]["content"].startswith(
+        "That reply was invalid (the revised instructions Unknown template variable(s): {{verdict}}."
+    )
+    assert again["messages"][3]["content"].endswith(
+        "Reply again with only the JSON object that matches the schema."
     )
     model.bad_revisions = ["Grade {{verdict}} carefully.", ""]
     with pytest.raises(
@@ -508,8 +517,20 @@ async def test_an_unusable_analysis_reply_falls_back_to_comment_terms(
     await align.run_alignment(store, "correctness")
     model.analysis_reply = garbage("I would rather not.")
     analysis = await failures.analyze_failures(store, "correctness")
-    assert analysis.method == "keywords" and analysis.model_calls == 1
-    assert any("could not group the failures" in note for note in analysis.notes)
+    # The unusable reply is shown to the model and asked again once: two calls, both counted.
+    assert analysis.method == "keywords" and analysis.model_calls == 2
+    first, again = model.requests["analysis"]
+    assert again["messages"][:2] == first["messages"]
+    assert again["messages"][2] == {"role": "assistant", "content": "I would rather not."}
+    assert again["messages"][3]["content"].startswith(
+        "That reply was invalid (the reply does not match the schema"
+    )
+    problem = "the reply does not match the schema (Invalid JSON: expected ident at line 1 column 2): 'I would rather not.'"
+    assert problem in again["messages"][3]["content"]
+    assert (
+        f"The judge model could not group the failures ({problem}); they were grouped by direction and by terms "
+        "recurring in the human comments instead."
+    ) in analysis.notes
 
 
 # ---- templates and imports ----------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from align_mcp.engine.queues import balance
 from align_mcp.engine.samples import latest_samples
 from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, JudgeUnreachable, NotFound
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
-from align_mcp.llm.judge import Verdict, build_messages, cache_key, judge_example, response_schema
-from align_mcp.llm.runner import Progress, Tally, bounded, open_judge
+from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
+from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import Store, cache_row, dumps, loads, now_iso
 
 T = TypeVar("T")
@@ -101,13 +101,12 @@ async def _judge_jobs(
     async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
 
         async def one(job: _Job) -> None:
-            verdict = await judge_example(judge, job.messages)
+            verdict = await judge.judge_example(job.messages)
             verdicts[job.run_id] = verdict
             if verdict.error is None:
                 store.cache_put([cache_row(job.key, verdict)])
-            await tally.advance()
 
-        await bounded(jobs, concurrency, one)
+        await run_batch(jobs, one, concurrency=concurrency, progress=tally)
     return verdicts
 
 
@@ -158,7 +157,7 @@ async def _sample(
 
             async def one(job: tuple[str, int]) -> None:
                 rid, i = job
-                verdict = await judge_example(judge, messages[rid])
+                verdict = await judge.judge_example(messages[rid])
                 store.record_samples(
                     check_id,
                     [
@@ -174,9 +173,8 @@ async def _sample(
                         }
                     ],
                 )
-                await tally.advance()
 
-            await bounded(jobs, concurrency, one)
+            await run_batch(jobs, one, concurrency=concurrency, progress=tally)
         status = "completed"
     except AlignError as e:
         kept = len(store.consistency_samples(check_id))
