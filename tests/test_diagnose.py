@@ -24,6 +24,8 @@ from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
+pytestmark = pytest.mark.anyio
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [
     json.loads(line) for line in (ROOT / "examples" / "support_runs.jsonl").read_text().splitlines() if line
@@ -68,11 +70,6 @@ class Script:
         rid = run_of(body)
         self.seen[rid] += 1
         return Reply(score=self.score(rid, prompt_text(body)), reasoning=f"Reasoning about {rid}.")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -135,7 +132,6 @@ DEV_FLIPS = ("pp-001", "pp-002", "pp-003")
 CATEGORY_OF = {"pp-001": "label_error", "pp-002": "rubric_gap", "pp-003": "judge_error"}
 
 
-@pytest.mark.anyio
 async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per_chunk(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -169,7 +165,6 @@ async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per
 HUMAN_COMMENT_001 = RUNS[0]["feedback"]["correctness"]["comment"]
 
 
-@pytest.mark.anyio
 async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Store, script: Script) -> None:
     script.score = flipped(*DEV_FLIPS)
     await align.run_alignment(store, NAME)
@@ -190,7 +185,6 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
     )
 
 
-@pytest.mark.anyio
 async def test_cases_never_classified_are_reported_not_guessed(store: Store, script: Script) -> None:
     script.score = flipped(*DEV_FLIPS)
     await align.run_alignment(store, NAME)
@@ -204,7 +198,6 @@ async def test_cases_never_classified_are_reported_not_guessed(store: Store, scr
     assert "triage(run_ids=['pp-002']) tries them again" in report.notes[-1]
 
 
-@pytest.mark.anyio
 async def test_triage_refuses_run_ids_that_are_not_misaligned_dev_cases(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -372,7 +365,6 @@ def alternating(rid_flips: dict[str, list[Score]], seen: dict[str, int]) -> Call
     return score
 
 
-@pytest.mark.anyio
 async def test_self_consistency_reports_flips_per_run_and_never_uses_the_cache(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -395,7 +387,6 @@ async def test_self_consistency_reports_flips_per_run_and_never_uses_the_cache(
     assert srv.calls == 18  # the same requests again: the result cache is bypassed
 
 
-@pytest.mark.anyio
 async def test_unanimous_samples_at_temperature_zero_are_called_out(store: Store) -> None:
     report = await consistency.self_consistency(store, NAME, k=2, sample=4)
 
@@ -409,7 +400,6 @@ async def test_unanimous_samples_at_temperature_zero_are_called_out(store: Store
     ]
 
 
-@pytest.mark.anyio
 async def test_self_consistency_refuses_k_below_two_and_unknown_ids_without_judging(
     store: Store, srv: FakeJudgeServer
 ) -> None:
@@ -441,7 +431,6 @@ def strict_draft(store: Store) -> None:
     evaluators.update_draft(store, NAME, replace=("Rubric:", f"{MARKER}\n\nRubric:"))
 
 
-@pytest.mark.anyio
 async def test_version_disagreement_ranks_first_and_imbalance_adds_half_the_class_deficit(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -467,7 +456,6 @@ async def test_version_disagreement_ranks_first_and_imbalance_adds_half_the_clas
     assert (again.judge_calls, again.cache_hits, srv.calls) == (0, 10, 10)
 
 
-@pytest.mark.anyio
 async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJudgeServer) -> None:
     queue_new(store)
     strict_draft(store)
@@ -483,7 +471,6 @@ async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJud
     )
 
 
-@pytest.mark.anyio
 async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: Script) -> None:
     queue_new(store, 3)
     script.score = alternating({"u3": [1, 0]}, script.seen)
@@ -502,7 +489,6 @@ async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: 
     )
 
 
-@pytest.mark.anyio
 async def test_suggestions_need_unlabeled_queued_runs_and_sane_arguments(
     store: Store, srv: FakeJudgeServer
 ) -> None:
@@ -534,7 +520,6 @@ def pass_rate_judge(unlabeled_passes: int) -> Callable[[str, str], Score]:
     return score
 
 
-@pytest.mark.anyio
 async def test_corrected_pass_rate_matches_the_hand_computation(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -564,7 +549,6 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     assert "(reused: no new look at the test split)" in again.notes[1]
 
 
-@pytest.mark.anyio
 async def test_a_raw_estimate_below_zero_is_clipped(store: Store, script: Script) -> None:
     import_runs(store, "new", runs=NEW)
     script.score = pass_rate_judge(0)
@@ -575,7 +559,6 @@ async def test_a_raw_estimate_below_zero_is_clipped(store: Store, script: Script
     assert (report.observed, report.corrected, report.clipped) == (0.0, 0.0, True)
 
 
-@pytest.mark.anyio
 async def test_a_judge_no_better_than_chance_is_refused_before_judging_unlabeled_runs(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -591,7 +574,6 @@ async def test_a_judge_no_better_than_chance_is_refused_before_judging_unlabeled
     assert not any(rid.startswith("u") for rid in script.seen)
 
 
-@pytest.mark.anyio
 async def test_a_missing_class_is_refused_before_any_judge_call(store: Store, srv: FakeJudgeServer) -> None:
     evaluators.create(store, "quality", ScoreType(kind="ordinal", min=1, max=5))
     queues.submit_labels(
@@ -607,7 +589,6 @@ async def test_a_missing_class_is_refused_before_any_judge_call(store: Store, sr
     assert srv.calls == 0
 
 
-@pytest.mark.anyio
 async def test_bad_pass_rate_requests_are_refused_before_any_judge_call(
     store: Store, srv: FakeJudgeServer
 ) -> None:
