@@ -172,7 +172,7 @@ class Judging:
             done = anyio.Event()
             self._inflight[key] = done
             try:
-                verdict = await self._client().judge_example(messages)
+                verdict = await self._get_judge().judge_example(messages)
             except AlignError as e:
                 self.fatal = self.fatal or e
                 raise
@@ -226,7 +226,7 @@ class Judging:
     def full_candidates(self, dev: Sequence[tuple[str, Score]]) -> int:
         return sum(1 for results in self.results.values() if all(rid in results for rid, _ in dev))
 
-    def _client(self) -> Judge:
+    def _get_judge(self) -> Judge:
         if self._judge is None:
             self._judge = Judge(
                 ModelClient(self.endpoint, self.settings), self.score_type, self.settings.reasoning
