@@ -23,6 +23,8 @@ from align_mcp.errors import EmptyReferenceSet, InvalidInput, JudgeConfigError, 
 from align_mcp.store import Store, loads
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, reset, section, server_error
 
+pytestmark = pytest.mark.anyio
+
 BINARY = ScoreType(kind="binary")
 ORDINAL = ScoreType(kind="ordinal", min=1, max=5)
 CATEGORICAL = ScoreType(kind="categorical", labels=["good", "ok", "bad"])
@@ -108,7 +110,6 @@ def stored(store: Store, aid: int) -> dict[str, dict[str, Any]]:
 # ---- running, storing, scoring -----------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pairs(store: Store) -> None:
     seed(store, HUMAN)
     judge = {**HUMAN, "r4": 0, "r7": 1, "r8": 1}
@@ -135,7 +136,6 @@ async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pair
     assert "3 misaligned example(s): get_misaligned(alignment_run=1) shows them." in report.notes
 
 
-@pytest.mark.anyio
 async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_calls(store: Store) -> None:
     seed(store, HUMAN)
     with FakeJudgeServer(responder=scripted({**HUMAN, "r1": 0})) as srv:
@@ -162,7 +162,6 @@ async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_call
     ],
     ids=["prompt", "model", "temperature"],
 )
-@pytest.mark.anyio
 async def test_a_changed_prompt_model_or_temperature_misses_the_cache(
     store: Store, edit: dict[str, Any], sent: dict[str, Any]
 ) -> None:
@@ -178,7 +177,6 @@ async def test_a_changed_prompt_model_or_temperature_misses_the_cache(
     assert report.baseline is not None and report.baseline.prompt_ref == "v1"
 
 
-@pytest.mark.anyio
 async def test_judge_calls_in_flight_never_exceed_the_concurrency(store: Store) -> None:
     seed(store, HUMAN)
     with FakeJudgeServer(responder=scripted(HUMAN, delay=0.3)) as srv:
@@ -187,7 +185,6 @@ async def test_judge_calls_in_flight_never_exceed_the_concurrency(store: Store) 
     assert srv.max_in_flight == 3
 
 
-@pytest.mark.anyio
 async def test_progress_counts_up_to_the_total(store: Store) -> None:
     seed(store, HUMAN)
     seen: list[tuple[int, int, str]] = []
@@ -205,7 +202,6 @@ async def test_progress_counts_up_to_the_total(store: Store) -> None:
     assert seen[-1] == (8, 8, "draft: 8/8 judged")  # the draft equals v1: no second run to compare with
 
 
-@pytest.mark.anyio
 async def test_errors_are_counted_apart_and_never_scored_as_agreement(store: Store) -> None:
     seed(store, HUMAN)
 
@@ -232,7 +228,6 @@ async def test_errors_are_counted_apart_and_never_scored_as_agreement(store: Sto
         assert sorted(rid_of(b) for b in srv.chat_bodies[8:]) == ["r3", "r6"]
 
 
-@pytest.mark.anyio
 async def test_the_draft_is_reported_next_to_the_last_saved_version_with_its_flips(store: Store) -> None:
     seed(store, HUMAN)
     v1 = {"r1": 1, "r2": 1, "r3": 0, "r4": 0, "r5": 0, "r6": 0, "r7": 1, "r8": 1}
@@ -257,7 +252,6 @@ async def test_the_draft_is_reported_next_to_the_last_saved_version_with_its_fli
     )
 
 
-@pytest.mark.anyio
 async def test_a_changed_judge_model_re_judges_the_baseline_with_it(store: Store) -> None:
     seed(store, HUMAN)
     with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
@@ -276,7 +270,6 @@ async def test_a_changed_judge_model_re_judges_the_baseline_with_it(store: Store
 # ---- interruptions -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_only_the_rest(
     store: Store,
 ) -> None:
@@ -315,7 +308,6 @@ async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_onl
     assert report.run.metrics is not None and report.run.metrics.agreement.k == 8
 
 
-@pytest.mark.anyio
 async def test_a_cancelled_run_is_interrupted_with_finished_results_kept(store: Store) -> None:
     seed(store, HUMAN)
     fast = scripted(HUMAN)
@@ -348,7 +340,6 @@ async def test_a_cancelled_run_is_interrupted_with_finished_results_kept(store: 
     assert (report.run.status, report.run.judged) == ("completed", 8)
 
 
-@pytest.mark.anyio
 async def test_resume_with_retry_errors_judges_only_the_errored_examples_again(store: Store) -> None:
     seed(store, HUMAN)
 
@@ -374,7 +365,6 @@ async def test_resume_with_retry_errors_judges_only_the_errored_examples_again(s
 # ---- refusals ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_no_labels_raises_empty_reference_set(store: Store) -> None:
     evaluators.create(store, NAME, BINARY)
     with pytest.raises(EmptyReferenceSet) as e:
@@ -386,7 +376,6 @@ async def test_no_labels_raises_empty_reference_set(store: Store) -> None:
     assert store.alignment_run_ids(NAME) == []
 
 
-@pytest.mark.anyio
 async def test_a_missing_judge_model_leaves_no_alignment_run(store: Store) -> None:
     seed(store, HUMAN)
     with pytest.raises(JudgeConfigError) as e:
@@ -395,7 +384,6 @@ async def test_a_missing_judge_model_leaves_no_alignment_run(store: Store) -> No
     assert store.alignment_run_ids(NAME) == []
 
 
-@pytest.mark.anyio
 async def test_a_baseline_that_cannot_be_judged_fails_before_any_run_is_made(store: Store) -> None:
     seed(store, HUMAN)
     # The draft names its model; v1 relies on ALIGN_MCP_JUDGE_MODEL, which is not set.
@@ -417,7 +405,6 @@ async def aligned_with(store: Store, judge: Mapping[str, Score]) -> int:
     return report.run.id
 
 
-@pytest.mark.anyio
 async def test_misaligned_binary_cases_show_both_sides_and_filter_by_direction(store: Store) -> None:
     seed(store, HUMAN, comments={"r1": "Correct: we open at 9.", "r5": "Wrong price."})
     aid = await aligned_with(store, {**HUMAN, "r1": 0, "r4": 0, "r5": 1})
@@ -446,7 +433,6 @@ async def test_misaligned_binary_cases_show_both_sides_and_filter_by_direction(s
     assert [c.run_id for c in fails.cases] == ["r1", "r4"] and fails.total == 2
 
 
-@pytest.mark.anyio
 async def test_misaligned_ordinal_cases_are_over_or_under_and_sorted_by_severity(store: Store) -> None:
     seed(store, {"r1": 5, "r2": 3, "r3": 1, "r4": 2, "r5": 4}, score_type=ORDINAL)
     await aligned_with(store, {"r1": 1, "r2": 4, "r3": 3, "r4": 2, "r5": 2})
@@ -461,7 +447,6 @@ async def test_misaligned_ordinal_cases_are_over_or_under_and_sorted_by_severity
     assert [c.run_id for c in align.get_misaligned(store, NAME, direction="under").cases] == ["r1", "r5"]
 
 
-@pytest.mark.anyio
 async def test_misaligned_categorical_cases_are_mismatches(store: Store) -> None:
     seed(store, {"r1": "good", "r2": "bad", "r3": "ok"}, score_type=CATEGORICAL)
     await aligned_with(store, {"r1": "ok", "r2": "bad", "r3": "bad"})
@@ -475,7 +460,6 @@ async def test_misaligned_categorical_cases_are_mismatches(store: Store) -> None
     assert str(e.value) == "direction='false_pass' does not apply to a categorical evaluator; use mismatch."
 
 
-@pytest.mark.anyio
 async def test_misaligned_cases_page_with_next_offset(store: Store) -> None:
     seed(store, HUMAN)
     # Wrong on r1-r7, right on r8.
@@ -494,7 +478,6 @@ async def test_misaligned_cases_page_with_next_offset(store: Store) -> None:
     assert str(e.value) == "offset=-1, limit=10: offset must be ≥ 0 and limit 1–100."
 
 
-@pytest.mark.anyio
 async def test_long_texts_in_misaligned_cases_are_cut_with_a_note(store: Store) -> None:
     seed(store, {"r1": 1, "r2": 0}, outputs={"r1": "x" * 3000})
     await aligned_with(store, {"r1": 0, "r2": 0})
@@ -508,7 +491,6 @@ async def test_long_texts_in_misaligned_cases_are_cut_with_a_note(store: Store) 
     }
 
 
-@pytest.mark.anyio
 async def test_misaligned_defaults_to_the_latest_draft_run_not_its_baseline(store: Store) -> None:
     seed(store, HUMAN)
     make_strict(store)

@@ -1,4 +1,4 @@
-"""Beyond agreement (triage.py, reviews.py, diagnose.py): disagreement triage, blind second reviews with κ,
+"""Beyond agreement (diagnose/ and engine/reviews.py): disagreement triage, blind second reviews with κ,
 judge self-consistency, suggested next labels and the corrected pass rate — against the fake judge server,
 statistics by hand."""
 
@@ -16,14 +16,15 @@ import pytest
 
 from align_mcp.core import metrics
 from align_mcp.core.models import Score, ScoreType
-from align_mcp.diagnose import consistency as diagnose
-from align_mcp.diagnose import triage
+from align_mcp.diagnose import consistency, pass_rate, suggestions, triage
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, holdout, queues, reviews, samples
 from align_mcp.engine.ingest import import_runs
 from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
+
+pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [
@@ -69,11 +70,6 @@ class Script:
         rid = run_of(body)
         self.seen[rid] += 1
         return Reply(score=self.score(rid, prompt_text(body)), reasoning=f"Reasoning about {rid}.")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -136,7 +132,6 @@ DEV_FLIPS = ("pp-001", "pp-002", "pp-003")
 CATEGORY_OF = {"pp-001": "label_error", "pp-002": "rubric_gap", "pp-003": "judge_error"}
 
 
-@pytest.mark.anyio
 async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per_chunk(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -170,7 +165,6 @@ async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per
 HUMAN_COMMENT_001 = RUNS[0]["feedback"]["correctness"]["comment"]
 
 
-@pytest.mark.anyio
 async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Store, script: Script) -> None:
     script.score = flipped(*DEV_FLIPS)
     await align.run_alignment(store, NAME)
@@ -191,7 +185,6 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
     )
 
 
-@pytest.mark.anyio
 async def test_cases_never_classified_are_reported_not_guessed(store: Store, script: Script) -> None:
     script.score = flipped(*DEV_FLIPS)
     await align.run_alignment(store, NAME)
@@ -205,7 +198,6 @@ async def test_cases_never_classified_are_reported_not_guessed(store: Store, scr
     assert "triage(run_ids=['pp-002']) tries them again" in report.notes[-1]
 
 
-@pytest.mark.anyio
 async def test_triage_refuses_run_ids_that_are_not_misaligned_dev_cases(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -373,14 +365,13 @@ def alternating(rid_flips: dict[str, list[Score]], seen: dict[str, int]) -> Call
     return score
 
 
-@pytest.mark.anyio
 async def test_self_consistency_reports_flips_per_run_and_never_uses_the_cache(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
     script.score = alternating({"pp-001": [1, 0, 1], "pp-002": [0, 0, 1]}, script.seen)
     ids = ["pp-001", "pp-002", "pp-003"]
 
-    report = await diagnose.self_consistency(store, NAME, k=3, run_ids=ids, temperature=0.7)
+    report = await consistency.self_consistency(store, NAME, k=3, run_ids=ids, temperature=0.7)
 
     assert srv.calls == report.judge_calls == 9
     assert {b["temperature"] for b in srv.chat_bodies} == {0.7}
@@ -392,13 +383,12 @@ async def test_self_consistency_reports_flips_per_run_and_never_uses_the_cache(
     assert samples.unstable_run_ids(store, NAME) == pytest.approx({"pp-001": 1 / 3, "pp-002": 1 / 3})
     assert samples.unstable_run_ids(store, NAME, prompt="another prompt") == {}
 
-    await diagnose.self_consistency(store, NAME, k=3, run_ids=ids, temperature=0.7)
+    await consistency.self_consistency(store, NAME, k=3, run_ids=ids, temperature=0.7)
     assert srv.calls == 18  # the same requests again: the result cache is bypassed
 
 
-@pytest.mark.anyio
 async def test_unanimous_samples_at_temperature_zero_are_called_out(store: Store) -> None:
-    report = await diagnose.self_consistency(store, NAME, k=2, sample=4)
+    report = await consistency.self_consistency(store, NAME, k=2, sample=4)
 
     assert (report.n, report.temperature, report.flip_rate.value) == (4, 0.0, 0.0)
     dev = holdout.split_ids(store, NAME, "dev")
@@ -410,22 +400,21 @@ async def test_unanimous_samples_at_temperature_zero_are_called_out(store: Store
     ]
 
 
-@pytest.mark.anyio
 async def test_self_consistency_refuses_k_below_two_and_unknown_ids_without_judging(
     store: Store, srv: FakeJudgeServer
 ) -> None:
     with pytest.raises(InvalidInput) as e:
-        await diagnose.self_consistency(store, NAME, k=1)
+        await consistency.self_consistency(store, NAME, k=1)
     assert str(e.value) == (
         "k=1: self-consistency compares repeated verdicts, so it needs at least 2 samples per run "
         "(at most 20)."
     )
     with pytest.raises(NotFound, match=r"^1 run id\(s\) are not in the store: 'nope'\."):
-        await diagnose.self_consistency(store, NAME, run_ids=["pp-001", "nope"])
+        await consistency.self_consistency(store, NAME, run_ids=["pp-001", "nope"])
     with Store(store.path.parent / "empty.db") as empty:
         evaluators.create(empty, NAME, ScoreType(kind="binary"))
         with pytest.raises(EmptyReferenceSet, match=r"has no labeled runs to sample from"):
-            await diagnose.self_consistency(empty, NAME)
+            await consistency.self_consistency(empty, NAME)
     assert srv.calls == 0
     assert samples.unstable_run_ids(store, NAME) == {}
 
@@ -442,7 +431,6 @@ def strict_draft(store: Store) -> None:
     evaluators.update_draft(store, NAME, replace=("Rubric:", f"{MARKER}\n\nRubric:"))
 
 
-@pytest.mark.anyio
 async def test_version_disagreement_ranks_first_and_imbalance_adds_half_the_class_deficit(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -450,7 +438,7 @@ async def test_version_disagreement_ranks_first_and_imbalance_adds_half_the_clas
     strict_draft(store)
     script.score = lambda rid, text: 0 if MARKER in text and rid in ("u2", "u4") else 1
 
-    report = await diagnose.suggest_labels(store, NAME, n=3)
+    report = await suggestions.suggest_labels(store, NAME, n=3)
 
     # Labels: 28 pass, 18 fail of 46. Fail's deficit from an even split: (1/2 − 18/46) · 2 = 5/23.
     assert [s.run_id for s in report.suggestions] == ["u2", "u4", "u1"]
@@ -464,16 +452,15 @@ async def test_version_disagreement_ranks_first_and_imbalance_adds_half_the_clas
     assert (report.suggestions[2].value, report.suggestions[2].reason) == (0.0, "no disagreement signal")
     assert (report.candidates, report.saved_version, report.judge_calls, srv.calls) == (5, 1, 10, 10)
 
-    again = await diagnose.suggest_labels(store, NAME, n=3)
+    again = await suggestions.suggest_labels(store, NAME, n=3)
     assert (again.judge_calls, again.cache_hits, srv.calls) == (0, 10, 10)
 
 
-@pytest.mark.anyio
 async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJudgeServer) -> None:
     queue_new(store)
     strict_draft(store)
 
-    report = await diagnose.suggest_labels(store, NAME, budget=3)
+    report = await suggestions.suggest_labels(store, NAME, budget=3)
 
     assert (srv.calls, report.judge_calls, report.unjudged) == (3, 3, 3)
     by_id = {s.run_id: s for s in report.suggestions}
@@ -484,12 +471,11 @@ async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJud
     )
 
 
-@pytest.mark.anyio
 async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: Script) -> None:
     queue_new(store, 3)
     script.score = alternating({"u3": [1, 0]}, script.seen)
 
-    report = await diagnose.suggest_labels(store, NAME, repeats=2)
+    report = await suggestions.suggest_labels(store, NAME, repeats=2)
 
     # Draft equals v1: only the draft is judged (3 calls), then 2 fresh samples per run. u3's 1st call (1) is
     # cached; its fresh samples answer 0 and 1: instability 1/2, the maximum for two classes, so value 1.
@@ -503,20 +489,19 @@ async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: 
     )
 
 
-@pytest.mark.anyio
 async def test_suggestions_need_unlabeled_queued_runs_and_sane_arguments(
     store: Store, srv: FakeJudgeServer
 ) -> None:
     reviews.request_review(store, NAME, ["pp-001"])  # queued again, but labeled: not a candidate
     with pytest.raises(InvalidInput) as e:
-        await diagnose.suggest_labels(store, NAME)
+        await suggestions.suggest_labels(store, NAME)
     assert (
         str(e.value)
         == "The queue of 'correctness' has no unlabeled runs to rank. Add some with add_to_queue."
     )
     queue_new(store, 1)
     with pytest.raises(InvalidInput, match=r"^repeats=1: give 0 \(use stored samples only\) or 2 to 10"):
-        await diagnose.suggest_labels(store, NAME, repeats=1)
+        await suggestions.suggest_labels(store, NAME, repeats=1)
     assert srv.calls == 0
 
 
@@ -535,7 +520,6 @@ def pass_rate_judge(unlabeled_passes: int) -> Callable[[str, str], Score]:
     return score
 
 
-@pytest.mark.anyio
 async def test_corrected_pass_rate_matches_the_hand_computation(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
@@ -545,7 +529,7 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     assert sorted(r for r, s in test if s == 0) == TEST_FAIL
     script.score = pass_rate_judge(6)
 
-    report = await diagnose.corrected_pass_rate(store, NAME, source="new")
+    report = await pass_rate.corrected_pass_rate(store, NAME, source="new")
 
     # TPR = 6/8, TNR = 4/5, p_obs = 6/10: θ = (0.6 + 0.8 − 1)/(0.75 + 0.8 − 1) = 0.4/0.55 = 8/11.
     assert (report.tpr.k, report.tpr.n, report.tnr.k, report.tnr.n) == (6, 8, 4, 5)
@@ -559,31 +543,29 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     assert srv.calls == 13 + 10
     assert "(judged now; counted as a test evaluation)" in report.notes[1]
 
-    again = await diagnose.corrected_pass_rate(store, NAME, run_ids=["u1", "u2", "pp-001"])
+    again = await pass_rate.corrected_pass_rate(store, NAME, run_ids=["u1", "u2", "pp-001"])
     assert srv.calls == 23  # the test run is reused and the verdicts come from the cache
     assert (again.test_evaluations, again.already_labeled, again.observed) == (1, 1, 1.0)
     assert "(reused: no new look at the test split)" in again.notes[1]
 
 
-@pytest.mark.anyio
 async def test_a_raw_estimate_below_zero_is_clipped(store: Store, script: Script) -> None:
     import_runs(store, "new", runs=NEW)
     script.score = pass_rate_judge(0)
 
-    report = await diagnose.corrected_pass_rate(store, NAME, source="new")
+    report = await pass_rate.corrected_pass_rate(store, NAME, source="new")
 
     # p_obs = 0: (0 + 0.8 − 1)/0.55 = −4/11, clipped to 0.
     assert (report.observed, report.corrected, report.clipped) == (0.0, 0.0, True)
 
 
-@pytest.mark.anyio
 async def test_a_judge_no_better_than_chance_is_refused_before_judging_unlabeled_runs(
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
     import_runs(store, "new", runs=NEW)
     script.score = lambda rid, _text: 1
     with pytest.raises(InvalidInput) as e:
-        await diagnose.corrected_pass_rate(store, NAME, source="new")
+        await pass_rate.corrected_pass_rate(store, NAME, source="new")
     assert str(e.value) == (
         "The judge is no better than chance on the labeled set (TPR=1.00, TNR=0.00, TPR + TNR <= 1), so its "
         "pass rate cannot be corrected; improve the prompt until TPR + TNR > 1."
@@ -592,7 +574,6 @@ async def test_a_judge_no_better_than_chance_is_refused_before_judging_unlabeled
     assert not any(rid.startswith("u") for rid in script.seen)
 
 
-@pytest.mark.anyio
 async def test_a_missing_class_is_refused_before_any_judge_call(store: Store, srv: FakeJudgeServer) -> None:
     evaluators.create(store, "quality", ScoreType(kind="ordinal", min=1, max=5))
     queues.submit_labels(
@@ -603,12 +584,11 @@ async def test_a_missing_class_is_refused_before_any_judge_call(store: Store, sr
     )
     import_runs(store, "new", runs=NEW)
     with pytest.raises(InvalidInput) as e:
-        await diagnose.corrected_pass_rate(store, "quality", source="new")
+        await pass_rate.corrected_pass_rate(store, "quality", source="new")
     assert str(e.value) == "No human-fail examples in the labeled set; label some failing runs first."
     assert srv.calls == 0
 
 
-@pytest.mark.anyio
 async def test_bad_pass_rate_requests_are_refused_before_any_judge_call(
     store: Store, srv: FakeJudgeServer
 ) -> None:
@@ -639,14 +619,14 @@ async def test_bad_pass_rate_requests_are_refused_before_any_judge_call(
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error) as e:
-            await diagnose.corrected_pass_rate(store, NAME, **kwargs)
+            await pass_rate.corrected_pass_rate(store, NAME, **kwargs)
         assert str(e.value) == message
     with Store(store.path.parent / "few.db") as few:
         import_runs(few, "support", runs=RUNS[:3])
         evaluators.create(few, NAME, ScoreType(kind="binary"))
         import_runs(few, "new", runs=NEW[:2])
         with pytest.raises(InvalidInput) as e2:
-            await diagnose.corrected_pass_rate(few, NAME, source="new")
+            await pass_rate.corrected_pass_rate(few, NAME, source="new")
         assert str(e2.value) == (
             "There is no test split for 'correctness' yet. A dev/test holdout needs at least 10 labeled "
             "runs; there are 3. Label 7 more."

@@ -35,6 +35,8 @@ from align_mcp.testing.fakejudge import (
     wrong_shape,
 )
 
+pytestmark = pytest.mark.anyio
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = [
     json.loads(line) for line in (ROOT / "examples" / "support_runs.jsonl").read_text().splitlines() if line
@@ -69,11 +71,6 @@ MESSAGES: list[Any] = [
     {"role": "system", "content": "You are a careful evaluator. Answer with JSON only."},
     {"role": "user", "content": "Grade this output."},
 ]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def client_for(srv: FakeJudgeServer, **options: Any) -> openai.AsyncOpenAI:
@@ -125,7 +122,6 @@ def agreement(replies: list[Reply]) -> float:
 # --- the server, through the openai client --------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_verdict_round_trips_through_the_openai_client() -> None:
     with FakeJudgeServer([verdict(0, "The price is wrong.")]) as srv:
         async with client_for(srv) as client:
@@ -145,7 +141,6 @@ async def test_verdict_round_trips_through_the_openai_client() -> None:
     assert srv.calls == 1
 
 
-@pytest.mark.anyio
 async def test_requests_are_recorded_with_path_headers_and_body() -> None:
     with FakeJudgeServer() as srv:
         async with client_for(srv) as client:
@@ -162,7 +157,6 @@ async def test_requests_are_recorded_with_path_headers_and_body() -> None:
     assert srv.chat_bodies == [request.body]
 
 
-@pytest.mark.anyio
 async def test_script_is_consumed_in_order_then_responder_then_default_pass() -> None:
     with FakeJudgeServer([verdict(0, "first"), verdict(1, "second")]) as srv:
         async with client_for(srv) as client:
@@ -187,7 +181,6 @@ async def test_script_is_consumed_in_order_then_responder_then_default_pass() ->
     assert srv.calls == 5
 
 
-@pytest.mark.anyio
 async def test_reasoning_is_omitted_when_the_schema_does_not_ask_for_it() -> None:
     fmt = json.loads(json.dumps(JUDGEMENT_FORMAT))
     del fmt["json_schema"]["schema"]["properties"]["reasoning"]
@@ -202,7 +195,6 @@ async def test_reasoning_is_omitted_when_the_schema_does_not_ask_for_it() -> Non
     assert json.loads(completion.choices[0].message.content or "") == {"score": 1}
 
 
-@pytest.mark.anyio
 async def test_rate_limited_reply_is_a_429_with_retry_after() -> None:
     with FakeJudgeServer([rate_limited(2)]) as srv:
         async with client_for(srv) as client:
@@ -214,7 +206,6 @@ async def test_rate_limited_reply_is_a_429_with_retry_after() -> None:
     assert caught.value.body["code"] == "rate_limit_exceeded"
 
 
-@pytest.mark.anyio
 async def test_server_error_reply_is_an_openai_error_body() -> None:
     with FakeJudgeServer([server_error(), server_error(503)]) as srv:
         async with client_for(srv) as client:
@@ -227,7 +218,6 @@ async def test_server_error_reply_is_an_openai_error_body() -> None:
     assert isinstance(first.value.body, dict) and first.value.body["type"] == "server_error"
 
 
-@pytest.mark.anyio
 async def test_garbage_and_wrong_shape_replies_reach_the_client_as_content() -> None:
     with FakeJudgeServer([garbage(), wrong_shape(), Reply(content="")]) as srv:
         async with client_for(srv) as client:
@@ -237,7 +227,6 @@ async def test_garbage_and_wrong_shape_replies_reach_the_client_as_content() -> 
     assert contents[2] == ""
 
 
-@pytest.mark.anyio
 async def test_raw_body_override_is_sent_verbatim() -> None:
     with FakeJudgeServer([Reply(status=502, body=b"<html>Bad gateway</html>")]) as srv:
         async with client_for(srv) as client:
@@ -247,7 +236,6 @@ async def test_raw_body_override_is_sent_verbatim() -> None:
     assert caught.value.response.text == "<html>Bad gateway</html>"
 
 
-@pytest.mark.anyio
 async def test_reset_reply_drops_the_connection() -> None:
     with FakeJudgeServer([reset()]) as srv:
         async with client_for(srv) as client:
@@ -258,7 +246,6 @@ async def test_reset_reply_drops_the_connection() -> None:
     assert srv.calls == 2
 
 
-@pytest.mark.anyio
 async def test_delayed_reply_arrives_late_and_a_short_timeout_gives_up() -> None:
     with FakeJudgeServer([hang(0.3), hang(5)]) as srv:
         async with client_for(srv) as client:
@@ -274,7 +261,6 @@ async def test_delayed_reply_arrives_late_and_a_short_timeout_gives_up() -> None
     assert time.monotonic() - stopping < 2
 
 
-@pytest.mark.anyio
 async def test_max_in_flight_counts_concurrent_requests() -> None:
     # Each reply waits until all 8 requests are inside the server, so only true concurrency lets them finish.
     barrier = threading.Barrier(8, timeout=5)
@@ -294,7 +280,6 @@ async def test_max_in_flight_counts_concurrent_requests() -> None:
     assert srv.in_flight == 0
 
 
-@pytest.mark.anyio
 async def test_latency_applies_to_every_reply() -> None:
     with FakeJudgeServer(latency=0.2) as srv:
         async with client_for(srv) as client:
@@ -307,7 +292,6 @@ async def test_latency_applies_to_every_reply() -> None:
     assert srv.calls == 4
 
 
-@pytest.mark.anyio
 async def test_models_endpoint_lists_the_fake_model() -> None:
     with FakeJudgeServer(model="fake-judge") as srv:
         async with client_for(srv) as client:
@@ -511,7 +495,6 @@ def test_simulated_judge_uses_the_score_values_the_schema_allows() -> None:
     assert simulated_responder(body).score == "good"
 
 
-@pytest.mark.anyio
 async def test_simulated_judge_over_http_matches_the_direct_call() -> None:
     bodies = [judge_body(render(BINARY_TEMPLATE, run)) for run in RUNS]
     with FakeJudgeServer(responder=simulated_responder) as srv:

@@ -18,10 +18,9 @@ from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import (
     SYSTEM_PROMPT,
     SYSTEM_PROMPT_NO_REASONING,
-    Judge,
     Verdict,
     build_messages,
-    judge_example,
+    open_judge,
     response_schema,
 )
 from align_mcp.testing.fakejudge import (
@@ -35,6 +34,8 @@ from align_mcp.testing.fakejudge import (
     verdict,
     wrong_shape,
 )
+
+pytestmark = pytest.mark.anyio
 
 BINARY = ScoreType(kind="binary")
 CATEGORICAL = ScoreType(kind="categorical", labels=["good", "ok", "bad"])
@@ -95,8 +96,8 @@ async def judge_once(
 ) -> Verdict:
     settings = settings or JudgeSettings(max_retries=0)
     template = default_prompt(score_type, "correctness")
-    async with Judge(endpoint, settings, score_type) as judge:
-        return await judge_example(judge, build_messages(template, run, settings.reasoning))
+    async with open_judge(endpoint, settings, score_type) as judge:
+        return await judge.judge_example(build_messages(template, run, settings.reasoning))
 
 
 @pytest.fixture
@@ -239,7 +240,6 @@ def test_schema_without_reasoning_holds_only_the_score() -> None:
 # ---- the request actually sent -----------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_request_carries_the_rendered_template_with_instructions_first_and_the_example_last(
     srv: FakeJudgeServer,
 ) -> None:
@@ -266,7 +266,6 @@ async def test_request_carries_the_rendered_template_with_instructions_first_and
     assert content.rstrip().endswith("</reference_outputs>")
 
 
-@pytest.mark.anyio
 async def test_every_example_shares_the_same_static_prefix(srv: FakeJudgeServer) -> None:
     await judge_once(endpoint_for(srv), run=RUN)
     await judge_once(endpoint_for(srv), run=OTHER_RUN)
@@ -280,7 +279,6 @@ async def test_every_example_shares_the_same_static_prefix(srv: FakeJudgeServer)
     assert a[len(instructions) :] != b[len(instructions) :]
 
 
-@pytest.mark.anyio
 async def test_sampling_settings_are_sent_as_configured(srv: FakeJudgeServer) -> None:
     await judge_once(endpoint_for(srv), JudgeSettings(temperature=0.7, max_tokens=300, max_retries=0))
     [body] = srv.chat_bodies
@@ -288,7 +286,6 @@ async def test_sampling_settings_are_sent_as_configured(srv: FakeJudgeServer) ->
     assert body["max_completion_tokens"] == 300
 
 
-@pytest.mark.anyio
 async def test_without_reasoning_the_judge_is_asked_for_the_score_only(srv: FakeJudgeServer) -> None:
     result = await judge_once(endpoint_for(srv), JudgeSettings(reasoning=False, max_retries=0), ORDINAL)
     [body] = srv.chat_bodies
@@ -355,7 +352,6 @@ def test_the_environment_key_is_never_sent_to_an_evaluator_own_base_url(
     assert same.api_key == "sk-env-secret"
 
 
-@pytest.mark.anyio
 async def test_a_custom_base_url_needs_no_key(monkeypatch: pytest.MonkeyPatch, srv: FakeJudgeServer) -> None:
     monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
     monkeypatch.setenv("ALIGN_MCP_JUDGE_BASE_URL", srv.base_url)
@@ -366,7 +362,6 @@ async def test_a_custom_base_url_needs_no_key(monkeypatch: pytest.MonkeyPatch, s
     assert srv.requests[0].headers["authorization"] == "Bearer not-needed"
 
 
-@pytest.mark.anyio
 async def test_the_evaluator_key_variable_wins_and_is_sent(
     monkeypatch: pytest.MonkeyPatch, srv: FakeJudgeServer
 ) -> None:
@@ -407,7 +402,6 @@ def test_the_key_never_appears_in_the_endpoint_repr() -> None:
 # ---- how the judge answers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_rate_limits_wait_as_long_as_retry_after_says(srv: FakeJudgeServer) -> None:
     # Without the header the backoff would wait 0.25-0.5 s, then 0.5-1 s: the second gap tells them apart.
     srv.push(rate_limited(0.3), rate_limited(0.2), verdict(0))
@@ -418,7 +412,6 @@ async def test_rate_limits_wait_as_long_as_retry_after_says(srv: FakeJudgeServer
     assert 0.2 <= third - second < 0.45
 
 
-@pytest.mark.anyio
 async def test_a_server_error_is_retried_then_succeeds(srv: FakeJudgeServer) -> None:
     srv.push(server_error(500), verdict(0, "The answer names the wrong day."))
     result = await judge_once(endpoint_for(srv), JudgeSettings(max_retries=2))
@@ -426,7 +419,6 @@ async def test_a_server_error_is_retried_then_succeeds(srv: FakeJudgeServer) -> 
     assert result.calls == srv.calls == 2
 
 
-@pytest.mark.anyio
 async def test_a_persistent_server_error_becomes_an_error_naming_status_and_attempts(
     srv: FakeJudgeServer,
 ) -> None:
@@ -437,7 +429,6 @@ async def test_a_persistent_server_error_becomes_an_error_naming_status_and_atte
     assert result.calls == srv.calls == 2
 
 
-@pytest.mark.anyio
 async def test_a_hung_judge_times_out_as_an_error(srv: FakeJudgeServer) -> None:
     srv.push(hang(3))
     started = time.perf_counter()
@@ -447,14 +438,12 @@ async def test_a_hung_judge_times_out_as_an_error(srv: FakeJudgeServer) -> None:
     assert result.error == "timed out after 0.2s (after 1 attempt)"
 
 
-@pytest.mark.anyio
 async def test_a_timeout_is_retried(srv: FakeJudgeServer) -> None:
     srv.push(hang(3), verdict(1))
     result = await judge_once(endpoint_for(srv), JudgeSettings(timeout=0.2, max_retries=1))
     assert (result.score, result.error, result.calls) == (1, None, 2)
 
 
-@pytest.mark.anyio
 async def test_an_unparseable_reply_is_asked_again_once_and_then_accepted(srv: FakeJudgeServer) -> None:
     srv.push(garbage("definitely not json"), verdict(0, "Wrong day."))
     result = await judge_once(endpoint_for(srv))
@@ -472,7 +461,6 @@ async def test_an_unparseable_reply_is_asked_again_once_and_then_accepted(srv: F
     assert again["response_format"] == first["response_format"]
 
 
-@pytest.mark.anyio
 async def test_an_unparseable_reply_twice_is_recorded_as_error(srv: FakeJudgeServer) -> None:
     srv.push(garbage(), garbage(), garbage(), verdict(1))
     result = await judge_once(endpoint_for(srv))
@@ -481,7 +469,6 @@ async def test_an_unparseable_reply_twice_is_recorded_as_error(srv: FakeJudgeSer
     assert result.calls == srv.calls == 2
 
 
-@pytest.mark.anyio
 async def test_a_reply_without_a_score_is_recorded_as_error(srv: FakeJudgeServer) -> None:
     srv.push(wrong_shape(), wrong_shape())
     result = await judge_once(endpoint_for(srv))
@@ -493,7 +480,6 @@ async def test_a_reply_without_a_score_is_recorded_as_error(srv: FakeJudgeServer
     assert srv.calls == 2
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("score_type", "bad", "described"),
     [
@@ -512,14 +498,12 @@ async def test_a_score_outside_the_score_type_is_recorded_as_error(
     assert srv.calls == 2
 
 
-@pytest.mark.anyio
 async def test_a_score_outside_the_type_then_a_valid_one_is_accepted(srv: FakeJudgeServer) -> None:
     srv.push(verdict("great"), verdict("ok"))
     result = await judge_once(endpoint_for(srv), score_type=CATEGORICAL)
     assert (result.score, result.error, result.calls) == ("ok", None, 2)
 
 
-@pytest.mark.anyio
 async def test_a_closed_port_raises_judge_unreachable_naming_the_url() -> None:
     url = closed_port_url()
     with pytest.raises(JudgeUnreachable) as e:
@@ -532,7 +516,6 @@ async def test_a_closed_port_raises_judge_unreachable_naming_the_url() -> None:
     )
 
 
-@pytest.mark.anyio
 async def test_a_rejected_key_raises_judge_config_error_without_retrying(srv: FakeJudgeServer) -> None:
     srv.push(Reply(status=401), verdict(1))
     with pytest.raises(JudgeConfigError) as e:
@@ -544,7 +527,6 @@ async def test_a_rejected_key_raises_judge_config_error_without_retrying(srv: Fa
     assert srv.calls == 1
 
 
-@pytest.mark.anyio
 async def test_an_unknown_model_raises_judge_config_error(srv: FakeJudgeServer) -> None:
     srv.push(Reply(status=404))
     with pytest.raises(JudgeConfigError) as e:
@@ -555,7 +537,6 @@ async def test_an_unknown_model_raises_judge_config_error(srv: FakeJudgeServer) 
     )
 
 
-@pytest.mark.anyio
 async def test_token_usage_is_recorded_and_summed_over_a_re_ask(srv: FakeJudgeServer) -> None:
     srv.push(Reply(prompt_tokens=120, completion_tokens=15))
     once = await judge_once(endpoint_for(srv))

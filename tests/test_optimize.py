@@ -36,6 +36,8 @@ from align_mcp.testing.fakejudge import (
     simulated_responder,
 )
 
+pytestmark = pytest.mark.anyio
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "support_runs.jsonl"
 RUNS = {r["id"]: r for r in (json.loads(line) for line in SAMPLE.read_text().splitlines() if line)}
@@ -156,11 +158,6 @@ def configure(mp: pytest.MonkeyPatch, db: Path, server: FakeJudgeServer | None) 
     mp.setenv("OPENAI_API_KEY", "sk-test")
     mp.setenv("ALIGN_MCP_JUDGE_MODEL", "fake-judge")
     mp.setenv("OPENAI_BASE_URL", server.base_url if server else "http://127.0.0.1:9/v1")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -317,7 +314,6 @@ def test_a_budget_below_the_minimum_says_how_much_is_needed_and_calls_nothing(
 # ---- reflect, apply and save --------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_proposal_becomes_the_draft_only_on_apply_and_a_version_only_on_save(
     store: Store, server: FakeJudgeServer, model: ScriptedModel
 ) -> None:
@@ -339,7 +335,6 @@ async def test_proposal_becomes_the_draft_only_on_apply_and_a_version_only_on_sa
     assert server.calls == proposal.budget.used  # apply and save make no model calls
 
 
-@pytest.mark.anyio
 async def test_reflect_request_shows_the_failure_modes_and_the_human_comments(
     store: Store, model: ScriptedModel
 ) -> None:
@@ -354,16 +349,24 @@ async def test_reflect_request_shows_the_failure_modes_and_the_human_comments(
     assert proposal.dev.after.agreement.value == pytest.approx(31 / 33)
 
 
-@pytest.mark.anyio
 async def test_a_rewrite_that_breaks_the_template_is_asked_again_once(
     store: Store, model: ScriptedModel
 ) -> None:
     model.bad_revisions = ["Grade {{verdict}} carefully."]
     proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
     assert proposal.changed and proposal.budget.reflection_calls == 2
-    retry = model.requests["reflect"][1]["messages"][1]["content"]
-    assert (
-        "Your previous reply could not be used: the revised instructions Unknown template variable" in retry
+    first, again = model.requests["reflect"]
+    assert again["messages"][:2] == first["messages"]
+    assert again["messages"][2] == {
+        "role": "assistant",
+        "content": json.dumps({"analysis": "Oops.", "instructions": "Grade {{verdict}} carefully."}),
+    }
+    assert again["messages"][3]["role"] == "user"
+    assert again["messages"][3]["content"].startswith(
+        "That reply was invalid (the revised instructions Unknown template variable(s): {{verdict}}."
+    )
+    assert again["messages"][3]["content"].endswith(
+        "Reply again with only the JSON object that matches the schema."
     )
     model.bad_revisions = ["Grade {{verdict}} carefully.", ""]
     with pytest.raises(
@@ -372,7 +375,6 @@ async def test_a_rewrite_that_breaks_the_template_is_asked_again_once(
         await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
 
 
-@pytest.mark.anyio
 async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
     store: Store, model: ScriptedModel
 ) -> None:
@@ -388,7 +390,6 @@ async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
     assert proposal.dev.after.agreement.value > proposal.dev.before.agreement.value  # type: ignore[operator]
 
 
-@pytest.mark.anyio
 async def test_apply_refuses_to_overwrite_draft_edits_unless_forced(store: Store) -> None:
     proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
     evaluators.update_draft(store, "correctness", replace=("Think step by step", "Think carefully"))
@@ -397,7 +398,6 @@ async def test_apply_refuses_to_overwrite_draft_edits_unless_forced(store: Store
     assert optimize.apply_proposal(store, "correctness", proposal.id, force=True).draft == proposal.prompt
 
 
-@pytest.mark.anyio
 async def test_reflect_mode_needs_no_dspy_and_gepa_names_the_install_command(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -412,7 +412,6 @@ async def test_reflect_mode_needs_no_dspy_and_gepa_names_the_install_command(
 # ---- bad input ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_too_few_labels_for_a_split_says_how_many_are_needed(
     store: Store, server: FakeJudgeServer
 ) -> None:
@@ -425,7 +424,6 @@ async def test_too_few_labels_for_a_split_says_how_many_are_needed(
     assert server.calls == 0
 
 
-@pytest.mark.anyio
 async def test_no_misaligned_dev_example_means_nothing_to_optimize(
     store: Store, model: ScriptedModel
 ) -> None:
@@ -434,7 +432,6 @@ async def test_no_misaligned_dev_example_means_nothing_to_optimize(
         await optimize.propose_prompt(store, "correctness", mode="reflect")
 
 
-@pytest.mark.anyio
 async def test_unknown_mode_and_bad_budgets_are_refused(store: Store) -> None:
     with pytest.raises(InvalidInput, match="mode='mipro'"):
         await optimize.propose_prompt(store, "correctness", mode="mipro")  # type: ignore[arg-type]
@@ -446,7 +443,6 @@ async def test_unknown_mode_and_bad_budgets_are_refused(store: Store) -> None:
 # ---- failure modes ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_analyze_failures_groups_dev_cases_with_the_model_and_stores_it_with_its_run(
     store: Store, model: ScriptedModel
 ) -> None:
@@ -467,7 +463,6 @@ def ids_misaligned(store: Store, aid: int) -> list[str]:
     return [c.run_id for c in align.get_misaligned(store, "correctness", alignment_run=aid, limit=100).cases]
 
 
-@pytest.mark.anyio
 async def test_without_a_model_failures_are_grouped_by_direction_and_comment_terms(
     store: Store, monkeypatch: pytest.MonkeyPatch, server: FakeJudgeServer
 ) -> None:
@@ -486,7 +481,6 @@ async def test_without_a_model_failures_are_grouped_by_direction_and_comment_ter
     assert all(m.direction in ("false_pass", "false_fail") for m in analysis.modes)
 
 
-@pytest.mark.anyio
 async def test_many_failures_are_analysed_in_chunks_and_the_chunks_modes_merged(
     store: Store, model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -501,15 +495,26 @@ async def test_many_failures_are_analysed_in_chunks_and_the_chunks_modes_merged(
     )
 
 
-@pytest.mark.anyio
 async def test_an_unusable_analysis_reply_falls_back_to_comment_terms(
     store: Store, model: ScriptedModel
 ) -> None:
     await align.run_alignment(store, "correctness")
     model.analysis_reply = garbage("I would rather not.")
     analysis = await failures.analyze_failures(store, "correctness")
-    assert analysis.method == "keywords" and analysis.model_calls == 1
-    assert any("could not group the failures" in note for note in analysis.notes)
+    # The unusable reply is shown to the model and asked again once: two calls, both counted.
+    assert analysis.method == "keywords" and analysis.model_calls == 2
+    first, again = model.requests["analysis"]
+    assert again["messages"][:2] == first["messages"]
+    assert again["messages"][2] == {"role": "assistant", "content": "I would rather not."}
+    assert again["messages"][3]["content"].startswith(
+        "That reply was invalid (the reply does not match the schema"
+    )
+    problem = "the reply does not match the schema (Invalid JSON: expected ident at line 1 column 2): 'I would rather not.'"
+    assert problem in again["messages"][3]["content"]
+    assert (
+        f"The judge model could not group the failures ({problem}); they were grouped by direction and by terms "
+        "recurring in the human comments instead."
+    ) in analysis.notes
 
 
 # ---- templates and imports ----------------------------------------------------------------------------------

@@ -1006,7 +1006,7 @@ def consistency_cmd(
 @click.pass_context
 def suggest_cmd(ctx: click.Context, evaluator: str, n: int, budget: int, repeats: int, as_json: bool) -> None:
     """Rank unlabeled queued runs by how much a human label would teach."""
-    from align_mcp.diagnose.consistency import suggest_labels
+    from align_mcp.diagnose.suggestions import suggest_labels
 
     store = _store(ctx)
     r = _run_with_progress(
@@ -1035,7 +1035,7 @@ def pass_rate_cmd(
     ctx: click.Context, evaluator: str, source: str | None, ids: str | None, prompt: str, as_json: bool
 ) -> None:
     """Bias-corrected pass rate of unlabeled runs, from the judge's TPR/TNR on the test split."""
-    from align_mcp.diagnose.consistency import corrected_pass_rate
+    from align_mcp.diagnose.pass_rate import corrected_pass_rate
 
     store = _store(ctx)
     run_ids = [x.strip() for x in ids.split(",") if x.strip()] if ids else None

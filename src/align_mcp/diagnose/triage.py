@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Sequence
@@ -18,13 +17,13 @@ from align_mcp.core.models import (
     TriageReport,
 )
 from align_mcp.core.templates import prompt_file
-from align_mcp.core.text import shown
+from align_mcp.core.text import shown, strip_code_fence
 from align_mcp.engine.alignment import get_misaligned
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.errors import AlignError, InvalidInput
+from align_mcp.llm.client import CallFailed, ModelClient, ReplyError, json_schema_format, open_client
 from align_mcp.llm.endpoint import resolve_endpoint
-from align_mcp.llm.judge import Judge, PerExampleFailure
-from align_mcp.llm.runner import Progress, Tally, bounded, open_judge
+from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import Store, now_iso
 
 CATEGORIES: tuple[str, ...] = get_args(TriageCategory)
@@ -48,19 +47,13 @@ def triage_schema(run_ids: Sequence[str]) -> dict[str, Any]:
         "required": ["run_id", "category", "reason"],
         "additionalProperties": False,
     }
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "triage",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": {"cases": {"type": "array", "items": entry}},
-                "required": ["cases"],
-                "additionalProperties": False,
-            },
-        },
+    schema = {
+        "type": "object",
+        "properties": {"cases": {"type": "array", "items": entry}},
+        "required": ["cases"],
+        "additionalProperties": False,
     }
+    return json_schema_format("triage", schema)
 
 
 def triage_messages(
@@ -93,21 +86,28 @@ def triage_messages(
     return [{"role": "system", "content": TRIAGE_SYSTEM}, {"role": "user", "content": text}]
 
 
-def _parse_triage(
-    content: str | None, run_ids: Sequence[str]
-) -> tuple[dict[str, tuple[TriageCategory, str]], str | None]:
+Classes = dict[str, tuple[TriageCategory, str]]
+"""Classified cases: {run_id: (category, reason)}."""
+
+
+class PartialTriage(ReplyError):
+    """A triage reply with problems; `found` keeps the cases it did classify properly."""
+
+    def __init__(self, problem: str, found: Classes) -> None:
+        super().__init__(problem)
+        self.found = found
+
+
+def _classifications(content: str | None, run_ids: Sequence[str]) -> tuple[Classes, str | None]:
     """The valid {run_id: (category, reason)} entries of a reply, and what was wrong with it, if anything."""
-    text = (content or "").strip()
-    if text.startswith("```"):
-        text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text)
     try:
-        data = json.loads(text)
+        data = json.loads(strip_code_fence(content or ""))
     except json.JSONDecodeError:
         return {}, f"the reply is not JSON: {(content or '')[:120]!r}"
     entries = data.get("cases") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         return {}, "the reply has no `cases` list"
-    found: dict[str, tuple[TriageCategory, str]] = {}
+    found: Classes = {}
     flagged: set[str] = set()
     problems: list[str] = []
     for entry in entries:
@@ -134,36 +134,32 @@ def _parse_triage(
     return found, "; ".join(problems[:5]) if problems else None
 
 
+def parse_triage(content: str | None, run_ids: Sequence[str]) -> Classes:
+    """Every run id classified exactly once; PartialTriage (with what was classified) otherwise."""
+    found, problem = _classifications(content, run_ids)
+    if problem is not None:
+        raise PartialTriage(problem, found)
+    return found
+
+
 async def _triage_chunk(
-    judge: Judge, messages: list[dict[str, str]], run_ids: list[str]
-) -> tuple[dict[str, tuple[TriageCategory, str]], str | None, int]:
-    """One structured call, re-asked once when the reply is invalid: (classifications, problem, calls)."""
-    convo = list(messages)
-    best: dict[str, tuple[TriageCategory, str]] = {}
-    problem: str | None = None
-    calls = 0
-    for _ in range(2):
-        try:
-            # Judge._call is the judge's transport (retries, backoff, error mapping) minus score parsing.
-            content, _usage, n = await judge._call(convo)
-        except PerExampleFailure as e:
-            return best, e.problem, calls + e.calls
-        calls += n
-        found, problem = _parse_triage(content, run_ids)
-        if len(found) > len(best):
-            best = found
-        if problem is None:
-            return found, None, calls
-        convo = [
-            *messages,
-            {"role": "assistant", "content": content or ""},
-            {
-                "role": "user",
-                "content": f"That reply was invalid ({problem}). Reply again with only the JSON object that "
-                f"matches the schema, classifying each of these run_ids exactly once: {', '.join(run_ids)}.",
-            },
-        ]
-    return best, problem, calls
+    client: ModelClient, messages: list[dict[str, str]], run_ids: list[str]
+) -> tuple[Classes, str | None, int]:
+    """One structured call, re-asked once when the reply is invalid: (classifications, problem, requests).
+
+    When no reply classifies every case, the reply that classified the most is kept.
+    """
+    try:
+        answer = await client.structured(
+            messages,
+            triage_schema(run_ids),
+            lambda content: parse_triage(content, run_ids),
+            reask_hint=f", classifying each of these run_ids exactly once: {', '.join(run_ids)}",
+        )
+    except CallFailed as e:
+        partial = [reply.found for reply in e.replies if isinstance(reply, PartialTriage)]
+        return max(partial, key=len, default={}), e.problem, e.usage.requests
+    return answer.value, None, answer.usage.requests
 
 
 def _all_misaligned(
@@ -241,18 +237,17 @@ async def triage(
     chunks = [cases[i : i + chunk_size] for i in range(0, len(cases), chunk_size)]
     results: dict[str, tuple[TriageCategory | None, str | None, str | None]] = {}
     calls = 0
-    tally = Tally(on_progress, len(chunks), "triage")
+    tally = Tally(
+        on_progress, len(chunks), "triage", detail=lambda: f" chunks ({len(results)} of {len(cases)} cases)"
+    )
 
-    async with open_judge(endpoint, settings, ev.score_type) as judge:
+    async with open_client(endpoint, settings) as client:
 
         async def one(chunk: list[MisalignedCase]) -> None:
             nonlocal calls
             ids = [c.run_id for c in chunk]
-            # A shallow copy shares the HTTP client but sends this chunk's schema (its run ids as an enum).
-            chunk_judge = copy.copy(judge)
-            chunk_judge.schema = triage_schema(ids)
             messages = triage_messages(evaluator, ev.score_type, row["prompt"], chunk)
-            found, problem, n = await _triage_chunk(chunk_judge, messages, ids)
+            found, problem, n = await _triage_chunk(client, messages, ids)
             calls += n
             stored = []
             for rid in ids:
@@ -272,10 +267,9 @@ async def triage(
                     }
                 )
             store.insert_triage(stored)
-            await tally.advance(f" chunks ({len(results)} of {len(cases)} cases)")
 
         try:
-            await bounded(chunks, concurrency or env.concurrency, one)
+            await run_batch(chunks, one, concurrency=concurrency or env.concurrency, progress=tally)
         except AlignError as e:
             raise type(e)(
                 f"{e} Triage: {len(results)} of {len(cases)} cases were classified and kept."

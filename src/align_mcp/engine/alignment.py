@@ -31,8 +31,8 @@ from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
 from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
-from align_mcp.llm.judge import Judge, build_messages, cache_key, judge_example, response_schema
-from align_mcp.llm.runner import Progress
+from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
+from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import MISALIGNED_DIRECTIONS, Store, cache_row, dumps, loads, now_iso
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ async def _execute(
         run = runs.get(p["run_id"])
         if run is None:
             cached_results.append(
-                _result_row(p["run_id"], None, None, "run no longer in the store", None, False)
+                _verdict_row(p["run_id"], Verdict(None, None, "run no longer in the store"))
             )
             continue
         messages = build_messages(row["prompt"], run, settings.reasoning)
@@ -236,64 +236,46 @@ async def _execute(
     if on_progress is not None:
         await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
 
-    failure: list[AlignError] = []
+    failure: AlignError | None = None
     completed = "interrupted"
     try:
         if work:
-            judge = Judge(endpoint, settings, score_type)
-            try:
-                queue = iter(work)
+            tally = Tally(on_progress, total, what, done=done, detail=" judged")
+            async with open_judge(endpoint, settings, score_type) as judge:
 
-                async def worker(scope: anyio.CancelScope) -> None:
-                    nonlocal done
-                    for rid, messages, key in queue:
-                        try:
-                            verdict = await judge_example(judge, messages)
-                        except AlignError as e:
-                            failure.append(e)
-                            scope.cancel()
-                            return
-                        result = _result_row(
-                            rid, verdict.score, verdict.reasoning, verdict.error, verdict, False
-                        )
-                        cache = [cache_row(key, verdict)] if verdict.error is None else []
-                        store.record_results(aid, [result], cache)
-                        done += 1
-                        if on_progress is not None:
-                            await on_progress(done, total, f"{what}: {done}/{total} judged")
+                async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
+                    rid, messages, key = item
+                    verdict = await judge.judge_example(messages)
+                    cache = [cache_row(key, verdict)] if verdict.error is None else []
+                    store.record_results(aid, [_verdict_row(rid, verdict)], cache)
 
-                async with anyio.create_task_group() as tg:
-                    for _ in range(min(concurrency, len(work))):
-                        tg.start_soon(worker, tg.cancel_scope)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await judge.aclose()
-        if not failure:
+                try:
+                    await run_batch(work, one, concurrency=concurrency, progress=tally)
+                except AlignError as e:
+                    failure = e
+        if failure is None:
             completed = "completed"
     finally:
         with anyio.CancelScope(shield=True):
             _finish(store, aid, score_type, completed)
-    if failure:
-        err = failure[0]
+    if failure is not None:
         kept = int(_run_row(store, aid)["total"]) - len(store.pending_examples(aid))
-        raise type(err)(
-            f"{err} Alignment run {aid}: {kept} of {total} results kept; resume it with resume_alignment."
-        ) from err
+        raise type(failure)(
+            f"{failure} Alignment run {aid}: {kept} of {total} results kept; resume it with resume_alignment."
+        ) from failure
 
 
-def _result_row(
-    rid: str, score: Score | None, reasoning: str | None, error: str | None, verdict: Any, cached: bool
-) -> dict[str, Any]:
+def _verdict_row(rid: str, verdict: Verdict) -> dict[str, Any]:
     return {
         "run_id": rid,
-        "judge_score": dumps(score) if score is not None else None,
-        "reasoning": reasoning,
-        "error": error,
-        "prompt_tokens": getattr(verdict, "prompt_tokens", None),
-        "completion_tokens": getattr(verdict, "completion_tokens", None),
-        "cached_tokens": getattr(verdict, "cached_tokens", None),
-        "latency_ms": getattr(verdict, "latency_ms", None),
-        "cached": int(cached),
+        "judge_score": dumps(verdict.score) if verdict.score is not None else None,
+        "reasoning": verdict.reasoning,
+        "error": verdict.error,
+        "prompt_tokens": verdict.prompt_tokens,
+        "completion_tokens": verdict.completion_tokens,
+        "cached_tokens": verdict.cached_tokens,
+        "latency_ms": verdict.latency_ms,
+        "cached": 0,
     }
 
 

@@ -1,1 +1,1 @@
-"""Every model call: endpoints, the judge protocol, structured replies and the bounded runner."""
+"""Every model call: endpoints, one model client, the judge, structured replies and the bounded runner."""

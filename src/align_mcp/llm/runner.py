@@ -1,19 +1,16 @@
-"""The bounded runner for batches of model calls: concurrency, progress, cancellation and a call budget."""
+"""The one bounded runner for batches of model calls: concurrency, progress, cancellation, a call budget."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
 
-from align_mcp.core.models import JudgeSettings, OptimizerBudget, ScoreType
+from align_mcp.core.models import OptimizerBudget
 from align_mcp.errors import AlignError
-from align_mcp.llm.endpoint import Endpoint
-from align_mcp.llm.judge import Judge
 
 T = TypeVar("T")
 
@@ -22,48 +19,76 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 
 
 class Tally:
-    """Progress over a known number of steps, reported through an optional async callback."""
+    """Progress over a known number of steps, reported through an optional async callback.
 
-    def __init__(self, on_progress: Progress | None, total: int, what: str) -> None:
-        self.on_progress, self.total, self.what, self.done = on_progress, total, what, 0
+    Each step reports `"{what}: {done}/{total}{detail}"`; `detail` is a fixed suffix or a function giving it
+    at that moment, and `done` may start above 0 (steps finished earlier, e.g. from the cache).
+    """
 
-    async def advance(self, detail: str = "") -> None:
+    def __init__(
+        self,
+        on_progress: Progress | None,
+        total: int,
+        what: str,
+        *,
+        done: int = 0,
+        detail: str | Callable[[], str] = "",
+    ) -> None:
+        self.on_progress = on_progress
+        self.total = total
+        self.what = what
+        self.done = done
+        self.detail = detail
+
+    async def advance(self, detail: str | None = None) -> None:
         self.done += 1
         if self.on_progress is not None:
+            if detail is None:
+                detail = self.detail if isinstance(self.detail, str) else self.detail()
             await self.on_progress(self.done, self.total, f"{self.what}: {self.done}/{self.total}{detail}")
 
 
-@asynccontextmanager
-async def open_judge(
-    endpoint: Endpoint, settings: JudgeSettings, score_type: ScoreType
-) -> AsyncIterator[Judge]:
-    judge = Judge(endpoint, settings, score_type)
-    try:
-        yield judge
-    finally:
-        with anyio.CancelScope(shield=True):
-            await judge.aclose()
+async def run_batch(
+    items: Sequence[T],
+    call: Callable[[T], Awaitable[None]],
+    *,
+    concurrency: int,
+    progress: Tally | None = None,
+    refused: Callable[[T], None] | None = None,
+) -> None:
+    """Run `call` over items, at most `concurrency` at a time, in order; `progress` advances after each item.
 
-
-async def bounded(items: Sequence[T], concurrency: int, fn: Callable[[T], Awaitable[None]]) -> None:
-    """Run `fn` over items, `concurrency` at a time; the first AlignError stops the rest and is raised."""
-    failure: list[AlignError] = []
+    `call` keeps its own results (stores them, fills a dict) as each one completes, so a cancelled batch keeps
+    every result finished before the cancellation. The first AlignError (a judge nobody can reach, a rejected
+    key) stops the calls still running, starts no more, and is raised. A call the budget refuses (BudgetSpent)
+    ends its item only when `refused` records it, and the batch goes on; without `refused` it stops the batch
+    like an AlignError.
+    """
+    stop: list[AlignError | BudgetSpent] = []
     queue = iter(items)
 
     async def worker(scope: anyio.CancelScope) -> None:
         for item in queue:
             try:
-                await fn(item)
+                await call(item)
+            except BudgetSpent as e:
+                if refused is None:
+                    stop.append(e)
+                    scope.cancel()
+                    return
+                refused(item)
             except AlignError as e:
-                failure.append(e)
+                stop.append(e)
                 scope.cancel()
                 return
+            if progress is not None:
+                await progress.advance()
 
     async with anyio.create_task_group() as tg:
         for _ in range(min(concurrency, len(items))):
             tg.start_soon(worker, tg.cancel_scope)
-    if failure:
-        raise failure[0]
+    if stop:
+        raise stop[0]
 
 
 class BudgetSpent(Exception):
@@ -93,6 +118,14 @@ class Budget:
             if self.used + n > self.limit:
                 raise BudgetSpent(f"{kind}: {self.used} of {self.limit} model calls used")
             self.counts[kind] += n
+
+    def try_take(self, kind: str, keep: int = 0) -> bool:
+        """Take one call when at least `keep` calls stay left after it; False (nothing taken) otherwise."""
+        with self._lock:
+            if self.used + 1 > self.limit - keep:
+                return False
+            self.counts[kind] += 1
+            return True
 
     def report(self, stopped: bool) -> OptimizerBudget:
         return OptimizerBudget(

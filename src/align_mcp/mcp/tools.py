@@ -1188,7 +1188,7 @@ async def suggest_labels(
 ) -> SuggestionReport:
     """Rank the unlabeled runs in the queue by how much a human label would teach: where the draft and the last
     saved version disagree, where repeated samples disagree, and where a class is under-represented."""
-    from align_mcp.diagnose.consistency import suggest_labels as suggest
+    from align_mcp.diagnose.suggestions import suggest_labels as suggest
 
     return await suggest(
         _store(ctx), evaluator, n=n, budget=budget, repeats=repeats, on_progress=_Progress(ctx)
@@ -1207,7 +1207,7 @@ async def corrected_pass_rate(
     """Estimate the true pass rate of unlabeled runs from the judge's verdicts, corrected for its measured error
     rates on the labeled test split: (p_obs + TNR - 1) / (TPR + TNR - 1) with a bootstrap 95% interval. Refuses
     when the judge is no better than chance or a class is missing. Judging test counts as a look at test."""
-    from align_mcp.diagnose.consistency import corrected_pass_rate as estimate
+    from align_mcp.diagnose.pass_rate import corrected_pass_rate as estimate
 
     return await estimate(
         _store(ctx), evaluator, run_ids=run_ids, source=source, prompt=prompt, on_progress=_Progress(ctx)

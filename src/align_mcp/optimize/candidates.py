@@ -11,9 +11,10 @@ import anyio
 from align_mcp.core.models import Evaluator, JsonDict, Score, ScoreType
 from align_mcp.core.templates import VARIABLE, template_variables, validate_template
 from align_mcp.errors import AlignError, InvalidInput
+from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
-from align_mcp.llm.judge import Judge, build_messages, cache_key, judge_example, response_schema
-from align_mcp.llm.runner import Budget, BudgetSpent, Progress
+from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schema
+from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
 from align_mcp.store import Store, cache_row, loads
 
 MAX_BUDGET = 100_000  # the most model calls one proposal may be given
@@ -116,7 +117,7 @@ class Judging:
         self.endpoint = endpoint
         self.schema = response_schema(ev.score_type, ev.judge.reasoning)
         self.budget = budget
-        self.limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self.concurrency = max(1, concurrency)
         self.on_progress = on_progress
         self.runs: dict[str, JsonDict] = {}
         self.results: dict[str, dict[str, Outcome]] = {}
@@ -171,8 +172,7 @@ class Judging:
             done = anyio.Event()
             self._inflight[key] = done
             try:
-                async with self.limiter:
-                    verdict = await judge_example(self._client(), messages)
+                verdict = await self._get_judge().judge_example(messages)
             except AlignError as e:
                 self.fatal = self.fatal or e
                 raise
@@ -194,18 +194,18 @@ class Judging:
         """Judge runs concurrently; a run refused by the budget gets an error outcome, a fatal error raises."""
         out: dict[str, Outcome] = {}
 
-        async def work(rid: str, scope: anyio.CancelScope) -> None:
-            try:
-                out[rid] = await self.one(template, rid)
-            except BudgetSpent:
-                out[rid] = Outcome(None, None, "not judged: the optimizer's call budget ran out")
-                self.results.setdefault(template, {})[rid] = out[rid]
-            except AlignError:
-                scope.cancel()
+        async def work(rid: str) -> None:
+            out[rid] = await self.one(template, rid)
 
-        async with anyio.create_task_group() as tg:
-            for rid in run_ids:
-                tg.start_soon(work, rid, tg.cancel_scope)
+        def refused(rid: str) -> None:
+            out[rid] = Outcome(None, None, "not judged: the optimizer's call budget ran out")
+            self.results.setdefault(template, {})[rid] = out[rid]
+
+        try:
+            await run_batch(run_ids, work, concurrency=self.concurrency, refused=refused)
+        except AlignError:
+            if self.fatal is None:
+                raise
         if self.fatal is not None:
             raise self.fatal
         return out
@@ -226,14 +226,16 @@ class Judging:
     def full_candidates(self, dev: Sequence[tuple[str, Score]]) -> int:
         return sum(1 for results in self.results.values() if all(rid in results for rid, _ in dev))
 
-    def _client(self) -> Judge:
+    def _get_judge(self) -> Judge:
         if self._judge is None:
-            self._judge = Judge(self.endpoint, self.settings, self.score_type)
+            self._judge = Judge(
+                ModelClient(self.endpoint, self.settings), self.score_type, self.settings.reasoning
+            )
         return self._judge
 
     async def aclose(self) -> None:
         if self._judge is not None:
-            await self._judge.aclose()
+            await self._judge.client.aclose()
             self._judge = None
 
 

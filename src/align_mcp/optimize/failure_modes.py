@@ -18,9 +18,10 @@ from align_mcp.core.templates import prompt_file
 from align_mcp.engine import alignment, holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.errors import AlignError, JudgeConfigError
+from align_mcp.llm.client import CallFailed, ModelClient, open_client
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.runner import Budget, BudgetSpent
-from align_mcp.llm.structured import ReplyProblem, StructuredReply, structured_call
+from align_mcp.llm.structured import StructuredReply, ask
 from align_mcp.optimize.candidates import MAX_BUDGET
 from align_mcp.store import Store, now_iso
 
@@ -62,7 +63,7 @@ async def analyze_failures(
     ev = get_evaluator(store, evaluator)
     aid = alignment_run if alignment_run is not None else alignment.latest_run_id(store, evaluator)
     cases, judged, prompt_ref = misaligned_cases(store, evaluator, aid)
-    method, modes, calls, notes = await _analyze(ev, cases, use_llm, env or config.load(), None)
+    method, modes, calls, notes = await _analyze(ev, cases, use_llm, env or config.load(), None, 0)
     return _store_analysis(store, evaluator, aid, prompt_ref, method, judged, cases, modes, calls, notes)
 
 
@@ -80,7 +81,7 @@ async def analysis_for(
     chunks = math.ceil(len(cases) / ANALYSIS_CHUNK)
     wanted = chunks + (1 if chunks > 1 else 0)
     use_llm = spend.remaining - wanted >= keep
-    method, modes, calls, notes = await _analyze(ev, cases, use_llm, env, spend)
+    method, modes, calls, notes = await _analyze(ev, cases, use_llm, env, spend, keep)
     if not use_llm:
         notes.append(
             f"The failure modes were grouped by comment terms: the {wanted} model call(s) of an analysis would "
@@ -138,9 +139,17 @@ def misaligned_cases(store: Store, evaluator: str, aid: int) -> tuple[list[Misal
 
 
 async def _analyze(
-    ev: Evaluator, cases: Sequence[MisalignedCase], use_llm: bool, env: config.Settings, spend: Budget | None
+    ev: Evaluator,
+    cases: Sequence[MisalignedCase],
+    use_llm: bool,
+    env: config.Settings,
+    spend: Budget | None,
+    keep: int,
 ) -> tuple[Literal["llm", "keywords"], list[FailureMode], int, list[str]]:
-    """(method, modes, model calls, notes): the judge model groups the cases, else comment terms do."""
+    """(method, modes, model calls, notes): the judge model groups the cases, else comment terms do.
+
+    A re-ask of an unusable reply is a model call too: it is made only while `keep` calls stay in the budget.
+    """
     spend = spend or Budget(MAX_BUDGET)
     before = spend.counts["analysis"]
     notes: list[str] = []
@@ -154,8 +163,11 @@ async def _analyze(
             notes.append(f"Grouped without a model: {e}")
         if endpoint is not None:
             try:
-                modes = await _llm_modes(ev, endpoint, cases, spend)
-            except (ReplyProblem, BudgetSpent, AlignError) as e:
+                # The analysis answers for many examples at once: the judge's max_tokens would cut it short.
+                settings = ev.judge.model_copy(update={"max_tokens": None})
+                async with open_client(endpoint, settings) as client:
+                    modes = await _llm_modes(ev, client, cases, spend, keep)
+            except (CallFailed, BudgetSpent, AlignError) as e:
                 notes.append(
                     f"The judge model could not group the failures ({e}); they were grouped by direction and by "
                     "terms recurring in the human comments instead."
@@ -166,7 +178,7 @@ async def _analyze(
 
 
 async def _llm_modes(
-    ev: Evaluator, endpoint: Endpoint, cases: Sequence[MisalignedCase], spend: Budget
+    ev: Evaluator, client: ModelClient, cases: Sequence[MisalignedCase], spend: Budget, keep: int
 ) -> list[FailureMode]:
     system = prompt_file("optimizer_failure_modes.md")
     by_id = {c.run_id: c for c in cases}
@@ -178,19 +190,21 @@ async def _llm_modes(
         )
         spend.take("analysis")
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        reply = await structured_call(endpoint, ev, messages, "failure_modes", _Modes)
-        found.extend(_modes_from_reply(reply, chunk, by_id))
+        reply = await ask(
+            client, messages, "failure_modes", _Modes, may_reask=lambda: spend.try_take("analysis", keep)
+        )
+        found.extend(_modes_from_reply(reply.value, chunk, by_id))
     if len(chunks) > 1:
-        found = await _merge_modes(ev, endpoint, found, by_id, spend)
+        found = await _merge_modes(client, found, by_id, spend, keep)
     return _ordered(found)
 
 
 async def _merge_modes(
-    ev: Evaluator,
-    endpoint: Endpoint,
+    client: ModelClient,
     found: list[FailureMode],
     by_id: dict[str, MisalignedCase],
     spend: Budget,
+    keep: int,
 ) -> list[FailureMode]:
     """One call merging the modes that separate batches found under different names (kept as is on failure)."""
     keys = {f"m{i + 1}": mode for i, mode in enumerate(found)}
@@ -203,11 +217,17 @@ async def _merge_modes(
         {"role": "user", "content": f"Failure modes found in separate batches:\n{listing}"},
     ]
     try:
-        reply = await structured_call(endpoint, ev, messages, "failure_mode_merge", _Merged)
-    except ReplyProblem:
+        reply = await ask(
+            client,
+            messages,
+            "failure_mode_merge",
+            _Merged,
+            may_reask=lambda: spend.try_take("analysis", keep),
+        )
+    except CallFailed:
         return found
     merged = []
-    for item in reply.modes:
+    for item in reply.value.modes:
         members = [keys.pop(k) for k in dict.fromkeys(item.members) if k in keys]
         if members:
             ids = [rid for m in members for rid in m.run_ids]

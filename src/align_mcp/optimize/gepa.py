@@ -312,7 +312,7 @@ class _GepaSearch:
                 reflection_minibatch_size=MINIBATCH,
                 candidate_selection_strategy="pareto",
                 use_merge=False,
-                num_threads=int(self.judging.limiter.total_tokens),
+                num_threads=self.judging.concurrency,
                 log_dir=log_dir,  # fresh per run: GEPA resumes from a directory that holds an old state
                 seed=0,
                 gepa_kwargs={"stop_callbacks": [self.stop, NoImprovementStopper(PATIENCE)]},

@@ -31,9 +31,10 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
 from align_mcp.engine.queues import reference_set
 from align_mcp.errors import AlignError, Conflict, InvalidInput, NotFound
+from align_mcp.llm.client import CallFailed, ReplyError, open_client
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.runner import Budget, Progress
-from align_mcp.llm.structured import ReplyProblem, StructuredReply, structured_call
+from align_mcp.llm.structured import StructuredReply, parse_model, reply_format
 from align_mcp.optimize.candidates import MAX_BUDGET, Judging, Outcome, Template, is_wrong
 from align_mcp.optimize.failure_modes import analysis_for, case_text, direction_label, misaligned_cases
 from align_mcp.optimize.gepa import gepa_search, gepa_step_cost, load_dspy
@@ -301,8 +302,8 @@ async def _reflect(
 ) -> None:
     """One structured rewrite from the failure modes and misaligned dev examples; the result is judged on dev.
 
-    An unusable reply (no JSON, or instructions that break the template) is asked again once when the budget
-    still covers the evaluation after it.
+    An unusable reply (no JSON, or instructions that break the template) is shown to the model and asked again
+    once, when the budget still covers the evaluation after it.
     """
     by_id = {c.run_id: c for c in cases}
     queues = [[by_id[rid] for rid in mode.run_ids if rid in by_id] for mode in analysis.modes]
@@ -325,31 +326,38 @@ async def _reflect(
             "Examples the judge got wrong:\n\n" + "\n\n".join(case_text(c, ev.score_type) for c in shown),
         ]
     )
-    system = prompt_file("optimizer_reflect.md")
-    problem = ""
-    for attempt in range(2):
-        if attempt and judging.budget.remaining - 1 < reserve:
-            break
-        retry = f"\n\nYour previous reply could not be used: {problem}. Reply again." if attempt else ""
-        judging.budget.take("reflection")
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user + retry}]
-        try:
-            revision = await structured_call(endpoint, ev, messages, "prompt_revision", _Revision)
-        except ReplyProblem as e:
-            problem = str(e)
-            continue
+    messages = [
+        {"role": "system", "content": prompt_file("optimizer_reflect.md")},
+        {"role": "user", "content": user},
+    ]
+
+    def usable(content: str | None) -> str:
+        """The candidate template of a reply; ReplyError when it is empty or breaks the template."""
+        revision = parse_model(content, _Revision)
         candidate = template.assemble(revision.instructions)
         if not revision.instructions.strip():
-            problem = "the revised text is empty"
-        elif (found := template.problem(candidate)) is not None:
-            problem = f"the revised {kind} {found}"
-        else:
-            await judging.many(candidate, [rid for rid, _ in dev])
-            return
-    raise AlignError(
-        f"The reflection model did not return usable instructions ({problem}). Try mode='gepa', or edit the "
-        "draft by hand from the failure modes (analyze_failures)."
-    )
+            raise ReplyError("the revised text is empty")
+        if (found := template.problem(candidate)) is not None:
+            raise ReplyError(f"the revised {kind} {found}")
+        return candidate
+
+    judging.budget.take("reflection")
+    # The reflection answers at length: the judge's max_tokens would cut it short.
+    settings = ev.judge.model_copy(update={"max_tokens": None})
+    try:
+        async with open_client(endpoint, settings) as client:
+            answer = await client.structured(
+                messages,
+                reply_format("prompt_revision", _Revision),
+                usable,
+                may_reask=lambda: judging.budget.try_take("reflection", keep=reserve),
+            )
+    except CallFailed as e:
+        raise AlignError(
+            f"The reflection model did not return usable instructions ({e.problem}). Try mode='gepa', or edit "
+            "the draft by hand from the failure modes (analyze_failures)."
+        ) from e
+    await judging.many(answer.value, [rid for rid, _ in dev])
 
 
 class _Revision(StructuredReply):

@@ -1,0 +1,203 @@
+"""The corrected pass rate of unlabeled runs: the judge's pass rate, corrected for its test-split errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from align_mcp import config
+from align_mcp.core import metrics
+from align_mcp.core.models import PassRateReport, Score
+from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, resolve
+from align_mcp.engine import holdout
+from align_mcp.engine.alignment import run_alignment
+from align_mcp.engine.evaluators import get as get_evaluator
+from align_mcp.engine.ingest import check_run_ids
+from align_mcp.errors import InvalidInput, JudgeUnreachable, NotFound
+from align_mcp.llm.runner import Progress, Tally
+from align_mcp.store import Store, dumps, loads
+
+
+def _unlabeled_ids(
+    store: Store, evaluator: str, run_ids: Sequence[str] | None, source: str | None
+) -> tuple[list[str], int]:
+    if run_ids is not None and source is not None:
+        raise InvalidInput("Give run_ids or a source, not both.")
+    if run_ids is not None:
+        ids = check_run_ids(store, run_ids)
+    elif source is not None:
+        if store.get_source(source) is None:
+            known = [s["name"] for s in store.list_sources()]
+            raise NotFound(
+                f"No source named {source!r}. Known: {', '.join(known) or 'none'}. "
+                "Import runs with import_runs."
+            )
+        ids = store.run_ids(source=source)
+    else:
+        raise InvalidInput(
+            "Say which unlabeled runs to estimate the pass rate of: run_ids=[...] or source=..."
+        )
+    labeled = store.current_label_rows(evaluator, ids)
+    unlabeled = [rid for rid in ids if rid not in labeled]
+    if not unlabeled:
+        raise InvalidInput(
+            f"All {len(ids)} run(s) already have a human label for {evaluator!r}; the corrected pass rate "
+            "is for unlabeled runs."
+        )
+    return unlabeled, len(ids) - len(unlabeled)
+
+
+def _test_run(
+    store: Store, evaluator: str, prompt: Prompt, examples: Sequence[tuple[str, Score]]
+) -> int | None:
+    """A completed, error-free test-split run of exactly this prompt over exactly these labels, if any."""
+    wanted = {rid: dumps(score) for rid, score in examples}
+    for aid in reversed(store.alignment_run_ids(evaluator)):
+        row = store.alignment_run_row(aid)
+        if (
+            row is None
+            or row["split"] != "test"
+            or row["status"] != "completed"
+            or (row["prompt"], row["judge"], row["model"])
+            != (prompt.text, prompt.settings.model_dump_json(), prompt.endpoint.model)
+        ):
+            continue
+        results = store.alignment_results(aid)
+        if (
+            all(r["error"] is None for r in results)
+            and {r["run_id"]: r["human_score"] for r in results} == wanted
+        ):
+            return aid
+    return None
+
+
+async def corrected_pass_rate(
+    store: Store,
+    evaluator: str,
+    run_ids: Sequence[str] | None = None,
+    source: str | None = None,
+    prompt: str | int = "latest",
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    concurrency: int | None = None,
+    on_progress: Progress | None = None,
+    env: config.Settings | None = None,
+) -> PassRateReport:
+    """Estimate the true pass rate of unlabeled runs from the judge's verdicts, corrected for its errors.
+
+    θ = (p_obs + TNR − 1) / (TPR + TNR − 1), clipped to [0, 1], with a bootstrap 95% interval; p_obs is the
+    share of the unlabeled runs (`run_ids`, or every unlabeled run of `source`) the judge passes with `prompt`
+    (default: the latest saved version), and TPR / TNR come from the evaluator's labeled test split judged
+    with the same prompt (judged now if needed, which counts as a look at the test split). Refuses when a
+    class is missing from the test split or TPR + TNR ≤ 1 (the judge is no better than chance). Verdicts are
+    cached.
+    """
+    env = env or config.load()
+    ev = get_evaluator(store, evaluator)
+    score_type = ev.score_type
+    if not 1 <= n_boot <= 100_000:
+        raise InvalidInput(f"n_boot={n_boot} must be between 1 and 100000.")
+    ids, already_labeled = _unlabeled_ids(store, evaluator, run_ids, source)
+    chosen = resolve(store, evaluator, prompt, env)
+    _, examples = holdout.examples_for(store, evaluator, "test")
+    humans = [(score_type.is_pass(h), score_type.is_pass(h)) for _, h in examples]
+    if len({h for h, _ in humans}) < 2:
+        metrics.corrected_pass_rate([True], humans)  # refuses a missing class before any bootstrap: its words
+
+    aid = _test_run(store, evaluator, chosen, examples)
+    reused = aid is not None
+    if aid is None:
+        report = await run_alignment(
+            store,
+            evaluator,
+            prompt,
+            split="test",
+            compare=False,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            env=env,
+        )
+        aid = report.run.id
+    labeled = [
+        (score_type.is_pass(loads(r["human_score"])), score_type.is_pass(loads(r["judge_score"])))
+        for r in store.alignment_results(aid)
+        if r["error"] is None and r["judge_score"] is not None
+    ]
+    positives = [j for h, j in labeled if h]
+    negatives = [not j for h, j in labeled if not h]
+    if (
+        not positives
+        or not negatives
+        or (sum(positives) / len(positives) + sum(negatives) / len(negatives) <= 1)
+    ):
+        metrics.corrected_pass_rate([True], labeled)  # refuses before any bootstrap and before judging more
+
+    runs = store.get_runs(ids)
+    found, jobs = lookup(store, score_type, chosen, runs)
+    tally = Tally(on_progress, len(jobs), f"unlabeled runs ({chosen.ref})")
+    verdicts = await judge_jobs(store, score_type, chosen, jobs, concurrency or env.concurrency, tally)
+    found.update({rid: v.score for rid, v in verdicts.items() if v.score is not None})
+    failed = [v.error for v in verdicts.values() if v.score is None]
+    if not found:
+        raise JudgeUnreachable(
+            f"None of the {len(ids)} unlabeled runs could be judged (first error: {failed[0]}). Check the "
+            "judge and call this again; verdicts that succeed are cached."
+        )
+    estimate = metrics.corrected_pass_rate(
+        [score_type.is_pass(found[rid]) for rid in ids if rid in found], labeled, n_boot=n_boot, seed=seed
+    )
+    split = holdout.info(store, evaluator)
+    notes = [
+        f"The judge passes {estimate.observed:.0%} of {estimate.n_unlabeled} unlabeled run(s); corrected "
+        f"for its test-split error rates (TPR {estimate.tpr:.0%}, TNR {estimate.tnr:.0%}) the true pass "
+        f"rate is about {estimate.corrected:.0%} (95% interval "
+        f"{estimate.ci.low:.0%}–{estimate.ci.high:.0%}).",
+        f"TPR and TNR come from alignment run {aid} on the test split "
+        + (
+            "(reused: no new look at the test split)."
+            if reused
+            else "(judged now; counted as a test evaluation)."
+        ),
+    ]
+    if score_type.kind == "ordinal":
+        notes.append(f"'Pass' means a score above the middle of {score_type.min}..{score_type.max}.")
+    elif score_type.kind == "categorical":
+        notes.append(f"'Pass' means the first label, {(score_type.labels or [''])[0]!r}.")
+    if estimate.clipped:
+        notes.append(
+            "The raw estimate fell outside [0, 1] and was clipped: the unlabeled runs may differ from the "
+            "labeled ones, or the test split is too small to pin down TPR and TNR."
+        )
+    if len(labeled) < 30:
+        notes.append(
+            f"TPR and TNR rest on {len(labeled)} test label(s), which is why the interval is wide; more "
+            "labels narrow it."
+        )
+    if failed:
+        notes.append(
+            f"{len(failed)} unlabeled run(s) could not be judged and are left out; call again to retry."
+        )
+    if already_labeled:
+        notes.append(f"{already_labeled} run(s) already have a human label and were left out.")
+    tp, p = sum(positives), len(positives)
+    tn, f = sum(negatives), len(negatives)
+    return PassRateReport(
+        evaluator=evaluator,
+        prompt_ref=chosen.ref,
+        model=chosen.endpoint.model,
+        observed=estimate.observed,
+        corrected=estimate.corrected,
+        ci=estimate.ci,
+        tpr=metrics.rate(tp, p),
+        tnr=metrics.rate(tn, f),
+        clipped=estimate.clipped,
+        n_unlabeled=estimate.n_unlabeled,
+        n_labeled=estimate.n_labeled,
+        n_boot=estimate.n_boot,
+        skipped_resamples=estimate.skipped_resamples,
+        unlabeled_errors=len(failed),
+        already_labeled=already_labeled,
+        test_alignment_run=aid,
+        test_evaluations=split.test_evaluations if split else 0,
+        notes=notes,
+    )

@@ -1,0 +1,152 @@
+"""Judge sampling shared by the diagnostics: prompts, cached verdicts, fresh verdicts, repeated samples."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from align_mcp import config
+from align_mcp.core.models import JudgeSettings, Score, ScoreType
+from align_mcp.engine.evaluators import prompt_for
+from align_mcp.errors import AlignError
+from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
+from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
+from align_mcp.llm.runner import Tally, run_batch
+from align_mcp.store import Store, cache_row, dumps, loads, now_iso
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt of an evaluator, ready to judge with: its ref ('draft', 'v2'), text, settings and endpoint."""
+
+    ref: str
+    text: str
+    settings: JudgeSettings
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class Job:
+    """One judge call to make: the run, the messages sent, and the judge-cache key of the call."""
+
+    run_id: str
+    messages: list[dict[str, str]]
+    key: str
+
+
+def resolve(
+    store: Store, evaluator: str, prompt: str | int, env: config.Settings, temperature: float | None = None
+) -> Prompt:
+    ref, text, settings, _ = prompt_for(store, evaluator, prompt)
+    if temperature is not None:
+        settings = settings.model_copy(update={"temperature": temperature})
+    return Prompt(ref, text, settings, resolve_endpoint(settings, env))
+
+
+def lookup(
+    store: Store, score_type: ScoreType, prompt: Prompt, runs: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Score], list[Job]]:
+    """Cached verdicts of `prompt` on `runs`, and the judge calls still needed for the rest."""
+    schema = response_schema(score_type, prompt.settings.reasoning)
+    jobs = []
+    for rid, run in runs.items():
+        messages = build_messages(prompt.text, run, prompt.settings.reasoning)
+        jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
+    hits = store.cache_get([job.key for job in jobs])
+    found = {job.run_id: loads(hits[job.key]["judge_score"]) for job in jobs if job.key in hits}
+    return found, [job for job in jobs if job.key not in hits]
+
+
+async def judge_jobs(
+    store: Store,
+    score_type: ScoreType,
+    prompt: Prompt,
+    jobs: Sequence[Job],
+    concurrency: int,
+    tally: Tally,
+) -> dict[str, Verdict]:
+    """Judge each job once, caching successful verdicts exactly as alignment runs do."""
+    verdicts: dict[str, Verdict] = {}
+    if not jobs:
+        return verdicts
+    async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+
+        async def one(job: Job) -> None:
+            verdict = await judge.judge_example(job.messages)
+            verdicts[job.run_id] = verdict
+            if verdict.error is None:
+                store.cache_put([cache_row(job.key, verdict)])
+
+        await run_batch(jobs, one, concurrency=concurrency, progress=tally)
+    return verdicts
+
+
+def most_common(valid: Sequence[Score]) -> Score:
+    """The score given most often (the first of those given equally often)."""
+    key = Counter(dumps(s) for s in valid).most_common(1)[0][0]
+    return next(s for s in valid if dumps(s) == key)
+
+
+async def sample_repeatedly(
+    store: Store,
+    evaluator: str,
+    score_type: ScoreType,
+    prompt: Prompt,
+    run_ids: Sequence[str],
+    k: int,
+    concurrency: int,
+    tally: Tally,
+) -> int:
+    """Judge every run k times with independent calls (never the cache); store the verdicts as a check."""
+    runs = store.get_runs(run_ids)
+    messages = {rid: build_messages(prompt.text, runs[rid], prompt.settings.reasoning) for rid in run_ids}
+    check_id = store.create_consistency_check(
+        {
+            "evaluator": evaluator,
+            "prompt_ref": prompt.ref,
+            "prompt": prompt.text,
+            "judge": prompt.settings.model_dump_json(),
+            "model": prompt.endpoint.model,
+            "temperature": prompt.settings.temperature,
+            "k": k,
+            "status": "running",
+            "started_at": now_iso(),
+        }
+    )
+    jobs = [(rid, i) for i in range(k) for rid in run_ids]
+    status = "interrupted"
+    try:
+        async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+
+            async def one(job: tuple[str, int]) -> None:
+                rid, i = job
+                verdict = await judge.judge_example(messages[rid])
+                store.record_samples(
+                    check_id,
+                    [
+                        {
+                            "run_id": rid,
+                            "sample": i,
+                            "judge_score": dumps(verdict.score) if verdict.score is not None else None,
+                            "reasoning": verdict.reasoning,
+                            "error": verdict.error,
+                            "prompt_tokens": verdict.prompt_tokens,
+                            "completion_tokens": verdict.completion_tokens,
+                            "latency_ms": verdict.latency_ms,
+                        }
+                    ],
+                )
+
+            await run_batch(jobs, one, concurrency=concurrency, progress=tally)
+        status = "completed"
+    except AlignError as e:
+        kept = len(store.consistency_samples(check_id))
+        raise type(e)(f"{e} Consistency check {check_id}: {kept} of {len(jobs)} samples kept.") from e
+    finally:
+        with anyio.CancelScope(shield=True):
+            store.update_consistency_check(check_id, status=status, finished_at=now_iso())
+    return check_id
