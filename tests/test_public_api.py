@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -49,6 +50,18 @@ def test_public_names_are_the_engine_functions_and_shared_types() -> None:
     assert align_mcp.AlignmentReport is AlignmentReport
     assert align_mcp.ScoreType is ScoreType
     assert align_mcp.NotFound is NotFound
+
+
+def test_the_names_type_checkers_see_are_the_names_loaded_at_run_time() -> None:
+    tree = ast.parse(Path(align_mcp.__file__).read_text(encoding="utf-8"))
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    seen = {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == align_mcp._LAZY
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

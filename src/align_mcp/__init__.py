@@ -62,8 +62,9 @@ if TYPE_CHECKING:
         TriageReport,
         VersionSummary,
     )
-    from align_mcp.diagnose.consistency import corrected_pass_rate, suggest_labels
     from align_mcp.diagnose.consistency import self_consistency as check_consistency
+    from align_mcp.diagnose.pass_rate import corrected_pass_rate
+    from align_mcp.diagnose.suggestions import suggest_labels
     from align_mcp.diagnose.triage import triage as triage_disagreements
     from align_mcp.engine.alignment import get_misaligned, run_alignment
     from align_mcp.engine.alignment import list_runs as list_alignment_runs
@@ -119,8 +120,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "apply_proposal": ("align_mcp.optimize.proposals", "apply_proposal"),
     "triage_disagreements": ("align_mcp.diagnose.triage", "triage"),
     "check_consistency": ("align_mcp.diagnose.consistency", "self_consistency"),
-    "suggest_labels": ("align_mcp.diagnose.consistency", "suggest_labels"),
-    "corrected_pass_rate": ("align_mcp.diagnose.consistency", "corrected_pass_rate"),
+    "suggest_labels": ("align_mcp.diagnose.suggestions", "suggest_labels"),
+    "corrected_pass_rate": ("align_mcp.diagnose.pass_rate", "corrected_pass_rate"),
     "ScoreType": ("align_mcp.core.models", "ScoreType"),
     "JudgeSettings": ("align_mcp.core.models", "JudgeSettings"),
     "Evaluator": ("align_mcp.core.models", "Evaluator"),
