@@ -1,4 +1,4 @@
-"""The SQLite store: location, schema migrations, WAL, bad files, and concurrent labelers (threads, processes)."""
+"""The SQLite store: location, schema migrations, WAL, bad files, concurrent labelers (threads, processes), typed rows."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import Store, open_store
+from align_mcp.store.codec import load_score
 from align_mcp.store.migrations import migrations
 
 CORE_TABLES = {
@@ -304,3 +305,13 @@ def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> 
     with Store(path) as store:
         assert store.label_counts("e") == {"1": 1}
         assert store.queue_counts("e") == {"pending": 1, "reserved": 0, "labeled": 1}
+
+
+# ---- typed rows: each table the store reads back decoded, in the types it was written with ------------------
+
+
+def test_decoded_scores_are_shared_only_when_immutable() -> None:
+    assert load_score("1") == 1 and load_score('"1"') == "1" and load_score("0") == 0
+    assert load_score('"pass"') is load_score('"pass"')
+    odd = load_score("[1]")
+    assert odd == [1] and odd is not load_score("[1]")

@@ -8,13 +8,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
 from align_mcp.errors import StoreError
+from align_mcp.store.codec import dumps, loads, now_iso
 from align_mcp.store.migrations import migrations
 
 BUSY_TIMEOUT_S = 30.0
@@ -26,18 +26,6 @@ MISALIGNED_DIRECTIONS = {
     "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
     "mismatch": "1",
 }
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class CachedVerdict(Protocol):
