@@ -8,7 +8,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import FrozenInstanceError, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
@@ -308,6 +311,62 @@ def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> 
 
 
 # ---- typed rows: each table the store reads back decoded, in the types it was written with ------------------
+
+
+@dataclass(frozen=True)
+class _Run:
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    reference_outputs: dict[str, Any] | None
+    metadata: dict[str, Any]
+
+
+def _just_now(stamp: datetime) -> bool:
+    return stamp.tzinfo is not None and abs(datetime.now(UTC) - stamp) < timedelta(minutes=5)
+
+
+def test_a_source_reads_back_with_its_kind_and_a_parsed_creation_time(store: Store) -> None:
+    assert store.get_source("support") is None
+    store.insert_source("support", "project")
+
+    source = store.get_source("support")
+
+    assert source is not None
+    assert (source.name, source.kind) == ("support", "project")
+    assert _just_now(source.created_at)
+
+
+def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    first = _Run("a", {"q": "ça va?"}, {"a": [1, 2]}, {"a": "oui"}, {"lang": "fr", "n": 3})
+    bare = _Run("b", {"q": "x"}, {"a": None}, None, {})
+    with store.transaction():
+        assert store.insert_runs("s", [first, bare]) == 2
+        assert store.insert_runs("s", [_Run("a", {"q": "changed"}, {}, None, {})]) == 0
+
+    runs = store.get_runs(["a", "b"])
+
+    assert runs["a"] == {
+        "id": "a",
+        "source": "s",
+        "inputs": {"q": "ça va?"},
+        "outputs": {"a": [1, 2]},
+        "reference_outputs": {"a": "oui"},
+        "metadata": {"lang": "fr", "n": 3},
+    }
+    assert runs["b"]["reference_outputs"] is None and runs["b"]["metadata"] == {}
+    raw = store._tuple("SELECT inputs, reference_outputs FROM runs WHERE id = 'a'")
+    assert raw == ('{"q":"ça va?"}', '{"a":"oui"}')
+
+
+def test_rows_are_frozen(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    source = store.get_source("s")
+    assert source is not None
+
+    with pytest.raises(FrozenInstanceError):
+        source.kind = "project"  # type: ignore[misc]
 
 
 def test_decoded_scores_are_shared_only_when_immutable() -> None:

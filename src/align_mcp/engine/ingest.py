@@ -52,10 +52,10 @@ def import_runs(
             )
         records = (parse_record(obj, i + 1, "runs") for i, obj in enumerate(runs))
     existing = store.get_source(source)
-    if existing is not None and existing["kind"] != kind:
+    if existing is not None and existing.kind != kind:
         raise Conflict(
-            f"Source {source!r} already exists with kind {existing['kind']!r}, not {kind!r}. Use kind="
-            f"{existing['kind']!r} or another source name."
+            f"Source {source!r} already exists with kind {existing.kind!r}, not {kind!r}. Use kind="
+            f"{existing.kind!r} or another source name."
         )
     inserted = seen = 0
     feedback_counts: dict[str, int] = defaultdict(int)
@@ -108,19 +108,7 @@ def _flush(
     for r in batch:
         unique.setdefault(r.id, r)
     batch = list(unique.values())
-    inserted = store.insert_runs(
-        [
-            (
-                r.id,
-                source,
-                dumps(r.inputs),
-                dumps(r.outputs),
-                dumps(r.reference_outputs) if r.reference_outputs is not None else None,
-                dumps(r.metadata),
-            )
-            for r in batch
-        ]
-    )
+    inserted = store.insert_runs(source, batch)
     # Only feedback that is new or changed since the last import becomes a label: re-importing a file
     # must not undo a relabel made by hand in the meantime.
     before = store.feedback_for_runs([r.id for r in batch])

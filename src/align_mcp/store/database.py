@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
+from align_mcp.core.models import SourceKind
 from align_mcp.errors import StoreError
-from align_mcp.store.codec import dumps, loads, now_iso
+from align_mcp.store.codec import dumps, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
+from align_mcp.store.rows import NewRun, SourceRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -139,6 +141,16 @@ class Store:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples in the SELECT's column order, for building typed rows without a dict per row."""
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def _tuple(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+            return row
+
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self._lock:
             row = self.conn.execute(sql, params).fetchone()
@@ -153,10 +165,11 @@ class Store:
 
     # ---- sources and runs -------------------------------------------------------------------------------
 
-    def get_source(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+    def get_source(self, name: str) -> SourceRow | None:
+        row = self._tuple("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+        return None if row is None else SourceRow(row[0], row[1], parse_time(row[2]))
 
-    def insert_source(self, name: str, kind: str) -> None:
+    def insert_source(self, name: str, kind: SourceKind) -> None:
         self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
 
     def list_sources(self) -> list[dict[str, Any]]:
@@ -165,8 +178,8 @@ class Store:
             "FROM sources s ORDER BY s.name"
         )
 
-    def insert_runs(self, rows: Sequence[tuple[str, str, str, str, str | None, str]]) -> int:
-        """Insert (id, source, inputs, outputs, reference_outputs, metadata) JSON rows; existing ids are kept.
+    def insert_runs(self, source: str, runs: Iterable[NewRun]) -> int:
+        """Insert runs into a source; runs whose id is already stored are kept as they are.
 
         Returns how many were new. Call inside `transaction()`.
         """
@@ -175,7 +188,18 @@ class Store:
             cur = self.conn.executemany(
                 "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*row, created) for row in rows],
+                [
+                    (
+                        r.id,
+                        source,
+                        dumps(r.inputs),
+                        dumps(r.outputs),
+                        None if r.reference_outputs is None else dumps(r.reference_outputs),
+                        dumps(r.metadata),
+                        created,
+                    )
+                    for r in runs
+                ],
             )
             return max(cur.rowcount, 0)
 
