@@ -21,7 +21,7 @@ from align_mcp import config
 from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.store import Store, open_store
+from align_mcp.store import FeedbackRow, Store, open_store
 from align_mcp.store.codec import load_score
 from align_mcp.store.migrations import migrations
 
@@ -358,6 +358,38 @@ def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) 
     assert runs["b"]["reference_outputs"] is None and runs["b"]["metadata"] == {}
     raw = store._tuple("SELECT inputs, reference_outputs FROM runs WHERE id = 'a'")
     assert raw == ('{"q":"ça va?"}', '{"a":"oui"}')
+
+
+def test_feedback_keeps_only_new_or_changed_rows_and_reads_back_decoded(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    with store.transaction():
+        store.insert_runs("s", [_Run(rid, {}, {}, None, {}) for rid in ("a", "b", "c")])
+        first = store.insert_feedback(
+            [
+                FeedbackRow("a", "tone", "good", "polite", "ana"),
+                FeedbackRow("b", "tone", 1, None, None),
+                FeedbackRow("b", "correctness", {"odd": [1]}, None, None),
+            ]
+        )
+        again = store.insert_feedback(
+            [
+                FeedbackRow("a", "tone", "good", "polite", "someone else"),
+                FeedbackRow("b", "tone", True, None, None),
+                FeedbackRow("c", "tone", 0, "new", None),
+            ]
+        )
+
+    assert [(f.run_id, f.key) for f in first] == [("a", "tone"), ("b", "tone"), ("b", "correctness")]
+    # The same score and comment is not new (whoever labeled it); True is not the JSON of 1.
+    assert again == [FeedbackRow("b", "tone", True, None, None), FeedbackRow("c", "tone", 0, "new", None)]
+    assert store.feedback_for_key("tone") == [
+        FeedbackRow("a", "tone", "good", "polite", "ana"),
+        FeedbackRow("b", "tone", True, None, None),
+        FeedbackRow("c", "tone", 0, "new", None),
+    ]
+    assert store.feedback_for_key("correctness") == [
+        FeedbackRow("b", "correctness", {"odd": [1]}, None, None)
+    ]
 
 
 def test_rows_are_frozen(store: Store) -> None:

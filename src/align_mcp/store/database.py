@@ -17,7 +17,7 @@ from align_mcp.core.models import SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import NewRun, SourceRow
+from align_mcp.store.rows import FeedbackRow, NewRun, SourceRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -251,31 +251,48 @@ class Store:
                 out[row["id"]] = row["v"]
         return out
 
-    def insert_feedback(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]) -> None:
-        """Keep (run_id, key, score JSON, comment, labeler) feedback from imports; newer replaces older."""
-        created = now_iso()
+    def insert_feedback(self, rows: Sequence[FeedbackRow]) -> list[FeedbackRow]:
+        """Keep feedback from imports: newer replaces older, and a row equal to the stored one is skipped.
+
+        Equal means the same score JSON and comment (the labeler does not count), compared with what was
+        stored before this call. Returns the rows that were new or changed, in order. Call inside `transaction()`.
+        """
+        encoded = [dumps(row.score) for row in rows]
         with self._lock:
+            before = self._feedback_for_runs(list(dict.fromkeys(row.run_id for row in rows)))
+            changed = [
+                (row, score)
+                for row, score in zip(rows, encoded, strict=True)
+                if before.get((row.run_id, row.key)) != (score, row.comment)
+            ]
+            created = now_iso()
             self.conn.executemany(
                 "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, created) for row in rows],
+                [(row.run_id, row.key, score, row.comment, row.labeler, created) for row, score in changed],
             )
+        return [row for row, _ in changed]
 
-    def feedback_for_runs(self, run_ids: Sequence[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
-        """Stored import feedback: (run_id, key) -> (score JSON, comment)."""
+    def _feedback_for_runs(self, run_ids: list[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """Stored import feedback as written: (run_id, key) -> (score JSON, comment)."""
         out: dict[tuple[str, str], tuple[str, str | None]] = {}
-        for chunk in _chunks(list(run_ids), 500):
+        for chunk in _chunks(run_ids, 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, key, score, comment in self._tuples(
                 f"SELECT run_id, key, score, comment FROM feedback WHERE run_id IN ({marks})", chunk
             ):
-                out[(r["run_id"], r["key"])] = (r["score"], r["comment"])
+                out[(run_id, key)] = (score, comment)
         return out
 
-    def feedback_for_key(self, key: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id", [key]
-        )
+    def feedback_for_key(self, key: str) -> list[FeedbackRow]:
+        """Imported feedback under one key, by run id, with each score decoded."""
+        return [
+            FeedbackRow(run_id, found, loads(score), comment, labeler)
+            for run_id, found, score, comment, labeler in self._tuples(
+                "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id",
+                [key],
+            )
+        ]
 
     # ---- evaluators and versions ------------------------------------------------------------------------
 
