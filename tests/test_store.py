@@ -18,7 +18,7 @@ import pytest
 from sqlite_utils import Database
 
 from align_mcp import config
-from align_mcp.core.models import ScoreType
+from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import FeedbackRow, Store, open_store
@@ -390,6 +390,92 @@ def test_feedback_keeps_only_new_or_changed_rows_and_reads_back_decoded(store: S
     assert store.feedback_for_key("correctness") == [
         FeedbackRow("b", "correctness", {"odd": [1]}, None, None)
     ]
+
+
+def test_an_evaluator_reads_back_with_its_score_type_judge_and_times_decoded(store: Store) -> None:
+    score_type = ScoreType(kind="categorical", labels=["good", "bad"])
+    judge = JudgeSettings(model="m", temperature=0.5, reasoning=False)
+    store.insert_evaluator("tone", "tone-key", "Is it polite?", score_type, judge, "Rate {{outputs}}")
+
+    row = store.get_evaluator("tone")
+
+    assert row is not None
+    assert (row.name, row.feedback_key, row.description, row.draft) == (
+        "tone",
+        "tone-key",
+        "Is it polite?",
+        "Rate {{outputs}}",
+    )
+    assert row.score_type == score_type and row.judge == judge
+    assert row.test_evaluations == 0
+    assert _just_now(row.created_at) and row.draft_updated_at == row.created_at
+    assert store.get_evaluator("nope") is None
+
+
+def test_updating_the_draft_stores_the_judge_and_stamps_only_the_draft(store: Store) -> None:
+    store.insert_evaluator("tone", "tone", None, ScoreType(kind="binary"), JudgeSettings(), "old {{outputs}}")
+    before = store.get_evaluator("tone")
+    assert before is not None
+
+    store.update_draft("tone", "new {{outputs}}", JudgeSettings(model="other", max_tokens=50))
+
+    after = store.get_evaluator("tone")
+    assert after is not None
+    assert after.draft == "new {{outputs}}"
+    assert after.judge == JudgeSettings(model="other", max_tokens=50)
+    assert after.created_at == before.created_at
+    assert after.draft_updated_at > before.draft_updated_at
+
+
+def test_versions_read_back_numbered_in_order_with_their_judge_decoded(store: Store) -> None:
+    store.insert_evaluator("tone", "tone", None, ScoreType(kind="binary"), JudgeSettings(), "p1")
+    assert store.insert_version("tone", "p1", JudgeSettings(), "initial prompt") == 1
+    assert store.insert_version("tone", "p2", JudgeSettings(model="big"), None) == 2
+
+    versions = store.versions("tone")
+
+    assert [(v.evaluator, v.version, v.prompt, v.judge, v.message) for v in versions] == [
+        ("tone", 1, "p1", JudgeSettings(), "initial prompt"),
+        ("tone", 2, "p2", JudgeSettings(model="big"), None),
+    ]
+    assert all(_just_now(v.created_at) for v in versions)
+    assert store.get_version("tone", 2) == versions[1]
+    assert store.get_version("tone", 3) is None
+
+
+def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    judge = JudgeSettings(model="m")
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 0,
+    }
+    older = store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+    store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "running", "started_at": "t"}, []
+    )
+    store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "completed", "split": "test", "started_at": "t"},
+        [],
+    )
+    store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+
+    assert store.latest_run_of_prompt("e", "p", JudgeSettings(model="m")) == older
+    assert store.latest_run_of_prompt("e", "other", judge) is None
+
+    # Stored without the fields that have their defaults (as by a release before they existed): the same settings.
+    spelled = store.create_alignment_run(
+        {**run, "judge": '{"temperature":0.0,"model":"m"}', "status": "completed", "started_at": "t"}, []
+    )
+    assert store.latest_run_of_prompt("e", "p", judge) == spelled
 
 
 def test_rows_are_frozen(store: Store) -> None:

@@ -82,7 +82,7 @@ def info(store: Store, evaluator: str) -> SplitInfo | None:
         dev=sum(1 for r in rows if r["split"] == "dev"),
         test=sum(1 for r in rows if r["split"] == "test"),
         by_class=dict(by_class),
-        test_evaluations=int(row["test_evaluations"]) if row else 0,
+        test_evaluations=row.test_evaluations if row else 0,
     )
 
 

@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import SourceKind
+from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import FeedbackRow, NewRun, SourceRow
+from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SourceRow, VersionRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -299,8 +299,26 @@ class Store:
     def evaluator_names(self) -> list[str]:
         return [r["name"] for r in self._rows("SELECT name FROM evaluators ORDER BY name")]
 
-    def get_evaluator(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM evaluators WHERE name = ?", [name])
+    def get_evaluator(self, name: str) -> EvaluatorRow | None:
+        row = self._tuple(
+            "SELECT name, feedback_key, description, score_type, judge, draft, draft_updated_at, created_at, "
+            "test_evaluations FROM evaluators WHERE name = ?",
+            [name],
+        )
+        if row is None:
+            return None
+        found, key, description, score_type, judge, draft, draft_updated_at, created_at, tests = row
+        return EvaluatorRow(
+            name=found,
+            feedback_key=key,
+            description=description,
+            score_type=ScoreType.model_validate_json(score_type),
+            judge=JudgeSettings.model_validate_json(judge),
+            draft=draft,
+            draft_updated_at=parse_time(draft_updated_at),
+            created_at=parse_time(created_at),
+            test_evaluations=tests,
+        )
 
     def evaluators_for_key(self, feedback_key: str) -> list[str]:
         return [
@@ -310,26 +328,57 @@ class Store:
             )
         ]
 
-    def insert_evaluator(self, row: dict[str, Any]) -> None:
-        cols = list(row)
+    def insert_evaluator(
+        self,
+        name: str,
+        feedback_key: str,
+        description: str | None,
+        score_type: ScoreType,
+        judge: JudgeSettings,
+        draft: str,
+    ) -> None:
+        """Add an evaluator whose draft is `draft`, created (and its draft last updated) now."""
+        created = now_iso()
         self._write(
-            f"INSERT INTO evaluators ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO evaluators (name, feedback_key, description, score_type, judge, draft, draft_updated_at, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                name,
+                feedback_key,
+                description,
+                score_type.model_dump_json(),
+                judge.model_dump_json(),
+                draft,
+                created,
+                created,
+            ],
         )
 
-    def update_evaluator(self, name: str, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE evaluators SET {sets} WHERE name = ?", [*fields.values(), name])
-
-    def versions(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM prompt_versions WHERE evaluator = ? ORDER BY version", [evaluator])
-
-    def get_version(self, evaluator: str, version: int) -> dict[str, Any] | None:
-        return self._one(
-            "SELECT * FROM prompt_versions WHERE evaluator = ? AND version = ?", [evaluator, version]
+    def update_draft(self, name: str, draft: str, judge: JudgeSettings) -> None:
+        """Replace an evaluator's draft prompt and judge settings, stamping the draft as updated now."""
+        self._write(
+            "UPDATE evaluators SET draft = ?, judge = ?, draft_updated_at = ? WHERE name = ?",
+            [draft, judge.model_dump_json(), now_iso(), name],
         )
 
-    def insert_version(self, evaluator: str, prompt: str, judge: str, message: str | None) -> int:
+    def versions(self, evaluator: str) -> list[VersionRow]:
+        """The evaluator's saved versions, oldest first."""
+        return [
+            _version_row(row)
+            for row in self._tuples(
+                f"SELECT {_VERSION_COLUMNS} FROM prompt_versions WHERE evaluator = ? ORDER BY version",
+                [evaluator],
+            )
+        ]
+
+    def get_version(self, evaluator: str, version: int) -> VersionRow | None:
+        row = self._tuple(
+            f"SELECT {_VERSION_COLUMNS} FROM prompt_versions WHERE evaluator = ? AND version = ?",
+            [evaluator, version],
+        )
+        return None if row is None else _version_row(row)
+
+    def insert_version(self, evaluator: str, prompt: str, judge: JudgeSettings, message: str | None) -> int:
         """Append the next version number atomically and return it."""
         with self.transaction():
             version = int(
@@ -341,7 +390,7 @@ class Store:
             self.conn.execute(
                 "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [evaluator, version, prompt, judge, message, now_iso()],
+                [evaluator, version, prompt, judge.model_dump_json(), message, now_iso()],
             )
         return version
 
@@ -792,14 +841,20 @@ class Store:
         value = self._scalar(sql + " ORDER BY id DESC LIMIT 1", params)
         return int(value) if value is not None else None
 
-    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: str) -> int | None:
-        """The latest completed, non-test alignment run of exactly this prompt text and judge settings."""
-        value = self._scalar(
-            "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND judge = ? AND status = 'completed' "
-            "AND split != 'test' ORDER BY id DESC LIMIT 1",
-            [evaluator, prompt, judge],
-        )
-        return int(value) if value is not None else None
+    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: JudgeSettings) -> int | None:
+        """The latest completed, non-test alignment run of exactly this prompt text and judge settings.
+
+        Settings are compared decoded, so a run still matches when its stored JSON is spelled differently (a
+        field JudgeSettings gained since, with its default).
+        """
+        for aid, stored in self._tuples(
+            "SELECT id, judge FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND status = 'completed' "
+            "AND split != 'test' ORDER BY id DESC",
+            [evaluator, prompt],
+        ):
+            if JudgeSettings.model_validate_json(stored) == judge:
+                return int(aid)
+        return None
 
     def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
         sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
@@ -864,6 +919,16 @@ class Store:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+_VERSION_COLUMNS = "evaluator, version, prompt, judge, message, created_at"
+
+
+def _version_row(row: tuple[Any, ...]) -> VersionRow:
+    evaluator, version, prompt, judge, message, created_at = row
+    return VersionRow(
+        evaluator, version, prompt, JudgeSettings.model_validate_json(judge), message, parse_time(created_at)
+    )
 
 
 def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
