@@ -21,7 +21,7 @@ from align_mcp import config
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.store import FeedbackRow, Store, open_store
+from align_mcp.store import FeedbackRow, SplitRow, Store, open_store
 from align_mcp.store.codec import load_score
 from align_mcp.store.migrations import migrations
 
@@ -441,6 +441,22 @@ def test_versions_read_back_numbered_in_order_with_their_judge_decoded(store: St
     assert all(_just_now(v.created_at) for v in versions)
     assert store.get_version("tone", 2) == versions[1]
     assert store.get_version("tone", 3) is None
+
+
+def test_splits_read_back_with_the_stratum_as_the_score(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    with store.transaction():
+        store.insert_splits(
+            "e", [SplitRow("b", "test", 1), SplitRow("a", "dev", "good"), SplitRow("c", "dev", 0)]
+        )
+        store.insert_splits("e", [SplitRow("a", "test", 1)])  # assignments are permanent
+
+    assert store.split_rows("e") == [
+        SplitRow("a", "dev", "good"),
+        SplitRow("b", "test", 1),
+        SplitRow("c", "dev", 0),
+    ]
+    assert store._tuple("SELECT stratum FROM splits WHERE run_id = 'a'") == ('"good"',)
 
 
 def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:

@@ -15,9 +15,9 @@ from sqlite_utils import Database
 
 from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
 from align_mcp.errors import StoreError
-from align_mcp.store.codec import dumps, loads, now_iso, parse_time
+from align_mcp.store.codec import dumps, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SourceRow, VersionRow
+from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SourceRow, SplitRow, VersionRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -534,18 +534,22 @@ class Store:
 
     # ---- holdout ----------------------------------------------------------------------------------------
 
-    def split_rows(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
-        )
+    def split_rows(self, evaluator: str) -> list[SplitRow]:
+        """The evaluator's holdout assignments, by run id."""
+        return [
+            SplitRow(run_id, split, load_score(stratum))
+            for run_id, split, stratum in self._tuples(
+                "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
+            )
+        ]
 
-    def insert_splits(self, evaluator: str, rows: Sequence[tuple[str, str, str]]) -> None:
-        """Assign (run_id, split, stratum); assignments are permanent. Call inside `transaction()`."""
+    def insert_splits(self, evaluator: str, rows: Sequence[SplitRow]) -> None:
+        """Assign runs to dev or test; assignments are permanent. Call inside `transaction()`."""
         created = now_iso()
         with self._lock:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
-                [(evaluator, *row, created) for row in rows],
+                [(evaluator, row.run_id, row.split, dumps(row.stratum), created) for row in rows],
             )
 
     def count_test_evaluation(self, evaluator: str) -> int:
