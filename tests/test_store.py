@@ -21,7 +21,7 @@ from align_mcp import config
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.store import FeedbackRow, SplitRow, Store, open_store
+from align_mcp.store import FeedbackRow, SampleRow, SplitRow, Store, open_store
 from align_mcp.store.codec import load_score
 from align_mcp.store.migrations import migrations
 
@@ -457,6 +457,34 @@ def test_splits_read_back_with_the_stratum_as_the_score(store: Store) -> None:
         SplitRow("c", "dev", 0),
     ]
     assert store._tuple("SELECT stratum FROM splits WHERE run_id = 'a'") == ('"good"',)
+
+
+def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    check = {"prompt_ref": "draft", "judge": "{}", "model": "m", "temperature": 1.0, "k": 2}
+    done = store.create_consistency_check(
+        {**check, "evaluator": "e", "prompt": "p", "status": "completed", "started_at": "t"}
+    )
+    running = store.create_consistency_check(
+        {**check, "evaluator": "e", "prompt": "p", "status": "running", "started_at": "t"}
+    )
+    sample = {"reasoning": None, "prompt_tokens": None, "completion_tokens": None, "latency_ms": None}
+    store.record_samples(
+        done,
+        [
+            {**sample, "run_id": "r", "sample": 1, "judge_score": "0", "error": None},
+            {**sample, "run_id": "r", "sample": 0, "judge_score": '"pass"', "error": None},
+            {**sample, "run_id": "q", "sample": 0, "judge_score": None, "error": "timeout"},
+        ],
+    )
+    store.record_samples(running, [{**sample, "run_id": "r", "sample": 0, "judge_score": "1", "error": None}])
+
+    assert store.completed_samples("e") == [
+        SampleRow(done, "q", 0, None, "timeout"),
+        SampleRow(done, "r", 0, "pass", None),
+        SampleRow(done, "r", 1, 0, None),
+    ]
+    assert store.completed_samples("e", prompt="another prompt") == []
 
 
 def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:

@@ -17,7 +17,7 @@ from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SourceRow, SplitRow, VersionRow
+from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SampleRow, SourceRow, SplitRow, VersionRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -591,7 +591,7 @@ class Store:
             "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
         )
 
-    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[dict[str, Any]]:
+    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[SampleRow]:
         """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""
         sql = (
             "SELECT s.check_id, s.run_id, s.sample, s.judge_score, s.error FROM judge_samples s "
@@ -601,7 +601,14 @@ class Store:
         if prompt is not None:
             sql += " AND c.prompt = ?"
             params.append(prompt)
-        return self._rows(sql + " ORDER BY s.check_id, s.run_id, s.sample", params)
+        return [
+            SampleRow(
+                check_id, run_id, sample, None if judge_score is None else load_score(judge_score), error
+            )
+            for check_id, run_id, sample, judge_score, error in self._tuples(
+                sql + " ORDER BY s.check_id, s.run_id, s.sample", params
+            )
+        ]
 
     def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
