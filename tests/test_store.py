@@ -22,7 +22,7 @@ from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import FeedbackRow, SampleRow, SplitRow, Store, open_store
-from align_mcp.store.codec import load_score
+from align_mcp.store.codec import judge_matches, load_score
 from align_mcp.store.migrations import migrations
 
 CORE_TABLES = {
@@ -536,3 +536,12 @@ def test_decoded_scores_are_shared_only_when_immutable() -> None:
     assert load_score('"pass"') is load_score('"pass"')
     odd = load_score("[1]")
     assert odd == [1] and odd is not load_score("[1]")
+
+
+def test_a_stored_judge_text_matches_only_equal_settings_once_decoded_and_remembered() -> None:
+    text = '{"model":"m","temperature":0.0}'
+
+    assert judge_matches(text, JudgeSettings(model="m"))
+    assert not judge_matches(text, JudgeSettings(model="m", temperature=0.5))
+    assert not judge_matches(text, JudgeSettings())
+    assert judge_matches(text, JudgeSettings(model="m"))

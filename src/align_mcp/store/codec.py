@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from align_mcp.core.models import Score
+from align_mcp.core.models import JudgeSettings, Score
 
 
 def now_iso() -> str:
@@ -46,3 +46,21 @@ def load_score(text: str) -> Score:
         if isinstance(value, int | str) and len(_SCORES) < _SCORES_MAX:
             _SCORES[text] = value
         return value
+
+
+_JUDGES: dict[str, JudgeSettings] = {}
+_JUDGES_MAX = 256
+
+
+def judge_matches(text: str, judge: JudgeSettings) -> bool:
+    """Whether a stored judge-settings column holds these settings, however its JSON is spelled.
+
+    A store holds a few distinct settings texts, compared again on every evaluator read, so each is decoded
+    once; the decoded settings are only compared here, never handed out, so nobody can change a shared one.
+    """
+    stored = _JUDGES.get(text)
+    if stored is None:
+        stored = JudgeSettings.model_validate_json(text)
+        if len(_JUDGES) < _JUDGES_MAX:
+            _JUDGES[text] = stored
+    return stored == judge

@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
 from align_mcp.errors import StoreError
-from align_mcp.store.codec import dumps, load_score, loads, now_iso, parse_time
+from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
 from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SampleRow, SourceRow, SplitRow, VersionRow
 
@@ -863,7 +863,7 @@ class Store:
             "AND split != 'test' ORDER BY id DESC",
             [evaluator, prompt],
         ):
-            if JudgeSettings.model_validate_json(stored) == judge:
+            if judge_matches(stored, judge):
                 return int(aid)
         return None
 
