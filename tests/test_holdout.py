@@ -59,7 +59,7 @@ def label(store: Store, labels: Mapping[str, Score]) -> None:
 
 
 def assignments(store: Store) -> dict[str, str]:
-    return {r["run_id"]: r["split"] for r in store.split_rows(NAME)}
+    return {r.run_id: r.split for r in store.split_rows(NAME)}
 
 
 def judge_as(scores: Mapping[str, Score]) -> Callable[[dict[str, Any]], Reply]:

@@ -1,21 +1,25 @@
-"""The SQLite store: location, schema migrations, WAL, bad files, and concurrent labelers (threads, processes)."""
+"""The SQLite store: location, schema migrations, WAL, bad files, concurrent labelers (threads, processes), typed rows."""
 
 from __future__ import annotations
 
 import sqlite3
 import sys
 import threading
+from dataclasses import FrozenInstanceError, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
 from sqlite_utils import Database
 
 from align_mcp import config
-from align_mcp.core.models import ScoreType
+from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.store import Store, open_store
+from align_mcp.store import FeedbackRow, SampleRow, SplitRow, Store, open_store
+from align_mcp.store.codec import judge_matches, load_score
 from align_mcp.store.migrations import migrations
 from conftest import run_labeler_processes
 
@@ -265,3 +269,240 @@ def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> 
     with Store(path) as store:
         assert store.label_counts("e") == {"1": 1}
         assert store.queue_counts("e") == {"pending": 1, "reserved": 0, "labeled": 1}
+
+
+# ---- typed rows: each table the store reads back decoded, in the types it was written with ------------------
+
+
+@dataclass(frozen=True)
+class _Run:
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    reference_outputs: dict[str, Any] | None
+    metadata: dict[str, Any]
+
+
+def _just_now(stamp: datetime) -> bool:
+    return stamp.tzinfo is not None and abs(datetime.now(UTC) - stamp) < timedelta(minutes=5)
+
+
+def test_a_source_reads_back_with_its_kind_and_a_parsed_creation_time(store: Store) -> None:
+    assert store.get_source("support") is None
+    store.insert_source("support", "project")
+
+    source = store.get_source("support")
+
+    assert source is not None
+    assert (source.name, source.kind) == ("support", "project")
+    assert _just_now(source.created_at)
+
+
+def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    first = _Run("a", {"q": "ça va?"}, {"a": [1, 2]}, {"a": "oui"}, {"lang": "fr", "n": 3})
+    bare = _Run("b", {"q": "x"}, {"a": None}, None, {})
+    with store.transaction():
+        assert store.insert_runs("s", [first, bare]) == 2
+        assert store.insert_runs("s", [_Run("a", {"q": "changed"}, {}, None, {})]) == 0
+
+    runs = store.get_runs(["a", "b"])
+
+    assert runs["a"] == {
+        "id": "a",
+        "source": "s",
+        "inputs": {"q": "ça va?"},
+        "outputs": {"a": [1, 2]},
+        "reference_outputs": {"a": "oui"},
+        "metadata": {"lang": "fr", "n": 3},
+    }
+    assert runs["b"]["reference_outputs"] is None and runs["b"]["metadata"] == {}
+    raw = store._tuple("SELECT inputs, reference_outputs FROM runs WHERE id = 'a'")
+    assert raw == ('{"q":"ça va?"}', '{"a":"oui"}')
+
+
+def test_feedback_keeps_only_new_or_changed_rows_and_reads_back_decoded(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    with store.transaction():
+        store.insert_runs("s", [_Run(rid, {}, {}, None, {}) for rid in ("a", "b", "c")])
+        first = store.insert_feedback(
+            [
+                FeedbackRow("a", "tone", "good", "polite", "ana"),
+                FeedbackRow("b", "tone", 1, None, None),
+                FeedbackRow("b", "correctness", {"odd": [1]}, None, None),
+            ]
+        )
+        again = store.insert_feedback(
+            [
+                FeedbackRow("a", "tone", "good", "polite", "someone else"),
+                FeedbackRow("b", "tone", True, None, None),
+                FeedbackRow("c", "tone", 0, "new", None),
+            ]
+        )
+
+    assert [(f.run_id, f.key) for f in first] == [("a", "tone"), ("b", "tone"), ("b", "correctness")]
+    # The same score and comment is not new (whoever labeled it); True is not the JSON of 1.
+    assert again == [FeedbackRow("b", "tone", True, None, None), FeedbackRow("c", "tone", 0, "new", None)]
+    assert store.feedback_for_key("tone") == [
+        FeedbackRow("a", "tone", "good", "polite", "ana"),
+        FeedbackRow("b", "tone", True, None, None),
+        FeedbackRow("c", "tone", 0, "new", None),
+    ]
+    assert store.feedback_for_key("correctness") == [
+        FeedbackRow("b", "correctness", {"odd": [1]}, None, None)
+    ]
+
+
+def test_an_evaluator_reads_back_with_its_score_type_judge_and_times_decoded(store: Store) -> None:
+    score_type = ScoreType(kind="categorical", labels=["good", "bad"])
+    judge = JudgeSettings(model="m", temperature=0.5, reasoning=False)
+    store.insert_evaluator("tone", "tone-key", "Is it polite?", score_type, judge, "Rate {{outputs}}")
+
+    row = store.get_evaluator("tone")
+
+    assert row is not None
+    assert (row.name, row.feedback_key, row.description, row.draft) == (
+        "tone",
+        "tone-key",
+        "Is it polite?",
+        "Rate {{outputs}}",
+    )
+    assert row.score_type == score_type and row.judge == judge
+    assert row.test_evaluations == 0
+    assert _just_now(row.created_at) and row.draft_updated_at == row.created_at
+    assert store.get_evaluator("nope") is None
+
+
+def test_updating_the_draft_stores_the_judge_and_stamps_only_the_draft(store: Store) -> None:
+    store.insert_evaluator("tone", "tone", None, ScoreType(kind="binary"), JudgeSettings(), "old {{outputs}}")
+    before = store.get_evaluator("tone")
+    assert before is not None
+
+    store.update_draft("tone", "new {{outputs}}", JudgeSettings(model="other", max_tokens=50))
+
+    after = store.get_evaluator("tone")
+    assert after is not None
+    assert after.draft == "new {{outputs}}"
+    assert after.judge == JudgeSettings(model="other", max_tokens=50)
+    assert after.created_at == before.created_at
+    assert after.draft_updated_at > before.draft_updated_at
+
+
+def test_versions_read_back_numbered_in_order_with_their_judge_decoded(store: Store) -> None:
+    store.insert_evaluator("tone", "tone", None, ScoreType(kind="binary"), JudgeSettings(), "p1")
+    assert store.insert_version("tone", "p1", JudgeSettings(), "initial prompt") == 1
+    assert store.insert_version("tone", "p2", JudgeSettings(model="big"), None) == 2
+
+    versions = store.versions("tone")
+
+    assert [(v.evaluator, v.version, v.prompt, v.judge, v.message) for v in versions] == [
+        ("tone", 1, "p1", JudgeSettings(), "initial prompt"),
+        ("tone", 2, "p2", JudgeSettings(model="big"), None),
+    ]
+    assert all(_just_now(v.created_at) for v in versions)
+    assert store.get_version("tone", 2) == versions[1]
+    assert store.get_version("tone", 3) is None
+
+
+def test_splits_read_back_with_the_stratum_as_the_score(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    with store.transaction():
+        store.insert_splits(
+            "e", [SplitRow("b", "test", 1), SplitRow("a", "dev", "good"), SplitRow("c", "dev", 0)]
+        )
+        store.insert_splits("e", [SplitRow("a", "test", 1)])  # assignments are permanent
+
+    assert store.split_rows("e") == [
+        SplitRow("a", "dev", "good"),
+        SplitRow("b", "test", 1),
+        SplitRow("c", "dev", 0),
+    ]
+    assert store._tuple("SELECT stratum FROM splits WHERE run_id = 'a'") == ('"good"',)
+
+
+def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    check = {"prompt_ref": "draft", "judge": "{}", "model": "m", "temperature": 1.0, "k": 2}
+    done = store.create_consistency_check(
+        {**check, "evaluator": "e", "prompt": "p", "status": "completed", "started_at": "t"}
+    )
+    running = store.create_consistency_check(
+        {**check, "evaluator": "e", "prompt": "p", "status": "running", "started_at": "t"}
+    )
+    sample = {"reasoning": None, "prompt_tokens": None, "completion_tokens": None, "latency_ms": None}
+    store.record_samples(
+        done,
+        [
+            {**sample, "run_id": "r", "sample": 1, "judge_score": "0", "error": None},
+            {**sample, "run_id": "r", "sample": 0, "judge_score": '"pass"', "error": None},
+            {**sample, "run_id": "q", "sample": 0, "judge_score": None, "error": "timeout"},
+        ],
+    )
+    store.record_samples(running, [{**sample, "run_id": "r", "sample": 0, "judge_score": "1", "error": None}])
+
+    assert store.completed_samples("e") == [
+        SampleRow(done, "q", 0, None, "timeout"),
+        SampleRow(done, "r", 0, "pass", None),
+        SampleRow(done, "r", 1, 0, None),
+    ]
+    assert store.completed_samples("e", prompt="another prompt") == []
+
+
+def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    judge = JudgeSettings(model="m")
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 0,
+    }
+    older = store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+    store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "running", "started_at": "t"}, []
+    )
+    store.create_alignment_run(
+        {**run, "judge": judge.model_dump_json(), "status": "completed", "split": "test", "started_at": "t"},
+        [],
+    )
+    store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+
+    assert store.latest_run_of_prompt("e", "p", JudgeSettings(model="m")) == older
+    assert store.latest_run_of_prompt("e", "other", judge) is None
+
+    # Stored without the fields that have their defaults (as by a release before they existed): the same settings.
+    spelled = store.create_alignment_run(
+        {**run, "judge": '{"temperature":0.0,"model":"m"}', "status": "completed", "started_at": "t"}, []
+    )
+    assert store.latest_run_of_prompt("e", "p", judge) == spelled
+
+
+def test_rows_are_frozen(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    source = store.get_source("s")
+    assert source is not None
+
+    with pytest.raises(FrozenInstanceError):
+        source.kind = "project"  # type: ignore[misc]
+
+
+def test_decoded_scores_are_shared_only_when_immutable() -> None:
+    assert load_score("1") == 1 and load_score('"1"') == "1" and load_score("0") == 0
+    assert load_score('"pass"') is load_score('"pass"')
+    odd = load_score("[1]")
+    assert odd == [1] and odd is not load_score("[1]")
+
+
+def test_a_stored_judge_text_matches_only_equal_settings_once_decoded_and_remembered() -> None:
+    text = '{"model":"m","temperature":0.0}'
+
+    assert judge_matches(text, JudgeSettings(model="m"))
+    assert not judge_matches(text, JudgeSettings(model="m", temperature=0.5))
+    assert not judge_matches(text, JudgeSettings())
+    assert judge_matches(text, JudgeSettings(model="m"))

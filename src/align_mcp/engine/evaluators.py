@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from align_mcp.core.models import (
 from align_mcp.core.templates import default_prompt, validate_template
 from align_mcp.engine.feedback import apply_stored_feedback
 from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
-from align_mcp.store import Store, loads, now_iso
+from align_mcp.store import EvaluatorRow, Store, VersionRow, loads
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -35,7 +34,7 @@ def check_name(name: str, what: str = "evaluator") -> str:
     return name
 
 
-def _row(store: Store, name: str) -> dict[str, Any]:
+def _row(store: Store, name: str) -> EvaluatorRow:
     row = store.get_evaluator(name)
     if row is None:
         known = store.evaluator_names()
@@ -45,7 +44,7 @@ def _row(store: Store, name: str) -> dict[str, Any]:
 
 
 def score_type_of(store: Store, name: str) -> ScoreType:
-    return ScoreType.model_validate_json(_row(store, name)["score_type"])
+    return _row(store, name).score_type
 
 
 def create(
@@ -67,21 +66,9 @@ def create(
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text)
     settings = judge or JudgeSettings()
-    created = now_iso()
     with store.transaction():
-        store.insert_evaluator(
-            {
-                "name": name,
-                "feedback_key": key,
-                "description": description,
-                "score_type": score_type.model_dump_json(),
-                "judge": settings.model_dump_json(),
-                "draft": text,
-                "draft_updated_at": created,
-                "created_at": created,
-            }
-        )
-        store.insert_version(name, text, settings.model_dump_json(), "initial prompt")
+        store.insert_evaluator(name, key, description, score_type, settings, text)
+        store.insert_version(name, text, settings, "initial prompt")
         apply_stored_feedback(store, name, score_type, key)
     return get(store, name)
 
@@ -90,30 +77,25 @@ def get(store: Store, name: str) -> Evaluator:
     row = _row(store, name)
     versions = store.versions(name)
     summaries = [_version_summary(store, name, v) for v in versions]
-    judge = JudgeSettings.model_validate_json(row["judge"])
     latest = versions[-1] if versions else None
-    differs = (
-        latest is None
-        or latest["prompt"] != row["draft"]
-        or JudgeSettings.model_validate_json(latest["judge"]) != judge
-    )
+    differs = latest is None or latest.prompt != row.draft or latest.judge != row.judge
     return Evaluator(
-        name=row["name"],
-        feedback_key=row["feedback_key"],
-        description=row["description"],
-        score_type=ScoreType.model_validate_json(row["score_type"]),
-        judge=judge,
-        draft=row["draft"],
-        draft_updated_at=datetime.fromisoformat(row["draft_updated_at"]),
+        name=row.name,
+        feedback_key=row.feedback_key,
+        description=row.description,
+        score_type=row.score_type,
+        judge=row.judge,
+        draft=row.draft,
+        draft_updated_at=row.draft_updated_at,
         draft_differs=differs,
         versions=summaries,
-        created_at=datetime.fromisoformat(row["created_at"]),
+        created_at=row.created_at,
     )
 
 
-def _version_summary(store: Store, name: str, v: dict[str, Any]) -> VersionSummary:
+def _version_summary(store: Store, name: str, v: VersionRow) -> VersionSummary:
     # A draft run of the same prompt and settings counts: saving does not change what was measured.
-    aid = store.latest_run_of_prompt(name, v["prompt"], v["judge"])
+    aid = store.latest_run_of_prompt(name, v.prompt, v.judge)
     agreement = kappa = None
     n = None
     if aid is not None:
@@ -124,9 +106,9 @@ def _version_summary(store: Store, name: str, v: dict[str, Any]) -> VersionSumma
             kappa = metrics.get("kappa")
             n = metrics["n"]
     return VersionSummary(
-        version=v["version"],
-        message=v["message"],
-        created_at=datetime.fromisoformat(v["created_at"]),
+        version=v.version,
+        message=v.message,
+        created_at=v.created_at,
         agreement=agreement,
         kappa=kappa,
         n=n,
@@ -146,7 +128,7 @@ def update_draft(
 ) -> Evaluator:
     """Edit the draft only: a full new prompt, or one exact find/replace, and/or judge settings."""
     row = _row(store, name)
-    text: str = row["draft"]
+    text = row.draft
     if prompt is not None and replace is not None:
         raise InvalidInput("Give either a full prompt or a find/replace edit, not both.")
     if prompt is not None:
@@ -162,7 +144,7 @@ def update_draft(
             )
         text = text.replace(old, new)
     validate_template(text)
-    settings = JudgeSettings.model_validate_json(row["judge"])
+    settings = row.judge
     if judge:
         unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
         if unknown:
@@ -174,7 +156,7 @@ def update_draft(
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
             raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
-    store.update_evaluator(name, draft=text, judge=settings.model_dump_json(), draft_updated_at=now_iso())
+    store.update_draft(name, text, settings)
     return get(store, name)
 
 
@@ -182,15 +164,14 @@ def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
     """Save the draft as the next immutable version; refuse when it equals the last saved version."""
     row = _row(store, name)
     versions = store.versions(name)
-    settings = JudgeSettings.model_validate_json(row["judge"])
     if versions:
         last = versions[-1]
-        if last["prompt"] == row["draft"] and JudgeSettings.model_validate_json(last["judge"]) == settings:
+        if last.prompt == row.draft and last.judge == row.judge:
             raise NothingToSave(
-                f"The draft of {name!r} is identical to v{last['version']}; nothing to save. Edit it with "
+                f"The draft of {name!r} is identical to v{last.version}; nothing to save. Edit it with "
                 "update_draft first."
             )
-    number = store.insert_version(name, row["draft"], settings.model_dump_json(), message)
+    number = store.insert_version(name, row.draft, row.judge, message)
     return get_version(store, name, number)
 
 
@@ -198,30 +179,30 @@ def get_version(store: Store, name: str, version: int) -> PromptVersion:
     _row(store, name)
     v = store.get_version(name, version)
     if v is None:
-        known = [f"v{x['version']}" for x in store.versions(name)]
+        known = [f"v{x.version}" for x in store.versions(name)]
         raise NotFound(
             f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}. "
             "List them with list_versions."
         )
     return PromptVersion(
         evaluator=name,
-        version=v["version"],
-        prompt=v["prompt"],
-        judge=JudgeSettings.model_validate_json(v["judge"]),
-        message=v["message"],
-        created_at=datetime.fromisoformat(v["created_at"]),
+        version=v.version,
+        prompt=v.prompt,
+        judge=v.judge,
+        message=v.message,
+        created_at=v.created_at,
     )
 
 
 def list_versions(store: Store, name: str) -> list[PromptVersion]:
     _row(store, name)
-    return [get_version(store, name, v["version"]) for v in store.versions(name)]
+    return [get_version(store, name, v.version) for v in store.versions(name)]
 
 
 def restore(store: Store, name: str, version: int) -> Evaluator:
     """Copy a saved version into the draft (the versions themselves never change)."""
     v = get_version(store, name, version)
-    store.update_evaluator(name, draft=v.prompt, judge=v.judge.model_dump_json(), draft_updated_at=now_iso())
+    store.update_draft(name, v.prompt, v.judge)
     return get(store, name)
 
 
@@ -231,13 +212,13 @@ def diff(store: Store, name: str, version: int | None = None) -> DraftDiff:
     versions = store.versions(name)
     base = get_version(store, name, version) if version is not None else None
     if base is None and versions:
-        base = get_version(store, name, versions[-1]["version"])
+        base = get_version(store, name, versions[-1].version)
     old = base.prompt if base else ""
-    settings = JudgeSettings.model_validate_json(row["judge"])
+    settings = row.judge
     lines = list(
         difflib.unified_diff(
             old.splitlines(keepends=True),
-            row["draft"].splitlines(keepends=True),
+            row.draft.splitlines(keepends=True),
             fromfile=f"v{base.version}" if base else "empty",
             tofile="draft",
         )
@@ -260,12 +241,12 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     """(prompt_ref, text, settings, version) for 'draft', 'v3', 3 or 'latest'."""
     row = _row(store, name)
     if prompt == "draft":
-        return "draft", row["draft"], JudgeSettings.model_validate_json(row["judge"]), None
+        return "draft", row.draft, row.judge, None
     if prompt == "latest":
         versions = store.versions(name)
         if not versions:
             raise NotFound(f"Evaluator {name!r} has no saved version yet. Save the draft with save_prompt.")
-        number = int(versions[-1]["version"])
+        number = versions[-1].version
     elif isinstance(prompt, int):
         number = prompt
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,10 +44,7 @@ def apply_feedback(
 
 def apply_stored_feedback(store: Store, evaluator: str, score_type: ScoreType, feedback_key: str) -> int:
     """Label a new evaluator's runs from feedback imported earlier under its feedback key."""
-    items = [
-        (f["run_id"], json.loads(f["score"]), f["comment"], f["labeler"], None)
-        for f in store.feedback_for_key(feedback_key)
-    ]
+    items = [(f.run_id, f.score, f.comment, f.labeler, None) for f in store.feedback_for_key(feedback_key)]
     if not items:
         return 0
     return apply_feedback(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter, defaultdict
 
 from align_mcp.core.models import Score, SplitInfo
 from align_mcp.engine.queues import reference_set
 from align_mcp.errors import InvalidInput
-from align_mcp.store import Store, dumps
+from align_mcp.store import HoldoutSplit, SplitRow, Store
 
 TEST_SHARE = 0.3
 MIN_SPLIT_LABELS = 10
@@ -48,22 +47,22 @@ def ensure_split(store: Store, evaluator: str) -> SplitInfo | None:
     rows = store.split_rows(evaluator)
     if not rows and needed_labels(examples) is not None:
         return None
-    assigned = {r["run_id"] for r in rows}
-    have: dict[str, Counter[str]] = defaultdict(Counter)
+    assigned = {r.run_id for r in rows}
+    have: dict[Score, Counter[HoldoutSplit]] = defaultdict(Counter)
     for r in rows:
-        have[r["stratum"]][r["split"]] += 1
-    new: dict[str, list[str]] = defaultdict(list)
+        have[r.stratum][r.split] += 1
+    new: dict[Score, list[str]] = defaultdict(list)
     for run_id, score in examples:
         if run_id not in assigned:
-            new[dumps(score)].append(run_id)
-    additions: list[tuple[str, str, str]] = []
+            new[score].append(run_id)
+    additions: list[SplitRow] = []
     for stratum, ids in new.items():
         counts = have[stratum]
         for run_id in sorted(ids, key=_order):
             total = counts["dev"] + counts["test"] + 1
-            split = "test" if counts["test"] + 1 <= round(TEST_SHARE * total) else "dev"
+            split: HoldoutSplit = "test" if counts["test"] + 1 <= round(TEST_SHARE * total) else "dev"
             counts[split] += 1
-            additions.append((run_id, split, stratum))
+            additions.append(SplitRow(run_id, split, stratum))
     if additions:
         with store.transaction():
             store.insert_splits(evaluator, additions)
@@ -76,18 +75,18 @@ def info(store: Store, evaluator: str) -> SplitInfo | None:
         return None
     by_class: dict[str, dict[str, int]] = defaultdict(lambda: {"dev": 0, "test": 0})
     for r in rows:
-        by_class[str(json.loads(r["stratum"]))][r["split"]] += 1
+        by_class[str(r.stratum)][r.split] += 1
     row = store.get_evaluator(evaluator)
     return SplitInfo(
-        dev=sum(1 for r in rows if r["split"] == "dev"),
-        test=sum(1 for r in rows if r["split"] == "test"),
+        dev=sum(1 for r in rows if r.split == "dev"),
+        test=sum(1 for r in rows if r.split == "test"),
         by_class=dict(by_class),
-        test_evaluations=int(row["test_evaluations"]) if row else 0,
+        test_evaluations=row.test_evaluations if row else 0,
     )
 
 
 def split_ids(store: Store, evaluator: str, split: str) -> set[str]:
-    return {r["run_id"] for r in store.split_rows(evaluator) if r["split"] == split}
+    return {r.run_id for r in store.split_rows(evaluator) if r.split == split}
 
 
 def examples_for(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple[str, Score]]]:

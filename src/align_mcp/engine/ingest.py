@@ -13,7 +13,7 @@ from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.feedback import apply_feedback
 from align_mcp.engine.formats import Format, ParsedRun, parse_record, read_runs
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
-from align_mcp.store import Store, dumps
+from align_mcp.store import FeedbackRow, Store
 
 BATCH = 2000
 MAX_INLINE = 10_000
@@ -52,10 +52,10 @@ def import_runs(
             )
         records = (parse_record(obj, i + 1, "runs") for i, obj in enumerate(runs))
     existing = store.get_source(source)
-    if existing is not None and existing["kind"] != kind:
+    if existing is not None and existing.kind != kind:
         raise Conflict(
-            f"Source {source!r} already exists with kind {existing['kind']!r}, not {kind!r}. Use kind="
-            f"{existing['kind']!r} or another source name."
+            f"Source {source!r} already exists with kind {existing.kind!r}, not {kind!r}. Use kind="
+            f"{existing.kind!r} or another source name."
         )
     inserted = seen = 0
     feedback_counts: dict[str, int] = defaultdict(int)
@@ -108,40 +108,26 @@ def _flush(
     for r in batch:
         unique.setdefault(r.id, r)
     batch = list(unique.values())
-    inserted = store.insert_runs(
-        [
-            (
-                r.id,
-                source,
-                dumps(r.inputs),
-                dumps(r.outputs),
-                dumps(r.reference_outputs) if r.reference_outputs is not None else None,
-                dumps(r.metadata),
-            )
-            for r in batch
-        ]
-    )
+    inserted = store.insert_runs(source, batch)
     # Only feedback that is new or changed since the last import becomes a label: re-importing a file
     # must not undo a relabel made by hand in the meantime.
-    before = store.feedback_for_runs([r.id for r in batch])
     rows = []
-    by_key: dict[str, list[tuple[ParsedRun, Any, str | None, str | None]]] = defaultdict(list)
+    lines: dict[str, int] = {}
     for r in batch:
         for fb in r.feedback:
             feedback_counts[fb.key] += 1
-            if before.get((r.id, fb.key)) == (dumps(fb.score), fb.comment):
-                continue
-            rows.append((r.id, fb.key, dumps(fb.score), fb.comment, fb.labeler))
-            by_key[fb.key].append((r, fb.score, fb.comment, fb.labeler))
-    if rows:
-        store.insert_feedback(rows)
+            rows.append(FeedbackRow(r.id, fb.key, fb.score, fb.comment, fb.labeler))
+            lines[r.id] = r.line
+    by_key: dict[str, list[FeedbackRow]] = defaultdict(list)
+    for row in store.insert_feedback(rows):
+        by_key[row.key].append(row)
     for key, items in by_key.items():
         for evaluator in store.evaluators_for_key(key):
             label_counts[evaluator] += apply_feedback(
                 store,
                 evaluator,
                 score_type_of(store, evaluator),
-                [(r.id, s, c, lb, r.line) for r, s, c, lb in items],
+                [(f.run_id, f.score, f.comment, f.labeler, lines[f.run_id]) for f in items],
             )
     return inserted
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from align_mcp.core.metrics import flip_share
 from align_mcp.core.models import Score
-from align_mcp.store import Store, loads
+from align_mcp.store import Store
 
 
 def latest_samples(store: Store, evaluator: str, prompt: str | None = None) -> dict[str, list[Score | None]]:
     """Per run, the verdicts of the latest completed consistency check that sampled it."""
     latest: dict[str, tuple[int, list[Score | None]]] = {}
     for r in store.completed_samples(evaluator, prompt):
-        check, scores = latest.get(r["run_id"], (-1, []))
-        if r["check_id"] != check:
-            check, scores = r["check_id"], []
-            latest[r["run_id"]] = (check, scores)
-        scores.append(loads(r["judge_score"]) if r["error"] is None else None)
+        check, scores = latest.get(r.run_id, (-1, []))
+        if r.check_id != check:
+            check, scores = r.check_id, []
+            latest[r.run_id] = (check, scores)
+        scores.append(r.judge_score if r.error is None else None)
     return {rid: scores for rid, (_, scores) in latest.items()}
 
 

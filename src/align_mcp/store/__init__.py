@@ -1,20 +1,36 @@
 """The SQLite store: the only code that knows tables, columns and how values are encoded in them."""
 
+from align_mcp.store.codec import dumps, loads, now_iso
 from align_mcp.store.database import (
     MISALIGNED_DIRECTIONS,
     CachedVerdict,
     Store,
     cache_row,
-    dumps,
-    loads,
-    now_iso,
     open_store,
+)
+from align_mcp.store.rows import (
+    EvaluatorRow,
+    FeedbackRow,
+    HoldoutSplit,
+    NewRun,
+    SampleRow,
+    SourceRow,
+    SplitRow,
+    VersionRow,
 )
 
 __all__ = [
     "MISALIGNED_DIRECTIONS",
     "CachedVerdict",
+    "EvaluatorRow",
+    "FeedbackRow",
+    "HoldoutSplit",
+    "NewRun",
+    "SampleRow",
+    "SourceRow",
+    "SplitRow",
     "Store",
+    "VersionRow",
     "cache_row",
     "dumps",
     "loads",

@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
+from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
 from align_mcp.errors import StoreError
+from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
+from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SampleRow, SourceRow, SplitRow, VersionRow
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -26,18 +28,6 @@ MISALIGNED_DIRECTIONS = {
     "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
     "mismatch": "1",
 }
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class CachedVerdict(Protocol):
@@ -153,6 +143,16 @@ class Store:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples in the SELECT's column order, for building typed rows without a dict per row."""
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def _tuple(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+            return row
+
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self._lock:
             row = self.conn.execute(sql, params).fetchone()
@@ -167,10 +167,11 @@ class Store:
 
     # ---- sources and runs -------------------------------------------------------------------------------
 
-    def get_source(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+    def get_source(self, name: str) -> SourceRow | None:
+        row = self._tuple("SELECT name, kind, created_at FROM sources WHERE name = ?", [name])
+        return None if row is None else SourceRow(row[0], row[1], parse_time(row[2]))
 
-    def insert_source(self, name: str, kind: str) -> None:
+    def insert_source(self, name: str, kind: SourceKind) -> None:
         self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
 
     def list_sources(self) -> list[dict[str, Any]]:
@@ -179,8 +180,8 @@ class Store:
             "FROM sources s ORDER BY s.name"
         )
 
-    def insert_runs(self, rows: Sequence[tuple[str, str, str, str, str | None, str]]) -> int:
-        """Insert (id, source, inputs, outputs, reference_outputs, metadata) JSON rows; existing ids are kept.
+    def insert_runs(self, source: str, runs: Iterable[NewRun]) -> int:
+        """Insert runs into a source; runs whose id is already stored are kept as they are.
 
         Returns how many were new. Call inside `transaction()`.
         """
@@ -189,7 +190,18 @@ class Store:
             cur = self.conn.executemany(
                 "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*row, created) for row in rows],
+                [
+                    (
+                        r.id,
+                        source,
+                        dumps(r.inputs),
+                        dumps(r.outputs),
+                        None if r.reference_outputs is None else dumps(r.reference_outputs),
+                        dumps(r.metadata),
+                        created,
+                    )
+                    for r in runs
+                ],
             )
             return max(cur.rowcount, 0)
 
@@ -241,39 +253,74 @@ class Store:
                 out[row["id"]] = row["v"]
         return out
 
-    def insert_feedback(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]) -> None:
-        """Keep (run_id, key, score JSON, comment, labeler) feedback from imports; newer replaces older."""
-        created = now_iso()
+    def insert_feedback(self, rows: Sequence[FeedbackRow]) -> list[FeedbackRow]:
+        """Keep feedback from imports: newer replaces older, and a row equal to the stored one is skipped.
+
+        Equal means the same score JSON and comment (the labeler does not count), compared with what was
+        stored before this call. Returns the rows that were new or changed, in order. Call inside `transaction()`.
+        """
+        encoded = [dumps(row.score) for row in rows]
         with self._lock:
+            before = self._feedback_for_runs(list(dict.fromkeys(row.run_id for row in rows)))
+            changed = [
+                (row, score)
+                for row, score in zip(rows, encoded, strict=True)
+                if before.get((row.run_id, row.key)) != (score, row.comment)
+            ]
+            created = now_iso()
             self.conn.executemany(
                 "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, created) for row in rows],
+                [(row.run_id, row.key, score, row.comment, row.labeler, created) for row, score in changed],
             )
+        return [row for row, _ in changed]
 
-    def feedback_for_runs(self, run_ids: Sequence[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
-        """Stored import feedback: (run_id, key) -> (score JSON, comment)."""
+    def _feedback_for_runs(self, run_ids: list[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """Stored import feedback as written: (run_id, key) -> (score JSON, comment)."""
         out: dict[tuple[str, str], tuple[str, str | None]] = {}
-        for chunk in _chunks(list(run_ids), 500):
+        for chunk in _chunks(run_ids, 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, key, score, comment in self._tuples(
                 f"SELECT run_id, key, score, comment FROM feedback WHERE run_id IN ({marks})", chunk
             ):
-                out[(r["run_id"], r["key"])] = (r["score"], r["comment"])
+                out[(run_id, key)] = (score, comment)
         return out
 
-    def feedback_for_key(self, key: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id", [key]
-        )
+    def feedback_for_key(self, key: str) -> list[FeedbackRow]:
+        """Imported feedback under one key, by run id, with each score decoded."""
+        return [
+            FeedbackRow(run_id, found, loads(score), comment, labeler)
+            for run_id, found, score, comment, labeler in self._tuples(
+                "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id",
+                [key],
+            )
+        ]
 
     # ---- evaluators and versions ------------------------------------------------------------------------
 
     def evaluator_names(self) -> list[str]:
         return [r["name"] for r in self._rows("SELECT name FROM evaluators ORDER BY name")]
 
-    def get_evaluator(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM evaluators WHERE name = ?", [name])
+    def get_evaluator(self, name: str) -> EvaluatorRow | None:
+        row = self._tuple(
+            "SELECT name, feedback_key, description, score_type, judge, draft, draft_updated_at, created_at, "
+            "test_evaluations FROM evaluators WHERE name = ?",
+            [name],
+        )
+        if row is None:
+            return None
+        found, key, description, score_type, judge, draft, draft_updated_at, created_at, tests = row
+        return EvaluatorRow(
+            name=found,
+            feedback_key=key,
+            description=description,
+            score_type=ScoreType.model_validate_json(score_type),
+            judge=JudgeSettings.model_validate_json(judge),
+            draft=draft,
+            draft_updated_at=parse_time(draft_updated_at),
+            created_at=parse_time(created_at),
+            test_evaluations=tests,
+        )
 
     def evaluators_for_key(self, feedback_key: str) -> list[str]:
         return [
@@ -283,26 +330,57 @@ class Store:
             )
         ]
 
-    def insert_evaluator(self, row: dict[str, Any]) -> None:
-        cols = list(row)
+    def insert_evaluator(
+        self,
+        name: str,
+        feedback_key: str,
+        description: str | None,
+        score_type: ScoreType,
+        judge: JudgeSettings,
+        draft: str,
+    ) -> None:
+        """Add an evaluator whose draft is `draft`, created (and its draft last updated) now."""
+        created = now_iso()
         self._write(
-            f"INSERT INTO evaluators ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO evaluators (name, feedback_key, description, score_type, judge, draft, draft_updated_at, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                name,
+                feedback_key,
+                description,
+                score_type.model_dump_json(),
+                judge.model_dump_json(),
+                draft,
+                created,
+                created,
+            ],
         )
 
-    def update_evaluator(self, name: str, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE evaluators SET {sets} WHERE name = ?", [*fields.values(), name])
-
-    def versions(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM prompt_versions WHERE evaluator = ? ORDER BY version", [evaluator])
-
-    def get_version(self, evaluator: str, version: int) -> dict[str, Any] | None:
-        return self._one(
-            "SELECT * FROM prompt_versions WHERE evaluator = ? AND version = ?", [evaluator, version]
+    def update_draft(self, name: str, draft: str, judge: JudgeSettings) -> None:
+        """Replace an evaluator's draft prompt and judge settings, stamping the draft as updated now."""
+        self._write(
+            "UPDATE evaluators SET draft = ?, judge = ?, draft_updated_at = ? WHERE name = ?",
+            [draft, judge.model_dump_json(), now_iso(), name],
         )
 
-    def insert_version(self, evaluator: str, prompt: str, judge: str, message: str | None) -> int:
+    def versions(self, evaluator: str) -> list[VersionRow]:
+        """The evaluator's saved versions, oldest first."""
+        return [
+            _version_row(row)
+            for row in self._tuples(
+                f"SELECT {_VERSION_COLUMNS} FROM prompt_versions WHERE evaluator = ? ORDER BY version",
+                [evaluator],
+            )
+        ]
+
+    def get_version(self, evaluator: str, version: int) -> VersionRow | None:
+        row = self._tuple(
+            f"SELECT {_VERSION_COLUMNS} FROM prompt_versions WHERE evaluator = ? AND version = ?",
+            [evaluator, version],
+        )
+        return None if row is None else _version_row(row)
+
+    def insert_version(self, evaluator: str, prompt: str, judge: JudgeSettings, message: str | None) -> int:
         """Append the next version number atomically and return it."""
         with self.transaction():
             version = int(
@@ -314,7 +392,7 @@ class Store:
             self.conn.execute(
                 "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [evaluator, version, prompt, judge, message, now_iso()],
+                [evaluator, version, prompt, judge.model_dump_json(), message, now_iso()],
             )
         return version
 
@@ -458,18 +536,22 @@ class Store:
 
     # ---- holdout ----------------------------------------------------------------------------------------
 
-    def split_rows(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
-        )
+    def split_rows(self, evaluator: str) -> list[SplitRow]:
+        """The evaluator's holdout assignments, by run id."""
+        return [
+            SplitRow(run_id, split, load_score(stratum))
+            for run_id, split, stratum in self._tuples(
+                "SELECT run_id, split, stratum FROM splits WHERE evaluator = ? ORDER BY run_id", [evaluator]
+            )
+        ]
 
-    def insert_splits(self, evaluator: str, rows: Sequence[tuple[str, str, str]]) -> None:
-        """Assign (run_id, split, stratum); assignments are permanent. Call inside `transaction()`."""
+    def insert_splits(self, evaluator: str, rows: Sequence[SplitRow]) -> None:
+        """Assign runs to dev or test; assignments are permanent. Call inside `transaction()`."""
         created = now_iso()
         with self._lock:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
-                [(evaluator, *row, created) for row in rows],
+                [(evaluator, row.run_id, row.split, dumps(row.stratum), created) for row in rows],
             )
 
     def count_test_evaluation(self, evaluator: str) -> int:
@@ -511,7 +593,7 @@ class Store:
             "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
         )
 
-    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[dict[str, Any]]:
+    def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[SampleRow]:
         """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""
         sql = (
             "SELECT s.check_id, s.run_id, s.sample, s.judge_score, s.error FROM judge_samples s "
@@ -521,7 +603,14 @@ class Store:
         if prompt is not None:
             sql += " AND c.prompt = ?"
             params.append(prompt)
-        return self._rows(sql + " ORDER BY s.check_id, s.run_id, s.sample", params)
+        return [
+            SampleRow(
+                check_id, run_id, sample, None if judge_score is None else load_score(judge_score), error
+            )
+            for check_id, run_id, sample, judge_score, error in self._tuples(
+                sql + " ORDER BY s.check_id, s.run_id, s.sample", params
+            )
+        ]
 
     def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
@@ -765,14 +854,20 @@ class Store:
         value = self._scalar(sql + " ORDER BY id DESC LIMIT 1", params)
         return int(value) if value is not None else None
 
-    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: str) -> int | None:
-        """The latest completed, non-test alignment run of exactly this prompt text and judge settings."""
-        value = self._scalar(
-            "SELECT id FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND judge = ? AND status = 'completed' "
-            "AND split != 'test' ORDER BY id DESC LIMIT 1",
-            [evaluator, prompt, judge],
-        )
-        return int(value) if value is not None else None
+    def latest_run_of_prompt(self, evaluator: str, prompt: str, judge: JudgeSettings) -> int | None:
+        """The latest completed, non-test alignment run of exactly this prompt text and judge settings.
+
+        Settings are compared decoded, so a run still matches when its stored JSON is spelled differently (a
+        field JudgeSettings gained since, with its default).
+        """
+        for aid, stored in self._tuples(
+            "SELECT id, judge FROM alignment_runs WHERE evaluator = ? AND prompt = ? AND status = 'completed' "
+            "AND split != 'test' ORDER BY id DESC",
+            [evaluator, prompt],
+        ):
+            if judge_matches(stored, judge):
+                return int(aid)
+        return None
 
     def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
         sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
@@ -837,6 +932,16 @@ class Store:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+_VERSION_COLUMNS = "evaluator, version, prompt, judge, message, created_at"
+
+
+def _version_row(row: tuple[Any, ...]) -> VersionRow:
+    evaluator, version, prompt, judge, message, created_at = row
+    return VersionRow(
+        evaluator, version, prompt, JudgeSettings.model_validate_json(judge), message, parse_time(created_at)
+    )
 
 
 def _decode_run(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""The typed records the store reads and writes, with JSON columns decoded and timestamps parsed.
+
+Rows are frozen, slotted dataclasses rather than pydantic models: their values were validated when they were
+written (and SQLite's CHECK constraints hold the rest), a read can return many thousands of them, and a slotted
+dataclass costs no more to build than the dict it replaces, where a pydantic model would validate every field again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from align_mcp.core.models import JsonDict, JudgeSettings, Score, ScoreType, SourceKind
+
+HoldoutSplit = Literal["dev", "test"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """A named source of runs."""
+
+    name: str
+    kind: SourceKind
+    created_at: datetime
+
+
+class NewRun(Protocol):
+    """What `Store.insert_runs` reads of a run (engine.formats.ParsedRun has these fields)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def inputs(self) -> JsonDict: ...
+    @property
+    def outputs(self) -> JsonDict: ...
+    @property
+    def reference_outputs(self) -> JsonDict | None: ...
+    @property
+    def metadata(self) -> JsonDict: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """A human score imported with a run under a feedback key; the score is the file's value, not yet validated."""
+
+    run_id: str
+    key: str
+    score: object
+    comment: str | None
+    labeler: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorRow:
+    """An evaluator as stored: its definition and the mutable draft (saved versions are VersionRow)."""
+
+    name: str
+    feedback_key: str
+    description: str | None
+    score_type: ScoreType
+    judge: JudgeSettings
+    draft: str
+    draft_updated_at: datetime
+    created_at: datetime
+    test_evaluations: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """An immutable saved prompt version."""
+
+    evaluator: str
+    version: int
+    prompt: str
+    judge: JudgeSettings
+    message: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SplitRow:
+    """A labeled run's permanent holdout assignment; the stratum is the human score it was assigned under."""
+
+    run_id: str
+    split: HoldoutSplit
+    stratum: Score
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One repeated judge verdict of a self-consistency check (judge_score is None when the call failed)."""
+
+    check_id: int
+    run_id: str
+    sample: int
+    judge_score: Score | None
+    error: str | None
