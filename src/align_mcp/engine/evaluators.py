@@ -14,16 +14,20 @@ from align_mcp.core.models import (
     DraftDiff,
     Evaluator,
     JudgeSettings,
+    Note,
     PromptVersion,
     ScoreType,
     VersionSummary,
 )
 from align_mcp.core.templates import default_prompt, validate_template
+from align_mcp.core.text import clip
+from align_mcp.core.views import DraftUpdate, SavedVersion, VersionEntry, VersionList
 from align_mcp.engine.feedback import apply_stored_feedback
-from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
+from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
 from align_mcp.store import Store, loads, now_iso
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_DIFF_CHARS = 20_000
 
 
 def check_name(name: str, what: str = "evaluator") -> str:
@@ -275,3 +279,97 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
         number = int(match.group(1))
     v = get_version(store, name, number)
     return f"v{v.version}", v.prompt, v.judge, v.version
+
+
+def draft_update(store: Store, name: str, max_chars: int | None = DEFAULT_DIFF_CHARS) -> DraftUpdate:
+    """The draft against the last saved version: the diff (cut at `max_chars`, if given) and what to do next."""
+    d = diff(store, name)
+    text, was_cut = clip(d.diff, max_chars) if max_chars is not None else (d.diff, False)
+    notes = []
+    if was_cut and max_chars is not None:
+        notes.append(
+            Note(
+                text=f"The diff was cut at {max_chars} characters ({len(d.diff) - max_chars} more).",
+                next_steps=[NextStep("show_draft", {"evaluator": name})],
+            )
+        )
+    if d.changed:
+        notes.append(
+            Note(
+                text="The draft is not saved.",
+                next_steps=[
+                    NextStep("run_alignment", {"evaluator": name}),
+                    NextStep("save_prompt", {"evaluator": name}),
+                ],
+            )
+        )
+    else:
+        notes.append(Note(text="The draft now equals the last saved version."))
+    return DraftUpdate(
+        evaluator=name, base_version=d.base_version, draft_differs=d.changed, diff=str(text), notes=notes
+    )
+
+
+def edit_draft(
+    store: Store,
+    name: str,
+    prompt: str | None = None,
+    replace: tuple[str, str] | None = None,
+    judge: dict[str, Any] | None = None,
+    max_chars: int | None = DEFAULT_DIFF_CHARS,
+) -> DraftUpdate:
+    """Edit the draft (as update_draft) and return its diff against the last saved version."""
+    update_draft(store, name, prompt=prompt, replace=replace, judge=judge)
+    return draft_update(store, name, max_chars)
+
+
+def save_version(store: Store, name: str, message: str | None = None) -> SavedVersion:
+    """Save the draft as the next version (as save) and say what that changes."""
+    v = save(store, name, message)
+    return SavedVersion(
+        evaluator=name,
+        version=v.version,
+        message=v.message,
+        created_at=v.created_at,
+        notes=[Note(text=f"Saved as v{v.version}. Later drafts are compared with it.")],
+    )
+
+
+def version_page(
+    store: Store, name: str, include_prompts: bool = False, offset: int = 0, limit: int = 20
+) -> VersionList:
+    """One page of the saved versions, oldest first, with each version's latest agreement and kappa."""
+    if offset < 0 or limit < 1:
+        raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit at least 1.")
+    ev = get(store, name)
+    page = ev.versions[offset : offset + limit]
+    texts = {v.version: v.prompt for v in list_versions(store, name)} if include_prompts else {}
+    versions = [VersionEntry(**v.model_dump(), prompt=texts.get(v.version)) for v in page]
+    next_offset = offset + limit if offset + limit < len(ev.versions) else None
+    notes = []
+    if not include_prompts:
+        notes.append(
+            Note(
+                text="The prompt texts are left out.",
+                next_steps=[NextStep("list_versions", {"evaluator": name, "include_prompts": True})],
+            )
+        )
+    if next_offset is not None:
+        args: dict[str, str | int | bool] = {"evaluator": name, "offset": next_offset}
+        if include_prompts:
+            args["include_prompts"] = True
+        notes.append(
+            Note(
+                text=f"{len(ev.versions) - next_offset} more version(s).",
+                next_steps=[NextStep("list_versions", args)],
+            )
+        )
+    return VersionList(
+        evaluator=name,
+        total=len(ev.versions),
+        offset=offset,
+        versions=versions,
+        next_offset=next_offset,
+        draft_differs=ev.draft_differs,
+        notes=notes,
+    )
