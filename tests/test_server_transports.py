@@ -258,4 +258,4 @@ def test_mcp_inspector_lists_tools_and_calls_a_read_only_one(tmp_path: Path) -> 
     called = inspector(tmp_path, "--method", "tools/call", "--tool-name", "list_evaluators")
     result = called["result"]
     assert result.get("isError") is not True
-    assert result["structuredContent"]["notes"] == ["No evaluators yet: create one with create_evaluator."]
+    assert result["structuredContent"]["notes"] == ["No evaluators yet. Create one with create_evaluator."]
