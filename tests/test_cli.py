@@ -22,7 +22,11 @@ Cli = Callable[..., Result]
 
 
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, command in sorted(group.commands.items()):
+    """Every command path under `group`, loading lazily registered subcommands."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         yield (*prefix, name)
         if isinstance(command, click.Group):
             yield from command_paths(command, (*prefix, name))
@@ -270,7 +274,11 @@ def test_the_draft_is_edited_diffed_saved_and_restored(support: Cli, tmp_path: P
     assert restored == "The draft of 'correctness' is now v1's prompt (not saved as a new version).\n"
     assert "Score 1 (pass) when" in draft["draft"]
     assert draft["judge"]["temperature"] == 0.0
-    assert (from_file["base_version"], from_file["changed"]) == (2, True)
+    assert (from_file["base_version"], from_file["draft_differs"]) == (2, True)
+    assert from_file["notes"] == [
+        "The draft is not saved. Judge the reference set with `align-mcp align correctness`. Save it as a new "
+        "version with `align-mcp save correctness`."
+    ]
     assert "+Pass only perfect answers.\n" in from_file["diff"]
     assert ok(support("draft", "show", "correctness")) == "Pass only perfect answers.\n{{outputs}}\n\n"
 
@@ -300,7 +308,11 @@ def test_sources_and_a_run_are_shown(support: Cli, support_runs: list[dict[str, 
     assert run == {k: first[k] for k in ("id", "inputs", "outputs", "reference_outputs", "metadata")} | {
         "source": "support"
     }
-    fails_with(support("show-run", "pp-999"), "No run with id 'pp-999'. Import it with `align-mcp import`.")
+    fails_with(
+        support("show-run", "pp-999"),
+        "No run with id 'pp-999'. Check the id (next_items and get_misaligned show run ids) or import it with "
+        "import_runs.",
+    )
 
 
 @pytest.mark.parametrize(
