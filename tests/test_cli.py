@@ -174,7 +174,7 @@ def test_an_impossible_score_type_is_one_error_line(cli: Cli, args: tuple[str, .
 def test_an_unknown_evaluator_is_one_error_line(support: Cli) -> None:
     fails_with(
         support("evaluator", "show", "tone"),
-        "No evaluator named 'tone'. Known: correctness. Create one with create_evaluator.",
+        "No evaluator named 'tone'. Known: correctness. Create one with `align-mcp evaluator create NAME`.",
     )
 
 
@@ -254,7 +254,8 @@ def test_the_draft_is_edited_diffed_saved_and_restored(support: Cli, tmp_path: P
     saved = ok(support("save", "correctness", "-m", "stricter pass rule"))
     fails_with(
         support("save", "correctness"),
-        "The draft of 'correctness' is identical to v2; nothing to save. Edit it with update_draft first.",
+        "The draft of 'correctness' is identical to v2; nothing to save. Edit the draft with "
+        "`align-mcp draft edit correctness --file PROMPT_FILE` (or --replace OLD NEW).",
     )
     versions = as_json(support("versions", "correctness", "--json"))
     restored = ok(support("restore", "correctness", "1"))
@@ -291,7 +292,8 @@ def test_a_draft_edit_without_a_change_is_refused(support: Cli) -> None:
     fails_with(
         support("draft", "edit", "correctness", "--replace", "no such passage", "x"),
         "The text to replace does not occur in the draft of 'correctness': 'no such passage'. Quote a passage "
-        "that occurs exactly once (get_evaluator shows the draft), or send the full prompt.",
+        "that occurs exactly once, or replace the whole prompt. `align-mcp draft show correctness` prints the "
+        "draft.",
     )
 
 
@@ -310,8 +312,7 @@ def test_sources_and_a_run_are_shown(support: Cli, support_runs: list[dict[str, 
     }
     fails_with(
         support("show-run", "pp-999"),
-        "No run with id 'pp-999'. Check the id (next_items and get_misaligned show run ids) or import it with "
-        "import_runs.",
+        "No run with id 'pp-999'. Check the id. Import runs with `align-mcp import PATH --source SOURCE`.",
     )
 
 

@@ -668,9 +668,9 @@ async def test_save_prompt_creates_a_version_and_refuses_an_unchanged_draft(clie
     await seed(client)
     before = snapshot(db)
     message = await fails(client, "save_prompt", evaluator="correctness")
-    assert (
-        "The draft of 'correctness' is identical to v1; nothing to save. Edit it with update_draft first."
-        in message
+    assert message == (
+        "Error executing tool save_prompt: The draft of 'correctness' is identical to v1; nothing to save. "
+        "Edit the draft with update_draft(evaluator='correctness')."
     )
     assert snapshot(db) == before
     await ok(

@@ -44,7 +44,7 @@ def _row(store: Store, name: str) -> dict[str, Any]:
     if row is None:
         known = store.evaluator_names()
         hint = f"Known: {', '.join(known)}." if known else "There are no evaluators yet."
-        raise NotFound(f"No evaluator named {name!r}. {hint} Create one with create_evaluator.")
+        raise NotFound(f"No evaluator named {name!r}. {hint}", NextStep("create_evaluator"))
     return row
 
 
@@ -67,7 +67,10 @@ def create(
     if not key.strip() or len(key) > 128:
         raise InvalidInput(f"Feedback key {key!r} must be 1–128 characters.")
     if store.get_evaluator(name) is not None:
-        raise Conflict(f"An evaluator named {name!r} already exists. Pick another name or use get_evaluator.")
+        raise Conflict(
+            f"An evaluator named {name!r} already exists; pick another name.",
+            NextStep("show_evaluator", {"evaluator": name}),
+        )
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text)
     settings = judge or JudgeSettings()
@@ -162,7 +165,8 @@ def update_draft(
             where = "does not occur" if count == 0 else f"occurs {count} times"
             raise InvalidInput(
                 f"The text to replace {where} in the draft of {name!r}: {old[:80]!r}. Quote a passage that occurs "
-                "exactly once (get_evaluator shows the draft), or send the full prompt."
+                "exactly once, or replace the whole prompt.",
+                NextStep("show_draft", {"evaluator": name}),
             )
         text = text.replace(old, new)
     validate_template(text)
@@ -191,8 +195,8 @@ def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
         last = versions[-1]
         if last["prompt"] == row["draft"] and JudgeSettings.model_validate_json(last["judge"]) == settings:
             raise NothingToSave(
-                f"The draft of {name!r} is identical to v{last['version']}; nothing to save. Edit it with "
-                "update_draft first."
+                f"The draft of {name!r} is identical to v{last['version']}; nothing to save.",
+                NextStep("update_draft", {"evaluator": name}),
             )
     number = store.insert_version(name, row["draft"], settings.model_dump_json(), message)
     return get_version(store, name, number)
@@ -203,10 +207,7 @@ def get_version(store: Store, name: str, version: int) -> PromptVersion:
     v = store.get_version(name, version)
     if v is None:
         known = [f"v{x['version']}" for x in store.versions(name)]
-        raise NotFound(
-            f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}. "
-            "List them with list_versions."
-        )
+        raise NotFound(f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}.")
     return PromptVersion(
         evaluator=name,
         version=v["version"],
@@ -268,7 +269,9 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     if prompt == "latest":
         versions = store.versions(name)
         if not versions:
-            raise NotFound(f"Evaluator {name!r} has no saved version yet. Save the draft with save_prompt.")
+            raise NotFound(
+                f"Evaluator {name!r} has no saved version yet.", NextStep("save_prompt", {"evaluator": name})
+            )
         number = int(versions[-1]["version"])
     elif isinstance(prompt, int):
         number = prompt

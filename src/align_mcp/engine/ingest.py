@@ -151,10 +151,7 @@ def get_run(store: Store, run_id: str) -> Run:
     """One stored run in full."""
     row = store.get_runs([run_id]).get(run_id)
     if row is None:
-        raise NotFound(
-            f"No run with id {run_id!r}. Check the id (next_items and get_misaligned show run ids) or import it "
-            "with import_runs."
-        )
+        raise NotFound(f"No run with id {run_id!r}. Check the id.", NextStep("import_runs"))
     return Run.model_validate(row)
 
 
@@ -204,7 +201,7 @@ def check_run_ids(store: Store, run_ids: Sequence[str], what: str = "run_ids") -
     missing = [rid for rid in ids if rid not in known]
     if missing:
         raise NotFound(
-            f"{len(missing)} run id(s) are not in the store: {shown(missing)}. Check the ids or import the "
-            "runs with import_runs."
+            f"{len(missing)} run id(s) are not in the store: {shown(missing)}. Check the ids.",
+            NextStep("import_runs"),
         )
     return ids
