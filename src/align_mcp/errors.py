@@ -44,33 +44,34 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 StepArg = str | int | bool | list[str]
 """An argument value of a next step: a name, an id, a number, a flag or a list of run ids."""
 
-ACTION_ARGS: dict[Action, frozenset[str]] = {
-    "import_runs": frozenset({"source"}),
-    "create_evaluator": frozenset(),
-    "show_evaluator": frozenset({"evaluator"}),
-    "show_draft": frozenset({"evaluator"}),
-    "update_draft": frozenset({"evaluator"}),
-    "save_prompt": frozenset({"evaluator"}),
-    "list_versions": frozenset({"evaluator", "include_prompts", "offset"}),
-    "add_to_queue": frozenset({"evaluator"}),
-    "label": frozenset({"evaluator", "run_id"}),
-    "show_run": frozenset({"run_id", "max_chars"}),
-    "run_alignment": frozenset({"evaluator", "split"}),
-    "resume_alignment": frozenset({"alignment_run", "retry_errors"}),
-    "list_alignment_runs": frozenset({"evaluator"}),
-    "show_misaligned": frozenset({"evaluator", "alignment_run", "offset"}),
-    "triage": frozenset({"evaluator", "alignment_run", "run_ids", "limit"}),
-    "request_review": frozenset({"evaluator", "run_ids"}),
-    "list_reviews": frozenset({"evaluator"}),
-    "adjudicate_label": frozenset({"evaluator", "run_id"}),
-    "check_consistency": frozenset({"evaluator"}),
-    "suggest_labels": frozenset({"evaluator", "repeats", "budget"}),
-    "analyze_failures": frozenset({"evaluator", "alignment_run"}),
-    "propose_prompt": frozenset({"evaluator", "mode"}),
-    "list_proposals": frozenset({"evaluator"}),
-    "apply_proposal": frozenset({"evaluator", "proposal_id", "force"}),
+ACTION_ARGS: dict[Action, tuple[str, ...]] = {
+    "import_runs": ("source",),
+    "create_evaluator": (),
+    "show_evaluator": ("evaluator",),
+    "show_draft": ("evaluator",),
+    "update_draft": ("evaluator",),
+    "save_prompt": ("evaluator",),
+    "list_versions": ("evaluator", "include_prompts", "offset"),
+    "add_to_queue": ("evaluator",),
+    "label": ("evaluator", "run_id"),
+    "show_run": ("run_id", "max_chars"),
+    "run_alignment": ("evaluator", "split"),
+    "resume_alignment": ("alignment_run", "retry_errors"),
+    "list_alignment_runs": ("evaluator",),
+    "show_misaligned": ("evaluator", "alignment_run", "offset"),
+    "triage": ("evaluator", "alignment_run", "run_ids", "limit"),
+    "request_review": ("evaluator", "run_ids"),
+    "list_reviews": ("evaluator",),
+    "adjudicate_label": ("evaluator", "run_id"),
+    "check_consistency": ("evaluator",),
+    "suggest_labels": ("evaluator", "repeats", "budget"),
+    "analyze_failures": ("evaluator", "alignment_run"),
+    "propose_prompt": ("evaluator", "mode"),
+    "list_proposals": ("evaluator",),
+    "apply_proposal": ("evaluator", "proposal_id", "force"),
 }
-"""The arguments each action may carry; a surface maps each to its own parameter or option."""
+"""The arguments each action may carry, in the order a surface shows them; each surface maps every one to
+its own parameter or option."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class NextStep:
     def __post_init__(self) -> None:
         if self.action not in ACTION_ARGS:
             raise ValueError(f"Unknown next-step action {self.action!r}; known: {', '.join(ACTIONS)}.")
-        unknown = sorted(set(self.args) - ACTION_ARGS[self.action])
+        unknown = sorted(set(self.args) - set(ACTION_ARGS[self.action]))
         if unknown:
             raise ValueError(f"Next step {self.action!r} takes no argument(s) {', '.join(unknown)}.")
 

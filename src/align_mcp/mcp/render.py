@@ -11,7 +11,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from align_mcp.core.models import NOTE_WORDS, AlignmentReport, AlignmentSummary, Metrics, Note, Rate
-from align_mcp.errors import AlignError, NextStep, StepArg
+from align_mcp.errors import ACTION_ARGS, AlignError, NextStep, StepArg
 
 GET_RUN_MAX_CHARS = 200_000
 """The largest `max_chars` get_run accepts; a suggested call never asks for more."""
@@ -37,7 +37,7 @@ def call(tool: str, args: Mapping[str, StepArg | None], rename: Mapping[str, str
 
 def step_words(step: NextStep) -> str:
     """One next step as a sentence naming the tool (with its arguments) that takes it."""
-    a = step.args
+    a = {name: step.args[name] for name in ACTION_ARGS[step.action] if name in step.args}
     evaluator = a.get("evaluator")
     match step.action:
         case "import_runs":
