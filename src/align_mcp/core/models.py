@@ -6,7 +6,6 @@ from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     GetJsonSchemaHandler,
     SerializationInfo,
@@ -26,10 +25,11 @@ JsonDict = dict[str, Any]
 
 
 class Model(BaseModel):
-    """The base of every shared type. Validators and serializers are built on first use, not at import:
-    start-up (an MCP server listing its tools) then pays nothing for the many types it does not touch yet."""
+    """The base of every shared type.
 
-    model_config = ConfigDict(defer_build=True)
+    Validators and serializers are built when the class is defined. The MCP server needs nearly every type at
+    start-up (as a tool's output schema), and a deferred type is rebuilt for each schema that nests it.
+    """
 
 
 NOTE_WORDS = "note_words"

@@ -5,8 +5,6 @@ openai client and DSPy load on the first call that needs them, and the store ope
 reads it.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager

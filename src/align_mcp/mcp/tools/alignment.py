@@ -1,7 +1,5 @@
 """Tools for alignment: judge the reference set with a prompt, finish an interrupted run, read the disagreements."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context

@@ -1,7 +1,5 @@
 """Argument types the tools share; their descriptions are what the model reads."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """Tools for diagnostics: triage, blind second reviews, judge self-consistency, label suggestions, pass rate."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from mcp.server.mcpserver import Context

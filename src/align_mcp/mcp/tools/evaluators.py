@@ -1,7 +1,5 @@
 """Tools for evaluators: define a judge, list and show them, edit the draft, save it as a version."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context

@@ -1,7 +1,5 @@
 """Tools for queues and labels: queue runs, hand them to a labeler, and record the human's labels."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated, Any, Literal
 

@@ -1,7 +1,5 @@
 """Tools for the optimizer: failure modes, a proposed prompt checked on held-out runs, and applying it."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context

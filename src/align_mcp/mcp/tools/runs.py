@@ -1,7 +1,5 @@
 """Tools for the runs: import them from a file or inline, and read one in full."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
