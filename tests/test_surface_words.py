@@ -1,10 +1,4 @@
-"""No surface names another's tools or commands: every hint and error each one produces is in its own words.
-
-Three checks. The engine's own texts (string literals of the converted modules) name no MCP tool, no
-`align-mcp` command and no Python function. The MCP server's errors and notes name tools, never a command or
-an engine function that is not a tool. The CLI's errors, notes and output name commands, never a tool or a
-Python function.
-"""
+"""No surface names another's tools or commands: every hint and error each one produces is in its own words."""
 
 from __future__ import annotations
 

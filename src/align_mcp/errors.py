@@ -1,9 +1,4 @@
-"""The one error hierarchy, and the structured next step an error (or a result's note) carries.
-
-A message says what happened and names the bad value. What to do about it is a `NextStep`: an action from a
-closed set and its arguments, never a tool or command name. Each surface words the step itself: the MCP server
-as a tool call (`create_evaluator`), the command line as a command (`align-mcp evaluator create NAME`).
-"""
+"""The one error hierarchy, and the structured next step an error (or a result's note) carries."""
 
 from __future__ import annotations
 
@@ -76,7 +71,12 @@ its own parameter or option."""
 
 @dataclass(frozen=True)
 class NextStep:
-    """One thing the user can do next: an action and the values it needs (e.g. which evaluator)."""
+    """One thing the user can do next: an action and the values it needs (e.g. which evaluator).
+
+    A message says what happened and names the bad value; what to do about it is a NextStep, never a tool or
+    command name. Each surface words the step itself: the MCP server as a tool call (`create_evaluator`), the
+    command line as a command (`align-mcp evaluator create NAME`).
+    """
 
     action: Action
     args: Mapping[str, StepArg] = field(default_factory=dict)

@@ -1,8 +1,4 @@
-"""The `align-mcp` command group: the shared --db and --json options, one-line errors, and `serve`.
-
-The other commands live in one module per area and load when invoked, so `align-mcp serve` starts without
-them (click's lazily loaded subcommands).
-"""
+"""The `align-mcp` command group: the shared --db and --json options, one-line errors, and `serve`."""
 
 from __future__ import annotations
 
@@ -56,7 +52,8 @@ SUBCOMMANDS = {
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported from their module when first looked up."""
+    """A group whose subcommands are imported from their module when first looked up (click's lazily loaded
+    subcommands), so `align-mcp serve` starts without the rest of the command line."""
 
     def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
