@@ -60,7 +60,7 @@ def step_words(step: NextStep) -> str:
         case "list_versions":
             if "offset" in a:
                 return f"The next page: {call('list_versions', a)}."
-            if a.get("include_prompts"):
+            if a.get("include_prompts") and evaluator is not None:
                 return (
                     f"{call('list_versions', a)} includes them; the resource "
                     f"align://evaluators/{evaluator}/versions/<N> holds one version's text."
