@@ -61,7 +61,7 @@ ACTION_ARGS: dict[Action, tuple[str, ...]] = {
     "check_consistency": ("evaluator",),
     "suggest_labels": ("evaluator", "repeats", "budget"),
     "analyze_failures": ("evaluator", "alignment_run"),
-    "propose_prompt": ("evaluator", "mode"),
+    "propose_prompt": ("evaluator", "mode", "budget"),
     "list_proposals": ("evaluator",),
     "apply_proposal": ("evaluator", "proposal_id", "force"),
 }

@@ -124,9 +124,14 @@ def step_words(step: NextStep) -> str:
                 words += ["--run", _arg(a["alignment_run"], "ID")]
             return f"Group the misaligned cases into failure modes with {cmd(*words)}."
         case "propose_prompt":
+            words = ["propose", evaluator]
             if "mode" in a:
-                return f"Try {cmd('propose', evaluator, '--mode', _arg(a['mode'], 'MODE'))}."
-            return f"Let the optimizer propose a revised prompt with {cmd('propose', evaluator)}."
+                words += ["--mode", _arg(a["mode"], "MODE")]
+            if "budget" in a:
+                words += ["--budget", _arg(a["budget"], "N")]
+            if len(words) > 2:
+                return f"Try {cmd(*words)}."
+            return f"Let the optimizer propose a revised prompt with {cmd(*words)}."
         case "list_proposals":
             return f"{cmd('proposals', evaluator)} lists the proposals."
         case "apply_proposal":
@@ -291,6 +296,6 @@ def print_proposal(p: Proposal) -> None:
         f"  model calls {spent.used}/{spent.budget} (judge {spent.judge_calls}, "
         f"reflection {spent.reflection_calls})"
     )
-    click.echo(p.verdict)
+    click.echo(note_line(p.verdict))
     if p.diff:
         click.echo("\n" + p.diff)

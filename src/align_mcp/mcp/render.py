@@ -126,7 +126,7 @@ def step_words(step: NextStep) -> str:
         case "analyze_failures":
             return f"Group the misaligned cases into failure modes with {call('analyze_failures', a)}."
         case "propose_prompt":
-            if "mode" in a:
+            if "mode" in a or "budget" in a:
                 return f"Try {call('propose_prompt', a)}."
             return f"Let the optimizer propose a revised prompt with {call('propose_prompt', a)}."
         case "list_proposals":
