@@ -21,7 +21,11 @@ Cli = Callable[..., Result]
 
 
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, command in sorted(group.commands.items()):
+    """Every command path under `group`, loading lazily registered subcommands."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         yield (*prefix, name)
         if isinstance(command, click.Group):
             yield from command_paths(command, (*prefix, name))
@@ -160,7 +164,7 @@ def test_an_impossible_score_type_is_one_error_line(cli: Cli, args: tuple[str, .
 def test_an_unknown_evaluator_is_one_error_line(support: Cli) -> None:
     fails_with(
         support("evaluator", "show", "tone"),
-        "No evaluator named 'tone'. Known: correctness. Create one with create_evaluator.",
+        "No evaluator named 'tone'. Known: correctness. Create one with `align-mcp evaluator create NAME`.",
     )
 
 
@@ -240,7 +244,8 @@ def test_the_draft_is_edited_diffed_saved_and_restored(support: Cli, tmp_path: P
     saved = ok(support("save", "correctness", "-m", "stricter pass rule"))
     fails_with(
         support("save", "correctness"),
-        "The draft of 'correctness' is identical to v2; nothing to save. Edit it with update_draft first.",
+        "The draft of 'correctness' is identical to v2; nothing to save. Edit the draft with "
+        "`align-mcp draft edit correctness --file PROMPT_FILE` (or --replace OLD NEW).",
     )
     versions = as_json(support("versions", "correctness", "--json"))
     restored = ok(support("restore", "correctness", "1"))
@@ -260,7 +265,11 @@ def test_the_draft_is_edited_diffed_saved_and_restored(support: Cli, tmp_path: P
     assert restored == "The draft of 'correctness' is now v1's prompt (not saved as a new version).\n"
     assert "Score 1 (pass) when" in draft["draft"]
     assert draft["judge"]["temperature"] == 0.0
-    assert (from_file["base_version"], from_file["changed"]) == (2, True)
+    assert (from_file["base_version"], from_file["draft_differs"]) == (2, True)
+    assert from_file["notes"] == [
+        "The draft is not saved. Judge the reference set with `align-mcp align correctness`. Save it as a new "
+        "version with `align-mcp save correctness`."
+    ]
     assert "+Pass only perfect answers.\n" in from_file["diff"]
     assert ok(support("draft", "show", "correctness")) == "Pass only perfect answers.\n{{outputs}}\n\n"
 
@@ -273,7 +282,8 @@ def test_a_draft_edit_without_a_change_is_refused(support: Cli) -> None:
     fails_with(
         support("draft", "edit", "correctness", "--replace", "no such passage", "x"),
         "The text to replace does not occur in the draft of 'correctness': 'no such passage'. Quote a passage "
-        "that occurs exactly once (get_evaluator shows the draft), or send the full prompt.",
+        "that occurs exactly once, or replace the whole prompt. `align-mcp draft show correctness` prints the "
+        "draft.",
     )
 
 
@@ -290,7 +300,10 @@ def test_sources_and_a_run_are_shown(support: Cli, support_runs: list[dict[str, 
     assert run == {k: first[k] for k in ("id", "inputs", "outputs", "reference_outputs", "metadata")} | {
         "source": "support"
     }
-    fails_with(support("show-run", "pp-999"), "No run with id 'pp-999'. Import it with `align-mcp import`.")
+    fails_with(
+        support("show-run", "pp-999"),
+        "No run with id 'pp-999'. Check the id. Import runs with `align-mcp import PATH --source SOURCE`.",
+    )
 
 
 @pytest.mark.parametrize(

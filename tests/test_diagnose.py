@@ -608,7 +608,7 @@ async def test_bad_pass_rate_requests_are_refused_before_any_judge_call(
         (
             {"run_ids": ["u1", "zz"]},
             NotFound,
-            "1 run id(s) are not in the store: 'zz'. Check the ids or import the runs with import_runs.",
+            "1 run id(s) are not in the store: 'zz'. Check the ids.",
         ),
         (
             {"source": "support"},

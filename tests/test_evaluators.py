@@ -6,7 +6,7 @@ import pytest
 
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators
-from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
+from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
 from align_mcp.store import Store
 from conftest import ROOT
 
@@ -69,26 +69,23 @@ def test_the_feedback_key_defaults_to_the_name_and_a_given_prompt_and_judge_are_
 def test_an_unknown_evaluator_error_names_the_known_ones(store: Store) -> None:
     with pytest.raises(NotFound) as raised:
         evaluators.get(store, "tone")
-    assert str(raised.value) == (
-        "No evaluator named 'tone'. There are no evaluators yet. Create one with create_evaluator."
-    )
+    assert str(raised.value) == ("No evaluator named 'tone'. There are no evaluators yet.")
+    assert raised.value.next_steps == (NextStep("create_evaluator"),)
 
     evaluators.create(store, "correctness", BINARY)
     evaluators.create(store, "helpfulness", BINARY)
     with pytest.raises(NotFound) as raised:
         evaluators.get(store, "tone")
-    assert str(raised.value) == (
-        "No evaluator named 'tone'. Known: correctness, helpfulness. Create one with create_evaluator."
-    )
+    assert str(raised.value) == ("No evaluator named 'tone'. Known: correctness, helpfulness.")
+    assert raised.value.next_steps == (NextStep("create_evaluator"),)
 
 
 def test_a_taken_name_is_refused(small: Store) -> None:
     with pytest.raises(Conflict) as raised:
         evaluators.create(small, "small", ScoreType(kind="ordinal", min=1, max=3))
 
-    assert str(raised.value) == (
-        "An evaluator named 'small' already exists. Pick another name or use get_evaluator."
-    )
+    assert str(raised.value) == ("An evaluator named 'small' already exists; pick another name.")
+    assert raised.value.next_steps == (NextStep("show_evaluator", {"evaluator": "small"}),)
     assert evaluators.get(small, "small").score_type == BINARY
 
 
@@ -172,8 +169,9 @@ def test_find_and_replace_text_that_does_not_occur_is_refused(small: Store) -> N
 
     assert str(raised.value) == (
         "The text to replace does not occur in the draft of 'small': 'Be lenient.'. Quote a passage that occurs "
-        "exactly once (get_evaluator shows the draft), or send the full prompt."
+        "exactly once, or replace the whole prompt."
     )
+    assert raised.value.next_steps == (NextStep("show_draft", {"evaluator": "small"}),)
     assert evaluators.get(small, "small").draft == SMALL_PROMPT
 
 
@@ -183,7 +181,7 @@ def test_find_and_replace_text_that_occurs_more_than_once_is_refused(small: Stor
 
     assert str(raised.value) == (
         "The text to replace occurs 3 times in the draft of 'small': 'e '. Quote a passage that occurs exactly "
-        "once (get_evaluator shows the draft), or send the full prompt."
+        "once, or replace the whole prompt."
     )
     assert evaluators.get(small, "small").draft == SMALL_PROMPT
 
@@ -259,17 +257,14 @@ def test_saving_creates_the_next_version_with_its_message(small: Store) -> None:
 def test_saving_an_unchanged_draft_is_refused(small: Store) -> None:
     with pytest.raises(NothingToSave) as raised:
         evaluators.save(small, "small", "again")
-    assert str(raised.value) == (
-        "The draft of 'small' is identical to v1; nothing to save. Edit it with update_draft first."
-    )
+    assert str(raised.value) == "The draft of 'small' is identical to v1; nothing to save."
+    assert raised.value.next_steps == (NextStep("update_draft", {"evaluator": "small"}),)
 
     evaluators.update_draft(small, "small", prompt="New.\n{{outputs}}")
     evaluators.save(small, "small")
     with pytest.raises(NothingToSave) as raised:
         evaluators.save(small, "small")
-    assert str(raised.value) == (
-        "The draft of 'small' is identical to v2; nothing to save. Edit it with update_draft first."
-    )
+    assert str(raised.value) == "The draft of 'small' is identical to v2; nothing to save."
     assert [v.version for v in evaluators.list_versions(small, "small")] == [1, 2]
 
 
@@ -332,7 +327,7 @@ def test_restoring_an_unknown_version_names_the_known_ones(small: Store) -> None
     with pytest.raises(NotFound) as raised:
         evaluators.restore(small, "small", 4)
 
-    assert str(raised.value) == "Evaluator 'small' has no version 4. Known: v1. List them with list_versions."
+    assert str(raised.value) == "Evaluator 'small' has no version 4. Known: v1."
 
 
 def test_getting_an_unknown_version_names_the_known_ones(small: Store) -> None:
@@ -342,10 +337,7 @@ def test_getting_an_unknown_version_names_the_known_ones(small: Store) -> None:
     with pytest.raises(NotFound) as raised:
         evaluators.get_version(small, "small", 9)
 
-    assert (
-        str(raised.value)
-        == "Evaluator 'small' has no version 9. Known: v1, v2. List them with list_versions."
-    )
+    assert str(raised.value) == "Evaluator 'small' has no version 9. Known: v1, v2."
 
 
 def test_the_diff_shows_the_draft_against_the_last_saved_version(small: Store) -> None:

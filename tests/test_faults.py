@@ -870,7 +870,7 @@ BAD_INPUTS: list[Bad] = [
         "evaluator-lookup-sql",
         lambda c: evaluators.get(c.store, "correctness' OR '1'='1"),
         NotFound,
-        "No evaluator named \"correctness' OR '1'='1\". Known: category, correctness, tone. Create one with create_evaluator.",
+        "No evaluator named \"correctness' OR '1'='1\". Known: category, correctness, tone.",
     ),
     Bad(
         "queue-source-sql",
@@ -907,13 +907,13 @@ BAD_INPUTS: list[Bad] = [
         "label-unknown-evaluator",
         _labels("tonality", {"run_id": "pp-001", "score": 1}),
         NotFound,
-        "No evaluator named 'tonality'. Known: category, correctness, tone. Create one with create_evaluator.",
+        "No evaluator named 'tonality'. Known: category, correctness, tone.",
     ),
     Bad(
         "alignment-unknown-version",
         lambda c: anyio.run(lambda: align.run_alignment(c.store, NAME, "v99")),
         NotFound,
-        "Evaluator 'correctness' has no version 99. Known: v1. List them with list_versions.",
+        "Evaluator 'correctness' has no version 99. Known: v1.",
     ),
     Bad(
         "alignment-unknown-run",
@@ -1005,7 +1005,7 @@ BAD_INPUTS: list[Bad] = [
         "draft-replace-missing",
         lambda c: evaluators.update_draft(c.store, NAME, replace=("no such text", "x")),
         InvalidInput,
-        "The text to replace does not occur in the draft of 'correctness': 'no such text'. Quote a passage that occurs exactly once (get_evaluator shows the draft), or send the full prompt.",
+        "The text to replace does not occur in the draft of 'correctness': 'no such text'. Quote a passage that occurs exactly once, or replace the whole prompt.",
     ),
     Bad(
         "draft-temperature-out-of-range",

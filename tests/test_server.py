@@ -194,7 +194,10 @@ async def test_get_run_returns_a_run_and_cuts_long_strings(client: Client, db_pa
     assert run["inputs"]["q"] == long and run["notes"] == []
     short = await ok(client, "get_run", run_id="r1", max_chars=1000)
     assert short["inputs"]["q"].startswith("x" * 1000 + "… [4000 more characters]")
-    assert "larger max_chars" in short["notes"][0]
+    assert short["notes"] == [
+        "Strings were cut at 1000 characters; the longest has 5000. get_run(run_id='r1', max_chars=5000) "
+        "returns it in full."
+    ]
     assert "No run with id 'r9'" in await fails(client, "get_run", run_id="r9")
 
 
@@ -242,7 +245,7 @@ async def test_create_evaluator_errors_store_nothing(client: Client, db_path: Pa
 
 async def test_list_and_get_evaluators(client: Client) -> None:
     empty = await ok(client, "list_evaluators")
-    assert empty == {"evaluators": [], "notes": ["No evaluators yet: create one with create_evaluator."]}
+    assert empty == {"evaluators": [], "notes": ["No evaluators yet. Create one with create_evaluator."]}
     await seed(client)
     listed = (await ok(client, "list_evaluators"))["evaluators"]
     assert listed[0]["name"] == "correctness" and listed[0]["latest_version"] == 1
@@ -288,7 +291,10 @@ async def test_next_items_on_an_empty_queue_says_how_to_fill_it(client: Client) 
     await seed(client)
     page = await ok(client, "next_items", evaluator="correctness")
     assert page["items"] == []
-    assert page["notes"] == ["Nothing left to label in this queue. Add runs with add_to_queue."]
+    assert page["notes"] == [
+        "Nothing left to label in this queue. Queue runs with add_to_queue(evaluator='correctness'); a human "
+        "then labels them with next_items and submit_label."
+    ]
 
 
 async def test_add_to_queue_errors(client: Client, db_path: Path) -> None:
@@ -590,9 +596,9 @@ async def test_save_prompt_creates_a_version_and_refuses_an_unchanged_draft(
     await seed(client)
     before = snapshot(db_path)
     message = await fails(client, "save_prompt", evaluator="correctness")
-    assert (
-        "The draft of 'correctness' is identical to v1; nothing to save. Edit it with update_draft first."
-        in message
+    assert message == (
+        "Error executing tool save_prompt: The draft of 'correctness' is identical to v1; nothing to save. "
+        "Edit the draft with update_draft(evaluator='correctness')."
     )
     assert snapshot(db_path) == before
     await ok(

@@ -184,16 +184,18 @@ def test_http_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> 
 # ---- start-up -----------------------------------------------------------------------------------------------
 
 
-def test_startup_imports_no_llm_clients_and_no_engine(tmp_path: Path) -> None:
-    # What `align-mcp serve` loads before answering tools/list: no LLM client, no store, no judging code.
+def test_startup_imports_no_llm_clients_no_engine_and_no_other_command(tmp_path: Path) -> None:
+    # What `align-mcp serve` loads before answering tools/list: no LLM client, no store, no engine or feature
+    # code, and of the command line only the group (the other commands load when invoked).
     code = (
         "import sys, anyio\n"
         "import align_mcp.cli, align_mcp.mcp.transport\n"
         "from align_mcp.mcp.server import create_server\n"
         "server = create_server()\n"
         "assert len(anyio.run(server.list_tools)) == 27\n"
-        "print([m for m in ('openai', 'dspy', 'litellm', 'sqlite_utils', 'align_mcp.store',"
-        " 'align_mcp.engine.alignment', 'align_mcp.llm.judge') if m in sys.modules])\n"
+        "print(sorted(m for m in sys.modules if m in ('openai', 'dspy', 'litellm', 'sqlite_utils') or "
+        "m.startswith(('align_mcp.store', 'align_mcp.llm', 'align_mcp.engine', 'align_mcp.optimize', "
+        "'align_mcp.diagnose')) or (m.startswith('align_mcp.cli.') and m != 'align_mcp.cli.main')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -249,4 +251,4 @@ def test_mcp_inspector_lists_tools_and_calls_a_read_only_one(tmp_path: Path) -> 
     called = inspector(tmp_path, "--method", "tools/call", "--tool-name", "list_evaluators")
     result = called["result"]
     assert result.get("isError") is not True
-    assert result["structuredContent"]["notes"] == ["No evaluators yet: create one with create_evaluator."]
+    assert result["structuredContent"]["notes"] == ["No evaluators yet. Create one with create_evaluator."]

@@ -1,11 +1,22 @@
 """Shared pydantic types: the shapes the Python API, the CLI and the MCP server exchange."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    GetJsonSchemaHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from align_mcp.errors import InvalidInput, InvalidScore
+from align_mcp.errors import InvalidInput, InvalidScore, NextStep
 
 ScoreKind = Literal["binary", "categorical", "ordinal"]
 SourceKind = Literal["experiment", "project"]
@@ -14,10 +25,44 @@ JsonDict = dict[str, Any]
 
 
 class Model(BaseModel):
-    """The base of every shared type. Validators and serializers are built on first use, not at import:
-    start-up (an MCP server listing its tools) then pays nothing for the many types it does not touch yet."""
+    """The base of every shared type.
 
-    model_config = ConfigDict(defer_build=True)
+    Validators and serializers are built when the class is defined. The MCP server needs nearly every type at
+    start-up (as a tool's output schema), and a deferred type is rebuilt for each schema that nests it.
+    """
+
+
+NOTE_WORDS = "note_words"
+"""The serialization-context key of a surface's note renderer: `model_dump(context={NOTE_WORDS: render})`."""
+
+
+class Note(Model):
+    """A remark on a result in the engine's words, and the steps that follow from it.
+
+    Each surface shows a note as one line of text: `text`, then every step worded its own way. Dumped with a
+    renderer under NOTE_WORDS in the serialization context, a note becomes that line, which is why its JSON
+    schema is a string; a plain string validates as a note without steps.
+    """
+
+    text: str
+    next_steps: list[NextStep] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _as_line(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        context = info.context
+        render: Callable[[Note], str] | None = context.get(NOTE_WORDS) if isinstance(context, dict) else None
+        return handler(self) if render is None else render(self)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string"}
 
 
 _BINARY_WORDS: dict[str, int] = {

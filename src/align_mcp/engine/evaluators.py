@@ -13,16 +13,20 @@ from align_mcp.core.models import (
     DraftDiff,
     Evaluator,
     JudgeSettings,
+    Note,
     PromptVersion,
     ScoreType,
     VersionSummary,
 )
 from align_mcp.core.templates import default_prompt, validate_template
+from align_mcp.core.text import clip
+from align_mcp.core.views import DraftUpdate, SavedVersion, VersionEntry, VersionList
 from align_mcp.engine.feedback import apply_stored_feedback
-from align_mcp.errors import Conflict, InvalidInput, NotFound, NothingToSave
+from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
 from align_mcp.store import EvaluatorRow, Store, VersionRow, loads
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_DIFF_CHARS = 20_000
 
 
 def check_name(name: str, what: str = "evaluator") -> str:
@@ -39,7 +43,7 @@ def _row(store: Store, name: str) -> EvaluatorRow:
     if row is None:
         known = store.evaluator_names()
         hint = f"Known: {', '.join(known)}." if known else "There are no evaluators yet."
-        raise NotFound(f"No evaluator named {name!r}. {hint} Create one with create_evaluator.")
+        raise NotFound(f"No evaluator named {name!r}. {hint}", NextStep("create_evaluator"))
     return row
 
 
@@ -62,7 +66,10 @@ def create(
     if not key.strip() or len(key) > 128:
         raise InvalidInput(f"Feedback key {key!r} must be 1–128 characters.")
     if store.get_evaluator(name) is not None:
-        raise Conflict(f"An evaluator named {name!r} already exists. Pick another name or use get_evaluator.")
+        raise Conflict(
+            f"An evaluator named {name!r} already exists; pick another name.",
+            NextStep("show_evaluator", {"evaluator": name}),
+        )
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text)
     settings = judge or JudgeSettings()
@@ -140,7 +147,8 @@ def update_draft(
             where = "does not occur" if count == 0 else f"occurs {count} times"
             raise InvalidInput(
                 f"The text to replace {where} in the draft of {name!r}: {old[:80]!r}. Quote a passage that occurs "
-                "exactly once (get_evaluator shows the draft), or send the full prompt."
+                "exactly once, or replace the whole prompt.",
+                NextStep("show_draft", {"evaluator": name}),
             )
         text = text.replace(old, new)
     validate_template(text)
@@ -168,8 +176,8 @@ def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
         last = versions[-1]
         if last.prompt == row.draft and last.judge == row.judge:
             raise NothingToSave(
-                f"The draft of {name!r} is identical to v{last.version}; nothing to save. Edit it with "
-                "update_draft first."
+                f"The draft of {name!r} is identical to v{last.version}; nothing to save.",
+                NextStep("update_draft", {"evaluator": name}),
             )
     number = store.insert_version(name, row.draft, row.judge, message)
     return get_version(store, name, number)
@@ -180,10 +188,7 @@ def get_version(store: Store, name: str, version: int) -> PromptVersion:
     v = store.get_version(name, version)
     if v is None:
         known = [f"v{x.version}" for x in store.versions(name)]
-        raise NotFound(
-            f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}. "
-            "List them with list_versions."
-        )
+        raise NotFound(f"Evaluator {name!r} has no version {version}. Known: {', '.join(known) or 'none'}.")
     return PromptVersion(
         evaluator=name,
         version=v.version,
@@ -245,7 +250,9 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     if prompt == "latest":
         versions = store.versions(name)
         if not versions:
-            raise NotFound(f"Evaluator {name!r} has no saved version yet. Save the draft with save_prompt.")
+            raise NotFound(
+                f"Evaluator {name!r} has no saved version yet.", NextStep("save_prompt", {"evaluator": name})
+            )
         number = versions[-1].version
     elif isinstance(prompt, int):
         number = prompt
@@ -256,3 +263,97 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
         number = int(match.group(1))
     v = get_version(store, name, number)
     return f"v{v.version}", v.prompt, v.judge, v.version
+
+
+def draft_update(store: Store, name: str, max_chars: int | None = DEFAULT_DIFF_CHARS) -> DraftUpdate:
+    """The draft against the last saved version: the diff (cut at `max_chars`, if given) and what to do next."""
+    d = diff(store, name)
+    text, was_cut = clip(d.diff, max_chars) if max_chars is not None else (d.diff, False)
+    notes = []
+    if was_cut and max_chars is not None:
+        notes.append(
+            Note(
+                text=f"The diff was cut at {max_chars} characters ({len(d.diff) - max_chars} more).",
+                next_steps=[NextStep("show_draft", {"evaluator": name})],
+            )
+        )
+    if d.changed:
+        notes.append(
+            Note(
+                text="The draft is not saved.",
+                next_steps=[
+                    NextStep("run_alignment", {"evaluator": name}),
+                    NextStep("save_prompt", {"evaluator": name}),
+                ],
+            )
+        )
+    else:
+        notes.append(Note(text="The draft now equals the last saved version."))
+    return DraftUpdate(
+        evaluator=name, base_version=d.base_version, draft_differs=d.changed, diff=str(text), notes=notes
+    )
+
+
+def edit_draft(
+    store: Store,
+    name: str,
+    prompt: str | None = None,
+    replace: tuple[str, str] | None = None,
+    judge: dict[str, Any] | None = None,
+    max_chars: int | None = DEFAULT_DIFF_CHARS,
+) -> DraftUpdate:
+    """Edit the draft (as update_draft) and return its diff against the last saved version."""
+    update_draft(store, name, prompt=prompt, replace=replace, judge=judge)
+    return draft_update(store, name, max_chars)
+
+
+def save_version(store: Store, name: str, message: str | None = None) -> SavedVersion:
+    """Save the draft as the next version (as save) and say what that changes."""
+    v = save(store, name, message)
+    return SavedVersion(
+        evaluator=name,
+        version=v.version,
+        message=v.message,
+        created_at=v.created_at,
+        notes=[Note(text=f"Saved as v{v.version}. Later drafts are compared with it.")],
+    )
+
+
+def version_page(
+    store: Store, name: str, include_prompts: bool = False, offset: int = 0, limit: int = 20
+) -> VersionList:
+    """One page of the saved versions, oldest first, with each version's latest agreement and kappa."""
+    if offset < 0 or limit < 1:
+        raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit at least 1.")
+    ev = get(store, name)
+    page = ev.versions[offset : offset + limit]
+    texts = {v.version: v.prompt for v in list_versions(store, name)} if include_prompts else {}
+    versions = [VersionEntry(**v.model_dump(), prompt=texts.get(v.version)) for v in page]
+    next_offset = offset + limit if offset + limit < len(ev.versions) else None
+    notes = []
+    if not include_prompts:
+        notes.append(
+            Note(
+                text="The prompt texts are left out.",
+                next_steps=[NextStep("list_versions", {"evaluator": name, "include_prompts": True})],
+            )
+        )
+    if next_offset is not None:
+        args: dict[str, str | int | bool] = {"evaluator": name, "offset": next_offset}
+        if include_prompts:
+            args["include_prompts"] = True
+        notes.append(
+            Note(
+                text=f"{len(ev.versions) - next_offset} more version(s).",
+                next_steps=[NextStep("list_versions", args)],
+            )
+        )
+    return VersionList(
+        evaluator=name,
+        total=len(ev.versions),
+        offset=offset,
+        versions=versions,
+        next_offset=next_offset,
+        draft_differs=ev.draft_differs,
+        notes=notes,
+    )

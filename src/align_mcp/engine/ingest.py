@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from align_mcp.core.models import ImportedFeedback, ImportReport, Run, SourceKind
-from align_mcp.core.text import shown
+from align_mcp.core.models import ImportedFeedback, ImportReport, Note, Run, Source, SourceKind
+from align_mcp.core.text import clip, shown
+from align_mcp.core.views import RunDetail
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.feedback import apply_feedback
 from align_mcp.engine.formats import Format, ParsedRun, parse_record, read_runs
-from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
+from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NextStep, NotFound
 from align_mcp.store import FeedbackRow, Store
 
 BATCH = 2000
@@ -136,11 +137,45 @@ def get_run(store: Store, run_id: str) -> Run:
     """One stored run in full."""
     row = store.get_runs([run_id]).get(run_id)
     if row is None:
-        raise NotFound(
-            f"No run with id {run_id!r}. Check the id (next_items and get_misaligned show run ids) or import it "
-            "with import_runs."
-        )
+        raise NotFound(f"No run with id {run_id!r}. Check the id.", NextStep("import_runs"))
     return Run.model_validate(row)
+
+
+def run_detail(store: Store, run_id: str, max_chars: int | None = None) -> RunDetail:
+    """One stored run, with every string inside it cut at `max_chars` (when given) and a note when cut."""
+    run = get_run(store, run_id)
+    if max_chars is None:
+        return RunDetail(**run.model_dump())
+    fields: dict[str, Any] = {}
+    longest = 0
+    for name in ("inputs", "outputs", "reference_outputs", "metadata"):
+        fields[name], was_cut = clip(getattr(run, name), max_chars)
+        if was_cut:
+            longest = max(longest, _longest_string(getattr(run, name)))
+    notes = []
+    if longest:
+        notes.append(
+            Note(
+                text=f"Strings were cut at {max_chars} characters; the longest has {longest}.",
+                next_steps=[NextStep("show_run", {"run_id": run_id, "max_chars": longest})],
+            )
+        )
+    return RunDetail(id=run.id, source=run.source, **fields, notes=notes)
+
+
+def _longest_string(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((_longest_string(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max((_longest_string(v) for v in value), default=0)
+    return 0
+
+
+def list_sources(store: Store) -> list[Source]:
+    """Every source with its kind and number of runs, by name."""
+    return [Source.model_validate(row) for row in store.list_sources()]
 
 
 def check_run_ids(store: Store, run_ids: Sequence[str], what: str = "run_ids") -> list[str]:
@@ -152,7 +187,7 @@ def check_run_ids(store: Store, run_ids: Sequence[str], what: str = "run_ids") -
     missing = [rid for rid in ids if rid not in known]
     if missing:
         raise NotFound(
-            f"{len(missing)} run id(s) are not in the store: {shown(missing)}. Check the ids or import the "
-            "runs with import_runs."
+            f"{len(missing)} run id(s) are not in the store: {shown(missing)}. Check the ids.",
+            NextStep("import_runs"),
         )
     return ids

@@ -5,13 +5,11 @@ openai client and DSPy load on the first call that needs them, and the store ope
 reads it.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -20,10 +18,8 @@ from pydantic import Field
 
 from align_mcp import __version__
 from align_mcp.errors import AlignError, NotFound
+from align_mcp.mcp import render
 from align_mcp.mcp.state import AppState, store_of
-
-if TYPE_CHECKING:
-    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,9 +43,9 @@ def _as_resource_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except NotFound as e:
-            raise ResourceNotFoundError(str(e)) from e
+            raise ResourceNotFoundError(render.error_text(e)) from e
         except AlignError as e:
-            raise ResourceError(str(e)) from e
+            raise ResourceError(render.error_text(e)) from e
 
     return cast(F, read)
 
@@ -73,9 +69,9 @@ def _resource(uri: str, name: str, mime_type: str, description: str) -> Callable
     "An evaluator: settings, draft, versions with scores, queue and recent alignment runs",
 )
 def evaluator_resource(name: str, ctx: Context) -> str:
-    from align_mcp.mcp.tools import dump_json, evaluator_detail
+    from align_mcp.engine.overview import evaluator_detail
 
-    return dump_json(evaluator_detail(store_of(ctx), name, max_chars=10**9))
+    return render.dump_json(evaluator_detail(store_of(ctx), name))
 
 
 @_resource("align://evaluators/{name}/draft", "draft", "text/plain", "The evaluator's draft prompt, in full")
@@ -93,9 +89,8 @@ def draft_resource(name: str, ctx: Context) -> str:
 )
 def versions_resource(name: str, ctx: Context) -> str:
     from align_mcp.engine import evaluators
-    from align_mcp.mcp.tools import dump_json
 
-    return dump_json(evaluators.get(store_of(ctx), name).versions)
+    return render.dump_json(evaluators.get(store_of(ctx), name).versions)
 
 
 @_resource(
@@ -115,17 +110,15 @@ def version_resource(name: str, version: int, ctx: Context) -> str:
 )
 def queue_resource(evaluator: str, ctx: Context) -> str:
     from align_mcp.engine.queues import summary
-    from align_mcp.mcp.tools import dump_json
 
-    return dump_json(summary(store_of(ctx), evaluator))
+    return render.dump_json(summary(store_of(ctx), evaluator))
 
 
 @_resource("align://runs/{run_id}", "run", "application/json", "One run in full")
 def run_resource(run_id: str, ctx: Context) -> str:
     from align_mcp.engine.ingest import get_run as fetch_run
-    from align_mcp.mcp.tools import dump_json
 
-    return dump_json(fetch_run(store_of(ctx), run_id))
+    return render.dump_json(fetch_run(store_of(ctx), run_id))
 
 
 @_resource(
@@ -136,9 +129,8 @@ def run_resource(run_id: str, ctx: Context) -> str:
 )
 def report_resource(alignment_run: int, ctx: Context) -> str:
     from align_mcp.engine.alignment import report
-    from align_mcp.engine.reports import report_markdown
 
-    return report_markdown(report(store_of(ctx), alignment_run))
+    return render.report_markdown(report(store_of(ctx), alignment_run))
 
 
 # ---- prompt -------------------------------------------------------------------------------------------------
@@ -196,9 +188,9 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
     )
     @_as_resource_errors
     def evaluators_resource() -> str:
-        from align_mcp.mcp.tools import dump_json, evaluator_list
+        from align_mcp.engine.overview import evaluator_list
 
-        return dump_json(evaluator_list(state.store))
+        return render.dump_json(evaluator_list(state.store))
 
     @server.resource(
         "align://queues",
@@ -209,9 +201,8 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
     @_as_resource_errors
     def queues_resource() -> str:
         from align_mcp.engine.queues import list_queues as all_queues
-        from align_mcp.mcp.tools import dump_json
 
-        return dump_json(all_queues(state.store))
+        return render.dump_json(all_queues(state.store))
 
     server.prompt(name="align_evaluator", title="Align an evaluator")(align_evaluator)
     return server

@@ -1,0 +1,116 @@
+"""Commands for the optimizer: failure modes, a proposed prompt, the proposals, and applying one to the draft."""
+
+from __future__ import annotations
+
+import anyio
+import click
+
+from align_mcp.cli.main import command, store_of
+from align_mcp.cli.render import emit, notes, pct, print_proposal, table, with_progress
+
+
+@command("failures")
+@click.argument("evaluator")
+@click.option("--run", "alignment_run", type=int, help="Alignment run id (default: the latest dev run).")
+@click.option("--no-llm", is_flag=True, help="Group by direction and comment terms, without the judge model.")
+@click.pass_context
+def failures_cmd(
+    ctx: click.Context, evaluator: str, alignment_run: int | None, no_llm: bool, as_json: bool
+) -> None:
+    """Group the misaligned dev cases into named failure modes."""
+    from align_mcp.optimize.failure_modes import analyze_failures
+
+    store = store_of(ctx)
+    r = anyio.run(lambda: analyze_failures(store, evaluator, alignment_run, use_llm=not no_llm))
+
+    def show() -> None:
+        click.echo(
+            f"{r.misaligned} misaligned of {r.judged} dev example(s) in run {r.alignment_run} ({r.prompt_ref}), "
+            f"grouped by {r.method}:"
+        )
+        for m in r.modes:
+            click.echo(f"  {m.name} [{m.direction}] ({len(m.run_ids)}): {m.description}")
+            click.echo(f"    {', '.join(m.run_ids)}")
+        notes(r.notes)
+
+    emit(r, as_json, show)
+
+
+@command("propose")
+@click.argument("evaluator")
+@click.option("--mode", type=click.Choice(["gepa", "reflect"]), default="gepa", show_default=True)
+@click.option("--budget", type=int, default=300, show_default=True, help="Most model calls to make.")
+@click.pass_context
+def propose_cmd(ctx: click.Context, evaluator: str, mode: str, budget: int, as_json: bool) -> None:
+    """Propose a revised prompt (DSPy GEPA or one reflective rewrite), validated on the held-out test split.
+
+    The proposal is stored, never applied: `align-mcp apply` puts it in the draft, `align-mcp save` saves it.
+    """
+    from align_mcp.optimize.proposals import propose_prompt
+
+    store = store_of(ctx)
+    p = with_progress(
+        as_json,
+        lambda progress: propose_prompt(store, evaluator, mode, budget, progress),  # type: ignore[arg-type]
+    )
+    emit(p, as_json, lambda: print_proposal(p))
+
+
+@command("proposals")
+@click.argument("evaluator")
+@click.pass_context
+def proposals_cmd(ctx: click.Context, evaluator: str, as_json: bool) -> None:
+    """List the optimizer's proposals for an evaluator."""
+    from align_mcp.optimize.overview import proposal_list
+
+    listing = proposal_list(store_of(ctx), evaluator)
+
+    def show() -> None:
+        table(
+            ["id", "mode", "status", "dev before", "dev after", "test before", "test after", "calls"],
+            [
+                [
+                    p.id,
+                    p.mode,
+                    p.status,
+                    pct(p.dev_before),
+                    pct(p.dev_after),
+                    pct(p.test_before),
+                    pct(p.test_after),
+                    p.calls_used,
+                ]
+                for p in listing.proposals
+            ],
+        )
+        notes(listing.notes)
+
+    emit(listing.proposals, as_json, show)
+
+
+@command("proposal")
+@click.argument("proposal_id", type=int)
+@click.pass_context
+def proposal_cmd(ctx: click.Context, proposal_id: int, as_json: bool) -> None:
+    """Show one proposal: scores before and after, the failure modes it fixes, and the diff."""
+    from align_mcp.optimize.proposals import get_proposal
+
+    p = get_proposal(store_of(ctx), proposal_id)
+    emit(p, as_json, lambda: print_proposal(p))
+
+
+@command("apply")
+@click.argument("evaluator")
+@click.argument("proposal_id", type=int)
+@click.option("--force", is_flag=True, help="Replace a draft edited since the proposal was made.")
+@click.pass_context
+def apply_cmd(ctx: click.Context, evaluator: str, proposal_id: int, force: bool, as_json: bool) -> None:
+    """Put a proposal into the draft (not saved: `align-mcp save` makes it a version)."""
+    from align_mcp.optimize.overview import apply_to_draft
+
+    update = apply_to_draft(store_of(ctx), evaluator, proposal_id, force)
+
+    def show() -> None:
+        click.echo(f"Proposal {proposal_id} is now the draft of {evaluator!r}.")
+        notes(update.notes)
+
+    emit(update, as_json, show)

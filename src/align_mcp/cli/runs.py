@@ -1,0 +1,73 @@
+"""Commands for the runs: import a file, list the sources, show one run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from align_mcp.cli.main import command, store_of
+from align_mcp.cli.render import emit, print_json, table
+
+
+@command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--source", "-s", required=True, help="Name of the source to import into (created if new).")
+@click.option("--kind", type=click.Choice(["experiment", "project"]), default="experiment", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Override detection by extension.")
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, path: Path, source: str, kind: str, fmt: str | None, as_json: bool
+) -> None:
+    """Import runs from a JSONL or CSV file (idempotent by run id; all or nothing)."""
+    from align_mcp.engine.ingest import import_runs
+
+    counting = not as_json and sys.stderr.isatty()
+
+    def progress(n: int) -> None:
+        if counting:
+            click.echo(f"\r{n:,} runs read", nl=False, err=True)
+
+    report = import_runs(store_of(ctx), source, path=path, kind=kind, fmt=fmt, on_progress=progress)  # type: ignore[arg-type]
+    if counting:
+        click.echo("", err=True)
+
+    def show() -> None:
+        click.echo(
+            f"Imported {report.inserted} new run(s) into {report.source!r} ({report.kind}); "
+            f"{report.skipped} already stored."
+        )
+        for fb in report.feedback:
+            target = (
+                ", ".join(fb.evaluators) if fb.evaluators else "no evaluator yet (kept for one created later)"
+            )
+            click.echo(f"  feedback {fb.key!r}: {fb.count} label(s) -> {target}")
+        if report.labels:
+            click.echo(f"  {report.labels} label(s) stored.")
+
+    emit(report, as_json, show)
+
+
+@command("sources")
+@click.pass_context
+def sources_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List sources and their run counts."""
+    from align_mcp.engine.ingest import list_sources
+
+    sources = list_sources(store_of(ctx))
+    emit(
+        sources,
+        as_json,
+        lambda: table(["source", "kind", "runs"], [[s.name, s.kind, s.runs] for s in sources]),
+    )
+
+
+@command("show-run")
+@click.argument("run_id")
+@click.pass_context
+def show_run_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show one run in full (as JSON, with or without --json)."""
+    from align_mcp.engine.ingest import get_run
+
+    print_json(get_run(store_of(ctx), run_id))

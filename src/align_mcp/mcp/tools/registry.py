@@ -1,0 +1,79 @@
+"""Tool registration: a tool's title and hints, its domain errors as tool errors, its result in MCP words."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel
+
+from align_mcp.errors import AlignError
+from align_mcp.mcp import render
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TOOLS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+"""Every registered tool: name -> (the function the server calls, options for `MCPServer.add_tool`)."""
+
+
+def _rendered(result: Any) -> Any:
+    if isinstance(result, BaseModel) and not isinstance(result, CallToolResult):
+        return render.structured(result)
+    return result
+
+
+def rendered(fn: F) -> F:
+    """The tool as the server calls it: domain errors become tool errors worded for MCP (with the tool to call
+    next), and a result model becomes structured content with its notes worded for MCP."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return _rendered(await fn(*args, **kwargs))
+            except AlignError as e:
+                raise ToolError(render.error_text(e)) from e
+
+        return cast(F, run_async)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return _rendered(fn(*args, **kwargs))
+        except AlignError as e:
+            raise ToolError(render.error_text(e)) from e
+
+    return cast(F, run)
+
+
+def tool(
+    title: str,
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> Callable[[F], F]:
+    """Register a module-level function as a tool of every server `create_server` builds."""
+
+    def register(fn: F) -> F:
+        annotations = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=False if read_only else destructive,
+            idempotent_hint=True if read_only else idempotent,
+            open_world_hint=open_world,
+        )
+        options = {
+            "title": title,
+            "description": inspect.cleandoc(fn.__doc__ or ""),
+            "annotations": annotations,
+        }
+        TOOLS[fn.__name__] = (rendered(fn), options)
+        return fn
+
+    return register
