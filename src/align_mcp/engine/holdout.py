@@ -47,6 +47,17 @@ def ensure_split(store: Store, evaluator: str) -> SplitInfo | None:
     rows = store.split_rows(evaluator)
     if not rows and needed_labels(examples) is not None:
         return None
+    if _additions(examples, rows):
+        # Decided again inside the write transaction: another process may have assigned splits meanwhile.
+        with store.transaction():
+            additions = _additions(reference_set(store, evaluator), store.split_rows(evaluator))
+            if additions:
+                store.insert_splits(evaluator, additions)
+    return info(store, evaluator)
+
+
+def _additions(examples: list[tuple[str, Score]], rows: list[SplitRow]) -> list[SplitRow]:
+    """The split of every labeled run that has none yet, filling each stratum toward its test share."""
     assigned = {r.run_id for r in rows}
     have: dict[Score, Counter[HoldoutSplit]] = defaultdict(Counter)
     for r in rows:
@@ -63,10 +74,7 @@ def ensure_split(store: Store, evaluator: str) -> SplitInfo | None:
             split: HoldoutSplit = "test" if counts["test"] + 1 <= round(TEST_SHARE * total) else "dev"
             counts[split] += 1
             additions.append(SplitRow(run_id, split, stratum))
-    if additions:
-        with store.transaction():
-            store.insert_splits(evaluator, additions)
-    return info(store, evaluator)
+    return additions
 
 
 def info(store: Store, evaluator: str) -> SplitInfo | None:
