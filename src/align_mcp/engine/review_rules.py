@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from align_mcp.errors import Conflict, InvalidInput
-from align_mcp.store import Store, now_iso
+from align_mcp.store import NewLabel, Store, loads, now_iso
 
 # The adjudication rule. request_review puts labeled runs back in the queue; the first label stays in the
 # reference set while the review is pending. The second label must come from a different, named labeler
@@ -25,18 +25,17 @@ def person(labeler: str | None) -> str | None:
     return labeler.strip().casefold()
 
 
-def check_review_labels(
-    store: Store, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
-) -> None:
+def check_review_labels(store: Store, evaluator: str, labels: Sequence[NewLabel]) -> None:
     """Refuse labels that would break a blind review. queues.submit_labels calls it in its write transaction.
 
-    `labels` are (run_id, score JSON, comment, labeler) rows. A run waiting for its second review needs a
-    named labeler other than the first; a disputed run needs one other than both reviewers (or adjudicate).
+    A run waiting for its second review needs a named labeler other than the first; a disputed run needs one
+    other than both reviewers (or adjudicate).
     """
     open_reviews = {
-        r["run_id"]: r for r in store.reviews(evaluator, [row[0] for row in labels], open_only=True)
+        r["run_id"]: r for r in store.reviews(evaluator, [row.run_id for row in labels], open_only=True)
     }
-    for run_id, _score, _comment, labeler in labels:
+    for label in labels:
+        run_id, labeler = label.run_id, label.labeler
         review = open_reviews.get(run_id)
         if review is None:
             continue
@@ -76,15 +75,15 @@ def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None
         label = current.get(review["run_id"])
         if label is None:
             continue
-        if review["status"] == "pending" and label["id"] != review["first_label_id"]:
-            if label["score"] == review["first_score"]:
+        if review["status"] == "pending" and label.id != review["first_label_id"]:
+            if label.score == loads(review["first_score"]):
                 store.update_review(
-                    review["id"], second_label_id=label["id"], status="agreed", resolved_at=now_iso()
+                    review["id"], second_label_id=label.id, status="agreed", resolved_at=now_iso()
                 )
             else:
-                store.update_review(review["id"], second_label_id=label["id"], status="disputed")
+                store.update_review(review["id"], second_label_id=label.id, status="disputed")
                 store.requeue(evaluator, [review["run_id"]])
-        elif review["status"] == "disputed" and label["id"] != review["second_label_id"]:
+        elif review["status"] == "disputed" and label.id != review["second_label_id"]:
             store.update_review(
-                review["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
+                review["id"], final_label_id=label.id, status="adjudicated", resolved_at=now_iso()
             )

@@ -20,7 +20,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.engine.review_rules import person
 from align_mcp.errors import Conflict, InvalidInput
-from align_mcp.store import Store, dumps, loads, now_iso
+from align_mcp.store import NewLabel, Store, loads, now_iso
 
 STATUSES: tuple[str, ...] = get_args(ReviewStatus)
 
@@ -62,9 +62,9 @@ def request_review(
             why = reason
             if why is None and rid in triaged:
                 why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
-            rows.append((rid, int(labels[rid]["id"]), why))
+            rows.append((rid, labels[rid].id, why))
         store.insert_reviews(evaluator, rows)
-    first = sorted({str(labels[rid]["labeler"]) for rid in ids if person(labels[rid]["labeler"])})
+    first = sorted({str(labels[rid].labeler) for rid in ids if person(labels[rid].labeler)})
     notes = [
         "The runs are back in the queue; next_items shows them without their labels. Until the second label "
         "arrives the first one keeps counting in the reference set.",
@@ -95,10 +95,10 @@ def adjudicate(
                 "change its label use submit_label (the history is kept)."
             )
         value = score_type.validate_score(score)
-        store.insert_labels(evaluator, [(run_id, dumps(value), comment, labeler)])
+        store.insert_labels(evaluator, [NewLabel(run_id, value, comment, labeler)])
         label = store.current_label_rows(evaluator, [run_id])[run_id]
         store.update_review(
-            reviews[0]["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
+            reviews[0]["id"], final_label_id=label.id, status="adjudicated", resolved_at=now_iso()
         )
     return _review_items(store, evaluator, store.reviews(evaluator, [run_id]))[-1]
 
@@ -122,7 +122,7 @@ def _review_items(store: Store, evaluator: str, rows: Sequence[dict[str, Any]]) 
                 final_score=loads(r["final_score"]),
                 final_labeler=r["final_labeler"],
                 in_reference_set=counted,
-                reference_score=loads(label["score"]) if counted and label is not None else None,
+                reference_score=label.score if counted and label is not None else None,
                 requested_at=datetime.fromisoformat(r["requested_at"]),
                 resolved_at=datetime.fromisoformat(r["resolved_at"]) if r["resolved_at"] else None,
             )

@@ -8,16 +8,29 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
+from align_mcp.core.models import JudgeSettings, Score, ScoreType, SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SampleRow, SourceRow, SplitRow, VersionRow
+from align_mcp.store.rows import (
+    EvaluatorRow,
+    FeedbackRow,
+    LabelRow,
+    NewLabel,
+    NewRun,
+    QueueCounts,
+    Reservation,
+    SampleRow,
+    SourceRow,
+    SplitRow,
+    VersionRow,
+)
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -436,58 +449,56 @@ class Store:
             )
         return ids
 
-    def reservations(
-        self, evaluator: str, run_ids: Sequence[str]
-    ) -> dict[str, tuple[str | None, float | None]]:
-        out: dict[str, tuple[str | None, float | None]] = {}
+    def reservations(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, Reservation]:
+        """Who holds each queued run and until when, by run id (runs not in the queue are left out)."""
+        out: dict[str, Reservation] = {}
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, reserved_by, reserved_until in self._tuples(
                 f"SELECT run_id, reserved_by, reserved_until FROM queue_items WHERE evaluator = ? AND run_id IN ({marks})",
                 [evaluator, *chunk],
             ):
-                out[r["run_id"]] = (r["reserved_by"], r["reserved_until"])
+                until = None if not reserved_until else datetime.fromtimestamp(reserved_until, UTC)
+                out[run_id] = Reservation(reserved_by, until)
         return out
 
-    def insert_labels(
-        self, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
-    ) -> list[bool]:
-        """Store (run_id, score JSON, comment, labeler) as current labels, keeping history.
+    def insert_labels(self, evaluator: str, labels: Sequence[NewLabel]) -> list[bool]:
+        """Store labels as the runs' current ones, keeping history.
 
         Returns, per label, whether it replaced an earlier one. Call inside `transaction()`.
         """
         created = now_iso()
         relabeled: list[bool] = []
         with self._lock:
-            for run_id, score, comment, labeler in labels:
+            for label in labels:
                 cur = self.conn.execute(
                     "UPDATE labels SET current = 0 WHERE evaluator = ? AND run_id = ? AND current = 1",
-                    [evaluator, run_id],
+                    [evaluator, label.run_id],
                 )
                 relabeled.append(cur.rowcount > 0)
                 self.conn.execute(
                     "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current) "
                     "VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    [evaluator, run_id, score, comment, labeler, created],
+                    [evaluator, label.run_id, dumps(label.score), label.comment, label.labeler, created],
                 )
                 self.conn.execute(
                     "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 1) "
                     "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 1, reserved_by = NULL, "
                     "reserved_until = NULL",
-                    [evaluator, run_id, created],
+                    [evaluator, label.run_id, created],
                 )
         return relabeled
 
-    def label_counts(self, evaluator: str) -> dict[str, int]:
-        """Current labels per score JSON (kept by triggers in label_tallies)."""
+    def label_counts(self, evaluator: str) -> dict[Score, int]:
+        """Current labels per score (kept by triggers in label_tallies)."""
         return {
-            r["score"]: r["n"]
-            for r in self._rows(
+            load_score(score): n
+            for score, n in self._tuples(
                 "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
             )
         }
 
-    def queue_counts(self, evaluator: str) -> dict[str, int]:
+    def queue_counts(self, evaluator: str) -> QueueCounts:
         """Pending and labeled from the trigger-kept tallies; live reservations through their partial index."""
         pending = self._scalar("SELECT pending FROM queue_tallies WHERE evaluator = ?", [evaluator]) or 0
         reserved = self._scalar(
@@ -498,7 +509,7 @@ class Store:
         labeled = self._scalar(
             "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
         )
-        return {"pending": int(pending), "reserved": int(reserved), "labeled": int(labeled)}
+        return QueueCounts(pending=int(pending), reserved=int(reserved), labeled=int(labeled))
 
     def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
         sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
@@ -508,31 +519,52 @@ class Store:
             params.append(limit)
         return [r["run_id"] for r in self._rows(sql, params)]
 
-    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[LabelRow]:
+        """The evaluator's current labels (of these runs, or all of them by run id)."""
         if run_ids is None:
-            return self._rows(
-                "SELECT run_id, score, comment, labeler, created_at FROM labels "
-                "WHERE evaluator = ? AND current = 1 ORDER BY run_id",
-                [evaluator],
-            )
-        out: list[dict[str, Any]] = []
+            return [
+                _label_row(row)
+                for row in self._tuples(
+                    f"SELECT {_LABEL_COLUMNS} FROM labels WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                    [evaluator],
+                )
+            ]
+        out: list[LabelRow] = []
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
             out.extend(
-                self._rows(
-                    "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                _label_row(row)
+                for row in self._tuples(
+                    f"SELECT {_LABEL_COLUMNS} FROM labels "
                     f"WHERE evaluator = ? AND current = 1 AND run_id IN ({marks})",
                     [evaluator, *chunk],
                 )
             )
         return out
 
-    def label_history(self, evaluator: str, run_id: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, score, comment, labeler, created_at, current FROM labels "
-            "WHERE evaluator = ? AND run_id = ? ORDER BY id",
-            [evaluator, run_id],
-        )
+    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, LabelRow]:
+        """The current labels of these runs, by run id (unlabeled runs are left out)."""
+        return {label.run_id: label for label in self.current_labels(evaluator, run_ids)}
+
+    def reference_scores(self, evaluator: str) -> list[tuple[str, Score]]:
+        """(run_id, score) of every current label, by run id: the bulk read behind the reference set."""
+        return [
+            (run_id, load_score(score))
+            for run_id, score in self._tuples(
+                "SELECT run_id, score FROM labels WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                [evaluator],
+            )
+        ]
+
+    def label_history(self, evaluator: str, run_id: str) -> list[LabelRow]:
+        """Every label a run got from this evaluator's labelers, oldest first."""
+        return [
+            _label_row(row[:-1], bool(row[-1]))
+            for row in self._tuples(
+                f"SELECT {_LABEL_COLUMNS}, current FROM labels WHERE evaluator = ? AND run_id = ? ORDER BY id",
+                [evaluator, run_id],
+            )
+        ]
 
     # ---- holdout ----------------------------------------------------------------------------------------
 
@@ -629,19 +661,6 @@ class Store:
             for r in self._rows(
                 "SELECT run_id, category, reason FROM triage_results WHERE evaluator = ? AND category IS NOT NULL "
                 f"AND run_id IN ({marks}) ORDER BY id",
-                [evaluator, *chunk],
-            ):
-                out[r["run_id"]] = r
-        return out
-
-    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Current labels with their ids: run_id -> {id, score, labeler}."""
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(list(run_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for r in self._rows(
-                "SELECT id, run_id, score, labeler FROM labels WHERE evaluator = ? AND current = 1 "
-                f"AND run_id IN ({marks})",
                 [evaluator, *chunk],
             ):
                 out[r["run_id"]] = r
@@ -932,6 +951,14 @@ class Store:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+_LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at"
+
+
+def _label_row(row: tuple[Any, ...], current: bool = True) -> LabelRow:
+    label_id, run_id, score, comment, labeler, created_at = row
+    return LabelRow(label_id, run_id, load_score(score), comment, labeler, parse_time(created_at), current)
 
 
 _VERSION_COLUMNS = "evaluator, version, prompt, judge, message, created_at"

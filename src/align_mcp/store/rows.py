@@ -96,3 +96,43 @@ class SampleRow:
     sample: int
     judge_score: Score | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Who holds a queued run and until when (both None when nobody does)."""
+
+    reserved_by: str | None
+    reserved_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """An evaluator's queue: runs waiting for a label, those reserved right now, and current labels."""
+
+    pending: int
+    reserved: int
+    labeled: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewLabel:
+    """A validated human label to store as the run's current one."""
+
+    run_id: str
+    score: Score
+    comment: str | None
+    labeler: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRow:
+    """A stored human label, its score decoded; `current` is False once a later label replaced it."""
+
+    id: int
+    run_id: str
+    score: Score
+    comment: str | None
+    labeler: str | None
+    created_at: datetime
+    current: bool = True
