@@ -27,6 +27,8 @@ from align_mcp.store import (
     SampleRow,
     SplitRow,
     Store,
+    TriageRow,
+    TriageVerdict,
     open_store,
 )
 from align_mcp.store.codec import judge_matches, load_score
@@ -571,3 +573,38 @@ def test_labels_round_trip_as_typed_rows_with_their_history(store: Store) -> Non
     ]
     assert history[-1] == current[1] and history[0].id < history[1].id
     assert store.label_history("cat", "r2") == []
+
+
+def test_triage_round_trips_and_the_latest_classified_verdict_wins(store: Store) -> None:
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 0,
+    }
+    aid = store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+    store.insert_triage(
+        [
+            TriageRow("e", aid, "r0", "label_error", "the label misreads the fee", None, "m"),
+            TriageRow("e", aid, "r1", "judge_error", "too strict", None, "m"),
+        ]
+    )
+    store.insert_triage(
+        [
+            TriageRow("e", aid, "r0", "rubric_gap", "the rubric is silent", None, "m"),
+            TriageRow("e", aid, "r1", None, None, "not classified: no reply", "m"),
+        ]
+    )
+
+    assert store.latest_triage("e", ["r0", "r1", "r2"]) == {
+        "r0": TriageVerdict("rubric_gap", "the rubric is silent"),
+        "r1": TriageVerdict("judge_error", "too strict"),
+    }
+    stamped = store._scalar("SELECT count(*) FROM triage_results WHERE created_at IS NOT NULL")
+    assert stamped == 4

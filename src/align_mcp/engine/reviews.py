@@ -61,7 +61,7 @@ def request_review(
         for rid in ids:
             why = reason
             if why is None and rid in triaged:
-                why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
+                why = f"triage: {triaged[rid].category}: {triaged[rid].reason}"
             rows.append((rid, labels[rid].id, why))
         store.insert_reviews(evaluator, rows)
     first = sorted({str(labels[rid].labeler) for rid in ids if person(labels[rid].labeler)})

@@ -20,6 +20,8 @@ from align_mcp.store.rows import (
     SampleRow,
     SourceRow,
     SplitRow,
+    TriageRow,
+    TriageVerdict,
     VersionRow,
 )
 
@@ -38,6 +40,8 @@ __all__ = [
     "SourceRow",
     "SplitRow",
     "Store",
+    "TriageRow",
+    "TriageVerdict",
     "VersionRow",
     "cache_row",
     "dumps",

@@ -29,6 +29,8 @@ from align_mcp.store.rows import (
     SampleRow,
     SourceRow,
     SplitRow,
+    TriageRow,
+    TriageVerdict,
     VersionRow,
 )
 
@@ -644,26 +646,30 @@ class Store:
             )
         ]
 
-    def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
+    def insert_triage(self, rows: Sequence[TriageRow]) -> None:
+        """Store triage outcomes, stamped now."""
+        created = now_iso()
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO triage_results (evaluator, alignment_id, run_id, category, reason, error, model, "
-                "created_at) VALUES (:evaluator, :alignment_id, :run_id, :category, :reason, :error, :model, "
-                ":created_at)",
-                list(rows),
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.evaluator, r.alignment_id, r.run_id, r.category, r.reason, r.error, r.model, created)
+                    for r in rows
+                ],
             )
 
-    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, TriageVerdict]:
+        """The latest triage category of each of these runs that triage classified, by run id."""
+        out: dict[str, TriageVerdict] = {}
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, category, reason in self._tuples(
                 "SELECT run_id, category, reason FROM triage_results WHERE evaluator = ? AND category IS NOT NULL "
                 f"AND run_id IN ({marks}) ORDER BY id",
                 [evaluator, *chunk],
             ):
-                out[r["run_id"]] = r
+                out[run_id] = TriageVerdict(category, reason)
         return out
 
     def insert_reviews(self, evaluator: str, rows: Sequence[tuple[str, int, str | None]]) -> None:

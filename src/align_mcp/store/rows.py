@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from align_mcp.core.models import JsonDict, JudgeSettings, Score, ScoreType, SourceKind
+from align_mcp.core.models import JsonDict, JudgeSettings, Score, ScoreType, SourceKind, TriageCategory
 
 HoldoutSplit = Literal["dev", "test"]
 
@@ -136,3 +136,24 @@ class LabelRow:
     labeler: str | None
     created_at: datetime
     current: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TriageRow:
+    """One misaligned case's triage outcome: a category and reason, or the error that left it unclassified."""
+
+    evaluator: str
+    alignment_id: int
+    run_id: str
+    category: TriageCategory | None
+    reason: str | None
+    error: str | None
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriageVerdict:
+    """The latest category triage gave a run, and why."""
+
+    category: TriageCategory
+    reason: str | None
