@@ -22,8 +22,10 @@ from align_mcp.store import (
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewReview,
     QueueCounts,
     Reservation,
+    ReviewRow,
     SampleRow,
     SplitRow,
     Store,
@@ -608,3 +610,55 @@ def test_triage_round_trips_and_the_latest_classified_verdict_wins(store: Store)
     }
     stamped = store._scalar("SELECT count(*) FROM triage_results WHERE created_at IS NOT NULL")
     assert stamped == 4
+
+
+def test_reviews_round_trip_through_agree_dispute_and_adjudicate(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    with store.transaction():
+        store.insert_labels("e", [NewLabel(f"r{i}", 1, None, "ann") for i in range(3)])
+    first = store.current_label_rows("e", ["r0", "r1", "r2"])
+    with store.transaction():
+        store.insert_reviews("e", [NewReview(rid, first[rid].id, f"why {rid}") for rid in ("r0", "r1", "r2")])
+
+    [pending, *_] = store.reviews("e", ["r0"])
+    assert pending == ReviewRow(
+        id=pending.id,
+        run_id="r0",
+        status="pending",
+        reason="why r0",
+        requested_at=pending.requested_at,
+        resolved_at=None,
+        first_label_id=first["r0"].id,
+        second_label_id=None,
+        final_label_id=None,
+        first_score=1,
+        first_labeler="ann",
+        second_score=None,
+        second_labeler=None,
+        final_score=None,
+        final_labeler=None,
+    )
+    assert pending.requested_at.tzinfo is not None
+    assert store.queue_counts("e").pending == 3  # every reviewed run is back in the queue
+
+    with store.transaction():
+        store.insert_labels("e", [NewLabel("r0", 1, None, "bo"), NewLabel("r1", 0, None, "bo")])
+    second = store.current_label_rows("e", ["r0", "r1"])
+    by_run = {r.run_id: r for r in store.reviews("e")}
+    store.agree_review(by_run["r0"].id, second["r0"].id)
+    store.dispute_review(by_run["r1"].id, second["r1"].id)
+    store.adjudicate_review(by_run["r2"].id, first["r2"].id)
+
+    reviews = {r.run_id: r for r in store.reviews("e")}
+    assert [(r.status, r.second_score, r.second_labeler, r.final_score) for r in reviews.values()] == [
+        ("agreed", 1, "bo", None),
+        ("disputed", 0, "bo", None),
+        ("adjudicated", None, None, 1),
+    ]
+    assert reviews["r0"].resolved_at is not None and reviews["r1"].resolved_at is None
+    assert reviews["r2"].resolved_at is not None and reviews["r2"].final_labeler == "ann"
+    assert [r.run_id for r in store.reviews("e", open_only=True)] == ["r1"]
+    assert store.disputed_run_ids("e") == {"r1"}
+    store.close()

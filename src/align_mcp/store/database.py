@@ -23,9 +23,11 @@ from align_mcp.store.rows import (
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewReview,
     NewRun,
     QueueCounts,
     Reservation,
+    ReviewRow,
     SampleRow,
     SourceRow,
     SplitRow,
@@ -672,19 +674,16 @@ class Store:
                 out[run_id] = TriageVerdict(category, reason)
         return out
 
-    def insert_reviews(self, evaluator: str, rows: Sequence[tuple[str, int, str | None]]) -> None:
-        """Open blind reviews for (run_id, first_label_id, reason) and put the runs back in the queue.
-
-        Call inside `transaction()`.
-        """
+    def insert_reviews(self, evaluator: str, reviews: Sequence[NewReview]) -> None:
+        """Open pending blind reviews and put their runs back in the queue. Call inside `transaction()`."""
         created = now_iso()
         with self._lock:
             self.conn.executemany(
                 "INSERT INTO label_reviews (evaluator, run_id, status, reason, first_label_id, requested_at) "
                 "VALUES (?, ?, 'pending', ?, ?, ?)",
-                [(evaluator, rid, reason, label_id, created) for rid, label_id, reason in rows],
+                [(evaluator, r.run_id, r.reason, r.first_label_id, created) for r in reviews],
             )
-            self.requeue(evaluator, [rid for rid, _, _ in rows])
+            self.requeue(evaluator, [r.run_id for r in reviews])
 
     def requeue(self, evaluator: str, run_ids: Sequence[str]) -> None:
         """Mark runs as waiting for a label again (unreserved). Call inside `transaction()`."""
@@ -697,20 +696,34 @@ class Store:
                 [(evaluator, rid, created) for rid in run_ids],
             )
 
-    def update_review(self, review_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE label_reviews SET {sets} WHERE id = ?", [*fields.values(), review_id])
+    def agree_review(self, review_id: int, second_label_id: int) -> None:
+        """Close a pending review whose blind second label agrees with the first, stamped now."""
+        self._write(
+            "UPDATE label_reviews SET second_label_id = ?, status = 'agreed', resolved_at = ? WHERE id = ?",
+            [second_label_id, now_iso(), review_id],
+        )
+
+    def dispute_review(self, review_id: int, second_label_id: int) -> None:
+        """Mark a pending review disputed: its blind second label differs from the first (it stays open)."""
+        self._write(
+            "UPDATE label_reviews SET second_label_id = ?, status = 'disputed' WHERE id = ?",
+            [second_label_id, review_id],
+        )
+
+    def adjudicate_review(self, review_id: int, final_label_id: int) -> None:
+        """Close an open review with its final label, stamped now."""
+        self._write(
+            "UPDATE label_reviews SET final_label_id = ?, status = 'adjudicated', resolved_at = ? WHERE id = ?",
+            [final_label_id, now_iso(), review_id],
+        )
 
     def reviews(
         self, evaluator: str, run_ids: Sequence[str] | None = None, open_only: bool = False
-    ) -> list[dict[str, Any]]:
-        """Reviews with their labels (first_*, second_*, final_* score and labeler), oldest first."""
+    ) -> list[ReviewRow]:
+        """Reviews with their labels' scores and labelers, oldest first."""
         sql = (
             "SELECT r.id, r.run_id, r.status, r.reason, r.requested_at, r.resolved_at, r.first_label_id, "
-            "r.second_label_id, r.final_label_id, "
-            "f.score AS first_score, f.labeler AS first_labeler, "
-            "s.score AS second_score, s.labeler AS second_labeler, "
-            "a.score AS final_score, a.labeler AS final_labeler "
+            "r.second_label_id, r.final_label_id, f.score, f.labeler, s.score, s.labeler, a.score, a.labeler "
             "FROM label_reviews r JOIN labels f ON f.id = r.first_label_id "
             "LEFT JOIN labels s ON s.id = r.second_label_id LEFT JOIN labels a ON a.id = r.final_label_id "
             "WHERE r.evaluator = ?"
@@ -719,11 +732,14 @@ class Store:
         if open_only:
             sql += " AND r.status IN ('pending', 'disputed')"
         if run_ids is None:
-            return self._rows(sql + " ORDER BY r.id", params)
-        out: list[dict[str, Any]] = []
+            return [_review_row(row) for row in self._tuples(sql + " ORDER BY r.id", params)]
+        out: list[ReviewRow] = []
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            out.extend(self._rows(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk]))
+            out.extend(
+                _review_row(row)
+                for row in self._tuples(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk])
+            )
         return out
 
     def disputed_run_ids(self, evaluator: str) -> set[str]:
@@ -957,6 +973,43 @@ class Store:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _review_row(row: tuple[Any, ...]) -> ReviewRow:
+    (
+        review_id,
+        run_id,
+        status,
+        reason,
+        requested_at,
+        resolved_at,
+        first_id,
+        second_id,
+        final_id,
+        first_score,
+        first_labeler,
+        second_score,
+        second_labeler,
+        final_score,
+        final_labeler,
+    ) = row
+    return ReviewRow(
+        id=review_id,
+        run_id=run_id,
+        status=status,
+        reason=reason,
+        requested_at=parse_time(requested_at),
+        resolved_at=None if resolved_at is None else parse_time(resolved_at),
+        first_label_id=first_id,
+        second_label_id=second_id,
+        final_label_id=final_id,
+        first_score=load_score(first_score),
+        first_labeler=first_labeler,
+        second_score=None if second_score is None else load_score(second_score),
+        second_labeler=second_labeler,
+        final_score=None if final_score is None else load_score(final_score),
+        final_labeler=final_labeler,
+    )
 
 
 _LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at"

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from align_mcp.core.models import JsonDict, JudgeSettings, Score, ScoreType, SourceKind, TriageCategory
+from align_mcp.core.models import (
+    JsonDict,
+    JudgeSettings,
+    ReviewStatus,
+    Score,
+    ScoreType,
+    SourceKind,
+    TriageCategory,
+)
 
 HoldoutSplit = Literal["dev", "test"]
 
@@ -157,3 +165,33 @@ class TriageVerdict:
 
     category: TriageCategory
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewReview:
+    """A blind second review to open: the run, the current label it pins as its first, and why."""
+
+    run_id: str
+    first_label_id: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    """A blind review with the scores (decoded) and labelers of its first, second and final labels."""
+
+    id: int
+    run_id: str
+    status: ReviewStatus
+    reason: str | None
+    requested_at: datetime
+    resolved_at: datetime | None
+    first_label_id: int
+    second_label_id: int | None
+    final_label_id: int | None
+    first_score: Score
+    first_labeler: str | None
+    second_score: Score | None
+    second_labeler: str | None
+    final_score: Score | None
+    final_labeler: str | None
