@@ -192,11 +192,11 @@ def test_runs_are_queued_handed_out_and_labeled(support: Cli, db_path: Path) -> 
         {"0": 18, "1": 28},
     )
     with Store(db_path) as store:
-        assert [(h["score"], h["labeler"]) for h in store.label_history("helpful", first)] == [
-            ("1", "cli"),
-            ("0", "cli"),
+        assert [(h.score, h.labeler) for h in store.label_history("helpful", first)] == [
+            (1, "cli"),
+            (0, "cli"),
         ]
-        assert store.reservations("helpful", [second])[second][0] == "ann"
+        assert store.reservations("helpful", [second])[second].reserved_by == "ann"
 
 
 def test_a_labels_file_is_stored_all_or_nothing(support: Cli, tmp_path: Path, db_path: Path) -> None:
@@ -225,11 +225,9 @@ def test_a_labels_file_is_stored_all_or_nothing(support: Cli, tmp_path: Path, db
 
     assert stored == "Stored 2 label(s) for 'helpful'.\n"
     with Store(db_path) as store:
-        assert [
-            (r["run_id"], r["score"], r["comment"], r["labeler"]) for r in store.current_labels("helpful")
-        ] == [
-            ("pp-001", "0", "wrong fee", "ann"),
-            ("pp-002", "1", None, "ann"),
+        assert [(r.run_id, r.score, r.comment, r.labeler) for r in store.current_labels("helpful")] == [
+            ("pp-001", 0, "wrong fee", "ann"),
+            ("pp-002", 1, None, "ann"),
         ]
 
 

@@ -123,7 +123,7 @@ def sent_ids(body: dict[str, Any]) -> list[str]:
 
 
 def history(store: Store, rid: str) -> list[tuple[Score, str | None]]:
-    return [(h["score"], h["labeler"]) for h in queues.label_history(store, NAME, rid)]
+    return [(h.score, h.labeler) for h in queues.label_history(store, NAME, rid)]
 
 
 # ---- disagreement triage -----------------------------------------------------------------------------------

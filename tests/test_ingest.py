@@ -92,8 +92,8 @@ def test_feedback_becomes_labels_of_an_evaluator_that_exists_before_the_import(
     assert queues.reference_set(store, "correctness") == expected
     assert queues.reference_set(store, "strict") == expected
     [label] = store.current_labels("correctness", ["pp-001"])
-    assert label["comment"] == support_runs[0]["feedback"]["correctness"]["comment"]
-    assert label["labeler"] == "import"
+    assert label.comment == support_runs[0]["feedback"]["correctness"]["comment"]
+    assert label.labeler == "import"
 
 
 def test_feedback_becomes_labels_of_an_evaluator_created_after_the_import(
@@ -215,9 +215,9 @@ def test_csv_is_imported_with_prefixed_columns_and_feedback(store: Store, tmp_pa
         "reference_outputs": {"answer": "€25"},
         "metadata": {"topic": "pricing"},
     }
-    assert [(r["run_id"], r["score"], r["comment"]) for r in store.current_labels("correctness")] == [
-        ("c1", "1", "right"),
-        ("c2", "0", "wrong price"),
+    assert [(r.run_id, r.score, r.comment) for r in store.current_labels("correctness")] == [
+        ("c1", 1, "right"),
+        ("c2", 0, "wrong price"),
     ]
 
 
@@ -359,4 +359,4 @@ def test_reimporting_changed_feedback_updates_the_label(store: Store) -> None:
 
     assert again.labels == 1
     assert queues.reference_set(store, "correctness") == [("r1", 0)]
-    assert [h["score"] for h in queues.label_history(store, "correctness", "r1")] == [1, 0]
+    assert [h.score for h in queues.label_history(store, "correctness", "r1")] == [1, 0]

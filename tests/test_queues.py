@@ -363,7 +363,7 @@ def test_relabeling_keeps_the_history(runs_store: Store) -> None:
     assert (first.relabeled, second.relabeled) == (False, True)
     assert (second.labeled, second.pending) == (1, 0)
     history = queues.label_history(runs_store, "correctness", "pp-001")
-    assert [(h["score"], h["comment"], h["labeler"], h["current"]) for h in history] == [
+    assert [(h.score, h.comment, h.labeler, h.current) for h in history] == [
         (0, "wrong fee", "alice", False),
         (1, "fee is right", "bob", True),
     ]
@@ -394,7 +394,7 @@ def test_many_labels_are_stored_with_their_comments_and_labelers(runs_store: Sto
         ("pp-001", 0, False, 2, 1),
         ("pp-002", 0, False, 2, 1),
     ]
-    assert [(r["run_id"], r["comment"], r["labeler"]) for r in runs_store.current_labels("correctness")] == [
+    assert [(r.run_id, r.comment, r.labeler) for r in runs_store.current_labels("correctness")] == [
         ("pp-001", "wrong grace period", "alice"),
         ("pp-002", None, "carol"),
     ]

@@ -18,7 +18,21 @@ from align_mcp import config
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
-from align_mcp.store import FeedbackRow, SampleRow, SplitRow, Store, open_store
+from align_mcp.store import (
+    FeedbackRow,
+    LabelRow,
+    NewLabel,
+    NewReview,
+    QueueCounts,
+    Reservation,
+    ReviewRow,
+    SampleRow,
+    SplitRow,
+    Store,
+    TriageRow,
+    TriageVerdict,
+    open_store,
+)
 from align_mcp.store.codec import judge_matches, load_score
 from align_mcp.store.migrations import migrations
 from conftest import run_labeler_processes
@@ -170,8 +184,8 @@ def assert_each_run_labeled_once_by_its_holder(store: Store, got: dict[str, list
     for labeler, ids in got.items():
         for rid in ids:
             history = queues.label_history(store, "correctness", rid)
-            assert [(h["labeler"], h["current"]) for h in history] == [(labeler, True)]
-    assert store.queue_counts("correctness") == {"pending": 0, "reserved": 0, "labeled": 46}
+            assert [(h.labeler, h.current) for h in history] == [(labeler, True)]
+    assert store.queue_counts("correctness") == QueueCounts(pending=0, reserved=0, labeled=46)
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-shared-store", "a-store-per-thread"])
@@ -212,9 +226,9 @@ def test_labelers_in_two_processes_never_share_an_item(runs_store: Store, db_pat
     assert_each_run_labeled_once_by_its_holder(runs_store, got)
 
 
-def _true_counts(store: Store, evaluator: str) -> tuple[dict[str, int], int]:
+def _true_counts(store: Store, evaluator: str) -> tuple[dict[Any, int], int]:
     labels = {
-        r["score"]: r["n"]
+        load_score(r["score"]): r["n"]
         for r in store._rows(
             "SELECT score, count(*) AS n FROM labels WHERE evaluator = ? AND current = 1 GROUP BY score",
             [evaluator],
@@ -241,11 +255,9 @@ def test_trigger_kept_tallies_match_the_rows_after_labels_relabels_and_reviews(s
     queues.submit_label(store, "correctness", "r3", 0, labeler="bo")
 
     labels, pending = _true_counts(store, "correctness")
-    assert store.label_counts("correctness") == labels == {"0": 10, "1": 10}  # r0 went 0->1, r3 1->0
-    assert (
-        store.queue_counts("correctness")["pending"] == pending == 11
-    )  # r20-r29, and r3 awaits adjudication
-    assert store.queue_counts("correctness")["labeled"] == 20
+    assert store.label_counts("correctness") == labels == {0: 10, 1: 10}  # r0 went 0->1, r3 1->0
+    assert store.queue_counts("correctness").pending == pending == 11  # r20-r29, and r3 awaits adjudication
+    assert store.queue_counts("correctness").labeled == 20
 
 
 def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> None:
@@ -267,8 +279,8 @@ def test_tallies_are_backfilled_for_a_store_made_before_them(tmp_path: Path) -> 
     conn.close()
 
     with Store(path) as store:
-        assert store.label_counts("e") == {"1": 1}
-        assert store.queue_counts("e") == {"pending": 1, "reserved": 0, "labeled": 1}
+        assert store.label_counts("e") == {1: 1}
+        assert store.queue_counts("e") == QueueCounts(pending=1, reserved=0, labeled=1)
 
 
 # ---- typed rows: each table the store reads back decoded, in the types it was written with ------------------
@@ -506,3 +518,147 @@ def test_a_stored_judge_text_matches_only_equal_settings_once_decoded_and_rememb
     assert not judge_matches(text, JudgeSettings(model="m", temperature=0.5))
     assert not judge_matches(text, JudgeSettings())
     assert judge_matches(text, JudgeSettings(model="m"))
+
+
+def test_reservations_and_queue_counts_round_trip_as_typed_rows(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    store = Store(tmp_path / "q.db", clock=lambda: now[0])
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    store.enqueue("e", ["r0", "r1", "r2"])
+
+    assert store.reserve("e", "ann", 1, 60) == ["r0"]
+
+    assert store.reservations("e", ["r0", "r1", "unqueued"]) == {
+        "r0": Reservation("ann", datetime.fromtimestamp(now[0] + 60, UTC)),
+        "r1": Reservation(None, None),
+    }
+    assert store.queue_counts("e") == QueueCounts(pending=3, reserved=1, labeled=0)
+    now[0] += 61  # the reservation has expired
+    assert store.queue_counts("e") == QueueCounts(pending=3, reserved=0, labeled=0)
+    store.close()
+
+
+def test_label_counts_are_keyed_by_decoded_score(store: Store) -> None:
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "cat", ScoreType(kind="categorical", labels=["good", "bad"]))
+    queues.submit_labels(store, "cat", [{"run_id": "r0", "score": "good"}, {"run_id": "r1", "score": "bad"}])
+    queues.submit_label(store, "cat", "r2", "good")
+
+    assert store.label_counts("cat") == {"good": 2, "bad": 1}
+
+
+def test_labels_round_trip_as_typed_rows_with_their_history(store: Store) -> None:
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "cat", ScoreType(kind="categorical", labels=["good", "bad"]))
+    with store.transaction():
+        assert store.insert_labels(
+            "cat", [NewLabel("r1", "good", "fine", "ann"), NewLabel("r0", "bad", None, None)]
+        ) == [False, False]
+    with store.transaction():
+        assert store.insert_labels("cat", [NewLabel("r1", "bad", "on reflection", "bo")]) == [True]
+
+    current = store.current_labels("cat")
+    assert [(r.run_id, r.score, r.comment, r.labeler, r.current) for r in current] == [
+        ("r0", "bad", None, None, True),
+        ("r1", "bad", "on reflection", "bo", True),
+    ]
+    assert all(isinstance(r, LabelRow) and r.created_at.tzinfo is not None for r in current)
+    assert store.current_label_rows("cat", ["r1", "r2"]) == {"r1": current[1]}
+    assert store.current_labels("cat", ["r0"]) == [current[0]]
+    assert store.reference_scores("cat") == [("r0", "bad"), ("r1", "bad")]
+
+    history = store.label_history("cat", "r1")
+    assert [(h.score, h.comment, h.labeler, h.current) for h in history] == [
+        ("good", "fine", "ann", False),
+        ("bad", "on reflection", "bo", True),
+    ]
+    assert history[-1] == current[1] and history[0].id < history[1].id
+    assert store.label_history("cat", "r2") == []
+
+
+def test_triage_round_trips_and_the_latest_classified_verdict_wins(store: Store) -> None:
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 0,
+    }
+    aid = store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+    store.insert_triage(
+        [
+            TriageRow("e", aid, "r0", "label_error", "the label misreads the fee", None, "m"),
+            TriageRow("e", aid, "r1", "judge_error", "too strict", None, "m"),
+        ]
+    )
+    store.insert_triage(
+        [
+            TriageRow("e", aid, "r0", "rubric_gap", "the rubric is silent", None, "m"),
+            TriageRow("e", aid, "r1", None, None, "not classified: no reply", "m"),
+        ]
+    )
+
+    assert store.latest_triage("e", ["r0", "r1", "r2"]) == {
+        "r0": TriageVerdict("rubric_gap", "the rubric is silent"),
+        "r1": TriageVerdict("judge_error", "too strict"),
+    }
+    stamped = store._scalar("SELECT count(*) FROM triage_results WHERE created_at IS NOT NULL")
+    assert stamped == 4
+
+
+def test_reviews_round_trip_through_agree_dispute_and_adjudicate(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    with store.transaction():
+        store.insert_labels("e", [NewLabel(f"r{i}", 1, None, "ann") for i in range(3)])
+    first = store.current_label_rows("e", ["r0", "r1", "r2"])
+    with store.transaction():
+        store.insert_reviews("e", [NewReview(rid, first[rid].id, f"why {rid}") for rid in ("r0", "r1", "r2")])
+
+    [pending, *_] = store.reviews("e", ["r0"])
+    assert pending == ReviewRow(
+        id=pending.id,
+        run_id="r0",
+        status="pending",
+        reason="why r0",
+        requested_at=pending.requested_at,
+        resolved_at=None,
+        first_label_id=first["r0"].id,
+        second_label_id=None,
+        final_label_id=None,
+        first_score=1,
+        first_labeler="ann",
+        second_score=None,
+        second_labeler=None,
+        final_score=None,
+        final_labeler=None,
+    )
+    assert pending.requested_at.tzinfo is not None
+    assert store.queue_counts("e").pending == 3  # every reviewed run is back in the queue
+
+    with store.transaction():
+        store.insert_labels("e", [NewLabel("r0", 1, None, "bo"), NewLabel("r1", 0, None, "bo")])
+    second = store.current_label_rows("e", ["r0", "r1"])
+    by_run = {r.run_id: r for r in store.reviews("e")}
+    store.agree_review(by_run["r0"].id, second["r0"].id)
+    store.dispute_review(by_run["r1"].id, second["r1"].id)
+    store.adjudicate_review(by_run["r2"].id, first["r2"].id)
+
+    reviews = {r.run_id: r for r in store.reviews("e")}
+    assert [(r.status, r.second_score, r.second_labeler, r.final_score) for r in reviews.values()] == [
+        ("agreed", 1, "bo", None),
+        ("disputed", 0, "bo", None),
+        ("adjudicated", None, None, 1),
+    ]
+    assert reviews["r0"].resolved_at is not None and reviews["r1"].resolved_at is None
+    assert reviews["r2"].resolved_at is not None and reviews["r2"].final_labeler == "ann"
+    assert [r.run_id for r in store.reviews("e", open_only=True)] == ["r1"]
+    assert store.disputed_run_ids("e") == {"r1"}
+    store.close()

@@ -24,7 +24,7 @@ from align_mcp.errors import AlignError, InvalidInput
 from align_mcp.llm.client import CallFailed, ModelClient, ReplyError, json_schema_format, open_client
 from align_mcp.llm.endpoint import resolve_endpoint
 from align_mcp.llm.runner import Progress, Tally, run_batch
-from align_mcp.store import Store, now_iso
+from align_mcp.store import Store, TriageRow
 
 CATEGORIES: tuple[str, ...] = get_args(TriageCategory)
 MAX_TRIAGE_CASES = 200
@@ -254,18 +254,7 @@ async def triage(
                 category, reason = found.get(rid, (None, None))
                 error = None if rid in found else f"not classified: {problem or 'no reply'}"
                 results[rid] = (category, reason, error)
-                stored.append(
-                    {
-                        "evaluator": evaluator,
-                        "alignment_id": aid,
-                        "run_id": rid,
-                        "category": category,
-                        "reason": reason,
-                        "error": error,
-                        "model": endpoint.model,
-                        "created_at": now_iso(),
-                    }
-                )
+                stored.append(TriageRow(evaluator, aid, rid, category, reason, error, endpoint.model))
             store.insert_triage(stored)
 
         try:

@@ -496,7 +496,7 @@ def get_misaligned(
 
     unstable = unstable_run_ids(store, evaluator, prompt=row["prompt"])
     runs = store.get_runs([r["run_id"] for r, *_ in page])
-    labels = {lab["run_id"]: lab for lab in store.current_labels(evaluator, [r["run_id"] for r, *_ in page])}
+    labels = store.current_label_rows(evaluator, [r["run_id"] for r, *_ in page])
     truncated = False
     cases = []
     for r, human, judge, d in page:
@@ -516,8 +516,8 @@ def get_misaligned(
                 outputs=fields["outputs"] or {},
                 reference_outputs=fields["reference_outputs"],
                 human_score=human,
-                human_comment=label["comment"] if label else None,
-                labeler=label["labeler"] if label else None,
+                human_comment=label.comment if label else None,
+                labeler=label.labeler if label else None,
                 judge_score=judge,
                 judge_reasoning=reasoning,
                 flip_share=unstable.get(r["run_id"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 from align_mcp.core.models import ScoreType
 from align_mcp.errors import ImportFormatError, InvalidInput
-from align_mcp.store import Store, dumps
+from align_mcp.store import NewLabel, Store
 
 
 def apply_feedback(
@@ -22,10 +22,10 @@ def apply_feedback(
     Call inside a transaction. Raises ImportFormatError naming the first score that does not fit.
     """
     current = {
-        lab["run_id"]: (lab["score"], lab["comment"])
+        lab.run_id: (lab.score, lab.comment)
         for lab in store.current_labels(evaluator, [item[0] for item in items])
     }
-    rows: list[tuple[str, str, str | None, str | None]] = []
+    rows: list[NewLabel] = []
     for run_id, score, comment, labeler, line in items:
         try:
             value = score_type.validate_score(score)
@@ -34,9 +34,9 @@ def apply_feedback(
             raise ImportFormatError(
                 f"{where}: feedback for evaluator {evaluator!r}: {e} {consequence}"
             ) from None
-        if current.get(run_id) == (dumps(value), comment):
+        if current.get(run_id) == (value, comment):
             continue
-        rows.append((run_id, dumps(value), comment, labeler or "import"))
+        rows.append(NewLabel(run_id, value, comment, labeler or "import"))
     if rows:
         store.insert_labels(evaluator, rows)
     return len(rows)

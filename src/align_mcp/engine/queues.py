@@ -6,7 +6,6 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from align_mcp.core.models import (
@@ -22,7 +21,7 @@ from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.review_rules import check_review_labels, settle_reviews
 from align_mcp.errors import InvalidInput, NotFound
-from align_mcp.store import Store, dumps, loads
+from align_mcp.store import LabelRow, NewLabel, Store
 
 MIN_LABELS = 20
 MIN_CLASS_SHARE = 0.20
@@ -78,7 +77,7 @@ def add_to_queue(
     added = store.enqueue(evaluator, ids)
     counts = store.queue_counts(evaluator)
     return AddToQueueReport(
-        evaluator=evaluator, added=added, already_queued=len(ids) - added, pending=counts["pending"]
+        evaluator=evaluator, added=added, already_queued=len(ids) - added, pending=counts.pending
     )
 
 
@@ -121,7 +120,7 @@ def next_items(
     items = []
     for rid in ids:
         run = runs[rid]
-        until = reservations.get(rid, (None, None))[1]
+        held = reservations.get(rid)
         items.append(
             QueueItem(
                 run_id=rid,
@@ -130,7 +129,7 @@ def next_items(
                 outputs=run["outputs"],
                 reference_outputs=run["reference_outputs"],
                 metadata=run["metadata"],
-                reserved_until=datetime.fromtimestamp(until, UTC) if until else None,
+                reserved_until=None if held is None else held.reserved_until,
             )
         )
     return items
@@ -148,30 +147,29 @@ def submit_labels(
     # Every read that decides this write (the runs, the open blind reviews, the labels a relabel replaces) runs in
     # the write transaction, so no other labeler or review request can change them between the check and the write.
     with store.transaction():
-        rows, scores = _label_rows(store, score_type, labels, labeler)
+        rows = _label_rows(store, score_type, labels, labeler)
         check_review_labels(store, evaluator, rows)
         relabeled = store.insert_labels(evaluator, rows)
-        settle_reviews(store, evaluator, [row[0] for row in rows])
+        settle_reviews(store, evaluator, [row.run_id for row in rows])
         counts = store.queue_counts(evaluator)
     return [
         LabelReceipt(
             evaluator=evaluator,
-            run_id=row[0],
-            score=score,
+            run_id=row.run_id,
+            score=row.score,
             relabeled=again,
-            labeled=counts["labeled"],
-            pending=counts["pending"],
+            labeled=counts.labeled,
+            pending=counts.pending,
         )
-        for row, score, again in zip(rows, scores, relabeled, strict=True)
+        for row, again in zip(rows, relabeled, strict=True)
     ]
 
 
 def _label_rows(
     store: Store, score_type: ScoreType, labels: Sequence[dict[str, Any]], labeler: str | None
-) -> tuple[list[tuple[str, str, str | None, str | None]], list[Score]]:
-    """Validate labels in order and turn them into (run_id, score JSON, comment, labeler) rows and their scores."""
-    rows: list[tuple[str, str, str | None, str | None]] = []
-    scores: list[Score] = []
+) -> list[NewLabel]:
+    """Validate labels in order and turn them into rows to store."""
+    rows: list[NewLabel] = []
     run_ids = [str(item.get("run_id", "")) for item in labels]
     known = store.existing_run_ids(run_ids)
     for i, item in enumerate(labels):
@@ -194,9 +192,8 @@ def _label_rows(
                 f"Label {i + 1} (run {rid!r}): the comment is {len(comment):,} characters; keep it under "
                 f"{MAX_COMMENT_CHARS:,} (say why the score is right, not the whole case)."
             )
-        scores.append(score)
-        rows.append((rid, dumps(score), comment or None, item.get("labeler") or labeler))
-    return rows, scores
+        rows.append(NewLabel(rid, score, comment or None, item.get("labeler") or labeler))
+    return rows
 
 
 def submit_label(
@@ -216,7 +213,7 @@ def balance(store: Store, evaluator: str, score_type: ScoreType | None = None) -
     """Label counts per score value, with the guidance: at least 20 labels, every class at least 20%."""
     score_type = score_type or score_type_of(store, evaluator)
     raw = store.label_counts(evaluator)
-    counts = {str(v): raw.get(dumps(v), 0) for v in score_type.values()}
+    counts = {str(v): raw.get(v, 0) for v in score_type.values()}
     total = sum(counts.values())
     warnings: list[str] = []
     if total < MIN_LABELS:
@@ -249,9 +246,9 @@ def summary(store: Store, evaluator: str) -> QueueSummary:
         evaluator=evaluator,
         feedback_key=ev.feedback_key,
         score_type=ev.score_type.describe(),
-        pending=counts["pending"],
-        reserved=counts["reserved"],
-        labeled=counts["labeled"],
+        pending=counts.pending,
+        reserved=counts.reserved,
+        labeled=counts.labeled,
         balance=balance(store, evaluator, ev.score_type),
     )
 
@@ -266,17 +263,14 @@ def reference_set(store: Store, evaluator: str) -> list[tuple[str, Score]]:
     Runs whose blind second review disagreed with the first label are left out until adjudicated (diagnose).
     """
     disputed = store.disputed_run_ids(evaluator)
-    return [
-        (r["run_id"], loads(r["score"]))
-        for r in store.current_labels(evaluator)
-        if r["run_id"] not in disputed
-    ]
+    return [(run_id, score) for run_id, score in store.reference_scores(evaluator) if run_id not in disputed]
 
 
-def label_history(store: Store, evaluator: str, run_id: str) -> list[dict[str, Any]]:
+def label_history(store: Store, evaluator: str, run_id: str) -> list[LabelRow]:
+    """Every label the run got for the evaluator, oldest first; the last current one counts."""
     check_name(evaluator)
     get_evaluator(store, evaluator)
     rows = store.label_history(evaluator, run_id)
     if not rows:
         raise NotFound(f"Run {run_id!r} has no label for {evaluator!r}.")
-    return [{**r, "score": loads(r["score"]), "current": bool(r["current"])} for r in rows]
+    return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from align_mcp.errors import Conflict, InvalidInput
-from align_mcp.store import Store, now_iso
+from align_mcp.store import NewLabel, Store
 
 # The adjudication rule. request_review puts labeled runs back in the queue; the first label stays in the
 # reference set while the review is pending. The second label must come from a different, named labeler
@@ -25,22 +25,21 @@ def person(labeler: str | None) -> str | None:
     return labeler.strip().casefold()
 
 
-def check_review_labels(
-    store: Store, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
-) -> None:
+def check_review_labels(store: Store, evaluator: str, labels: Sequence[NewLabel]) -> None:
     """Refuse labels that would break a blind review. queues.submit_labels calls it in its write transaction.
 
-    `labels` are (run_id, score JSON, comment, labeler) rows. A run waiting for its second review needs a
-    named labeler other than the first; a disputed run needs one other than both reviewers (or adjudicate).
+    A run waiting for its second review needs a named labeler other than the first; a disputed run needs one
+    other than both reviewers (or adjudicate).
     """
     open_reviews = {
-        r["run_id"]: r for r in store.reviews(evaluator, [row[0] for row in labels], open_only=True)
+        r.run_id: r for r in store.reviews(evaluator, [row.run_id for row in labels], open_only=True)
     }
-    for run_id, _score, _comment, labeler in labels:
+    for label in labels:
+        run_id, labeler = label.run_id, label.labeler
         review = open_reviews.get(run_id)
         if review is None:
             continue
-        disputed = review["status"] == "disputed"
+        disputed = review.status == "disputed"
         who = person(labeler)
         if who is None:
             waiting = "needs an adjudicating label" if disputed else "is waiting for a blind second review"
@@ -48,7 +47,7 @@ def check_review_labels(
                 f"Run {run_id!r} {waiting} for {evaluator!r}: say who is labeling (labeler=...), so this "
                 "label can be told apart from the earlier one."
             )
-        earlier = [review["first_labeler"], *([review["second_labeler"]] if disputed else [])]
+        earlier = [review.first_labeler, *([review.second_labeler] if disputed else [])]
         if who in {person(name) for name in earlier}:
             if disputed:
                 raise Conflict(
@@ -71,20 +70,16 @@ def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None
     open_reviews = store.reviews(evaluator, run_ids, open_only=True)
     if not open_reviews:
         return
-    current = store.current_label_rows(evaluator, [r["run_id"] for r in open_reviews])
+    current = store.current_label_rows(evaluator, [r.run_id for r in open_reviews])
     for review in open_reviews:
-        label = current.get(review["run_id"])
+        label = current.get(review.run_id)
         if label is None:
             continue
-        if review["status"] == "pending" and label["id"] != review["first_label_id"]:
-            if label["score"] == review["first_score"]:
-                store.update_review(
-                    review["id"], second_label_id=label["id"], status="agreed", resolved_at=now_iso()
-                )
+        if review.status == "pending" and label.id != review.first_label_id:
+            if label.score == review.first_score:
+                store.agree_review(review.id, label.id)
             else:
-                store.update_review(review["id"], second_label_id=label["id"], status="disputed")
-                store.requeue(evaluator, [review["run_id"]])
-        elif review["status"] == "disputed" and label["id"] != review["second_label_id"]:
-            store.update_review(
-                review["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
-            )
+                store.dispute_review(review.id, label.id)
+                store.requeue(evaluator, [review.run_id])
+        elif review.status == "disputed" and label.id != review.second_label_id:
+            store.adjudicate_review(review.id, label.id)

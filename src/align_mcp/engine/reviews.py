@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, get_args
+from typing import get_args
 
 from align_mcp.core import metrics
 from align_mcp.core.models import (
@@ -20,7 +19,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.engine.review_rules import person
 from align_mcp.errors import Conflict, InvalidInput
-from align_mcp.store import Store, dumps, loads, now_iso
+from align_mcp.store import NewLabel, NewReview, ReviewRow, Store
 
 STATUSES: tuple[str, ...] = get_args(ReviewStatus)
 
@@ -50,7 +49,7 @@ def request_review(
                 f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
                 "second review; label them with submit_label."
             )
-        already = [r["run_id"] for r in store.reviews(evaluator, ids, open_only=True)]
+        already = [r.run_id for r in store.reviews(evaluator, ids, open_only=True)]
         if already:
             raise Conflict(
                 f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
@@ -61,10 +60,10 @@ def request_review(
         for rid in ids:
             why = reason
             if why is None and rid in triaged:
-                why = f"triage: {triaged[rid]['category']}: {triaged[rid]['reason']}"
-            rows.append((rid, int(labels[rid]["id"]), why))
+                why = f"triage: {triaged[rid].category}: {triaged[rid].reason}"
+            rows.append(NewReview(rid, labels[rid].id, why))
         store.insert_reviews(evaluator, rows)
-    first = sorted({str(labels[rid]["labeler"]) for rid in ids if person(labels[rid]["labeler"])})
+    first = sorted({str(labels[rid].labeler) for rid in ids if person(labels[rid].labeler)})
     notes = [
         "The runs are back in the queue; next_items shows them without their labels. Until the second label "
         "arrives the first one keeps counting in the reference set.",
@@ -95,36 +94,34 @@ def adjudicate(
                 "change its label use submit_label (the history is kept)."
             )
         value = score_type.validate_score(score)
-        store.insert_labels(evaluator, [(run_id, dumps(value), comment, labeler)])
+        store.insert_labels(evaluator, [NewLabel(run_id, value, comment, labeler)])
         label = store.current_label_rows(evaluator, [run_id])[run_id]
-        store.update_review(
-            reviews[0]["id"], final_label_id=label["id"], status="adjudicated", resolved_at=now_iso()
-        )
+        store.adjudicate_review(reviews[0].id, label.id)
     return _review_items(store, evaluator, store.reviews(evaluator, [run_id]))[-1]
 
 
-def _review_items(store: Store, evaluator: str, rows: Sequence[dict[str, Any]]) -> list[ReviewItem]:
-    current = store.current_label_rows(evaluator, [r["run_id"] for r in rows])
+def _review_items(store: Store, evaluator: str, rows: Sequence[ReviewRow]) -> list[ReviewItem]:
+    current = store.current_label_rows(evaluator, [r.run_id for r in rows])
     disputed = store.disputed_run_ids(evaluator)
     items = []
     for r in rows:
-        label = current.get(r["run_id"])
-        counted = label is not None and r["run_id"] not in disputed
+        label = current.get(r.run_id)
+        counted = label is not None and r.run_id not in disputed
         items.append(
             ReviewItem(
-                run_id=r["run_id"],
-                status=r["status"],
-                reason=r["reason"],
-                first_score=loads(r["first_score"]),
-                first_labeler=r["first_labeler"],
-                second_score=loads(r["second_score"]),
-                second_labeler=r["second_labeler"],
-                final_score=loads(r["final_score"]),
-                final_labeler=r["final_labeler"],
+                run_id=r.run_id,
+                status=r.status,
+                reason=r.reason,
+                first_score=r.first_score,
+                first_labeler=r.first_labeler,
+                second_score=r.second_score,
+                second_labeler=r.second_labeler,
+                final_score=r.final_score,
+                final_labeler=r.final_labeler,
                 in_reference_set=counted,
-                reference_score=loads(label["score"]) if counted and label is not None else None,
-                requested_at=datetime.fromisoformat(r["requested_at"]),
-                resolved_at=datetime.fromisoformat(r["resolved_at"]) if r["resolved_at"] else None,
+                reference_score=label.score if counted and label is not None else None,
+                requested_at=r.requested_at,
+                resolved_at=r.resolved_at,
             )
         )
     return items
@@ -139,8 +136,8 @@ def list_reviews(store: Store, evaluator: str, status: ReviewStatus | None = Non
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status={status!r} is not one of {', '.join(STATUSES)}.")
     rows = store.reviews(evaluator)
-    counts = {name: sum(1 for r in rows if r["status"] == name) for name in STATUSES}
-    shown = [r for r in rows if status is None or r["status"] == status]
+    counts = {name: sum(1 for r in rows if r.status == name) for name in STATUSES}
+    shown = [r for r in rows if status is None or r.status == status]
     agreement = annotator_agreement(store, evaluator) if _label_pairs(store, evaluator) else None
     return ReviewReport(
         evaluator=evaluator,
@@ -153,9 +150,9 @@ def list_reviews(store: Store, evaluator: str, status: ReviewStatus | None = Non
 def _label_pairs(store: Store, evaluator: str) -> list[tuple[str, Score, Score]]:
     """(run_id, first label, blind second label) of every review that received its second label."""
     return [
-        (r["run_id"], loads(r["first_score"]), loads(r["second_score"]))
+        (r.run_id, r.first_score, r.second_score)
         for r in store.reviews(evaluator)
-        if r["second_label_id"] is not None
+        if r.second_label_id is not None and r.second_score is not None
     ]
 
 

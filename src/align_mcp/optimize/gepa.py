@@ -107,7 +107,7 @@ async def gepa_search(
     Returns whether the search stopped because the budget ran low, and the reflection replies it skipped.
     """
     token = anyio.lowlevel.current_token()
-    labels = {lab["run_id"]: lab["comment"] for lab in store.current_labels(ev.name, [r for r, _ in dev])}
+    labels = {lab.run_id: lab.comment for lab in store.current_labels(ev.name, [r for r, _ in dev])}
     base = judging.results.get(template.original, {})
     wrong = [rid for rid, human in dev if is_wrong(base.get(rid), human)]
     right = [rid for rid, human in dev if rid not in set(wrong)]

@@ -8,16 +8,33 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import JudgeSettings, ScoreType, SourceKind
+from align_mcp.core.models import JudgeSettings, Score, ScoreType, SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
-from align_mcp.store.rows import EvaluatorRow, FeedbackRow, NewRun, SampleRow, SourceRow, SplitRow, VersionRow
+from align_mcp.store.rows import (
+    EvaluatorRow,
+    FeedbackRow,
+    LabelRow,
+    NewLabel,
+    NewReview,
+    NewRun,
+    QueueCounts,
+    Reservation,
+    ReviewRow,
+    SampleRow,
+    SourceRow,
+    SplitRow,
+    TriageRow,
+    TriageVerdict,
+    VersionRow,
+)
 
 BUSY_TIMEOUT_S = 30.0
 MISALIGNED_DIRECTIONS = {
@@ -436,58 +453,56 @@ class Store:
             )
         return ids
 
-    def reservations(
-        self, evaluator: str, run_ids: Sequence[str]
-    ) -> dict[str, tuple[str | None, float | None]]:
-        out: dict[str, tuple[str | None, float | None]] = {}
+    def reservations(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, Reservation]:
+        """Who holds each queued run and until when, by run id (runs not in the queue are left out)."""
+        out: dict[str, Reservation] = {}
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, reserved_by, reserved_until in self._tuples(
                 f"SELECT run_id, reserved_by, reserved_until FROM queue_items WHERE evaluator = ? AND run_id IN ({marks})",
                 [evaluator, *chunk],
             ):
-                out[r["run_id"]] = (r["reserved_by"], r["reserved_until"])
+                until = None if not reserved_until else datetime.fromtimestamp(reserved_until, UTC)
+                out[run_id] = Reservation(reserved_by, until)
         return out
 
-    def insert_labels(
-        self, evaluator: str, labels: Sequence[tuple[str, str, str | None, str | None]]
-    ) -> list[bool]:
-        """Store (run_id, score JSON, comment, labeler) as current labels, keeping history.
+    def insert_labels(self, evaluator: str, labels: Sequence[NewLabel]) -> list[bool]:
+        """Store labels as the runs' current ones, keeping history.
 
         Returns, per label, whether it replaced an earlier one. Call inside `transaction()`.
         """
         created = now_iso()
         relabeled: list[bool] = []
         with self._lock:
-            for run_id, score, comment, labeler in labels:
+            for label in labels:
                 cur = self.conn.execute(
                     "UPDATE labels SET current = 0 WHERE evaluator = ? AND run_id = ? AND current = 1",
-                    [evaluator, run_id],
+                    [evaluator, label.run_id],
                 )
                 relabeled.append(cur.rowcount > 0)
                 self.conn.execute(
                     "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current) "
                     "VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    [evaluator, run_id, score, comment, labeler, created],
+                    [evaluator, label.run_id, dumps(label.score), label.comment, label.labeler, created],
                 )
                 self.conn.execute(
                     "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 1) "
                     "ON CONFLICT (evaluator, run_id) DO UPDATE SET labeled = 1, reserved_by = NULL, "
                     "reserved_until = NULL",
-                    [evaluator, run_id, created],
+                    [evaluator, label.run_id, created],
                 )
         return relabeled
 
-    def label_counts(self, evaluator: str) -> dict[str, int]:
-        """Current labels per score JSON (kept by triggers in label_tallies)."""
+    def label_counts(self, evaluator: str) -> dict[Score, int]:
+        """Current labels per score (kept by triggers in label_tallies)."""
         return {
-            r["score"]: r["n"]
-            for r in self._rows(
+            load_score(score): n
+            for score, n in self._tuples(
                 "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
             )
         }
 
-    def queue_counts(self, evaluator: str) -> dict[str, int]:
+    def queue_counts(self, evaluator: str) -> QueueCounts:
         """Pending and labeled from the trigger-kept tallies; live reservations through their partial index."""
         pending = self._scalar("SELECT pending FROM queue_tallies WHERE evaluator = ?", [evaluator]) or 0
         reserved = self._scalar(
@@ -498,7 +513,7 @@ class Store:
         labeled = self._scalar(
             "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
         )
-        return {"pending": int(pending), "reserved": int(reserved), "labeled": int(labeled)}
+        return QueueCounts(pending=int(pending), reserved=int(reserved), labeled=int(labeled))
 
     def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
         sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
@@ -508,31 +523,52 @@ class Store:
             params.append(limit)
         return [r["run_id"] for r in self._rows(sql, params)]
 
-    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def current_labels(self, evaluator: str, run_ids: Sequence[str] | None = None) -> list[LabelRow]:
+        """The evaluator's current labels (of these runs, or all of them by run id)."""
         if run_ids is None:
-            return self._rows(
-                "SELECT run_id, score, comment, labeler, created_at FROM labels "
-                "WHERE evaluator = ? AND current = 1 ORDER BY run_id",
-                [evaluator],
-            )
-        out: list[dict[str, Any]] = []
+            return [
+                _label_row(row)
+                for row in self._tuples(
+                    f"SELECT {_LABEL_COLUMNS} FROM labels WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                    [evaluator],
+                )
+            ]
+        out: list[LabelRow] = []
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
             out.extend(
-                self._rows(
-                    "SELECT run_id, score, comment, labeler, created_at FROM labels "
+                _label_row(row)
+                for row in self._tuples(
+                    f"SELECT {_LABEL_COLUMNS} FROM labels "
                     f"WHERE evaluator = ? AND current = 1 AND run_id IN ({marks})",
                     [evaluator, *chunk],
                 )
             )
         return out
 
-    def label_history(self, evaluator: str, run_id: str) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, score, comment, labeler, created_at, current FROM labels "
-            "WHERE evaluator = ? AND run_id = ? ORDER BY id",
-            [evaluator, run_id],
-        )
+    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, LabelRow]:
+        """The current labels of these runs, by run id (unlabeled runs are left out)."""
+        return {label.run_id: label for label in self.current_labels(evaluator, run_ids)}
+
+    def reference_scores(self, evaluator: str) -> list[tuple[str, Score]]:
+        """(run_id, score) of every current label, by run id: the bulk read behind the reference set."""
+        return [
+            (run_id, load_score(score))
+            for run_id, score in self._tuples(
+                "SELECT run_id, score FROM labels WHERE evaluator = ? AND current = 1 ORDER BY run_id",
+                [evaluator],
+            )
+        ]
+
+    def label_history(self, evaluator: str, run_id: str) -> list[LabelRow]:
+        """Every label a run got from this evaluator's labelers, oldest first."""
+        return [
+            _label_row(row[:-1], bool(row[-1]))
+            for row in self._tuples(
+                f"SELECT {_LABEL_COLUMNS}, current FROM labels WHERE evaluator = ? AND run_id = ? ORDER BY id",
+                [evaluator, run_id],
+            )
+        ]
 
     # ---- holdout ----------------------------------------------------------------------------------------
 
@@ -612,54 +648,42 @@ class Store:
             )
         ]
 
-    def insert_triage(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store triage verdicts: evaluator, alignment_id, run_id, category, reason, error, model, created_at."""
+    def insert_triage(self, rows: Sequence[TriageRow]) -> None:
+        """Store triage outcomes, stamped now."""
+        created = now_iso()
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO triage_results (evaluator, alignment_id, run_id, category, reason, error, model, "
-                "created_at) VALUES (:evaluator, :alignment_id, :run_id, :category, :reason, :error, :model, "
-                ":created_at)",
-                list(rows),
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.evaluator, r.alignment_id, r.run_id, r.category, r.reason, r.error, r.model, created)
+                    for r in rows
+                ],
             )
 
-    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def latest_triage(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, TriageVerdict]:
+        """The latest triage category of each of these runs that triage classified, by run id."""
+        out: dict[str, TriageVerdict] = {}
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(
+            for run_id, category, reason in self._tuples(
                 "SELECT run_id, category, reason FROM triage_results WHERE evaluator = ? AND category IS NOT NULL "
                 f"AND run_id IN ({marks}) ORDER BY id",
                 [evaluator, *chunk],
             ):
-                out[r["run_id"]] = r
+                out[run_id] = TriageVerdict(category, reason)
         return out
 
-    def current_label_rows(self, evaluator: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Current labels with their ids: run_id -> {id, score, labeler}."""
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(list(run_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for r in self._rows(
-                "SELECT id, run_id, score, labeler FROM labels WHERE evaluator = ? AND current = 1 "
-                f"AND run_id IN ({marks})",
-                [evaluator, *chunk],
-            ):
-                out[r["run_id"]] = r
-        return out
-
-    def insert_reviews(self, evaluator: str, rows: Sequence[tuple[str, int, str | None]]) -> None:
-        """Open blind reviews for (run_id, first_label_id, reason) and put the runs back in the queue.
-
-        Call inside `transaction()`.
-        """
+    def insert_reviews(self, evaluator: str, reviews: Sequence[NewReview]) -> None:
+        """Open pending blind reviews and put their runs back in the queue. Call inside `transaction()`."""
         created = now_iso()
         with self._lock:
             self.conn.executemany(
                 "INSERT INTO label_reviews (evaluator, run_id, status, reason, first_label_id, requested_at) "
                 "VALUES (?, ?, 'pending', ?, ?, ?)",
-                [(evaluator, rid, reason, label_id, created) for rid, label_id, reason in rows],
+                [(evaluator, r.run_id, r.reason, r.first_label_id, created) for r in reviews],
             )
-            self.requeue(evaluator, [rid for rid, _, _ in rows])
+            self.requeue(evaluator, [r.run_id for r in reviews])
 
     def requeue(self, evaluator: str, run_ids: Sequence[str]) -> None:
         """Mark runs as waiting for a label again (unreserved). Call inside `transaction()`."""
@@ -672,20 +696,34 @@ class Store:
                 [(evaluator, rid, created) for rid in run_ids],
             )
 
-    def update_review(self, review_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE label_reviews SET {sets} WHERE id = ?", [*fields.values(), review_id])
+    def agree_review(self, review_id: int, second_label_id: int) -> None:
+        """Close a pending review whose blind second label agrees with the first, stamped now."""
+        self._write(
+            "UPDATE label_reviews SET second_label_id = ?, status = 'agreed', resolved_at = ? WHERE id = ?",
+            [second_label_id, now_iso(), review_id],
+        )
+
+    def dispute_review(self, review_id: int, second_label_id: int) -> None:
+        """Mark a pending review disputed: its blind second label differs from the first (it stays open)."""
+        self._write(
+            "UPDATE label_reviews SET second_label_id = ?, status = 'disputed' WHERE id = ?",
+            [second_label_id, review_id],
+        )
+
+    def adjudicate_review(self, review_id: int, final_label_id: int) -> None:
+        """Close an open review with its final label, stamped now."""
+        self._write(
+            "UPDATE label_reviews SET final_label_id = ?, status = 'adjudicated', resolved_at = ? WHERE id = ?",
+            [final_label_id, now_iso(), review_id],
+        )
 
     def reviews(
         self, evaluator: str, run_ids: Sequence[str] | None = None, open_only: bool = False
-    ) -> list[dict[str, Any]]:
-        """Reviews with their labels (first_*, second_*, final_* score and labeler), oldest first."""
+    ) -> list[ReviewRow]:
+        """Reviews with their labels' scores and labelers, oldest first."""
         sql = (
             "SELECT r.id, r.run_id, r.status, r.reason, r.requested_at, r.resolved_at, r.first_label_id, "
-            "r.second_label_id, r.final_label_id, "
-            "f.score AS first_score, f.labeler AS first_labeler, "
-            "s.score AS second_score, s.labeler AS second_labeler, "
-            "a.score AS final_score, a.labeler AS final_labeler "
+            "r.second_label_id, r.final_label_id, f.score, f.labeler, s.score, s.labeler, a.score, a.labeler "
             "FROM label_reviews r JOIN labels f ON f.id = r.first_label_id "
             "LEFT JOIN labels s ON s.id = r.second_label_id LEFT JOIN labels a ON a.id = r.final_label_id "
             "WHERE r.evaluator = ?"
@@ -694,11 +732,14 @@ class Store:
         if open_only:
             sql += " AND r.status IN ('pending', 'disputed')"
         if run_ids is None:
-            return self._rows(sql + " ORDER BY r.id", params)
-        out: list[dict[str, Any]] = []
+            return [_review_row(row) for row in self._tuples(sql + " ORDER BY r.id", params)]
+        out: list[ReviewRow] = []
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" * len(chunk))
-            out.extend(self._rows(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk]))
+            out.extend(
+                _review_row(row)
+                for row in self._tuples(sql + f" AND r.run_id IN ({marks}) ORDER BY r.id", [*params, *chunk])
+            )
         return out
 
     def disputed_run_ids(self, evaluator: str) -> set[str]:
@@ -932,6 +973,51 @@ class Store:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _review_row(row: tuple[Any, ...]) -> ReviewRow:
+    (
+        review_id,
+        run_id,
+        status,
+        reason,
+        requested_at,
+        resolved_at,
+        first_id,
+        second_id,
+        final_id,
+        first_score,
+        first_labeler,
+        second_score,
+        second_labeler,
+        final_score,
+        final_labeler,
+    ) = row
+    return ReviewRow(
+        id=review_id,
+        run_id=run_id,
+        status=status,
+        reason=reason,
+        requested_at=parse_time(requested_at),
+        resolved_at=None if resolved_at is None else parse_time(resolved_at),
+        first_label_id=first_id,
+        second_label_id=second_id,
+        final_label_id=final_id,
+        first_score=load_score(first_score),
+        first_labeler=first_labeler,
+        second_score=None if second_score is None else load_score(second_score),
+        second_labeler=second_labeler,
+        final_score=None if final_score is None else load_score(final_score),
+        final_labeler=final_labeler,
+    )
+
+
+_LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at"
+
+
+def _label_row(row: tuple[Any, ...], current: bool = True) -> LabelRow:
+    label_id, run_id, score, comment, labeler, created_at = row
+    return LabelRow(label_id, run_id, load_score(score), comment, labeler, parse_time(created_at), current)
 
 
 _VERSION_COLUMNS = "evaluator, version, prompt, judge, message, created_at"

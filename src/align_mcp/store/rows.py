@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from align_mcp.core.models import JsonDict, JudgeSettings, Score, ScoreType, SourceKind
+from align_mcp.core.models import (
+    JsonDict,
+    JudgeSettings,
+    ReviewStatus,
+    Score,
+    ScoreType,
+    SourceKind,
+    TriageCategory,
+)
 
 HoldoutSplit = Literal["dev", "test"]
 
@@ -96,3 +104,94 @@ class SampleRow:
     sample: int
     judge_score: Score | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Who holds a queued run and until when (both None when nobody does)."""
+
+    reserved_by: str | None
+    reserved_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """An evaluator's queue: runs waiting for a label, those reserved right now, and current labels."""
+
+    pending: int
+    reserved: int
+    labeled: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewLabel:
+    """A validated human label to store as the run's current one."""
+
+    run_id: str
+    score: Score
+    comment: str | None
+    labeler: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRow:
+    """A stored human label, its score decoded; `current` is False once a later label replaced it."""
+
+    id: int
+    run_id: str
+    score: Score
+    comment: str | None
+    labeler: str | None
+    created_at: datetime
+    current: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TriageRow:
+    """One misaligned case's triage outcome: a category and reason, or the error that left it unclassified."""
+
+    evaluator: str
+    alignment_id: int
+    run_id: str
+    category: TriageCategory | None
+    reason: str | None
+    error: str | None
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriageVerdict:
+    """The latest category triage gave a run, and why."""
+
+    category: TriageCategory
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewReview:
+    """A blind second review to open: the run, the current label it pins as its first, and why."""
+
+    run_id: str
+    first_label_id: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    """A blind review with the scores (decoded) and labelers of its first, second and final labels."""
+
+    id: int
+    run_id: str
+    status: ReviewStatus
+    reason: str | None
+    requested_at: datetime
+    resolved_at: datetime | None
+    first_label_id: int
+    second_label_id: int | None
+    final_label_id: int | None
+    first_score: Score
+    first_labeler: str | None
+    second_score: Score | None
+    second_labeler: str | None
+    final_score: Score | None
+    final_labeler: str | None
