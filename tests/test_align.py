@@ -14,12 +14,19 @@ import pytest
 
 from align_mcp import config
 from align_mcp.core import metrics
-from align_mcp.core.models import JudgeSettings, Score, ScoreType
+from align_mcp.core.models import JudgeSettings, Note, Score, ScoreType
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators
 from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import submit_labels
-from align_mcp.errors import EmptyReferenceSet, InvalidInput, JudgeConfigError, JudgeUnreachable, NotFound
+from align_mcp.errors import (
+    EmptyReferenceSet,
+    InvalidInput,
+    JudgeConfigError,
+    JudgeUnreachable,
+    NextStep,
+    NotFound,
+)
 from align_mcp.store import Store, loads
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, reset, section, server_error
 
@@ -133,7 +140,13 @@ async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pair
     )
     assert (run.prompt_tokens, run.completion_tokens) == (400, 40)
     assert all((r["prompt_tokens"], r["completion_tokens"]) == (50, 5) for r in results.values())
-    assert "3 misaligned example(s): get_misaligned(alignment_run=1) shows them." in report.notes
+    assert (
+        Note(
+            text="3 misaligned example(s).",
+            next_steps=[NextStep("show_misaligned", {"evaluator": NAME, "alignment_run": 1})],
+        )
+        in report.notes
+    )
 
 
 async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_calls(store: Store) -> None:
@@ -150,7 +163,13 @@ async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_call
     assert (again.run.cache_hits, again.run.judge_calls, again.run.judged) == (8, 0, 8)
     assert again.run.metrics == first.run.metrics
     assert all(r["cached"] == 1 for r in stored(store, again.run.id).values())
-    assert "The draft is identical to v1; edit it with update_draft to compare a change." in again.notes
+    assert (
+        Note(
+            text="The draft is identical to v1, so there is no change to compare.",
+            next_steps=[NextStep("update_draft", {"evaluator": NAME})],
+        )
+        in again.notes
+    )
 
 
 @pytest.mark.parametrize(
@@ -220,9 +239,14 @@ async def test_errors_are_counted_apart_and_never_scored_as_agreement(store: Sto
             ("r6", "HTTP 500 from the judge (after 1 attempt)", None),
         ]
         assert (
-            "2 example(s) could not be judged and are excluded from every rate; `resume_alignment` with "
-            "retry_errors=true judges them again."
-        ) in report.warnings
+            Note(
+                text="2 example(s) could not be judged and are excluded from every rate.",
+                next_steps=[
+                    NextStep("resume_alignment", {"alignment_run": report.run.id, "retry_errors": True})
+                ],
+            )
+            in report.warnings
+        )
         # Errors are never cached: a re-run asks again for those two only.
         await align.run_alignment(store, NAME, compare=False, env=env_for(srv))
         assert sorted(rid_of(b) for b in srv.chat_bodies[8:]) == ["r3", "r6"]
@@ -290,7 +314,7 @@ async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_onl
         with pytest.raises(JudgeUnreachable) as e:
             await align.run_alignment(store, NAME, concurrency=1, env=env_for(srv))
         assert str(e.value).startswith(f"Cannot reach the judge at {srv.base_url}: ")
-        assert str(e.value).endswith("results kept; resume it with resume_alignment.")
+        assert e.value.next_steps == (NextStep("resume_alignment", {"alignment_run": 1}),)
     interrupted = align.summary(store, 1)
     results = {r["run_id"]: r for r in store.alignment_results(1)}
     # r1-r3 were judged; a request caught while the server was going down may be kept as an error.
@@ -298,7 +322,10 @@ async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_onl
     assert judged_ok == answered == ["r1", "r2", "r3"]
     assert all(r["error"].startswith("connection failed") for r in results.values() if r["error"] is not None)
     assert (interrupted.status, interrupted.judged, interrupted.total) == ("interrupted", len(results), 8)
-    assert f"{len(results)} of 8 results kept" in str(e.value)
+    assert str(e.value).endswith(
+        f"Check that the server is running and the base URL is right. Alignment run 1: {len(results)} of 8 "
+        "results kept."
+    )
     assert store.alignment_run_ids(NAME) == [1]
 
     with FakeJudgeServer(responder=scripted(HUMAN)) as back:
@@ -370,9 +397,10 @@ async def test_no_labels_raises_empty_reference_set(store: Store) -> None:
     with pytest.raises(EmptyReferenceSet) as e:
         await align.run_alignment(store, NAME, env=env_for(None))
     assert str(e.value) == (
-        "Evaluator 'correctness' has no labeled runs, so there is nothing to align against. Queue runs with "
-        "add_to_queue and label them with submit_label (at least 20, both classes)."
+        "Evaluator 'correctness' has no labeled runs, so there is nothing to align against. Label at least 20, "
+        "of both classes."
     )
+    assert e.value.next_steps == (NextStep("add_to_queue", {"evaluator": NAME}),)
     assert store.alignment_run_ids(NAME) == []
 
 
@@ -468,9 +496,24 @@ async def test_misaligned_cases_page_with_next_offset(store: Store) -> None:
     assert [[c.run_id for c in p.cases] for p in pages] == [["r1", "r2", "r3"], ["r4", "r5", "r6"], ["r7"]]
     assert [p.total for p in pages] == [7, 7, 7]
     assert [p.next_offset for p in pages] == [3, 6, None]
+    aid = pages[0].alignment_run
     assert [p.notes for p in pages] == [
-        ["4 more: call again with offset=3."],
-        ["1 more: call again with offset=6."],
+        [
+            Note(
+                text="4 more from offset 3.",
+                next_steps=[
+                    NextStep("show_misaligned", {"evaluator": NAME, "alignment_run": aid, "offset": 3})
+                ],
+            )
+        ],
+        [
+            Note(
+                text="1 more from offset 6.",
+                next_steps=[
+                    NextStep("show_misaligned", {"evaluator": NAME, "alignment_run": aid, "offset": 6})
+                ],
+            )
+        ],
         [],
     ]
     with pytest.raises(InvalidInput) as e:
@@ -485,7 +528,9 @@ async def test_long_texts_in_misaligned_cases_are_cut_with_a_note(store: Store) 
     [case] = page.cases
     assert case.outputs == {"answer": "x" * 100 + "… [2900 more characters]"}
     assert case.inputs == {"rid": "r1", "question": "Question r1?"}
-    assert page.notes == ["Long texts were cut at 100 characters; get_run(run_id) returns a run in full."]
+    assert page.notes == [
+        Note(text="Long texts were cut at 100 characters.", next_steps=[NextStep("show_run")])
+    ]
     assert align.get_misaligned(store, NAME).cases[0].outputs == {
         "answer": "x" * 1200 + "… [1800 more characters]"
     }
@@ -506,4 +551,5 @@ def test_misaligned_without_any_run_says_how_to_start_one(store: Store) -> None:
     seed(store, HUMAN)
     with pytest.raises(NotFound) as e:
         align.get_misaligned(store, NAME)
-    assert str(e.value) == "Evaluator 'correctness' has no alignment run yet. Start one with run_alignment."
+    assert str(e.value) == "Evaluator 'correctness' has no alignment run yet."
+    assert e.value.next_steps == (NextStep("run_alignment", {"evaluator": NAME}),)

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from align_mcp.core import metrics
-from align_mcp.core.models import Score, ScoreType
+from align_mcp.core.models import Note, Score, ScoreType
 from align_mcp.diagnose import consistency, pass_rate, suggestions, triage
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, holdout, queues, reviews, samples
 from align_mcp.engine.ingest import import_runs
-from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NotFound
+from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NextStep, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
@@ -136,7 +136,7 @@ async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per
     store: Store, script: Script, srv: FakeJudgeServer
 ) -> None:
     script.score = flipped(*DEV_FLIPS, "pp-005")  # pp-005 is in test: never shown to triage
-    await align.run_alignment(store, NAME)
+    aid = (await align.run_alignment(store, NAME)).run.id
     script.triage = lambda body: triage_answer({rid: CATEGORY_OF[rid] for rid in sent_ids(body)})
     before = srv.calls
 
@@ -147,7 +147,19 @@ async def test_triage_classifies_misaligned_dev_cases_in_one_structured_call_per
         (rid, CATEGORY_OF[rid], f"Because of {rid}.") for rid in DEV_FLIPS
     ]
     assert report.counts == {"judge_error": 1, "label_error": 1, "rubric_gap": 1, "unclassified": 0}
-    assert "request_review(run_ids=['pp-001'])" in report.notes[0]
+    assert report.notes[0] == Note(
+        text="1 possible label error(s): 'pp-001'.",
+        next_steps=[NextStep("request_review", {"evaluator": NAME, "run_ids": ["pp-001"]})],
+    )
+    assert report.notes[1] == Note(
+        text="1 case(s) the rubric does not decide: add an instruction that settles them to the draft, then "
+        "judge the reference set again.",
+        next_steps=[
+            NextStep("update_draft", {"evaluator": NAME}),
+            NextStep("run_alignment", {"evaluator": NAME}),
+        ],
+    )
+    assert aid == report.alignment_run
     bodies = srv.chat_bodies[before:]
     assert sorted(rid for b in bodies for rid in sent_ids(b)) == list(DEV_FLIPS)
     prompt = prompt_text(next(b for b in bodies if "pp-001" in sent_ids(b)))  # chunks run concurrently
@@ -187,7 +199,7 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
 
 async def test_cases_never_classified_are_reported_not_guessed(store: Store, script: Script) -> None:
     script.score = flipped(*DEV_FLIPS)
-    await align.run_alignment(store, NAME)
+    aid = (await align.run_alignment(store, NAME)).run.id
     script.triage = lambda body: triage_answer(CATEGORY_OF, drop=("pp-002",))
 
     report = await triage.triage(store, NAME)
@@ -195,7 +207,10 @@ async def test_cases_never_classified_are_reported_not_guessed(store: Store, scr
     case = {c.run_id: c for c in report.cases}["pp-002"]
     assert (case.category, case.error) == (None, "not classified: no classification for 'pp-002'")
     assert report.counts["unclassified"] == 1
-    assert "triage(run_ids=['pp-002']) tries them again" in report.notes[-1]
+    assert report.notes[-1] == Note(
+        text="1 case(s) could not be classified: 'pp-002'.",
+        next_steps=[NextStep("triage", {"evaluator": NAME, "alignment_run": aid, "run_ids": ["pp-002"]})],
+    )
 
 
 async def test_triage_refuses_run_ids_that_are_not_misaligned_dev_cases(
@@ -207,8 +222,11 @@ async def test_triage_refuses_run_ids_that_are_not_misaligned_dev_cases(
     with pytest.raises(InvalidInput) as e:
         await triage.triage(store, NAME, run_ids=["pp-001", "pp-005", "nope"])
     assert str(e.value) == (
-        f"Not misaligned dev case(s) of alignment run {report.run.id}: 'pp-005', 'nope'. get_misaligned "
-        "lists the cases triage can classify."
+        f"Not misaligned dev case(s) of alignment run {report.run.id}: 'pp-005', 'nope'. Only misaligned dev "
+        "cases can be classified."
+    )
+    assert e.value.next_steps == (
+        NextStep("show_misaligned", {"evaluator": NAME, "alignment_run": report.run.id}),
     )
     with pytest.raises(InvalidInput, match=r"^chunk_size=0 must be between 1 and 25 cases per call\.$"):
         await triage.triage(store, NAME, chunk_size=0)
@@ -310,9 +328,10 @@ def test_adjudicate_settles_an_open_review_and_refuses_when_there_is_none(store:
     with pytest.raises(InvalidInput) as e:
         reviews.adjudicate(store, NAME, "pp-002", 0, labeler="lead")
     assert str(e.value) == (
-        "Run 'pp-002' has no open review for 'correctness', so there is nothing to adjudicate. To change "
-        "its label use submit_label (the history is kept)."
+        "Run 'pp-002' has no open review for 'correctness', so there is nothing to adjudicate. A new label "
+        "replaces its current one; the history is kept."
     )
+    assert e.value.next_steps == (NextStep("label", {"evaluator": NAME, "run_id": "pp-002"}),)
 
 
 def test_bad_review_requests_change_nothing(store: Store) -> None:
@@ -333,8 +352,13 @@ def test_bad_review_requests_change_nothing(store: Store) -> None:
 
 
 def test_inter_annotator_kappa_over_blind_second_labels_matches_the_hand_computation(store: Store) -> None:
-    with pytest.raises(InvalidInput, match=r"^No run of 'correctness' has a blind second label yet"):
+    with pytest.raises(InvalidInput) as e:
         reviews.annotator_agreement(store, NAME)
+    assert str(e.value) == (
+        "No run of 'correctness' has a blind second label yet, so there is no inter-annotator agreement to "
+        "report; labeled runs need a blind second review first."
+    )
+    assert e.value.next_steps == (NextStep("request_review", {"evaluator": NAME}),)
     first = {"pp-003": 1, "pp-004": 1, "pp-007": 1, "pp-001": 0, "pp-002": 0}
     assert {rid: HUMAN[rid] for rid in first} == first
     second = {"pp-003": 1, "pp-004": 1, "pp-007": 0, "pp-001": 0, "pp-002": 0}
@@ -466,8 +490,9 @@ async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJud
     by_id = {s.run_id: s for s in report.suggestions}
     assert (by_id["u1"].draft_score, by_id["u1"].saved_score, by_id["u2"].draft_score) == (1, 1, 1)
     assert by_id["u3"].reason == "not judged within the budget"
-    assert report.notes[0].startswith(
-        "3 of 5 queued run(s) have no draft verdict: the budget of 3 judge calls"
+    assert report.notes[0] == Note(
+        text="3 of 5 queued run(s) have no draft verdict: the budget of 3 judge calls ran out. Raise budget to "
+        "rank them; verdicts are cached, so no call is repeated."
     )
 
 
@@ -483,9 +508,9 @@ async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: 
     assert report.suggestions[0].run_id == "u3"
     assert report.suggestions[0].flip_share == 0.5
     assert report.suggestions[0].value == pytest.approx(1.0)
-    assert report.notes[0] == (
-        "The draft equals v1, so there is no version disagreement to rank by; edit the draft (update_draft) "
-        "to use it."
+    assert report.notes[0] == Note(
+        text="The draft equals v1, so there is no version disagreement to rank by.",
+        next_steps=[NextStep("update_draft", {"evaluator": NAME})],
     )
 
 
@@ -495,10 +520,8 @@ async def test_suggestions_need_unlabeled_queued_runs_and_sane_arguments(
     reviews.request_review(store, NAME, ["pp-001"])  # queued again, but labeled: not a candidate
     with pytest.raises(InvalidInput) as e:
         await suggestions.suggest_labels(store, NAME)
-    assert (
-        str(e.value)
-        == "The queue of 'correctness' has no unlabeled runs to rank. Add some with add_to_queue."
-    )
+    assert str(e.value) == "The queue of 'correctness' has no unlabeled runs to rank."
+    assert e.value.next_steps == (NextStep("add_to_queue", {"evaluator": NAME}),)
     queue_new(store, 1)
     with pytest.raises(InvalidInput, match=r"^repeats=1: give 0 \(use stored samples only\) or 2 to 10"):
         await suggestions.suggest_labels(store, NAME, repeats=1)
@@ -603,7 +626,7 @@ async def test_bad_pass_rate_requests_are_refused_before_any_judge_call(
         (
             {"source": "old"},
             NotFound,
-            "No source named 'old'. Known: new, support. Import runs with import_runs.",
+            "No source named 'old'. Known: new, support.",
         ),
         (
             {"run_ids": ["u1", "zz"]},

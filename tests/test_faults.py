@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 from align_mcp import config
-from align_mcp.core.models import JudgeSettings, ScoreType
+from align_mcp.core.models import JudgeSettings, Note, ScoreType
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import (
@@ -35,6 +35,7 @@ from align_mcp.errors import (
     InvalidScore,
     JudgeConfigError,
     JudgeUnreachable,
+    NextStep,
     NotFound,
 )
 from align_mcp.store import Store
@@ -177,9 +178,12 @@ async def test_every_judge_fault_ends_judged_or_recorded_as_an_error_with_its_ca
     assert m.agreement.n == len(FAULTS) - len(errors), "errors are never counted as agreement or disagreement"
     assert len(report.error_examples) == 5 and all(e.error for e in report.error_examples)
     assert (
-        f"{len(errors)} example(s) could not be judged and are excluded from every rate; `resume_alignment` "
-        "with retry_errors=true judges them again."
-    ) in report.warnings
+        Note(
+            text=f"{len(errors)} example(s) could not be judged and are excluded from every rate.",
+            next_steps=[NextStep("resume_alignment", {"alignment_run": report.run.id, "retry_errors": True})],
+        )
+        in report.warnings
+    )
 
     # Retry-After: 1 was honoured before the retry; a 400 is not retried; a bad reply is re-asked once.
     first, second = responder.seen["429-then-ok"]
@@ -231,7 +235,10 @@ async def test_a_refused_connection_interrupts_the_run_and_names_the_url(
     with pytest.raises(JudgeUnreachable) as e:
         await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
     assert str(e.value).startswith(f"Cannot reach the judge at {url}: ")
-    assert str(e.value).endswith("Alignment run 1: 0 of 2 results kept; resume it with resume_alignment.")
+    assert str(e.value).endswith(
+        "Check that the server is running and the base URL is right. Alignment run 1: 0 of 2 results kept."
+    )
+    assert e.value.next_steps == (NextStep("resume_alignment", {"alignment_run": 1}),)
     assert align.summary(store, 1).status == "interrupted"
 
 
@@ -876,7 +883,7 @@ BAD_INPUTS: list[Bad] = [
         "queue-source-sql",
         lambda c: queues.add_to_queue(c.store, NAME, source="support; DROP TABLE labels"),
         NotFound,
-        "No source named 'support; DROP TABLE labels'. Known: support. Import runs with import_runs.",
+        "No source named 'support; DROP TABLE labels'. Known: support.",
     ),
     Bad(
         "queue-filter-key-sql",
@@ -894,14 +901,14 @@ BAD_INPUTS: list[Bad] = [
         "label-run-id-sql",
         _labels(NAME, {"run_id": "pp-001' OR '1'='1", "score": 1}),
         NotFound,
-        "Label 1: no run with id \"pp-001' OR '1'='1\". Check the id (next_items shows queued runs) or import it.",
+        "Label 1: no run with id \"pp-001' OR '1'='1\". Check the id.",
     ),
     # -- unknown ids
     Bad(
         "queue-unknown-run-ids",
         lambda c: queues.add_to_queue(c.store, NAME, run_ids=["pp-001", "nope-1", "nope-2"]),
         NotFound,
-        "2 run id(s) are not in the store: 'nope-1', 'nope-2'. Import them with import_runs.",
+        "2 run id(s) are not in the store: 'nope-1', 'nope-2'.",
     ),
     Bad(
         "label-unknown-evaluator",
@@ -919,7 +926,7 @@ BAD_INPUTS: list[Bad] = [
         "alignment-unknown-run",
         lambda c: anyio.run(lambda: align.resume(c.store, 999)),
         NotFound,
-        "No alignment run 999. List them with get_evaluator or `align-mcp runs`.",
+        "No alignment run 999.",
     ),
     Bad(
         "misaligned-run-of-other-evaluator",

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from align_mcp import config
-from align_mcp.core.models import JudgeSettings, Score, ScoreType, SplitInfo
+from align_mcp.core.models import JudgeSettings, Note, Score, ScoreType, SplitInfo
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, holdout
 from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import reference_set, submit_labels
-from align_mcp.errors import InvalidInput, NotFound
+from align_mcp.errors import InvalidInput, NextStep, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply
 from conftest import rid_of
@@ -172,8 +172,12 @@ async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(stor
         before = await align.run_alignment(store, NAME, env=env_for(srv))
         assert (before.run.split, before.run.total, before.holdout) == ("all", 9, None)
         assert (
-            "No dev/test holdout yet: A dev/test holdout needs at least 10 labeled runs; there are 9. Label 1 more."
-        ) in before.notes
+            Note(
+                text="No dev/test holdout yet: A dev/test holdout needs at least 10 labeled runs; there are 9. "
+                "Label 1 more."
+            )
+            in before.notes
+        )
         label(store, LABELS)
         calls = srv.calls
         report = await align.run_alignment(store, NAME, env=env_for(srv))
@@ -200,9 +204,13 @@ async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: 
     assert [r.holdout.test_evaluations for r in reports if r.holdout] == [1, 2]
     for n, r in enumerate(reports, start=1):
         assert (
-            f"This run judged the held-out test split (9 examples). The test split has been evaluated {n} time(s) "
-            "in all: each look makes it a little less independent, so tune on dev and check test rarely."
-        ) in r.notes
+            Note(
+                text=f"This run judged the held-out test split (9 examples). The test split has been evaluated "
+                f"{n} time(s) in all: each look makes it a little less independent, so tune on dev and check "
+                "test rarely."
+            )
+            in r.notes
+        )
     assert {r["run_id"] for r in store.alignment_results(reports[0].run.id)} == holdout.split_ids(
         store, NAME, "test"
     )
@@ -236,12 +244,15 @@ async def test_misaligned_refuses_a_test_split_run(store: Store) -> None:
         align.get_misaligned(store, NAME, alignment_run=aid)
     assert str(e.value) == (
         f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so the "
-        "prompt is not tuned to the test set. Pass a dev run (run_alignment with split='dev')."
+        "prompt is not tuned to the test set."
     )
+    assert e.value.next_steps == (NextStep("run_alignment", {"evaluator": NAME, "split": "dev"}),)
     # Without a run id, a test-split run is never picked.
     with pytest.raises(NotFound):
         align.get_misaligned(store, NAME)
-    assert not any("get_misaligned" in note for note in report.notes)
+    assert [
+        step for note in report.notes for step in note.next_steps if step.action == "show_misaligned"
+    ] == []
 
 
 async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(store: Store) -> None:
@@ -256,8 +267,8 @@ async def test_overfitting_is_flagged_when_dev_agreement_is_clearly_above_test(s
         test = await align.run_alignment(store, NAME, split="test", env=env_for(srv))
     assert dev.run.metrics is not None and dev.run.metrics.agreement.value == 1.0
     assert test.run.metrics is not None and test.run.metrics.agreement.value == 0.0
-    assert OVERFIT_WARNING in test.warnings
-    assert not any(w.startswith("Possible overfitting") for w in dev.warnings)
+    assert Note(text=OVERFIT_WARNING) in test.warnings
+    assert not any(w.text.startswith("Possible overfitting") for w in dev.warnings)
 
 
 async def test_no_overfitting_warning_when_dev_and_test_agree(store: Store) -> None:
@@ -267,4 +278,4 @@ async def test_no_overfitting_warning_when_dev_and_test_agree(store: Store) -> N
         await align.run_alignment(store, NAME, split="dev", env=env_for(srv))
         test = await align.run_alignment(store, NAME, split="test", env=env_for(srv))
     assert test.run.metrics is not None and test.run.metrics.agreement.value == 1.0
-    assert not any(w.startswith("Possible overfitting") for w in test.warnings)
+    assert not any(w.text.startswith("Possible overfitting") for w in test.warnings)

@@ -510,10 +510,7 @@ async def test_a_closed_port_raises_judge_unreachable_naming_the_url() -> None:
         await judge_once(Endpoint(base_url=url, api_key="sk-test", model=MODEL))
     message = str(e.value)
     assert message.startswith(f"Cannot reach the judge at {url}: ")
-    assert message.endswith(
-        "Check that the server is running and the base URL is right; results so far are kept — resume the "
-        "alignment run to finish."
-    )
+    assert message.endswith("Check that the server is running and the base URL is right.")
 
 
 async def test_a_rejected_key_raises_judge_config_error_without_retrying(srv: FakeJudgeServer) -> None:

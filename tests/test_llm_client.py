@@ -229,7 +229,7 @@ async def test_a_refused_connection_raises_judge_unreachable_after_the_retries()
         await client_for(judge, waits, JudgeSettings(max_retries=1)).complete(MESSAGES, SCHEMA)
     assert str(e.value) == (
         f"Cannot reach the judge at {BASE_URL}: [Errno 111] Connection refused. Check that the server is running "
-        "and the base URL is right; results so far are kept — resume the alignment run to finish."
+        "and the base URL is right."
     )
     assert len(judge.requests) == 2 and len(waits) == 1
 

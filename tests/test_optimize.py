@@ -22,7 +22,7 @@ from align_mcp.core.models import Proposal, ScoreType
 from align_mcp.core.templates import render, validate_template
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, holdout, ingest
-from align_mcp.errors import AlignError, Conflict, InvalidInput, OptimizerUnavailable
+from align_mcp.errors import AlignError, Conflict, InvalidInput, NextStep, OptimizerUnavailable
 from align_mcp.optimize import candidates
 from align_mcp.optimize import failure_modes as failures
 from align_mcp.optimize import proposals as optimize
@@ -222,7 +222,11 @@ def test_gepa_proposal_adds_the_missing_instructions_and_raises_dev_and_test_agr
     assert p.dev.flips.fixed and not p.dev.flips.broken and p.dev.flips.p_value is not None
     assert p.dev.after.agreement.ci is not None and p.test.after.agreement.ci is not None
     assert "+" + NUMBERS_RULE in p.diff.splitlines()
-    assert "apply_proposal" in p.verdict and not p.warnings
+    assert p.verdict.endswith(
+        " Applying it copies it into the draft (nothing is saved); judging the reference set again confirms it, "
+        "and saving the draft keeps it as a version."
+    )
+    assert not p.warnings
 
 
 def test_gepa_proposal_is_the_drafts_template_with_its_variables_still_rendering(gepa_run: GepaRun) -> None:
@@ -369,10 +373,17 @@ async def test_a_rewrite_that_breaks_the_template_is_asked_again_once(
         "Reply again with only the JSON object that matches the schema."
     )
     model.bad_revisions = ["Grade {{verdict}} carefully.", ""]
-    with pytest.raises(
-        AlignError, match="did not return usable instructions \\(the revised text is empty\\)"
-    ):
+    with pytest.raises(AlignError) as e:
         await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
+    assert str(e.value) == (
+        "The reflection model did not return usable instructions (the revised text is empty). Try the gepa mode, "
+        "or edit the draft by hand from the failure modes."
+    )
+    assert e.value.next_steps == (
+        NextStep("propose_prompt", {"evaluator": "correctness", "mode": "gepa"}),
+        NextStep("analyze_failures", {"evaluator": "correctness"}),
+        NextStep("update_draft", {"evaluator": "correctness"}),
+    )
 
 
 async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
@@ -393,8 +404,17 @@ async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
 async def test_apply_refuses_to_overwrite_draft_edits_unless_forced(store: Store) -> None:
     proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
     evaluators.update_draft(store, "correctness", replace=("Think step by step", "Think carefully"))
-    with pytest.raises(Conflict, match="changed after proposal"):
+    with pytest.raises(Conflict) as e:
         optimize.apply_proposal(store, "correctness", proposal.id)
+    assert str(e.value) == (
+        f"The draft of 'correctness' changed after proposal {proposal.id} was made; applying it would discard "
+        "those edits."
+    )
+    assert e.value.next_steps == (
+        NextStep("show_draft", {"evaluator": "correctness"}),
+        NextStep("apply_proposal", {"evaluator": "correctness", "proposal_id": proposal.id, "force": True}),
+        NextStep("propose_prompt", {"evaluator": "correctness"}),
+    )
     assert optimize.apply_proposal(store, "correctness", proposal.id, force=True).draft == proposal.prompt
 
 
@@ -428,8 +448,15 @@ async def test_no_misaligned_dev_example_means_nothing_to_optimize(
     store: Store, model: ScriptedModel
 ) -> None:
     model.judge = perfect_judge
-    with pytest.raises(InvalidInput, match="there is nothing to optimize"):
+    with pytest.raises(InvalidInput, match="there is nothing to optimize") as e:
         await optimize.propose_prompt(store, "correctness", mode="reflect")
+    assert str(e.value).endswith(
+        "there is nothing to optimize. Label more runs, especially ones you expect the judge to get wrong."
+    )
+    assert e.value.next_steps == (
+        NextStep("add_to_queue", {"evaluator": "correctness"}),
+        NextStep("run_alignment", {"evaluator": "correctness"}),
+    )
 
 
 async def test_unknown_mode_and_bad_budgets_are_refused(store: Store) -> None:

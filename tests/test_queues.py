@@ -17,7 +17,7 @@ import pytest
 
 from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators, queues, reviews
-from align_mcp.errors import Conflict, InvalidInput, InvalidScore, NotFound
+from align_mcp.errors import Conflict, InvalidInput, InvalidScore, NextStep, NotFound
 from align_mcp.store import Store
 from conftest import ManualClock
 
@@ -63,9 +63,8 @@ def test_unknown_run_ids_are_refused_and_nothing_is_queued(runs_store: Store) ->
     with pytest.raises(NotFound) as raised:
         queues.add_to_queue(runs_store, "correctness", run_ids=["pp-001", "nope", "gone"])
 
-    assert (
-        str(raised.value) == "2 run id(s) are not in the store: 'nope', 'gone'. Import them with import_runs."
-    )
+    assert str(raised.value) == "2 run id(s) are not in the store: 'nope', 'gone'."
+    assert raised.value.next_steps == (NextStep("import_runs"),)
     assert pending(runs_store) == []
 
 
@@ -131,7 +130,7 @@ def test_a_sample_larger_than_the_selection_takes_it_all(runs_store: Store) -> N
         (
             {"source": "tickets"},
             NotFound,
-            "No source named 'tickets'. Known: support. Import runs with import_runs.",
+            "No source named 'tickets'. Known: support.",
         ),
         (
             {"source": "support", "metadata": {"channel": "phone"}},
@@ -349,9 +348,8 @@ def test_a_label_for_an_unknown_run_is_refused(runs_store: Store) -> None:
     with pytest.raises(NotFound) as raised:
         queues.submit_label(runs_store, "correctness", "pp-999", 1)
 
-    assert str(raised.value) == (
-        "Label 1: no run with id 'pp-999'. Check the id (next_items shows queued runs) or import it."
-    )
+    assert str(raised.value) == "Label 1: no run with id 'pp-999'. Check the id."
+    assert raised.value.next_steps == (NextStep("import_runs"),)
 
 
 def test_relabeling_keeps_the_history(runs_store: Store) -> None:
@@ -411,7 +409,7 @@ def test_many_labels_are_stored_with_their_comments_and_labelers(runs_store: Sto
         (
             {"run_id": "nope", "score": 1},
             NotFound,
-            "Label 2: no run with id 'nope'. Check the id (next_items shows queued runs) or import it.",
+            "Label 2: no run with id 'nope'. Check the id.",
         ),
         (
             {"run_id": "pp-002", "score": 1, "comment": 42},

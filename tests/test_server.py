@@ -305,7 +305,9 @@ async def test_add_to_queue_errors(client: Client, db_path: Path) -> None:
     )
     assert "Say which runs to queue" in await fails(client, "add_to_queue", evaluator="correctness")
     message = await fails(client, "add_to_queue", evaluator="correctness", run_ids=["pp-001", "zz-9"])
-    assert "'zz-9'" in message and "import_runs" in message
+    assert message == (
+        "Error executing tool add_to_queue: 1 run id(s) are not in the store: 'zz-9'. Import runs with import_runs."
+    )
     assert snapshot(db_path) == before
 
 
@@ -491,7 +493,11 @@ async def test_run_alignment_with_no_labels_says_how_to_get_them(
     await ok(client, "create_evaluator", name="tone", score_type="ordinal", min=1, max=5)
     before = snapshot(db_path)
     message = await fails(client, "run_alignment", evaluator="tone")
-    assert "has no labeled runs" in message and "submit_label" in message
+    assert message == (
+        "Error executing tool run_alignment: Evaluator 'tone' has no labeled runs, so there is nothing to align "
+        "against. Label at least 20, of both classes. Queue runs with add_to_queue(evaluator='tone'); a human "
+        "then labels them with next_items and submit_label."
+    )
     assert snapshot(db_path) == before
 
 
@@ -540,19 +546,27 @@ async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJud
     assert {"inputs", "outputs", "human_score", "human_comment", "judge_score", "judge_reasoning"} <= set(
         case
     )
-    assert page["next_offset"] == 2 and "offset=2" in page["notes"][-1]
+    assert page["next_offset"] == 2
+    assert page["notes"][-1] == (
+        f"{total - 2} more from offset 2. The next page: get_misaligned(evaluator='correctness', "
+        f"alignment_run={run_id}, offset=2)."
+    )
     rest = await ok(client, "get_misaligned", evaluator="correctness", offset=2, limit=20)
     assert len(rest["cases"]) == total - 2 and rest["next_offset"] is None
     fails_only = await ok(client, "get_misaligned", evaluator="correctness", direction="false_pass", limit=20)
     assert {c["direction"] for c in fails_only["cases"]} <= {"false_pass"}
-    assert "No alignment run 999" in await fails(
-        client, "get_misaligned", evaluator="correctness", alignment_run=999
+    assert await fails(client, "get_misaligned", evaluator="correctness", alignment_run=999) == (
+        "Error executing tool get_misaligned: No alignment run 999. get_evaluator lists an evaluator's recent "
+        "alignment runs."
     )
 
 
 async def test_get_misaligned_before_any_run_says_to_run_alignment(client: Client) -> None:
     await seed(client)
-    assert "Start one with run_alignment" in await fails(client, "get_misaligned", evaluator="correctness")
+    assert await fails(client, "get_misaligned", evaluator="correctness") == (
+        "Error executing tool get_misaligned: Evaluator 'correctness' has no alignment run yet. Judge the "
+        "reference set with run_alignment(evaluator='correctness')."
+    )
 
 
 # ---- drafts and versions ------------------------------------------------------------------------------------
@@ -671,7 +685,10 @@ async def test_a_proposal_reaches_the_draft_only_through_apply_proposal(
     applied = await ok(client, "apply_proposal", evaluator="correctness", proposal_id=proposal["id"])
     assert applied["draft_differs"] and NUMBERS_RULE in applied["diff"] and applied["saved"] is False
     assert (await ok(client, "list_versions", evaluator="correctness"))["total"] == 1
-    assert "No proposal 99" in await fails(client, "apply_proposal", evaluator="correctness", proposal_id=99)
+    assert await fails(client, "apply_proposal", evaluator="correctness", proposal_id=99) == (
+        "Error executing tool apply_proposal: No proposal 99. list_proposals lists the proposals. Let the "
+        "optimizer propose a revised prompt with propose_prompt."
+    )
 
 
 # ---- resources and the prompt -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ CONVERTED = {
     "llm/runner.py",
     "llm/structured.py",
     "engine/__init__.py",
+    "engine/alignment.py",
     "engine/evaluators.py",
     "engine/feedback.py",
     "engine/formats.py",
@@ -51,28 +52,26 @@ CONVERTED = {
     "engine/ingest.py",
     "engine/labeling.py",
     "engine/overview.py",
+    "engine/queues.py",
     "engine/review_rules.py",
+    "engine/reviews.py",
     "engine/samples.py",
     "optimize/__init__.py",
     "optimize/candidates.py",
     "optimize/failure_modes.py",
     "optimize/gepa.py",
     "optimize/overview.py",
+    "optimize/proposals.py",
     "diagnose/__init__.py",
     "diagnose/consistency.py",
-    "diagnose/sampling.py",
-}
-"""Modules whose texts name no tool, command or function: their hints are NextSteps."""
-
-REMAINING = {
-    "engine/alignment.py",
-    "engine/queues.py",
-    "engine/reviews.py",
-    "optimize/proposals.py",
     "diagnose/pass_rate.py",
+    "diagnose/sampling.py",
     "diagnose/suggestions.py",
     "diagnose/triage.py",
 }
+"""Modules whose texts name no tool, command or function: their hints are NextSteps."""
+
+REMAINING: set[str] = set()
 """Modules whose messages still name tools in MCP words (being edited on other branches): convert each to
 NextSteps, then move it to CONVERTED."""
 
@@ -241,6 +240,8 @@ MCP_CALLS: list[tuple[str, dict[str, Any], bool]] = [
     ("update_draft", {"evaluator": "correctness", "find": "no such passage", "replace_with": "x"}, False),
     ("save_prompt", {"evaluator": "correctness"}, False),
     ("submit_label", {"evaluator": "correctness", "run_id": "pp-001"}, False),
+    ("get_misaligned", {"evaluator": "correctness"}, False),
+    ("add_to_queue", {"evaluator": "correctness", "run_ids": ["zz-9"]}, False),
     (
         "update_draft",
         {"evaluator": "correctness", "find": "Think step by step", "replace_with": "Think"},
@@ -306,6 +307,9 @@ async def test_the_mcp_server_names_only_its_tools(
         "submit_label(evaluator='tone', run_id=..., score=..., comment=...).",
         "Long strings were cut at 200 characters. get_run(run_id=...) returns a run in full.",
         "No proposals yet. Let the optimizer propose a revised prompt with propose_prompt(evaluator='correctness').",
+        "Error executing tool get_misaligned: Evaluator 'correctness' has no alignment run yet. Judge the reference "
+        "set with run_alignment(evaluator='correctness').",
+        "Error executing tool add_to_queue: 1 run id(s) are not in the store: 'zz-9'. Import runs with import_runs.",
     ):
         assert expected in said
 
@@ -332,6 +336,8 @@ CLI_RUNS: list[tuple[list[str], int]] = [
     (["draft", "edit", "correctness", "--replace", "no such passage", "x"], 1),
     (["save", "correctness"], 1),
     (["restore", "correctness", "9"], 1),
+    (["misaligned", "correctness"], 1),
+    (["queue", "add", "correctness", "--ids", "zz-9"], 1),
     (["draft", "edit", "correctness", "--replace", "Think step by step", "Think"], 0),
     (["draft", "edit", "correctness", "--set", "temperature=0.1", "--json"], 0),
     (["evaluator", "show", "correctness"], 0),
@@ -375,5 +381,8 @@ def test_the_command_line_names_only_its_commands(
         "note: Scores: ordinal (1..5). The labels are the human's verdicts. Label each with "
         "`align-mcp label tone RUN_ID SCORE --comment '...'`.",
         "note: No proposals yet. Let the optimizer propose a revised prompt with `align-mcp propose correctness`.",
+        "Error: Evaluator 'correctness' has no alignment run yet. Judge the reference set with "
+        "`align-mcp align correctness`.",
+        "Error: 1 run id(s) are not in the store: 'zz-9'. Import runs with `align-mcp import PATH --source SOURCE`.",
     ):
         assert expected in said

@@ -455,8 +455,8 @@ class AlignmentReport(Model):
     holdout: SplitInfo | None = Field(
         default=None, description="The dev/test split; None until enough labels exist to make one"
     )
-    warnings: list[str] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
+    warnings: list[Note] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
 
 
 class MisalignedCase(Model):
@@ -485,7 +485,7 @@ class MisalignedPage(Model):
     offset: int
     cases: list[MisalignedCase]
     next_offset: int | None = Field(default=None, description="Pass as offset to get the next page")
-    notes: list[str] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
 
 
 class DraftDiff(Model):
@@ -528,7 +528,7 @@ class TriageReport(Model):
     counts: dict[str, int] = Field(description="Cases per category (plus 'unclassified')")
     remaining: int = Field(description="Misaligned dev cases left out by `limit`")
     judge_calls: int
-    notes: list[str] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
 
 
 class ReviewItem(Model):
@@ -639,7 +639,7 @@ class SuggestionReport(Model):
     cache_hits: int
     budget: int
     unjudged: int = Field(description="Candidates without a draft verdict because the budget ran out")
-    notes: list[str] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
 
 
 class PassRateReport(Model):

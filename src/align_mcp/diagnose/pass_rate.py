@@ -12,7 +12,7 @@ from align_mcp.engine import holdout
 from align_mcp.engine.alignment import run_alignment
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
-from align_mcp.errors import InvalidInput, JudgeUnreachable, NotFound
+from align_mcp.errors import InvalidInput, JudgeUnreachable, NextStep, NotFound
 from align_mcp.llm.runner import Progress, Tally
 from align_mcp.store import Store, dumps, loads
 
@@ -28,8 +28,7 @@ def _unlabeled_ids(
         if store.get_source(source) is None:
             known = [s["name"] for s in store.list_sources()]
             raise NotFound(
-                f"No source named {source!r}. Known: {', '.join(known) or 'none'}. "
-                "Import runs with import_runs."
+                f"No source named {source!r}. Known: {', '.join(known) or 'none'}.", NextStep("import_runs")
             )
         ids = store.run_ids(source=source)
     else:

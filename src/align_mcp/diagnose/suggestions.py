@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from align_mcp import config
 from align_mcp.core.metrics import flip_share
-from align_mcp.core.models import LabelSuggestion, Score, ScoreType, SuggestionReport
+from align_mcp.core.models import LabelSuggestion, Note, Score, ScoreType, SuggestionReport
 from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, most_common, resolve, sample_repeatedly
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.queues import balance
 from align_mcp.engine.samples import latest_samples
-from align_mcp.errors import InvalidInput
+from align_mcp.errors import InvalidInput, NextStep
 from align_mcp.llm.runner import Progress, Tally
 from align_mcp.store import Store
 
@@ -60,17 +60,20 @@ async def suggest_labels(
     candidates = [rid for rid in pending if rid not in labeled]
     if not candidates:
         raise InvalidInput(
-            f"The queue of {evaluator!r} has no unlabeled runs to rank. Add some with add_to_queue."
+            f"The queue of {evaluator!r} has no unlabeled runs to rank.",
+            NextStep("add_to_queue", {"evaluator": evaluator}),
         )
-    notes: list[str] = []
+    notes: list[Note] = []
     draft = resolve(store, evaluator, "draft", env)
     saved: Prompt | None = None
     if ev.latest_version is not None:
         latest = resolve(store, evaluator, ev.latest_version, env)
         if latest.text == draft.text and latest.settings == draft.settings:
             notes.append(
-                f"The draft equals {latest.ref}, so there is no version disagreement to rank by; edit the "
-                "draft (update_draft) to use it."
+                Note(
+                    text=f"The draft equals {latest.ref}, so there is no version disagreement to rank by.",
+                    next_steps=[NextStep("update_draft", {"evaluator": evaluator})],
+                )
             )
         else:
             saved = latest
@@ -143,17 +146,26 @@ async def suggest_labels(
     unjudged = sum(1 for rid in candidates if rid not in draft_scores)
     if unjudged:
         notes.append(
-            f"{unjudged} of {len(candidates)} queued run(s) have no draft verdict: the budget of {budget} "
-            "judge calls ran out. Raise budget to rank them; verdicts are cached, so no call is repeated."
+            Note(
+                text=f"{unjudged} of {len(candidates)} queued run(s) have no draft verdict: the budget of {budget} "
+                "judge calls ran out. Raise budget to rank them; verdicts are cached, so no call is repeated."
+            )
         )
     if not any(flip_share(v) for v in samples.values()) and not repeats:
         notes.append(
-            "No repeated judge samples disagree yet: pass repeats=3 (or run self_consistency on queued "
-            "runs) to rank by judge instability too."
+            Note(
+                text="No repeated judge samples disagree yet, so judge instability does not rank the queue.",
+                next_steps=[
+                    NextStep("suggest_labels", {"evaluator": evaluator, "repeats": 3}),
+                    NextStep("check_consistency", {"evaluator": evaluator}),
+                ],
+            )
         )
     notes.append(
-        "Label these with submit_label; show the labeler the run (get_run), not the judge's verdicts, so "
-        "the label stays independent."
+        Note(
+            text="Show the labeler the run, not the judge's verdicts, so the label stays independent.",
+            next_steps=[NextStep("show_run"), NextStep("label", {"evaluator": evaluator})],
+        )
     )
     return SuggestionReport(
         evaluator=evaluator,

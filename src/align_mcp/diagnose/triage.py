@@ -11,6 +11,7 @@ from align_mcp import config
 from align_mcp.core.models import (
     JudgeSettings,
     MisalignedCase,
+    Note,
     ScoreType,
     TriageCategory,
     TriagedCase,
@@ -20,7 +21,7 @@ from align_mcp.core.templates import prompt_file
 from align_mcp.core.text import shown, strip_code_fence
 from align_mcp.engine.alignment import get_misaligned
 from align_mcp.engine.evaluators import get as get_evaluator
-from align_mcp.errors import AlignError, InvalidInput
+from align_mcp.errors import AlignError, InvalidInput, NextStep
 from align_mcp.llm.client import CallFailed, ModelClient, ReplyError, json_schema_format, open_client
 from align_mcp.llm.endpoint import resolve_endpoint
 from align_mcp.llm.runner import Progress, Tally, run_batch
@@ -209,8 +210,9 @@ async def triage(
         unknown = [rid for rid in wanted if rid not in misaligned]
         if unknown:
             raise InvalidInput(
-                f"Not misaligned dev case(s) of alignment run {aid}: {shown(unknown)}. get_misaligned "
-                "lists the cases triage can classify."
+                f"Not misaligned dev case(s) of alignment run {aid}: {shown(unknown)}. Only misaligned dev "
+                "cases can be classified.",
+                NextStep("show_misaligned", {"evaluator": evaluator, "alignment_run": aid}),
             )
         cases = [c for c in cases if c.run_id in set(wanted)]
     row = store.alignment_run_row(aid)
@@ -232,7 +234,7 @@ async def triage(
             counts={**dict.fromkeys(CATEGORIES, 0), "unclassified": 0},
             remaining=0,
             judge_calls=0,
-            notes=[f"Alignment run {aid} has no misaligned dev cases: nothing to triage."],
+            notes=[Note(text=f"Alignment run {aid} has no misaligned dev cases: nothing to triage.")],
         )
     chunks = [cases[i : i + chunk_size] for i in range(0, len(cases), chunk_size)]
     results: dict[str, tuple[TriageCategory | None, str | None, str | None]] = {}
@@ -287,35 +289,58 @@ async def triage(
         counts=counts,
         remaining=remaining,
         judge_calls=calls,
-        notes=_triage_notes(triaged, remaining),
+        notes=_triage_notes(evaluator, aid, triaged, remaining),
     )
 
 
-def _triage_notes(triaged: Sequence[TriagedCase], remaining: int) -> list[str]:
+def _triage_notes(evaluator: str, aid: int, triaged: Sequence[TriagedCase], remaining: int) -> list[Note]:
     notes = []
     by = {name: [t.run_id for t in triaged if t.category == name] for name in CATEGORIES}
     if by["label_error"]:
         notes.append(
-            f"{len(by['label_error'])} possible label error(s): request_review(run_ids={by['label_error']}) "
-            "sends them to a different labeler for a blind second review."
+            Note(
+                text=f"{len(by['label_error'])} possible label error(s): {shown(by['label_error'])}.",
+                next_steps=[
+                    NextStep("request_review", {"evaluator": evaluator, "run_ids": by["label_error"]})
+                ],
+            )
         )
     if by["rubric_gap"]:
         notes.append(
-            f"{len(by['rubric_gap'])} case(s) the rubric does not decide: add an instruction that settles "
-            "them to the draft (update_draft), then run_alignment."
+            Note(
+                text=f"{len(by['rubric_gap'])} case(s) the rubric does not decide: add an instruction that "
+                "settles them to the draft, then judge the reference set again.",
+                next_steps=[
+                    NextStep("update_draft", {"evaluator": evaluator}),
+                    NextStep("run_alignment", {"evaluator": evaluator}),
+                ],
+            )
         )
     if by["judge_error"]:
         notes.append(
-            f"{len(by['judge_error'])} judge error(s): the rubric decides them but the judge misapplied it; "
-            "sharpen the wording it misread or add a worked example."
+            Note(
+                text=f"{len(by['judge_error'])} judge error(s): the rubric decides them but the judge misapplied "
+                "it; sharpen the wording it misread or add a worked example."
+            )
         )
     failed = [t.run_id for t in triaged if t.category is None]
     if failed:
         notes.append(
-            f"{len(failed)} case(s) could not be classified; triage(run_ids={failed}) tries them again."
+            Note(
+                text=f"{len(failed)} case(s) could not be classified: {shown(failed)}.",
+                next_steps=[
+                    NextStep("triage", {"evaluator": evaluator, "alignment_run": aid, "run_ids": failed})
+                ],
+            )
         )
     if remaining:
+        limit = min(len(triaged) + remaining, MAX_TRIAGE_CASES)
         notes.append(
-            f"{remaining} more misaligned case(s) were left out by `limit`; raise it to include them."
+            Note(
+                text=f"{remaining} more misaligned case(s) were left out by the limit.",
+                next_steps=[
+                    NextStep("triage", {"evaluator": evaluator, "alignment_run": aid, "limit": limit})
+                ],
+            )
         )
     return notes

@@ -21,6 +21,7 @@ from align_mcp.core.models import (
     Metrics,
     MisalignedCase,
     MisalignedPage,
+    Note,
     Score,
     ScoreType,
 )
@@ -29,7 +30,7 @@ from align_mcp.engine import holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
-from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NotFound
+from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NextStep, NotFound
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
@@ -80,14 +81,17 @@ async def run_alignment(
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
     await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
     baseline_id: int | None = None
-    notes: list[str] = []
+    notes: list[Note] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
         base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
         if base_hash == _prompt_hash(text, settings, endpoint.model):
             # Same prompt, settings and model: judging it again would only repeat this run (and its errors).
             notes.append(
-                f"The draft is identical to {base_ref}; edit it with update_draft to compare a change."
+                Note(
+                    text=f"The draft is identical to {base_ref}, so there is no change to compare.",
+                    next_steps=[NextStep("update_draft", {"evaluator": evaluator})],
+                )
             )
         elif (baseline_id := _covering_run(store, evaluator, base_ref, examples, base_hash)) is None:
             baseline_id = _create_run(
@@ -133,8 +137,8 @@ def _examples(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple
     if not examples:
         raise EmptyReferenceSet(
             f"Evaluator {evaluator!r} has no labeled runs{'' if used == 'all' else ' in its ' + used + ' split'}, "
-            "so there is nothing to align against. Queue runs with add_to_queue and label them with submit_label "
-            "(at least 20, both classes)."
+            "so there is nothing to align against. Label at least 20, of both classes.",
+            NextStep("add_to_queue", {"evaluator": evaluator}),
         )
     return used, examples
 
@@ -261,7 +265,9 @@ async def _execute(
     if failure is not None:
         kept = int(_run_row(store, aid)["total"]) - len(store.pending_examples(aid))
         raise type(failure)(
-            f"{failure} Alignment run {aid}: {kept} of {total} results kept; resume it with resume_alignment."
+            f"{failure} Alignment run {aid}: {kept} of {total} results kept.",
+            *failure.next_steps,
+            NextStep("resume_alignment", {"alignment_run": aid}),
         ) from failure
 
 
@@ -292,7 +298,7 @@ def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]
     """The alignment run's row; with `aggregates`, also its judged / calls / cache / token totals."""
     row = store.get_alignment_run(aid) if aggregates else store.alignment_run_row(aid)
     if row is None:
-        raise NotFound(f"No alignment run {aid}. List them with get_evaluator or `align-mcp runs`.")
+        raise NotFound(f"No alignment run {aid}.", NextStep("list_alignment_runs"))
     return row
 
 
@@ -328,7 +334,7 @@ def _correct(store: Store, aid: int) -> dict[str, bool]:
 
 
 def report(
-    store: Store, aid: int, baseline_id: int | None = None, extra_notes: list[str] | None = None
+    store: Store, aid: int, baseline_id: int | None = None, extra_notes: list[Note] | None = None
 ) -> AlignmentReport:
     """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
     run = summary(store, aid)
@@ -341,40 +347,57 @@ def report(
         flips = metrics.flip_report(
             _correct(store, baseline.id), _correct(store, aid), baseline.prompt_ref, run.prompt_ref
         )
-    warnings = list(balance(store, run.evaluator).warnings)
+    warnings = [Note(text=w) for w in balance(store, run.evaluator).warnings]
     notes = list(extra_notes or [])
     if run.metrics and run.metrics.errors:
         warnings.append(
-            f"{run.metrics.errors} example(s) could not be judged and are excluded from every rate; "
-            f"`resume_alignment` with retry_errors=true judges them again."
+            Note(
+                text=f"{run.metrics.errors} example(s) could not be judged and are excluded from every rate.",
+                next_steps=[NextStep("resume_alignment", {"alignment_run": aid, "retry_errors": True})],
+            )
         )
     if run.status != "completed":
         notes.append(
-            f"Run {aid} is {run.status}: {run.total - run.judged} example(s) not judged yet; resume it."
+            Note(
+                text=f"Run {aid} is {run.status}: {run.total - run.judged} example(s) not judged yet.",
+                next_steps=[NextStep("resume_alignment", {"alignment_run": aid})],
+            )
         )
     m = run.metrics
     if m is not None and m.agreement.ci is not None and m.n:
         width = m.agreement.ci.high - m.agreement.ci.low
         if width > 0.2:
             notes.append(
-                f"The 95% interval on agreement is {width:.0%} wide with n = {m.n}; about "
-                f"{math.ceil(m.n * (width / 0.2) ** 2)} labels would narrow it to 20 points."
+                Note(
+                    text=f"The 95% interval on agreement is {width:.0%} wide with n = {m.n}; about "
+                    f"{math.ceil(m.n * (width / 0.2) ** 2)} labels would narrow it to 20 points."
+                )
             )
     split_info = holdout.info(store, run.evaluator)
     if run.split == "test":
-        warnings.extend(_overfit_warning(store, run))
+        warnings.extend(Note(text=w) for w in _overfit_warning(store, run))
         notes.append(
-            f"This run judged the held-out test split ({run.total} examples). The test split has been evaluated "
-            f"{split_info.test_evaluations if split_info else 0} time(s) in all: each look makes it a little less "
-            "independent, so tune on dev and check test rarely."
+            Note(
+                text=f"This run judged the held-out test split ({run.total} examples). The test split has been "
+                f"evaluated {split_info.test_evaluations if split_info else 0} time(s) in all: each look makes it "
+                "a little less independent, so tune on dev and check test rarely."
+            )
         )
     elif run.split == "all" and split_info is None:
         notes.append(
-            "No dev/test holdout yet: " + (holdout.needed_labels(reference_set(store, run.evaluator)) or "")
+            Note(
+                text="No dev/test holdout yet: "
+                + (holdout.needed_labels(reference_set(store, run.evaluator)) or "")
+            )
         )
     misaligned = _misaligned_count(store, aid)
     if misaligned and run.split != "test":
-        notes.append(f"{misaligned} misaligned example(s): get_misaligned(alignment_run={aid}) shows them.")
+        notes.append(
+            Note(
+                text=f"{misaligned} misaligned example(s).",
+                next_steps=[NextStep("show_misaligned", {"evaluator": run.evaluator, "alignment_run": aid})],
+            )
+        )
     return AlignmentReport(
         run=run,
         baseline=baseline,
@@ -443,7 +466,10 @@ def latest_run_id(store: Store, evaluator: str) -> int:
         or store.latest_alignment_id(evaluator, split="all")
     )
     if aid is None:
-        raise NotFound(f"Evaluator {evaluator!r} has no alignment run yet. Start one with run_alignment.")
+        raise NotFound(
+            f"Evaluator {evaluator!r} has no alignment run yet.",
+            NextStep("run_alignment", {"evaluator": evaluator}),
+        )
     return aid
 
 
@@ -467,7 +493,8 @@ def get_misaligned(
     if row["split"] == "test":
         raise InvalidInput(
             f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so "
-            "the prompt is not tuned to the test set. Pass a dev run (run_alignment with split='dev')."
+            "the prompt is not tuned to the test set.",
+            NextStep("run_alignment", {"evaluator": evaluator, "split": "dev"}),
         )
     kind = ev.score_type.kind
     allowed = {
@@ -526,13 +553,26 @@ def get_misaligned(
     notes = []
     if any(c.flip_share for c in cases):
         notes.append(
-            "Cases with flip_share change verdict between repeated judge samples: the rubric leaves them open."
+            Note(
+                text="Cases with a flip share change verdict between repeated judge samples: the rubric leaves "
+                "them open."
+            )
         )
     if truncated:
-        notes.append(f"Long texts were cut at {max_chars} characters; get_run(run_id) returns a run in full.")
+        notes.append(
+            Note(text=f"Long texts were cut at {max_chars} characters.", next_steps=[NextStep("show_run")])
+        )
     next_offset = offset + limit if offset + limit < total else None
     if next_offset is not None:
-        notes.append(f"{total - next_offset} more: call again with offset={next_offset}.")
+        more = NextStep(
+            "show_misaligned", {"evaluator": evaluator, "alignment_run": aid, "offset": next_offset}
+        )
+        notes.append(
+            Note(
+                text=f"{total - next_offset} more from offset {next_offset}.",
+                next_steps=[more] if direction is None else [],
+            )
+        )
     return MisalignedPage(
         alignment_run=aid,
         evaluator=evaluator,

@@ -20,7 +20,7 @@ from align_mcp.core.models import (
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.review_rules import check_review_labels, settle_reviews
-from align_mcp.errors import InvalidInput, NotFound
+from align_mcp.errors import InvalidInput, NextStep, NotFound
 from align_mcp.store import LabelRow, NewLabel, Store
 
 MIN_LABELS = 20
@@ -51,7 +51,7 @@ def add_to_queue(
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
             raise NotFound(
-                f"{len(missing)} run id(s) are not in the store: {shown}. Import them with import_runs."
+                f"{len(missing)} run id(s) are not in the store: {shown}.", NextStep("import_runs")
             )
     else:
         if source is None and not metadata:
@@ -61,7 +61,7 @@ def add_to_queue(
         if source is not None and store.get_source(source) is None:
             sources = [s["name"] for s in store.list_sources()]
             raise NotFound(
-                f"No source named {source!r}. Known: {', '.join(sources) or 'none'}. Import runs with import_runs."
+                f"No source named {source!r}. Known: {', '.join(sources) or 'none'}.", NextStep("import_runs")
             )
         ids = store.run_ids(
             source=source, metadata=metadata, exclude_queued_for=evaluator if sample else None
@@ -175,9 +175,7 @@ def _label_rows(
     for i, item in enumerate(labels):
         rid = run_ids[i]
         if rid not in known:
-            raise NotFound(
-                f"Label {i + 1}: no run with id {rid!r}. Check the id (next_items shows queued runs) or import it."
-            )
+            raise NotFound(f"Label {i + 1}: no run with id {rid!r}. Check the id.", NextStep("import_runs"))
         if "score" not in item or item["score"] is None:
             raise InvalidInput(f"Label {i + 1} (run {rid!r}) has no score. Allowed: {score_type.describe()}.")
         try:

@@ -18,7 +18,7 @@ from align_mcp.core.text import shown
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.engine.review_rules import person
-from align_mcp.errors import Conflict, InvalidInput
+from align_mcp.errors import Conflict, InvalidInput, NextStep
 from align_mcp.store import NewLabel, NewReview, ReviewRow, Store
 
 STATUSES: tuple[str, ...] = get_args(ReviewStatus)
@@ -47,13 +47,15 @@ def request_review(
         if unlabeled:
             raise InvalidInput(
                 f"Run(s) without a label for {evaluator!r}: {shown(unlabeled)}. Only labeled runs can get a "
-                "second review; label them with submit_label."
+                "second review.",
+                NextStep("label", {"evaluator": evaluator}),
             )
         already = [r.run_id for r in store.reviews(evaluator, ids, open_only=True)]
         if already:
             raise Conflict(
-                f"Run(s) already under review for {evaluator!r}: {shown(already)}. list_reviews shows where "
-                "they stand; adjudicate settles one."
+                f"Run(s) already under review for {evaluator!r}: {shown(already)}.",
+                NextStep("list_reviews", {"evaluator": evaluator}),
+                NextStep("adjudicate_label", {"evaluator": evaluator}),
             )
         triaged = store.latest_triage(evaluator, ids)
         rows = []
@@ -65,7 +67,7 @@ def request_review(
         store.insert_reviews(evaluator, rows)
     first = sorted({str(labels[rid].labeler) for rid in ids if person(labels[rid].labeler)})
     notes = [
-        "The runs are back in the queue; next_items shows them without their labels. Until the second label "
+        "The runs are back in the queue, shown without their labels. Until the second label "
         "arrives the first one keeps counting in the reference set.",
         f"The second label must come from a labeler other than the first ({', '.join(first) or 'unnamed'}) "
         "and must name who gives it.",
@@ -90,8 +92,9 @@ def adjudicate(
         reviews = store.reviews(evaluator, [run_id], open_only=True)
         if not reviews:
             raise InvalidInput(
-                f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. To "
-                "change its label use submit_label (the history is kept)."
+                f"Run {run_id!r} has no open review for {evaluator!r}, so there is nothing to adjudicate. A new "
+                "label replaces its current one; the history is kept.",
+                NextStep("label", {"evaluator": evaluator, "run_id": run_id}),
             )
         value = score_type.validate_score(score)
         store.insert_labels(evaluator, [NewLabel(run_id, value, comment, labeler)])
@@ -168,7 +171,8 @@ def annotator_agreement(store: Store, evaluator: str) -> AnnotatorAgreement:
     if not pairs:
         raise InvalidInput(
             f"No run of {evaluator!r} has a blind second label yet, so there is no inter-annotator "
-            "agreement to report. request_review sends labeled runs to a second labeler."
+            "agreement to report; labeled runs need a blind second review first.",
+            NextStep("request_review", {"evaluator": evaluator}),
         )
     scored = [(a, b) for _, a, b in pairs]
     values = score_type.values()

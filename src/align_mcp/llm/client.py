@@ -226,7 +226,7 @@ class ModelClient:
             if last and isinstance(cause, self._connect_error):
                 raise JudgeUnreachable(
                     f"Cannot reach the judge at {base_url}: {detail}. Check that the server is running and the "
-                    "base URL is right; results so far are kept — resume the alignment run to finish."
+                    "base URL is right."
                 ) from e
             return f"connection failed ({detail})", None
         if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):

@@ -30,7 +30,7 @@ from align_mcp.engine import alignment, holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
 from align_mcp.engine.queues import reference_set
-from align_mcp.errors import AlignError, Conflict, InvalidInput, NotFound
+from align_mcp.errors import AlignError, Conflict, InvalidInput, NextStep, NotFound
 from align_mcp.llm.client import CallFailed, ReplyError, open_client
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.runner import Budget, Progress
@@ -109,7 +109,9 @@ async def propose_prompt(
                 f"The draft of {evaluator!r} agrees with the human label on every judged dev example "
                 f"({len(dev) - errors} of {len(dev)}{f'; {errors} could not be judged' if errors else ''}, "
                 f"alignment run {aid}): there is nothing to optimize. Label more runs, especially ones you "
-                "expect the judge to get wrong, and run_alignment again."
+                "expect the judge to get wrong.",
+                NextStep("add_to_queue", {"evaluator": evaluator}),
+                NextStep("run_alignment", {"evaluator": evaluator}),
             )
         reserve = test_cost + len(test) + (0 if mode == "gepa" else len(dev))
         analysis, notes = await analysis_for(
@@ -156,10 +158,7 @@ def get_proposal(store: Store, proposal_id: int) -> Proposal:
     """A stored proposal: the revised prompt, its diff, the failure modes it addresses and its dev/test scores."""
     row = store.get_proposal(proposal_id)
     if row is None:
-        raise NotFound(
-            f"No proposal {proposal_id}. List an evaluator's proposals with list_proposals, or make one with "
-            "propose_prompt."
-        )
+        raise NotFound(f"No proposal {proposal_id}.", NextStep("list_proposals"), NextStep("propose_prompt"))
     return _proposal(row)
 
 
@@ -207,7 +206,10 @@ def apply_proposal(store: Store, evaluator: str, proposal_id: int, force: bool =
     if current != proposal.base_prompt and not force:
         raise Conflict(
             f"The draft of {evaluator!r} changed after proposal {proposal_id} was made; applying it would discard "
-            "those edits. Compare them with get_evaluator, then apply with force=true, or propose again."
+            "those edits.",
+            NextStep("show_draft", {"evaluator": evaluator}),
+            NextStep("apply_proposal", {"evaluator": evaluator, "proposal_id": proposal_id, "force": True}),
+            NextStep("propose_prompt", {"evaluator": evaluator}),
         )
     updated = update_draft(store, evaluator, prompt=proposal.prompt)
     store.mark_proposal_applied(proposal_id)
@@ -354,8 +356,11 @@ async def _reflect(
             )
     except CallFailed as e:
         raise AlignError(
-            f"The reflection model did not return usable instructions ({e.problem}). Try mode='gepa', or edit "
-            "the draft by hand from the failure modes (analyze_failures)."
+            f"The reflection model did not return usable instructions ({e.problem}). Try the gepa mode, or edit "
+            "the draft by hand from the failure modes.",
+            NextStep("propose_prompt", {"evaluator": ev.name, "mode": "gepa"}),
+            NextStep("analyze_failures", {"evaluator": ev.name}),
+            NextStep("update_draft", {"evaluator": ev.name}),
         ) from e
     await judging.many(answer.value, [rid for rid, _ in dev])
 
@@ -431,8 +436,8 @@ def _verdict(dev: SplitComparison, test: SplitComparison, changed: bool) -> tupl
         text += " It does no better on test, so its dev gain may not generalise; label more runs before trusting it."
     else:
         text += (
-            " apply_proposal copies it into the draft (nothing is saved); run_alignment confirms it, and "
-            "save_prompt keeps it as a version."
+            " Applying it copies it into the draft (nothing is saved); judging the reference set again confirms "
+            "it, and saving the draft keeps it as a version."
         )
     return text, warnings
 
