@@ -519,7 +519,7 @@ async def test_a_rejected_key_raises_judge_config_error_without_retrying(srv: Fa
         await judge_once(endpoint_for(srv, key="sk-wrong"), JudgeSettings(max_retries=3))
     assert str(e.value) == (
         f"The judge at {srv.base_url} rejected the API key (401). Check OPENAI_API_KEY / "
-        "ALIGN_MCP_JUDGE_API_KEY; results so far are kept."
+        "ALIGN_MCP_JUDGE_API_KEY."
     )
     assert srv.calls == 1
 

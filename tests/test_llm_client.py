@@ -241,8 +241,7 @@ async def test_a_rejected_key_raises_judge_config_error_without_retrying(code: i
     with pytest.raises(JudgeConfigError) as e:
         await client_for(judge, waits, JudgeSettings(max_retries=3)).complete(MESSAGES, SCHEMA)
     assert str(e.value) == (
-        f"The judge at {BASE_URL} rejected the API key ({code}). Check OPENAI_API_KEY / ALIGN_MCP_JUDGE_API_KEY; "
-        "results so far are kept."
+        f"The judge at {BASE_URL} rejected the API key ({code}). Check OPENAI_API_KEY / ALIGN_MCP_JUDGE_API_KEY."
     )
     assert len(judge.requests) == 1 and waits == []
 

@@ -232,7 +232,7 @@ class ModelClient:
         if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
             raise JudgeConfigError(
                 f"The judge at {base_url} rejected the API key ({e.status_code}). Check OPENAI_API_KEY / "
-                f"{config.ENV_JUDGE_API_KEY}; results so far are kept."
+                f"{config.ENV_JUDGE_API_KEY}."
             ) from e
         if isinstance(e, openai.NotFoundError):
             raise JudgeConfigError(
