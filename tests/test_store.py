@@ -19,6 +19,7 @@ from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import (
+    CacheEntry,
     FeedbackRow,
     LabelRow,
     NewLabel,
@@ -661,4 +662,31 @@ def test_reviews_round_trip_through_agree_dispute_and_adjudicate(tmp_path: Path)
     assert reviews["r2"].resolved_at is not None and reviews["r2"].final_labeler == "ann"
     assert [r.run_id for r in store.reviews("e", open_only=True)] == ["r1"]
     assert store.disputed_run_ids("e") == {"r1"}
+    store.close()
+
+
+def test_the_judge_cache_round_trips_typed_entries_with_scores_decoded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.cache_put(
+        [CacheEntry("k1", 1, "because", 10, 2, 0), CacheEntry("k2", "good", None, None, None, None)]
+    )
+    assert store.cache_get(["k1", "k2", "missing"]) == {
+        "k1": CacheEntry("k1", 1, "because", 10, 2, 0),
+        "k2": CacheEntry("k2", "good", None, None, None, None),
+    }
+    store.cache_put([CacheEntry("k1", 0, "changed", 11, 3, 1)])  # a newer entry replaces the older one
+    assert store.cache_get(["k1"])["k1"].judge_score == 0
+    assert store.cache_get([]) == {}
+
+    @dataclass
+    class Verdict:
+        score: Any
+        reasoning: str | None
+        prompt_tokens: int | None
+        completion_tokens: int | None
+        cached_tokens: int | None
+
+    assert CacheEntry.of("k3", Verdict(1, "r", 1, 2, 3)) == CacheEntry("k3", 1, "r", 1, 2, 3)
+    with pytest.raises(FrozenInstanceError):
+        store.cache_get(["k1"])["k1"].reasoning = "x"  # type: ignore[misc]
     store.close()

@@ -16,7 +16,7 @@ from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
-from align_mcp.store import Store, cache_row, dumps, loads, now_iso
+from align_mcp.store import CacheEntry, Store, dumps, now_iso
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def lookup(
         messages = build_messages(prompt.text, run, prompt.settings.reasoning)
         jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
     hits = store.cache_get([job.key for job in jobs])
-    found = {job.run_id: loads(hits[job.key]["judge_score"]) for job in jobs if job.key in hits}
+    found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
     return found, [job for job in jobs if job.key not in hits]
 
 
@@ -79,7 +79,7 @@ async def judge_jobs(
             verdict = await judge.judge_example(job.messages)
             verdicts[job.run_id] = verdict
             if verdict.error is None:
-                store.cache_put([cache_row(job.key, verdict)])
+                store.cache_put([CacheEntry.of(job.key, verdict)])
 
         await run_batch(jobs, one, concurrency=concurrency, progress=tally)
     return verdicts

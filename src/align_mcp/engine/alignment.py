@@ -33,7 +33,7 @@ from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NotFou
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
-from align_mcp.store import MISALIGNED_DIRECTIONS, Store, cache_row, dumps, loads, now_iso
+from align_mcp.store import MISALIGNED_DIRECTIONS, CacheEntry, Store, dumps, loads, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -219,12 +219,12 @@ async def _execute(
         cached_results.append(
             {
                 "run_id": rid,
-                "judge_score": hit["judge_score"],
-                "reasoning": hit["reasoning"],
+                "judge_score": dumps(hit.judge_score),
+                "reasoning": hit.reasoning,
                 "error": None,
-                "prompt_tokens": hit["prompt_tokens"],
-                "completion_tokens": hit["completion_tokens"],
-                "cached_tokens": hit["cached_tokens"],
+                "prompt_tokens": hit.prompt_tokens,
+                "completion_tokens": hit.completion_tokens,
+                "cached_tokens": hit.cached_tokens,
                 "latency_ms": 0.0,
                 "cached": 1,
             }
@@ -246,7 +246,7 @@ async def _execute(
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
                     rid, messages, key = item
                     verdict = await judge.judge_example(messages)
-                    cache = [cache_row(key, verdict)] if verdict.error is None else []
+                    cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
                     store.record_results(aid, [_verdict_row(rid, verdict)], cache)
 
                 try:

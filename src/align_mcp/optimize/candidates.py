@@ -15,7 +15,7 @@ from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schema
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
-from align_mcp.store import Store, cache_row, loads
+from align_mcp.store import CacheEntry, Store, loads
 
 MAX_BUDGET = 100_000  # the most model calls one proposal may be given
 
@@ -163,7 +163,7 @@ class Judging:
         if found is None:
             hit = self.store.cache_get([key]).get(key)
             if hit is not None:
-                found = Outcome(loads(hit["judge_score"]), hit["reasoning"], None)
+                found = Outcome(hit.judge_score, hit.reasoning, None)
         if found is not None:
             self.budget.cache_hits += 1
             outcome = found
@@ -182,7 +182,7 @@ class Judging:
             self.budget.requests += verdict.calls
             outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
             if verdict.error is None and verdict.score is not None:
-                self.store.cache_put([cache_row(key, verdict)])
+                self.store.cache_put([CacheEntry.of(key, verdict)])
             if self.on_progress is not None:
                 used, limit = self.budget.used, self.budget.limit
                 await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")

@@ -3,12 +3,12 @@
 from align_mcp.store.codec import dumps, loads, now_iso
 from align_mcp.store.database import (
     MISALIGNED_DIRECTIONS,
-    CachedVerdict,
     Store,
-    cache_row,
     open_store,
 )
 from align_mcp.store.rows import (
+    CachedVerdict,
+    CacheEntry,
     EvaluatorRow,
     FeedbackRow,
     HoldoutSplit,
@@ -29,6 +29,7 @@ from align_mcp.store.rows import (
 
 __all__ = [
     "MISALIGNED_DIRECTIONS",
+    "CacheEntry",
     "CachedVerdict",
     "EvaluatorRow",
     "FeedbackRow",
@@ -47,7 +48,6 @@ __all__ = [
     "TriageRow",
     "TriageVerdict",
     "VersionRow",
-    "cache_row",
     "dumps",
     "loads",
     "now_iso",

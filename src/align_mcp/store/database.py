@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -19,6 +19,7 @@ from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
 from align_mcp.store.rows import (
+    CacheEntry,
     EvaluatorRow,
     FeedbackRow,
     LabelRow,
@@ -45,29 +46,6 @@ MISALIGNED_DIRECTIONS = {
     "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
     "mismatch": "1",
 }
-
-
-class CachedVerdict(Protocol):
-    """What the judge cache keeps of a verdict (the judge's Verdict has these fields)."""
-
-    score: Any
-    reasoning: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cached_tokens: int | None
-
-
-def cache_row(key: str, verdict: CachedVerdict) -> dict[str, Any]:
-    """The judge-cache entry for a successful verdict (errors are never cached)."""
-    return {
-        "key": key,
-        "judge_score": dumps(verdict.score),
-        "reasoning": verdict.reasoning,
-        "prompt_tokens": verdict.prompt_tokens,
-        "completion_tokens": verdict.completion_tokens,
-        "cached_tokens": verdict.cached_tokens,
-        "created_at": now_iso(),
-    }
 
 
 class Store:
@@ -789,22 +767,40 @@ class Store:
 
     # ---- judge cache ------------------------------------------------------------------------------------
 
-    def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at); newer replace older."""
+    def cache_put(self, entries: Iterable[CacheEntry]) -> None:
+        """Add judge-cache entries, stamped now; an entry replaces an older one under the same key."""
+        created = now_iso()
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
-                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
-                ":completion_tokens, :cached_tokens, :created_at)",
-                list(rows),
+                "cached_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.key,
+                        dumps(e.judge_score),
+                        e.reasoning,
+                        e.prompt_tokens,
+                        e.completion_tokens,
+                        e.cached_tokens,
+                        created,
+                    )
+                    for e in entries
+                ],
             )
 
-    def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def cache_get(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        """The cached entries among these keys, by key, with each score decoded."""
+        out: dict[str, CacheEntry] = {}
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(f"SELECT * FROM judge_cache WHERE key IN ({marks})", chunk):
-                out[r["key"]] = r
+            for key, score, reasoning, prompt_tokens, completion_tokens, cached_tokens in self._tuples(
+                "SELECT key, judge_score, reasoning, prompt_tokens, completion_tokens, cached_tokens "
+                f"FROM judge_cache WHERE key IN ({marks})",
+                chunk,
+            ):
+                out[key] = CacheEntry(
+                    key, load_score(score), reasoning, prompt_tokens, completion_tokens, cached_tokens
+                )
         return out
 
     # ---- alignment runs ---------------------------------------------------------------------------------
@@ -825,7 +821,7 @@ class Store:
         return aid
 
     def record_results(
-        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_rows: Iterable[dict[str, Any]]
+        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_entries: Iterable[CacheEntry] = ()
     ) -> None:
         """Persist finished examples (and new cache entries) in one short transaction."""
         with self.transaction():
@@ -836,7 +832,7 @@ class Store:
                 "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
                 [{**r, "alignment_id": alignment_id} for r in results],
             )
-            self.cache_put(cache_rows)
+            self.cache_put(cache_entries)
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from align_mcp.core.models import (
     JsonDict,
@@ -195,3 +195,37 @@ class ReviewRow:
     second_labeler: str | None
     final_score: Score | None
     final_labeler: str | None
+
+
+class CachedVerdict(Protocol):
+    """What the judge cache keeps of a verdict (the judge's Verdict has these fields)."""
+
+    score: Any
+    reasoning: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A judge-cache entry: a successful verdict's score (decoded), reasoning and token counts, by cache key."""
+
+    key: str
+    judge_score: Score
+    reasoning: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+    @classmethod
+    def of(cls, key: str, verdict: CachedVerdict) -> CacheEntry:
+        """The entry for a successful verdict (errors are never cached)."""
+        return cls(
+            key,
+            verdict.score,
+            verdict.reasoning,
+            verdict.prompt_tokens,
+            verdict.completion_tokens,
+            verdict.cached_tokens,
+        )
