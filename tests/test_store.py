@@ -19,13 +19,16 @@ from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import (
+    MISALIGNED_DIRECTIONS,
     CacheEntry,
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewResult,
     NewReview,
     QueueCounts,
     Reservation,
+    ResultRow,
     ReviewRow,
     SampleRow,
     SplitRow,
@@ -689,4 +692,41 @@ def test_the_judge_cache_round_trips_typed_entries_with_scores_decoded(tmp_path:
     assert CacheEntry.of("k3", Verdict(1, "r", 1, 2, 3)) == CacheEntry("k3", 1, "r", 1, 2, 3)
     with pytest.raises(FrozenInstanceError):
         store.cache_get(["k1"])["k1"].reasoning = "x"  # type: ignore[misc]
+    store.close()
+
+
+def test_alignment_results_round_trip_as_typed_rows_with_scores_decoded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 3,
+    }
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    aid = store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "running", "started_at": "t"},
+        [("r0", "1"), ("r1", "0"), ("r2", "1")],
+    )
+    assert store.pending_examples(aid) == [("r0", 1), ("r1", 0), ("r2", 1)]
+    store.record_results(
+        aid,
+        [
+            NewResult("r0", 0, "too strict", None, 10, 2, 1, 12.5, False),
+            NewResult("r1", None, None, "timed out", None, None, None, 30.0, False),
+        ],
+        [CacheEntry("k", 0, "too strict", 10, 2, 1)],
+    )
+    assert store.pending_examples(aid) == [("r2", 1)]
+    assert store.cache_get(["k"])["k"].judge_score == 0
+    assert store.alignment_results(aid) == [
+        ResultRow(aid, "r0", 1, True, 0, "too strict", None, 10, 2, 1, 12.5, False),
+        ResultRow(aid, "r1", 0, True, None, None, "timed out", None, None, None, 30.0, False),
+    ]
+    assert [r.run_id for r in store.alignment_results(aid, done_only=False)] == ["r0", "r1", "r2"]
+    assert store.alignment_results(aid, done_only=False)[2].done is False
+    total, page = store.misaligned(aid, "e", MISALIGNED_DIRECTIONS["any"], False, 0, 10)
+    assert (total, [(r.run_id, r.human_score, r.judge_score) for r in page]) == (1, [("r0", 1, 0)])
     store.close()

@@ -14,7 +14,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import InvalidInput, JudgeUnreachable, NotFound
 from align_mcp.llm.runner import Progress, Tally
-from align_mcp.store import Store, dumps, loads
+from align_mcp.store import Store
 
 
 def _unlabeled_ids(
@@ -50,7 +50,7 @@ def _test_run(
     store: Store, evaluator: str, prompt: Prompt, examples: Sequence[tuple[str, Score]]
 ) -> int | None:
     """A completed, error-free test-split run of exactly this prompt over exactly these labels, if any."""
-    wanted = {rid: dumps(score) for rid, score in examples}
+    wanted = dict(examples)
     for aid in reversed(store.alignment_run_ids(evaluator)):
         row = store.alignment_run_row(aid)
         if (
@@ -62,10 +62,7 @@ def _test_run(
         ):
             continue
         results = store.alignment_results(aid)
-        if (
-            all(r["error"] is None for r in results)
-            and {r["run_id"]: r["human_score"] for r in results} == wanted
-        ):
+        if all(r.error is None for r in results) and {r.run_id: r.human_score for r in results} == wanted:
             return aid
     return None
 
@@ -119,9 +116,9 @@ async def corrected_pass_rate(
         )
         aid = report.run.id
     labeled = [
-        (score_type.is_pass(loads(r["human_score"])), score_type.is_pass(loads(r["judge_score"])))
+        (score_type.is_pass(r.human_score), score_type.is_pass(r.judge_score))
         for r in store.alignment_results(aid)
-        if r["error"] is None and r["judge_score"] is not None
+        if r.error is None and r.judge_score is not None
     ]
     positives = [j for h, j in labeled if h]
     negatives = [not j for h, j in labeled if not h]

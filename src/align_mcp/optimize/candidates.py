@@ -15,7 +15,7 @@ from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schema
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
-from align_mcp.store import CacheEntry, Store, loads
+from align_mcp.store import CacheEntry, Store
 
 MAX_BUDGET = 100_000  # the most model calls one proposal may be given
 
@@ -145,8 +145,8 @@ class Judging:
     def adopt(self, template: str, store: Store, alignment_id: int) -> None:
         """Take an alignment run's stored results as this template's results."""
         for r in store.alignment_results(alignment_id):
-            score = loads(r["judge_score"]) if r["error"] is None else None
-            self.results.setdefault(template, {})[r["run_id"]] = Outcome(score, r["reasoning"], r["error"])
+            score = r.judge_score if r.error is None else None
+            self.results.setdefault(template, {})[r.run_id] = Outcome(score, r.reasoning, r.error)
 
     async def one(self, template: str, run_id: str) -> Outcome:
         if self.fatal is not None or self.stopped.is_set():

@@ -133,7 +133,7 @@ def misaligned_cases(store: Store, evaluator: str, aid: int) -> tuple[list[Misal
     judged = sum(
         1
         for r in store.alignment_results(aid)
-        if r["error"] is None and r["judge_score"] is not None and r["run_id"] not in hidden
+        if r.error is None and r.judge_score is not None and r.run_id not in hidden
     )
     return cases, judged, prompt_ref
 

@@ -238,7 +238,7 @@ def _covering_dev_run(
     store: Store, ev: Evaluator, endpoint: Endpoint, dev: Sequence[tuple[str, Score]]
 ) -> int | None:
     """A completed dev run of exactly the current draft and settings over exactly the current dev labels."""
-    wanted = {rid: dumps(score) for rid, score in dev}
+    wanted = dict(dev)
     settings = ev.judge.model_dump_json()
     for aid in reversed(store.alignment_run_ids(ev.name)[-20:]):
         row = store.alignment_run_row(aid)
@@ -246,7 +246,7 @@ def _covering_dev_run(
             continue
         if row["prompt"] != ev.draft or row["judge"] != settings or row["model"] != endpoint.model:
             continue
-        have = {r["run_id"]: r["human_score"] for r in store.alignment_results(aid)}
+        have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
         if have == wanted:
             return aid
     return None

@@ -24,10 +24,12 @@ from align_mcp.store.rows import (
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewResult,
     NewReview,
     NewRun,
     QueueCounts,
     Reservation,
+    ResultRow,
     ReviewRow,
     SampleRow,
     SourceRow,
@@ -821,16 +823,29 @@ class Store:
         return aid
 
     def record_results(
-        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_entries: Iterable[CacheEntry] = ()
+        self, alignment_id: int, results: Iterable[NewResult], cache_entries: Iterable[CacheEntry] = ()
     ) -> None:
         """Persist finished examples (and new cache entries) in one short transaction."""
         with self.transaction():
             self.conn.executemany(
-                "UPDATE alignment_results SET done = 1, judge_score = :judge_score, reasoning = :reasoning, "
-                "error = :error, prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens, "
-                "cached_tokens = :cached_tokens, latency_ms = :latency_ms, cached = :cached "
-                "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
-                [{**r, "alignment_id": alignment_id} for r in results],
+                "UPDATE alignment_results SET done = 1, judge_score = ?, reasoning = ?, error = ?, prompt_tokens = ?, "
+                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ? "
+                "WHERE alignment_id = ? AND run_id = ? AND done = 0",
+                [
+                    (
+                        None if r.judge_score is None else dumps(r.judge_score),
+                        r.reasoning,
+                        r.error,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.cached_tokens,
+                        r.latency_ms,
+                        int(r.cached),
+                        alignment_id,
+                        r.run_id,
+                    )
+                    for r in results
+                ],
             )
             self.cache_put(cache_entries)
 
@@ -906,11 +921,12 @@ class Store:
                 return int(aid)
         return None
 
-    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
+    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[ResultRow]:
+        """An alignment run's examples by run id (only those judged, unless `done_only` is False)."""
+        sql = f"SELECT {_RESULT_COLUMNS} FROM alignment_results r WHERE r.alignment_id = ?"
         if done_only:
-            sql += " AND done = 1"
-        return self._rows(sql + " ORDER BY run_id", [alignment_id])
+            sql += " AND r.done = 1"
+        return [_result_row(row) for row in self._tuples(sql + " ORDER BY r.run_id", [alignment_id])]
 
     def misaligned(
         self,
@@ -921,7 +937,7 @@ class Store:
         offset: int,
         limit: int,
         may_hold_test: bool = True,
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[ResultRow]]:
         """One page of judged, error-free, misaligned results, never from the evaluator's test split.
 
         `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text). A dev run
@@ -944,17 +960,22 @@ class Store:
         order = "r.run_id"
         if by_severity:
             order = "abs(CAST(r.judge_score AS INTEGER) - CAST(r.human_score AS INTEGER)) DESC, r.run_id"
-        rows = self._rows(
-            f"SELECT r.* FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        rows = self._tuples(
+            f"SELECT {_RESULT_COLUMNS} FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return total, rows
+        return total, [_result_row(row) for row in rows]
 
-    def pending_examples(self, alignment_id: int) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 ORDER BY run_id",
-            [alignment_id],
-        )
+    def pending_examples(self, alignment_id: int) -> list[tuple[str, Score]]:
+        """An alignment run's examples not judged yet: (run id, human score), by run id."""
+        return [
+            (run_id, load_score(score))
+            for run_id, score in self._tuples(
+                "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 "
+                "ORDER BY run_id",
+                [alignment_id],
+            )
+        ]
 
     def runs_with_results(self, evaluator: str, prompt_hash: str) -> list[int]:
         return [
@@ -1005,6 +1026,43 @@ def _review_row(row: tuple[Any, ...]) -> ReviewRow:
         second_labeler=second_labeler,
         final_score=None if final_score is None else load_score(final_score),
         final_labeler=final_labeler,
+    )
+
+
+_RESULT_COLUMNS = (
+    "r.alignment_id, r.run_id, r.human_score, r.done, r.judge_score, r.reasoning, r.error, r.prompt_tokens, "
+    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached"
+)
+
+
+def _result_row(row: tuple[Any, ...]) -> ResultRow:
+    (
+        aid,
+        run_id,
+        human,
+        done,
+        judge,
+        reasoning,
+        error,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        ms,
+        cached,
+    ) = row
+    return ResultRow(
+        alignment_id=aid,
+        run_id=run_id,
+        human_score=load_score(human),
+        done=bool(done),
+        judge_score=None if judge is None else load_score(judge),
+        reasoning=reasoning,
+        error=error,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached_tokens,
+        latency_ms=ms,
+        cached=bool(cached),
     )
 
 

@@ -229,3 +229,36 @@ class CacheEntry:
             verdict.completion_tokens,
             verdict.cached_tokens,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NewResult:
+    """A finished example of an alignment run to record: the judge's verdict (score None on error) and its cost."""
+
+    run_id: str
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """An alignment run's example: the human score it was run against and, once done, the judge's verdict."""
+
+    alignment_id: int
+    run_id: str
+    human_score: Score
+    done: bool
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+    cached: bool
