@@ -21,11 +21,13 @@ from align_mcp.errors import StoreError
 from align_mcp.store import (
     MISALIGNED_DIRECTIONS,
     CacheEntry,
+    ConsistencyCheckRow,
     FeedbackRow,
     LabelRow,
     NewLabel,
     NewResult,
     NewReview,
+    NewSample,
     QueueCounts,
     Reservation,
     ResultRow,
@@ -438,23 +440,18 @@ def test_splits_read_back_with_the_stratum_as_the_score(store: Store) -> None:
 
 def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(store: Store) -> None:
     store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
-    check = {"prompt_ref": "draft", "judge": "{}", "model": "m", "temperature": 1.0, "k": 2}
-    done = store.create_consistency_check(
-        {**check, "evaluator": "e", "prompt": "p", "status": "completed", "started_at": "t"}
-    )
-    running = store.create_consistency_check(
-        {**check, "evaluator": "e", "prompt": "p", "status": "running", "started_at": "t"}
-    )
-    sample = {"reasoning": None, "prompt_tokens": None, "completion_tokens": None, "latency_ms": None}
+    done = store.create_consistency_check("e", "draft", "p", JudgeSettings(), "m", 1.0, 2)
+    store.finish_consistency_check(done, "completed")
+    running = store.create_consistency_check("e", "draft", "p", JudgeSettings(), "m", 1.0, 2)
     store.record_samples(
         done,
         [
-            {**sample, "run_id": "r", "sample": 1, "judge_score": "0", "error": None},
-            {**sample, "run_id": "r", "sample": 0, "judge_score": '"pass"', "error": None},
-            {**sample, "run_id": "q", "sample": 0, "judge_score": None, "error": "timeout"},
+            NewSample("r", 1, 0, None, None, None, None, None),
+            NewSample("r", 0, "pass", None, None, None, None, None),
+            NewSample("q", 0, None, None, "timeout", None, None, None),
         ],
     )
-    store.record_samples(running, [{**sample, "run_id": "r", "sample": 0, "judge_score": "1", "error": None}])
+    store.record_samples(running, [NewSample("r", 0, 1, None, None, None, None, None)])
 
     assert store.completed_samples("e") == [
         SampleRow(done, "q", 0, None, "timeout"),
@@ -730,3 +727,30 @@ def test_alignment_results_round_trip_as_typed_rows_with_scores_decoded(tmp_path
     total, page = store.misaligned(aid, "e", MISALIGNED_DIRECTIONS["any"], False, 0, 10)
     assert (total, [(r.run_id, r.human_score, r.judge_score) for r in page]) == (1, [("r0", 1, 0)])
     store.close()
+
+
+def test_consistency_checks_round_trip_as_typed_rows(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    judge = JudgeSettings(model="m", temperature=0.7)
+    check_id = store.create_consistency_check("e", "v1", "p", judge, "m", 0.7, 3)
+    started = store.get_consistency_check(check_id)
+    assert started == ConsistencyCheckRow(
+        check_id, "e", "v1", "p", judge, "m", 0.7, 3, "running", started.started_at if started else None, None
+    )
+    store.record_samples(
+        check_id,
+        [
+            NewSample("r", 0, 1, "ok", None, 5, 1, 2.5),
+            NewSample("r", 1, None, None, "timeout", None, None, 9.0),
+        ],
+    )
+    store.record_samples(check_id, [NewSample("r", 1, 0, "again", None, 5, 1, 2.0)])  # replaces sample 1
+    assert store.consistency_samples(check_id) == [
+        SampleRow(check_id, "r", 0, 1, None),
+        SampleRow(check_id, "r", 1, 0, None),
+    ]
+    store.finish_consistency_check(check_id, "interrupted")
+    finished = store.get_consistency_check(check_id)
+    assert finished is not None and finished.status == "interrupted" and finished.finished_at is not None
+    assert finished.started_at.tzinfo is not None
+    assert store.get_consistency_check(check_id + 1) is None

@@ -16,7 +16,7 @@ from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
-from align_mcp.store import CacheEntry, Store, dumps, now_iso
+from align_mcp.store import CacheEntry, NewSample, Store, dumps
 
 
 @dataclass(frozen=True)
@@ -105,17 +105,13 @@ async def sample_repeatedly(
     runs = store.get_runs(run_ids)
     messages = {rid: build_messages(prompt.text, runs[rid], prompt.settings.reasoning) for rid in run_ids}
     check_id = store.create_consistency_check(
-        {
-            "evaluator": evaluator,
-            "prompt_ref": prompt.ref,
-            "prompt": prompt.text,
-            "judge": prompt.settings.model_dump_json(),
-            "model": prompt.endpoint.model,
-            "temperature": prompt.settings.temperature,
-            "k": k,
-            "status": "running",
-            "started_at": now_iso(),
-        }
+        evaluator,
+        prompt.ref,
+        prompt.text,
+        prompt.settings,
+        prompt.endpoint.model,
+        prompt.settings.temperature,
+        k,
     )
     jobs = [(rid, i) for i in range(k) for rid in run_ids]
     status = "interrupted"
@@ -128,16 +124,16 @@ async def sample_repeatedly(
                 store.record_samples(
                     check_id,
                     [
-                        {
-                            "run_id": rid,
-                            "sample": i,
-                            "judge_score": dumps(verdict.score) if verdict.score is not None else None,
-                            "reasoning": verdict.reasoning,
-                            "error": verdict.error,
-                            "prompt_tokens": verdict.prompt_tokens,
-                            "completion_tokens": verdict.completion_tokens,
-                            "latency_ms": verdict.latency_ms,
-                        }
+                        NewSample(
+                            run_id=rid,
+                            sample=i,
+                            judge_score=verdict.score,
+                            reasoning=verdict.reasoning,
+                            error=verdict.error,
+                            prompt_tokens=verdict.prompt_tokens,
+                            completion_tokens=verdict.completion_tokens,
+                            latency_ms=verdict.latency_ms,
+                        )
                     ],
                 )
 
@@ -148,5 +144,5 @@ async def sample_repeatedly(
         raise type(e)(f"{e} Consistency check {check_id}: {kept} of {len(jobs)} samples kept.") from e
     finally:
         with anyio.CancelScope(shield=True):
-            store.update_consistency_check(check_id, status=status, finished_at=now_iso())
+            store.finish_consistency_check(check_id, status)
     return check_id

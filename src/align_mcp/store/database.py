@@ -20,6 +20,7 @@ from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_i
 from align_mcp.store.migrations import migrations
 from align_mcp.store.rows import (
     CacheEntry,
+    ConsistencyCheckRow,
     EvaluatorRow,
     FeedbackRow,
     LabelRow,
@@ -27,6 +28,7 @@ from align_mcp.store.rows import (
     NewResult,
     NewReview,
     NewRun,
+    NewSample,
     QueueCounts,
     Reservation,
     ResultRow,
@@ -579,35 +581,98 @@ class Store:
 
     # ---- diagnose ---------------------------------------------------------------------------------------
 
-    def create_consistency_check(self, row: dict[str, Any]) -> int:
-        cols = list(row)
+    def create_consistency_check(
+        self,
+        evaluator: str,
+        prompt_ref: str,
+        prompt: str,
+        judge: JudgeSettings,
+        model: str,
+        temperature: float,
+        k: int,
+    ) -> int:
+        """Start a self-consistency check (status running, started now); returns its id."""
         cur = self._write(
-            f"INSERT INTO consistency_checks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO consistency_checks (evaluator, prompt_ref, prompt, judge, model, temperature, k, status, "
+            "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+            [evaluator, prompt_ref, prompt, judge.model_dump_json(), model, temperature, k, now_iso()],
         )
         return int(cur.lastrowid or 0)
 
-    def get_consistency_check(self, check_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM consistency_checks WHERE id = ?", [check_id])
+    def get_consistency_check(self, check_id: int) -> ConsistencyCheckRow | None:
+        row = self._tuple(
+            "SELECT id, evaluator, prompt_ref, prompt, judge, model, temperature, k, status, started_at, finished_at "
+            "FROM consistency_checks WHERE id = ?",
+            [check_id],
+        )
+        if row is None:
+            return None
+        (
+            found,
+            evaluator,
+            prompt_ref,
+            prompt,
+            judge,
+            model,
+            temperature,
+            k,
+            status,
+            started_at,
+            finished_at,
+        ) = row
+        return ConsistencyCheckRow(
+            id=found,
+            evaluator=evaluator,
+            prompt_ref=prompt_ref,
+            prompt=prompt,
+            judge=JudgeSettings.model_validate_json(judge),
+            model=model,
+            temperature=float(temperature),
+            k=int(k),
+            status=status,
+            started_at=parse_time(started_at),
+            finished_at=None if finished_at is None else parse_time(finished_at),
+        )
 
-    def update_consistency_check(self, check_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE consistency_checks SET {sets} WHERE id = ?", [*fields.values(), check_id])
+    def finish_consistency_check(self, check_id: int, status: str) -> None:
+        """End a check with this status (completed or interrupted), stamped now."""
+        self._write(
+            "UPDATE consistency_checks SET status = ?, finished_at = ? WHERE id = ?",
+            [status, now_iso(), check_id],
+        )
 
-    def record_samples(self, check_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Store repeated judge verdicts: run_id, sample, judge_score JSON, reasoning, error, tokens, latency."""
+    def record_samples(self, check_id: int, samples: Iterable[NewSample]) -> None:
+        """Store repeated judge verdicts of a check; a sample replaces one stored under the same run and number."""
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
-                "prompt_tokens, completion_tokens, latency_ms) VALUES (:check_id, :run_id, :sample, :judge_score, "
-                ":reasoning, :error, :prompt_tokens, :completion_tokens, :latency_ms)",
-                [{**r, "check_id": check_id} for r in rows],
+                "prompt_tokens, completion_tokens, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        check_id,
+                        s.run_id,
+                        s.sample,
+                        None if s.judge_score is None else dumps(s.judge_score),
+                        s.reasoning,
+                        s.error,
+                        s.prompt_tokens,
+                        s.completion_tokens,
+                        s.latency_ms,
+                    )
+                    for s in samples
+                ],
             )
 
-    def consistency_samples(self, check_id: int) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
-        )
+    def consistency_samples(self, check_id: int) -> list[SampleRow]:
+        """A check's samples by run id and sample number, with scores decoded."""
+        return [
+            SampleRow(found, run_id, sample, None if judge_score is None else load_score(judge_score), error)
+            for found, run_id, sample, judge_score, error in self._tuples(
+                "SELECT check_id, run_id, sample, judge_score, error FROM judge_samples WHERE check_id = ? "
+                "ORDER BY run_id, sample",
+                [check_id],
+            )
+        ]
 
     def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[SampleRow]:
         """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""

@@ -262,3 +262,34 @@ class ResultRow:
     cached_tokens: int | None
     latency_ms: float | None
     cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyCheckRow:
+    """A self-consistency check: the prompt and judge settings sampled k times per run, and how it ended."""
+
+    id: int
+    evaluator: str
+    prompt_ref: str
+    prompt: str
+    judge: JudgeSettings
+    model: str
+    temperature: float
+    k: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSample:
+    """One repeated judge verdict to store under a consistency check (judge_score None when the call failed)."""
+
+    run_id: str
+    sample: int
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float | None
