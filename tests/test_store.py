@@ -25,6 +25,7 @@ from align_mcp.store import (
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewProposal,
     NewResult,
     NewReview,
     NewSample,
@@ -754,3 +755,93 @@ def test_consistency_checks_round_trip_as_typed_rows(store: Store) -> None:
     assert finished is not None and finished.status == "interrupted" and finished.finished_at is not None
     assert finished.started_at.tzinfo is not None
     assert store.get_consistency_check(check_id + 1) is None
+
+
+def test_failure_analyses_and_proposals_round_trip_with_their_results_decoded(store: Store) -> None:
+    from align_mcp.core import metrics
+    from align_mcp.core.models import FailureAnalysis, OptimizerBudget, Proposal, SplitComparison
+
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    run = {
+        "evaluator": "e",
+        "prompt_ref": "draft",
+        "prompt": "p",
+        "model": "m",
+        "prompt_hash": "h",
+        "total": 0,
+    }
+    aid = store.create_alignment_run(
+        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
+    )
+    created = datetime.now(UTC)
+    analysis = FailureAnalysis(
+        id=0,
+        evaluator="e",
+        alignment_run=aid,
+        prompt_ref="draft",
+        method="keywords",
+        judged=4,
+        misaligned=1,
+        modes=[],
+        model_calls=0,
+        created_at=created,
+    )
+    first = store.insert_failure_analysis(analysis)
+    second = store.insert_failure_analysis(analysis.model_copy(update={"method": "llm"}))
+    latest = store.latest_failure_analysis(aid)
+    assert latest is not None and (latest.id, latest.method, latest.evaluator) == (second, "llm", "e")
+    assert latest.result == analysis.model_copy(update={"id": second, "method": "llm"})
+    by_method = store.latest_failure_analysis(aid, "keywords")
+    assert by_method is not None and by_method.result == analysis.model_copy(update={"id": first})
+    assert store.latest_failure_analysis(aid + 1) is None
+
+    m = metrics.compute_metrics(ScoreType(kind="binary"), [(1, 1), (0, 0)])
+    flips = metrics.flip_report({"r": True}, {"r": True}, "draft", "proposal")
+    dev = SplitComparison(split="dev", n=2, before=m, after=m, flips=flips)
+    proposal = Proposal(
+        id=0,
+        evaluator="e",
+        mode="reflect",
+        status="proposed",
+        changed=True,
+        prompt="p2",
+        base_prompt="p",
+        diff="-p\n+p2",
+        addresses=[],
+        dev=dev,
+        test=dev.model_copy(update={"split": "test"}),
+        verdict="better",
+        budget=OptimizerBudget(
+            budget=10,
+            used=1,
+            judge_calls=1,
+            reflection_calls=0,
+            analysis_calls=0,
+            cache_hits=0,
+            stopped_by_budget=False,
+        ),
+        candidates=1,
+        seen_examples=2,
+        alignment_run=aid,
+        analysis_id=first,
+        wall_seconds=0.5,
+        created_at=created,
+    )
+    pid = store.insert_proposal(NewProposal("e", "reflect", aid, first, "p", "p2", ["r1", "r0"], proposal))
+    row = store.get_proposal(pid)
+    assert row is not None
+    assert (row.evaluator, row.mode, row.alignment_id, row.analysis_id, row.base_prompt, row.prompt) == (
+        "e",
+        "reflect",
+        aid,
+        first,
+        "p",
+        "p2",
+    )
+    assert row.seen_run_ids == ["r1", "r0"] and row.applied_at is None
+    assert row.result == proposal.model_copy(update={"id": pid})
+    store.mark_proposal_applied(pid)
+    [applied] = store.proposals("e")
+    assert applied.applied_at is not None and applied.result.status == "applied"
+    assert applied.result.applied_at == applied.applied_at
+    assert store.get_proposal(pid + 1) is None and store.proposals("other") == []

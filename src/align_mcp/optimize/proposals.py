@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from pydantic import Field
@@ -38,7 +37,7 @@ from align_mcp.llm.structured import StructuredReply, parse_model, reply_format
 from align_mcp.optimize.candidates import MAX_BUDGET, Judging, Outcome, Template, is_wrong
 from align_mcp.optimize.failure_modes import analysis_for, case_text, direction_label, misaligned_cases
 from align_mcp.optimize.gepa import gepa_search, gepa_step_cost, load_dspy
-from align_mcp.store import Store, dumps, now_iso
+from align_mcp.store import NewProposal, Store, now_iso
 
 Mode = Literal["gepa", "reflect"]
 
@@ -160,7 +159,7 @@ def get_proposal(store: Store, proposal_id: int) -> Proposal:
             f"No proposal {proposal_id}. List an evaluator's proposals with list_proposals, or make one with "
             "propose_prompt."
         )
-    return _proposal(row)
+    return row.result
 
 
 def list_proposals(store: Store, evaluator: str) -> list[ProposalSummary]:
@@ -168,7 +167,7 @@ def list_proposals(store: Store, evaluator: str) -> list[ProposalSummary]:
     get_evaluator(store, evaluator)
     out = []
     for row in store.proposals(evaluator):
-        p = _proposal(row)
+        p = row.result
         out.append(
             ProposalSummary(
                 id=p.id,
@@ -523,27 +522,6 @@ def _store_proposal(
         notes=notes,
     )
     new_id = store.insert_proposal(
-        {
-            "evaluator": ev.name,
-            "mode": mode,
-            "alignment_id": aid,
-            "analysis_id": analysis.id,
-            "base_prompt": base,
-            "prompt": chosen,
-            "seen_run_ids": dumps([rid for rid, _ in dev]),
-            "result": proposal.model_dump_json(exclude={"id", "status", "applied_at"}),
-            "created_at": now_iso(),
-        }
+        NewProposal(ev.name, mode, aid, analysis.id, base, chosen, [rid for rid, _ in dev], proposal)
     )
     return proposal.model_copy(update={"id": new_id})
-
-
-def _proposal(row: dict[str, Any]) -> Proposal:
-    return Proposal.model_validate(
-        {
-            **json.loads(row["result"]),
-            "id": row["id"],
-            "status": "applied" if row["applied_at"] else "proposed",
-            "applied_at": row["applied_at"],
-        }
-    )

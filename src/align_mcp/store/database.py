@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import JudgeSettings, Score, ScoreType, SourceKind
+from align_mcp.core.models import FailureAnalysis, JudgeSettings, Proposal, Score, ScoreType, SourceKind
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
@@ -22,13 +22,16 @@ from align_mcp.store.rows import (
     CacheEntry,
     ConsistencyCheckRow,
     EvaluatorRow,
+    FailureAnalysisRow,
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewProposal,
     NewResult,
     NewReview,
     NewRun,
     NewSample,
+    ProposalRow,
     QueueCounts,
     Reservation,
     ResultRow,
@@ -798,36 +801,75 @@ class Store:
 
     # ---- optimizer --------------------------------------------------------------------------------------
 
-    def insert_failure_analysis(self, evaluator: str, alignment_id: int, method: str, result: str) -> int:
-        """Store a failure analysis (its JSON) with the alignment run it came from; returns its id."""
+    def insert_failure_analysis(self, analysis: FailureAnalysis) -> int:
+        """Store a failure analysis (all but its id) under the alignment run it came from; returns its id."""
         cur = self._write(
             "INSERT INTO failure_analyses (evaluator, alignment_id, method, result, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            [evaluator, alignment_id, method, result, now_iso()],
+            [
+                analysis.evaluator,
+                analysis.alignment_run,
+                analysis.method,
+                analysis.model_dump_json(exclude={"id"}),
+                now_iso(),
+            ],
         )
         return int(cur.lastrowid or 0)
 
-    def latest_failure_analysis(self, alignment_id: int, method: str | None = None) -> dict[str, Any] | None:
-        sql = "SELECT * FROM failure_analyses WHERE alignment_id = ?"
+    def latest_failure_analysis(
+        self, alignment_id: int, method: str | None = None
+    ) -> FailureAnalysisRow | None:
+        sql = (
+            "SELECT id, evaluator, alignment_id, method, result, created_at FROM failure_analyses "
+            "WHERE alignment_id = ?"
+        )
         params: list[Any] = [alignment_id]
         if method is not None:
             sql += " AND method = ?"
             params.append(method)
-        return self._one(sql + " ORDER BY id DESC LIMIT 1", params)
+        row = self._tuple(sql + " ORDER BY id DESC LIMIT 1", params)
+        if row is None:
+            return None
+        found, evaluator, aid, stored_method, result, created_at = row
+        return FailureAnalysisRow(
+            id=found,
+            evaluator=evaluator,
+            alignment_id=aid,
+            method=stored_method,
+            result=FailureAnalysis.model_validate({**json.loads(result), "id": found}),
+            created_at=parse_time(created_at),
+        )
 
-    def insert_proposal(self, row: dict[str, Any]) -> int:
-        cols = list(row)
+    def insert_proposal(self, new: NewProposal) -> int:
+        """Store a proposal (its result without id, status and applied time), created now; returns its id."""
         cur = self._write(
-            f"INSERT INTO proposals ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO proposals (evaluator, mode, alignment_id, analysis_id, base_prompt, prompt, seen_run_ids, "
+            "result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                new.evaluator,
+                new.mode,
+                new.alignment_id,
+                new.analysis_id,
+                new.base_prompt,
+                new.prompt,
+                dumps(list(new.seen_run_ids)),
+                new.result.model_dump_json(exclude={"id", "status", "applied_at"}),
+                now_iso(),
+            ],
         )
         return int(cur.lastrowid or 0)
 
-    def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM proposals WHERE id = ?", [proposal_id])
+    def get_proposal(self, proposal_id: int) -> ProposalRow | None:
+        row = self._tuple(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", [proposal_id])
+        return None if row is None else _proposal_row(row)
 
-    def proposals(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
+    def proposals(self, evaluator: str) -> list[ProposalRow]:
+        return [
+            _proposal_row(row)
+            for row in self._tuples(
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator]
+            )
+        ]
 
     def mark_proposal_applied(self, proposal_id: int) -> None:
         self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
@@ -1091,6 +1133,48 @@ def _review_row(row: tuple[Any, ...]) -> ReviewRow:
         second_labeler=second_labeler,
         final_score=None if final_score is None else load_score(final_score),
         final_labeler=final_labeler,
+    )
+
+
+_PROPOSAL_COLUMNS = (
+    "id, evaluator, mode, alignment_id, analysis_id, base_prompt, prompt, seen_run_ids, result, created_at, "
+    "applied_at"
+)
+
+
+def _proposal_row(row: tuple[Any, ...]) -> ProposalRow:
+    (
+        proposal_id,
+        evaluator,
+        mode,
+        aid,
+        analysis_id,
+        base_prompt,
+        prompt,
+        seen,
+        result,
+        created_at,
+        applied_at,
+    ) = row
+    return ProposalRow(
+        id=proposal_id,
+        evaluator=evaluator,
+        mode=mode,
+        alignment_id=aid,
+        analysis_id=analysis_id,
+        base_prompt=base_prompt,
+        prompt=prompt,
+        seen_run_ids=json.loads(seen),
+        result=Proposal.model_validate(
+            {
+                **json.loads(result),
+                "id": proposal_id,
+                "status": "applied" if applied_at else "proposed",
+                "applied_at": applied_at,
+            }
+        ),
+        created_at=parse_time(created_at),
+        applied_at=None if applied_at is None else parse_time(applied_at),
     )
 
 

@@ -7,13 +7,16 @@ dataclass costs no more to build than the dict it replaces, where a pydantic mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from align_mcp.core.models import (
+    FailureAnalysis,
     JsonDict,
     JudgeSettings,
+    Proposal,
     ReviewStatus,
     Score,
     ScoreType,
@@ -293,3 +296,46 @@ class NewSample:
     prompt_tokens: int | None
     completion_tokens: int | None
     latency_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureAnalysisRow:
+    """A stored failure analysis of an alignment run, its result decoded (with the row's id)."""
+
+    id: int
+    evaluator: str
+    alignment_id: int
+    method: str
+    result: FailureAnalysis
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewProposal:
+    """An optimizer proposal to store: the prompts, the dev run ids it read, and its result."""
+
+    evaluator: str
+    mode: str
+    alignment_id: int | None
+    analysis_id: int | None
+    base_prompt: str
+    prompt: str
+    seen_run_ids: Sequence[str]
+    result: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRow:
+    """A stored proposal; its result is decoded with the row's id, status and applied time filled in."""
+
+    id: int
+    evaluator: str
+    mode: str
+    alignment_id: int | None
+    analysis_id: int | None
+    base_prompt: str
+    prompt: str
+    seen_run_ids: list[str]
+    result: Proposal
+    created_at: datetime
+    applied_at: datetime | None
