@@ -187,7 +187,7 @@ def _scale(
             runs = store.get_runs(chunk)
             for rid in chunk:
                 key = cache_key(
-                    "m", ev.judge, build_messages(ev.draft, runs[rid], ev.judge.reasoning), schema
+                    "m", ev.judge, build_messages(ev.draft, runs[rid].as_dict(), ev.judge.reasoning), schema
                 )
                 n = int(rid.split("-")[1])
                 score = human[rid] if n % 10 else 1 - int(human[rid])

@@ -33,7 +33,9 @@ from align_mcp.store import (
     Reservation,
     ResultRow,
     ReviewRow,
+    RunRow,
     SampleRow,
+    SourceListing,
     SplitRow,
     Store,
     TriageRow,
@@ -327,7 +329,7 @@ def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) 
 
     runs = store.get_runs(["a", "b"])
 
-    assert runs["a"] == {
+    assert runs["a"].as_dict() == {
         "id": "a",
         "source": "s",
         "inputs": {"q": "ça va?"},
@@ -335,7 +337,7 @@ def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) 
         "reference_outputs": {"a": "oui"},
         "metadata": {"lang": "fr", "n": 3},
     }
-    assert runs["b"]["reference_outputs"] is None and runs["b"]["metadata"] == {}
+    assert runs["b"].reference_outputs is None and runs["b"].metadata == {}
     raw = store._tuple("SELECT inputs, reference_outputs FROM runs WHERE id = 'a'")
     assert raw == ('{"q":"ça va?"}', '{"a":"oui"}')
 
@@ -845,3 +847,16 @@ def test_failure_analyses_and_proposals_round_trip_with_their_results_decoded(st
     assert applied.applied_at is not None and applied.result.status == "applied"
     assert applied.result.applied_at == applied.applied_at
     assert store.get_proposal(pid + 1) is None and store.proposals("other") == []
+
+
+def test_runs_and_sources_read_back_as_typed_rows(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    store.insert_source("empty", "project")
+    with store.transaction():
+        store.insert_runs("s", [_Run("a", {"q": 1}, {"a": 2}, None, {"k": "v"})])
+    assert store.get_runs(["a", "missing"]) == {"a": RunRow("a", "s", {"q": 1}, {"a": 2}, None, {"k": "v"})}
+    listed = store.list_sources()
+    assert [(s.name, s.kind, s.runs) for s in listed] == [("empty", "project", 0), ("s", "experiment", 1)]
+    assert all(isinstance(s, SourceListing) and s.created_at.tzinfo is not None for s in listed)
+    source = store.get_source("s")
+    assert source is not None and listed[1].created_at == source.created_at

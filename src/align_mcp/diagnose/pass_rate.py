@@ -26,7 +26,7 @@ def _unlabeled_ids(
         ids = check_run_ids(store, run_ids)
     elif source is not None:
         if store.get_source(source) is None:
-            known = [s["name"] for s in store.list_sources()]
+            known = [s.name for s in store.list_sources()]
             raise NotFound(
                 f"No source named {source!r}. Known: {', '.join(known) or 'none'}. "
                 "Import runs with import_runs."

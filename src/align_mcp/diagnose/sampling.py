@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
@@ -16,7 +15,7 @@ from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
-from align_mcp.store import CacheEntry, NewSample, Store, dumps
+from align_mcp.store import CacheEntry, NewSample, RunRow, Store, dumps
 
 
 @dataclass(frozen=True)
@@ -48,13 +47,13 @@ def resolve(
 
 
 def lookup(
-    store: Store, score_type: ScoreType, prompt: Prompt, runs: dict[str, dict[str, Any]]
+    store: Store, score_type: ScoreType, prompt: Prompt, runs: dict[str, RunRow]
 ) -> tuple[dict[str, Score], list[Job]]:
     """Cached verdicts of `prompt` on `runs`, and the judge calls still needed for the rest."""
     schema = response_schema(score_type, prompt.settings.reasoning)
     jobs = []
     for rid, run in runs.items():
-        messages = build_messages(prompt.text, run, prompt.settings.reasoning)
+        messages = build_messages(prompt.text, run.as_dict(), prompt.settings.reasoning)
         jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
     hits = store.cache_get([job.key for job in jobs])
     found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
@@ -103,7 +102,9 @@ async def sample_repeatedly(
 ) -> int:
     """Judge every run k times with independent calls (never the cache); store the verdicts as a check."""
     runs = store.get_runs(run_ids)
-    messages = {rid: build_messages(prompt.text, runs[rid], prompt.settings.reasoning) for rid in run_ids}
+    messages = {
+        rid: build_messages(prompt.text, runs[rid].as_dict(), prompt.settings.reasoning) for rid in run_ids
+    }
     check_id = store.create_consistency_check(
         evaluator,
         prompt.ref,

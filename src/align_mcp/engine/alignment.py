@@ -215,7 +215,7 @@ async def _execute(
         if run is None:
             cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
             continue
-        messages = build_messages(row["prompt"], run, settings.reasoning)
+        messages = build_messages(row["prompt"], run.as_dict(), settings.reasoning)
         keyed.append((pending_id, messages, cache_key(endpoint.model, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:
@@ -506,7 +506,8 @@ def get_misaligned(
     truncated = False
     cases = []
     for r, human, judge, d in page:
-        run = runs.get(r.run_id, {"inputs": {}, "outputs": {}, "reference_outputs": None})
+        stored = runs.get(r.run_id)
+        run = stored.as_dict() if stored else {"inputs": {}, "outputs": {}, "reference_outputs": None}
         label = labels.get(r.run_id)
         fields = {}
         for name in ("inputs", "outputs", "reference_outputs"):

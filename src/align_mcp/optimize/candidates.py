@@ -128,7 +128,7 @@ class Judging:
         self._inflight: dict[str, anyio.Event] = {}
 
     def load_runs(self, run_ids: Sequence[str]) -> None:
-        self.runs.update(self.store.get_runs(run_ids))
+        self.runs.update({rid: run.as_dict() for rid, run in self.store.get_runs(run_ids).items()})
 
     def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
         messages = build_messages(template, self.runs[run_id], self.settings.reasoning)

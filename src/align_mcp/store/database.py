@@ -36,7 +36,9 @@ from align_mcp.store.rows import (
     Reservation,
     ResultRow,
     ReviewRow,
+    RunRow,
     SampleRow,
+    SourceListing,
     SourceRow,
     SplitRow,
     TriageRow,
@@ -176,11 +178,15 @@ class Store:
     def insert_source(self, name: str, kind: SourceKind) -> None:
         self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
 
-    def list_sources(self) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) AS runs "
-            "FROM sources s ORDER BY s.name"
-        )
+    def list_sources(self) -> list[SourceListing]:
+        """Every source with its number of runs, by name."""
+        return [
+            SourceListing(name, kind, parse_time(created_at), runs)
+            for name, kind, created_at, runs in self._tuples(
+                "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) "
+                "FROM sources s ORDER BY s.name"
+            )
+        ]
 
     def insert_runs(self, source: str, runs: Iterable[NewRun]) -> int:
         """Insert runs into a source; runs whose id is already stored are kept as they are.
@@ -207,12 +213,24 @@ class Store:
             )
             return max(cur.rowcount, 0)
 
-    def get_runs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def get_runs(self, ids: Sequence[str]) -> dict[str, RunRow]:
+        """The stored runs among these ids, by id, with their JSON decoded."""
+        out: dict[str, RunRow] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for row in self._rows(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
-                out[row["id"]] = _decode_run(row)
+            for run_id, source, inputs, outputs, reference_outputs, metadata in self._tuples(
+                "SELECT id, source, inputs, outputs, reference_outputs, metadata FROM runs "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ):
+                out[run_id] = RunRow(
+                    run_id,
+                    source,
+                    loads(inputs),
+                    loads(outputs),
+                    loads(reference_outputs),
+                    loads(metadata) or {},
+                )
         return out
 
     def existing_run_ids(self, ids: Sequence[str]) -> set[str]:
@@ -1231,17 +1249,6 @@ def _version_row(row: tuple[Any, ...]) -> VersionRow:
     return VersionRow(
         evaluator, version, prompt, JudgeSettings.model_validate_json(judge), message, parse_time(created_at)
     )
-
-
-def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "source": row["source"],
-        "inputs": loads(row["inputs"]),
-        "outputs": loads(row["outputs"]),
-        "reference_outputs": loads(row["reference_outputs"]),
-        "metadata": loads(row["metadata"]) or {},
-    }
 
 
 def open_store(path: str | Path | None = None, clock: Callable[[], float] = time.time) -> Store:

@@ -36,6 +36,39 @@ class SourceRow:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SourceListing:
+    """A source with the number of runs it holds."""
+
+    name: str
+    kind: SourceKind
+    created_at: datetime
+    runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A stored run with its JSON columns decoded (metadata is {} when none was stored)."""
+
+    id: str
+    source: str
+    inputs: JsonDict
+    outputs: JsonDict
+    reference_outputs: JsonDict | None
+    metadata: JsonDict
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as a plain mapping (what templates render and the judge's build_messages reads)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "reference_outputs": self.reference_outputs,
+            "metadata": self.metadata,
+        }
+
+
 class NewRun(Protocol):
     """What `Store.insert_runs` reads of a run (engine.formats.ParsedRun has these fields)."""
 
