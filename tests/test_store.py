@@ -467,34 +467,25 @@ def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(st
 def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:
     store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
     judge = JudgeSettings(model="m")
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 0,
-    }
-    older = store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
-    store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "running", "started_at": "t"}, []
-    )
-    store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "completed", "split": "test", "started_at": "t"},
-        [],
-    )
-    store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
+
+    def run(settings: JudgeSettings, status: str, split: str = "all") -> int:
+        aid = store.create_alignment_run("e", "draft", None, "p", settings, "m", "h", split, [])
+        if status != "running":
+            store.finish_alignment_run(aid, status, None)
+        return aid
+
+    older = run(judge, "completed")
+    run(judge, "running")
+    run(judge, "completed", "test")
+    run(JudgeSettings(), "completed")
 
     assert store.latest_run_of_prompt("e", "p", JudgeSettings(model="m")) == older
     assert store.latest_run_of_prompt("e", "other", judge) is None
 
     # Stored without the fields that have their defaults (as by a release before they existed): the same settings.
-    spelled = store.create_alignment_run(
-        {**run, "judge": '{"temperature":0.0,"model":"m"}', "status": "completed", "started_at": "t"}, []
+    spelled = run(judge, "completed")
+    store._write(
+        "UPDATE alignment_runs SET judge = ? WHERE id = ?", ['{"temperature":0.0,"model":"m"}', spelled]
     )
     assert store.latest_run_of_prompt("e", "p", judge) == spelled
 
@@ -584,17 +575,8 @@ def test_labels_round_trip_as_typed_rows_with_their_history(store: Store) -> Non
 def test_triage_round_trips_and_the_latest_classified_verdict_wins(store: Store) -> None:
     ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
     evaluators.create(store, "e", ScoreType(kind="binary"))
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 0,
-    }
-    aid = store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [])
+    store.finish_alignment_run(aid, "completed", None)
     store.insert_triage(
         [
             TriageRow("e", aid, "r0", "label_error", "the label misreads the fee", None, "m"),
@@ -697,18 +679,14 @@ def test_the_judge_cache_round_trips_typed_entries_with_scores_decoded(tmp_path:
 
 def test_alignment_results_round_trip_as_typed_rows_with_scores_decoded(tmp_path: Path) -> None:
     store = Store(tmp_path / "a.db")
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 3,
-    }
     evaluators.create(store, "e", ScoreType(kind="binary"))
     aid = store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "running", "started_at": "t"},
-        [("r0", "1"), ("r1", "0"), ("r2", "1")],
+        "e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [("r0", 1), ("r1", 0), ("r2", 1)]
+    )
+    assert store._tuple("SELECT status, total, finished_at FROM alignment_runs WHERE id = ?", [aid]) == (
+        "running",
+        3,
+        None,
     )
     assert store.pending_examples(aid) == [("r0", 1), ("r1", 0), ("r2", 1)]
     store.record_results(
@@ -764,17 +742,7 @@ def test_failure_analyses_and_proposals_round_trip_with_their_results_decoded(st
     from align_mcp.core.models import FailureAnalysis, OptimizerBudget, Proposal, SplitComparison
 
     store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 0,
-    }
-    aid = store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [])
     created = datetime.now(UTC)
     analysis = FailureAnalysis(
         id=0,
@@ -860,3 +828,31 @@ def test_runs_and_sources_read_back_as_typed_rows(store: Store) -> None:
     assert all(isinstance(s, SourceListing) and s.created_at.tzinfo is not None for s in listed)
     source = store.get_source("s")
     assert source is not None and listed[1].created_at == source.created_at
+
+
+def test_alignment_runs_are_finished_reopened_and_given_a_baseline_through_explicit_methods(
+    store: Store,
+) -> None:
+    from align_mcp.core import metrics
+
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    base = store.create_alignment_run("e", "v1", 1, "p", JudgeSettings(), "m", "h", "dev", [("r", 1)])
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "dev", [("r", 1)])
+    computed = metrics.compute_metrics(ScoreType(kind="binary"), [(1, 1)])
+    store.finish_alignment_run(aid, "completed", computed)
+    store.set_alignment_baseline(aid, base)
+    status, finished, stored, baseline = store._tuple(
+        "SELECT status, finished_at, metrics, baseline_id FROM alignment_runs WHERE id = ?", [aid]
+    ) or (None, None, None, None)
+    assert (status, baseline) == ("completed", base) and finished is not None
+    assert stored == computed.model_dump_json()
+    store.reopen_alignment_run(aid)
+    assert store._tuple("SELECT status, finished_at FROM alignment_runs WHERE id = ?", [aid]) == (
+        "running",
+        None,
+    )
+    store.finish_alignment_run(aid, "interrupted", None)
+    assert store._tuple("SELECT status, metrics FROM alignment_runs WHERE id = ?", [aid]) == (
+        "interrupted",
+        None,
+    )

@@ -39,9 +39,7 @@ from align_mcp.store import (
     NewResult,
     ResultRow,
     Store,
-    dumps,
     loads,
-    now_iso,
 )
 
 log = logging.getLogger(__name__)
@@ -112,7 +110,7 @@ async def run_alignment(
                 base_ref,
             )
     if baseline_id is not None:
-        store.update_alignment_run(aid, baseline_id=baseline_id)
+        store.set_alignment_baseline(aid, baseline_id)
     return report(store, aid, extra_notes=notes)
 
 
@@ -160,20 +158,15 @@ def _create_run(
     examples: list[tuple[str, Score]],
 ) -> int:
     return store.create_alignment_run(
-        {
-            "evaluator": evaluator,
-            "prompt_ref": prompt_ref,
-            "version": version,
-            "prompt": text,
-            "judge": settings.model_dump_json(),
-            "model": endpoint.model,
-            "prompt_hash": _prompt_hash(text, settings, endpoint.model),
-            "split": split,
-            "status": "running",
-            "started_at": now_iso(),
-            "total": len(examples),
-        },
-        [(rid, dumps(score)) for rid, score in examples],
+        evaluator,
+        prompt_ref,
+        version,
+        text,
+        settings,
+        endpoint.model,
+        _prompt_hash(text, settings, endpoint.model),
+        split,
+        examples,
     )
 
 
@@ -239,7 +232,7 @@ async def _execute(
     if cached_results:
         store.record_results(aid, cached_results)
         done += len(cached_results)
-    store.update_alignment_run(aid, status="running", finished_at=None)
+    store.reopen_alignment_run(aid)
     if on_progress is not None:
         await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
 
@@ -289,8 +282,8 @@ def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
 def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
     results = store.alignment_results(aid)
     pairs = [(r.human_score, r.judge_score if r.error is None else None) for r in results]
-    computed = metrics.compute_metrics(score_type, pairs).model_dump_json() if pairs else None
-    store.update_alignment_run(aid, status=status, finished_at=now_iso(), metrics=computed)
+    computed = metrics.compute_metrics(score_type, pairs) if pairs else None
+    store.finish_alignment_run(aid, status, computed)
 
 
 def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]:

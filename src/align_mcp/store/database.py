@@ -14,7 +14,15 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import FailureAnalysis, JudgeSettings, Proposal, Score, ScoreType, SourceKind
+from align_mcp.core.models import (
+    FailureAnalysis,
+    JudgeSettings,
+    Metrics,
+    Proposal,
+    Score,
+    ScoreType,
+    SourceKind,
+)
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
@@ -932,18 +940,40 @@ class Store:
 
     # ---- alignment runs ---------------------------------------------------------------------------------
 
-    def create_alignment_run(self, row: dict[str, Any], examples: Sequence[tuple[str, str]]) -> int:
-        """Create a run and its pending examples (run_id, human score JSON) in one transaction."""
+    def create_alignment_run(
+        self,
+        evaluator: str,
+        prompt_ref: str,
+        version: int | None,
+        prompt: str,
+        judge: JudgeSettings,
+        model: str,
+        prompt_hash: str,
+        split: str,
+        examples: Sequence[tuple[str, Score]],
+    ) -> int:
+        """Create a running alignment run, started now, and its pending examples (run id, human score) at once."""
         with self.transaction():
-            cols = list(row)
             cur = self.conn.execute(
-                f"INSERT INTO alignment_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [row[c] for c in cols],
+                "INSERT INTO alignment_runs (evaluator, prompt_ref, version, prompt, judge, model, prompt_hash, split, "
+                "status, started_at, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                [
+                    evaluator,
+                    prompt_ref,
+                    version,
+                    prompt,
+                    judge.model_dump_json(),
+                    model,
+                    prompt_hash,
+                    split,
+                    now_iso(),
+                    len(examples),
+                ],
             )
             aid = int(cur.lastrowid or 0)
             self.conn.executemany(
                 "INSERT INTO alignment_results (alignment_id, run_id, human_score) VALUES (?, ?, ?)",
-                [(aid, rid, score) for rid, score in examples],
+                [(aid, rid, dumps(score)) for rid, score in examples],
             )
         return aid
 
@@ -982,9 +1012,22 @@ class Store:
         )
         return cur.rowcount
 
-    def update_alignment_run(self, alignment_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
+    def reopen_alignment_run(self, alignment_id: int) -> None:
+        """Mark a run running again (being judged or resumed), with no finish time."""
+        self._write(
+            "UPDATE alignment_runs SET status = 'running', finished_at = NULL WHERE id = ?", [alignment_id]
+        )
+
+    def finish_alignment_run(self, alignment_id: int, status: str, metrics: Metrics | None) -> None:
+        """End a run with this status (completed or interrupted) and its metrics (None when nothing was judged)."""
+        self._write(
+            "UPDATE alignment_runs SET status = ?, finished_at = ?, metrics = ? WHERE id = ?",
+            [status, now_iso(), None if metrics is None else metrics.model_dump_json(), alignment_id],
+        )
+
+    def set_alignment_baseline(self, alignment_id: int, baseline_id: int) -> None:
+        """Record the run this one was compared with when it was started."""
+        self._write("UPDATE alignment_runs SET baseline_id = ? WHERE id = ?", [baseline_id, alignment_id])
 
     def alignment_run_row(self, alignment_id: int) -> dict[str, Any] | None:
         """The alignment run's own row, without the per-result aggregates of get_alignment_run."""
