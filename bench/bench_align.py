@@ -57,8 +57,8 @@ def _requests(db: Path) -> tuple[list[list[dict[str, str]]], dict[str, Any], lis
         ev = evaluators.get(store, "correctness")
         labeled = dict(queues.reference_set(store, "correctness"))
         runs = store.get_runs(sorted(labeled))
-    messages = [build_messages(ev.draft, runs[rid], ev.judge.reasoning) for rid in sorted(labeled)]
-    rows = [{**runs[rid], "label": labeled[rid]} for rid in sorted(labeled)]
+    messages = [build_messages(ev.draft, runs[rid].as_dict(), ev.judge.reasoning) for rid in sorted(labeled)]
+    rows = [{**runs[rid].as_dict(), "label": labeled[rid]} for rid in sorted(labeled)]
     return messages, response_schema(ev.score_type, ev.judge.reasoning), rows
 
 

@@ -146,7 +146,7 @@ def _scale(
     from align_mcp.engine import alignment as align
     from align_mcp.engine import evaluators, holdout, ingest, queues
     from align_mcp.llm.judge import build_messages, cache_key, response_schema
-    from align_mcp.store import Store, dumps, now_iso
+    from align_mcp.store import CacheEntry, Store
     from align_mcp.testing.fakejudge import FakeJudgeServer
 
     details: dict[str, Any] = {}
@@ -187,22 +187,12 @@ def _scale(
             runs = store.get_runs(chunk)
             for rid in chunk:
                 key = cache_key(
-                    "m", ev.judge, build_messages(ev.draft, runs[rid], ev.judge.reasoning), schema
+                    "m", ev.judge, build_messages(ev.draft, runs[rid].as_dict(), ev.judge.reasoning), schema
                 )
                 n = int(rid.split("-")[1])
                 score = human[rid] if n % 10 else 1 - int(human[rid])
-                rows.append(
-                    {
-                        "key": key,
-                        "judge_score": dumps(score),
-                        "reasoning": "bench " * 30,
-                        "prompt_tokens": 400,
-                        "completion_tokens": 60,
-                        "cached_tokens": 0,
-                        "created_at": now_iso(),
-                    }
-                )
-        store.record_results(0, [], rows)
+                rows.append(CacheEntry(key, score, "bench " * 30, 400, 60, 0))
+        store.cache_put(rows)
         with Timer() as t_align:
             report = anyio.run(lambda: align.run_alignment(store, "correctness", compare=False))
         assert srv.calls == 0, srv.calls

@@ -27,7 +27,7 @@ from align_mcp.errors import (
     NextStep,
     NotFound,
 )
-from align_mcp.store import Store, loads
+from align_mcp.store import ResultRow, Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, reset, section, server_error
 
 pytestmark = pytest.mark.anyio
@@ -110,8 +110,8 @@ def make_strict(store: Store) -> None:
     evaluators.update_draft(store, NAME, replace=("Rubric:", f"{STRICT}\n\nRubric:"))
 
 
-def stored(store: Store, aid: int) -> dict[str, dict[str, Any]]:
-    return {r["run_id"]: r for r in store.alignment_results(aid)}
+def stored(store: Store, aid: int) -> dict[str, ResultRow]:
+    return {r.run_id: r for r in store.alignment_results(aid)}
 
 
 # ---- running, storing, scoring -----------------------------------------------------------------------------
@@ -126,10 +126,10 @@ async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pair
     assert (run.status, run.split, run.prompt_ref, run.model) == ("completed", "all", "draft", MODEL)
     assert (run.total, run.judged, run.judge_calls, run.cache_hits) == (8, 8, 8, 0)
     results = stored(store, run.id)
-    assert {rid: loads(r["judge_score"]) for rid, r in results.items()} == judge
-    assert {rid: loads(r["human_score"]) for rid, r in results.items()} == HUMAN
-    assert results["r7"]["reasoning"] == "Judge reasoning for r7."
-    pairs = [(loads(r["human_score"]), loads(r["judge_score"])) for r in results.values()]
+    assert {rid: r.judge_score for rid, r in results.items()} == judge
+    assert {rid: r.human_score for rid, r in results.items()} == HUMAN
+    assert results["r7"].reasoning == "Judge reasoning for r7."
+    pairs = [(r.human_score, r.judge_score) for r in results.values()]
     assert run.metrics == metrics.compute_metrics(BINARY, pairs)
     assert run.metrics is not None
     assert (run.metrics.agreement.k, run.metrics.n, run.metrics.false_pass, run.metrics.false_fail) == (
@@ -139,7 +139,7 @@ async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pair
         1,
     )
     assert (run.prompt_tokens, run.completion_tokens) == (400, 40)
-    assert all((r["prompt_tokens"], r["completion_tokens"]) == (50, 5) for r in results.values())
+    assert all((r.prompt_tokens, r.completion_tokens) == (50, 5) for r in results.values())
     assert (
         Note(
             text="3 misaligned example(s).",
@@ -162,7 +162,7 @@ async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_call
     assert again.run.id != first.run.id
     assert (again.run.cache_hits, again.run.judge_calls, again.run.judged) == (8, 0, 8)
     assert again.run.metrics == first.run.metrics
-    assert all(r["cached"] == 1 for r in stored(store, again.run.id).values())
+    assert all(r.cached == 1 for r in stored(store, again.run.id).values())
     assert (
         Note(
             text="The draft is identical to v1, so there is no change to compare.",
@@ -316,11 +316,11 @@ async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_onl
         assert str(e.value).startswith(f"Cannot reach the judge at {srv.base_url}: ")
         assert e.value.next_steps == (NextStep("resume_alignment", {"alignment_run": 1}),)
     interrupted = align.summary(store, 1)
-    results = {r["run_id"]: r for r in store.alignment_results(1)}
+    results = {r.run_id: r for r in store.alignment_results(1)}
     # r1-r3 were judged; a request caught while the server was going down may be kept as an error.
-    judged_ok = sorted(rid for rid, r in results.items() if r["error"] is None)
+    judged_ok = sorted(rid for rid, r in results.items() if r.error is None)
     assert judged_ok == answered == ["r1", "r2", "r3"]
-    assert all(r["error"].startswith("connection failed") for r in results.values() if r["error"] is not None)
+    assert all(r.error.startswith("connection failed") for r in results.values() if r.error is not None)
     assert (interrupted.status, interrupted.judged, interrupted.total) == ("interrupted", len(results), 8)
     assert str(e.value).endswith(
         f"Check that the server is running and the base URL is right. Alignment run 1: {len(results)} of 8 "

@@ -38,7 +38,7 @@ from align_mcp.errors import (
     NextStep,
     NotFound,
 )
-from align_mcp.store import Store
+from align_mcp.store import ResultRow, Store
 from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
@@ -105,8 +105,8 @@ class PerRun:
         return plan[min(n, len(plan) - 1)]
 
 
-def results(store: Store, aid: int) -> dict[str, dict[str, Any]]:
-    return {r["run_id"]: r for r in store.alignment_results(aid, done_only=False)}
+def results(store: Store, aid: int) -> dict[str, ResultRow]:
+    return {r.run_id: r for r in store.alignment_results(aid, done_only=False)}
 
 
 # ---- 1. judge faults ---------------------------------------------------------------------------------------
@@ -162,14 +162,14 @@ async def test_every_judge_fault_ends_judged_or_recorded_as_an_error_with_its_ca
 
     stored = results(store, report.run.id)
     assert sorted(stored) == sorted(FAULTS), "every example has a stored result: nothing dropped"
-    assert all(r["done"] == 1 for r in stored.values())
-    errors = {rid: r["error"] for rid, r in stored.items() if r["error"] is not None}
+    assert all(r.done == 1 for r in stored.values())
+    errors = {rid: r.error for rid, r in stored.items() if r.error is not None}
     assert errors == {rid: cause for rid, (_, cause) in FAULTS.items() if cause is not None}
     for rid, (_, cause) in FAULTS.items():
         if cause is None:
-            assert stored[rid]["judge_score"] is not None, rid
+            assert stored[rid].judge_score is not None, rid
         else:
-            assert stored[rid]["judge_score"] is None, rid
+            assert stored[rid].judge_score is None, rid
 
     m = report.run.metrics
     assert m is not None

@@ -186,7 +186,7 @@ async def test_auto_uses_every_label_before_a_split_and_dev_once_one_exists(stor
     assert (report.run.split, report.run.total) == ("dev", 21)
     # The nine examples judged before the split came from the cache.
     assert judged == dev - set(PASS[:5]) - set(FAIL[:4])
-    assert {r["run_id"] for r in store.alignment_results(report.run.id)} == dev
+    assert {r.run_id for r in store.alignment_results(report.run.id)} == dev
     assert report.holdout is not None and (report.holdout.dev, report.holdout.test) == (21, 9)
     assert report.holdout.test_evaluations == 0
 
@@ -211,7 +211,7 @@ async def test_test_split_runs_are_counted_and_the_report_says_how_often(store: 
             )
             in r.notes
         )
-    assert {r["run_id"] for r in store.alignment_results(reports[0].run.id)} == holdout.split_ids(
+    assert {r.run_id for r in store.alignment_results(reports[0].run.id)} == holdout.split_ids(
         store, NAME, "test"
     )
     info = holdout.info(store, NAME)

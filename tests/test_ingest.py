@@ -49,7 +49,7 @@ def test_the_example_file_is_imported_with_its_feedback_kept(
     assert report.feedback == [ImportedFeedback(key="correctness", count=46, evaluators=[])]
     assert report.unmatched_feedback_keys == ["correctness"]
     first = support_runs[0]
-    assert store.get_runs([first["id"]])[first["id"]] == {
+    assert store.get_runs([first["id"]])[first["id"]].as_dict() == {
         "id": first["id"],
         "source": "support",
         "inputs": first["inputs"],
@@ -57,9 +57,7 @@ def test_the_example_file_is_imported_with_its_feedback_kept(
         "reference_outputs": first["reference_outputs"],
         "metadata": first["metadata"],
     }
-    assert [(s["name"], s["kind"], s["runs"]) for s in store.list_sources()] == [
-        ("support", "experiment", 46)
-    ]
+    assert [(s.name, s.kind, s.runs) for s in store.list_sources()] == [("support", "experiment", 46)]
 
 
 def test_reimporting_skips_stored_runs_and_adds_no_labels(store: Store) -> None:
@@ -207,7 +205,7 @@ def test_csv_is_imported_with_prefixed_columns_and_feedback(store: Store, tmp_pa
     report = ingest.import_runs(store, "csv-source", path=path, kind="project")
 
     assert (report.kind, report.inserted, report.labels) == ("project", 2, 2)
-    assert store.get_runs(["c2"])["c2"] == {
+    assert store.get_runs(["c2"])["c2"].as_dict() == {
         "id": "c2",
         "source": "csv-source",
         "inputs": {"question": "Price, per day?"},
@@ -228,7 +226,7 @@ def test_csv_with_plain_input_and_output_columns_is_imported(store: Store, tmp_p
     ingest.import_runs(store, "plain", path=path)
 
     stored = store.get_runs(["p1"])["p1"]
-    assert (stored["inputs"], stored["outputs"], stored["metadata"]) == (
+    assert (stored.inputs, stored.outputs, stored.metadata) == (
         {"input": "hi"},
         {"output": "hello"},
         {"channel": "chat"},
@@ -259,7 +257,7 @@ def test_an_inline_list_is_imported(store: Store) -> None:
     ids = store.run_ids(source="inline")
     assert ids[0] == "i1"
     assert ids[1].startswith("r-")  # a run without an id gets one derived from its content
-    assert store.get_runs(["i1"])["i1"]["metadata"] == {"topic": "x"}
+    assert store.get_runs(["i1"])["i1"].metadata == {"topic": "x"}
 
 
 def test_a_bad_inline_record_names_its_position_and_stores_nothing(store: Store) -> None:
@@ -279,7 +277,7 @@ def test_a_repeated_id_inside_one_import_keeps_the_first_record(store: Store) ->
     )
 
     assert (report.inserted, report.skipped) == (1, 1)
-    assert store.get_runs(["x"])["x"]["outputs"] == {"a": "first"}
+    assert store.get_runs(["x"])["x"].outputs == {"a": "first"}
 
 
 def test_importing_into_a_source_of_another_kind_is_refused(store: Store) -> None:

@@ -264,7 +264,7 @@ def test_no_test_example_reaches_the_optimizer_or_get_misaligned(gepa_run: GepaR
     store, test_ids = gepa_run.store, gepa_run.test_ids
     assert test_ids and not test_ids & gepa_run.dev_ids
     row = store.get_proposal(gepa_run.proposal.id)
-    assert row is not None and set(json.loads(row["seen_run_ids"])) == gepa_run.dev_ids
+    assert row is not None and set(row.seen_run_ids) == gepa_run.dev_ids
     test_answers = [RUNS[rid]["outputs"]["answer"] for rid in test_ids]
     for kind in ("gepa", "analysis"):
         for body in gepa_run.model.requests[kind]:
@@ -287,7 +287,7 @@ def test_failure_modes_it_addresses_come_from_the_stored_analysis_of_the_drafts_
 ) -> None:
     p = gepa_run.proposal
     row = gepa_run.store.latest_failure_analysis(p.alignment_run)
-    assert row is not None and row["id"] == p.analysis_id and row["method"] == "llm"
+    assert row is not None and row.id == p.analysis_id and row.method == "llm"
     names = [m.name for m in p.addresses]
     assert names == ["Misses wrong facts", "Fails correct refusals"]
     assert all(m.fixed <= m.cases for m in p.addresses) and sum(m.fixed for m in p.addresses) >= 6
@@ -482,7 +482,7 @@ async def test_analyze_failures_groups_dev_cases_with_the_model_and_stores_it_wi
     assert {m.direction for m in analysis.modes} == {"false_pass", "false_fail"}
     assert not set(ids) & holdout.split_ids(store, "correctness", "test")
     row = store.latest_failure_analysis(report.run.id)
-    assert row is not None and row["id"] == analysis.id
+    assert row is not None and row.id == analysis.id
     assert "Lean on the experts' comments" in prompt_text(model.requests["analysis"][0])
 
 

@@ -19,14 +19,23 @@ from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import (
+    MISALIGNED_DIRECTIONS,
+    CacheEntry,
+    ConsistencyCheckRow,
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewProposal,
+    NewResult,
     NewReview,
+    NewSample,
     QueueCounts,
     Reservation,
+    ResultRow,
     ReviewRow,
+    RunRow,
     SampleRow,
+    SourceListing,
     SplitRow,
     Store,
     TriageRow,
@@ -320,7 +329,7 @@ def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) 
 
     runs = store.get_runs(["a", "b"])
 
-    assert runs["a"] == {
+    assert runs["a"].as_dict() == {
         "id": "a",
         "source": "s",
         "inputs": {"q": "ça va?"},
@@ -328,7 +337,7 @@ def test_runs_are_written_from_typed_values_and_read_back_decoded(store: Store) 
         "reference_outputs": {"a": "oui"},
         "metadata": {"lang": "fr", "n": 3},
     }
-    assert runs["b"]["reference_outputs"] is None and runs["b"]["metadata"] == {}
+    assert runs["b"].reference_outputs is None and runs["b"].metadata == {}
     raw = store._tuple("SELECT inputs, reference_outputs FROM runs WHERE id = 'a'")
     assert raw == ('{"q":"ça va?"}', '{"a":"oui"}')
 
@@ -434,23 +443,18 @@ def test_splits_read_back_with_the_stratum_as_the_score(store: Store) -> None:
 
 def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(store: Store) -> None:
     store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
-    check = {"prompt_ref": "draft", "judge": "{}", "model": "m", "temperature": 1.0, "k": 2}
-    done = store.create_consistency_check(
-        {**check, "evaluator": "e", "prompt": "p", "status": "completed", "started_at": "t"}
-    )
-    running = store.create_consistency_check(
-        {**check, "evaluator": "e", "prompt": "p", "status": "running", "started_at": "t"}
-    )
-    sample = {"reasoning": None, "prompt_tokens": None, "completion_tokens": None, "latency_ms": None}
+    done = store.create_consistency_check("e", "draft", "p", JudgeSettings(), "m", 1.0, 2)
+    store.finish_consistency_check(done, "completed")
+    running = store.create_consistency_check("e", "draft", "p", JudgeSettings(), "m", 1.0, 2)
     store.record_samples(
         done,
         [
-            {**sample, "run_id": "r", "sample": 1, "judge_score": "0", "error": None},
-            {**sample, "run_id": "r", "sample": 0, "judge_score": '"pass"', "error": None},
-            {**sample, "run_id": "q", "sample": 0, "judge_score": None, "error": "timeout"},
+            NewSample("r", 1, 0, None, None, None, None, None),
+            NewSample("r", 0, "pass", None, None, None, None, None),
+            NewSample("q", 0, None, None, "timeout", None, None, None),
         ],
     )
-    store.record_samples(running, [{**sample, "run_id": "r", "sample": 0, "judge_score": "1", "error": None}])
+    store.record_samples(running, [NewSample("r", 0, 1, None, None, None, None, None)])
 
     assert store.completed_samples("e") == [
         SampleRow(done, "q", 0, None, "timeout"),
@@ -463,34 +467,25 @@ def test_completed_samples_read_back_with_scores_decoded_and_failures_as_none(st
 def test_the_latest_run_of_a_prompt_is_the_latest_completed_one_with_those_settings(store: Store) -> None:
     store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
     judge = JudgeSettings(model="m")
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 0,
-    }
-    older = store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
-    store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "running", "started_at": "t"}, []
-    )
-    store.create_alignment_run(
-        {**run, "judge": judge.model_dump_json(), "status": "completed", "split": "test", "started_at": "t"},
-        [],
-    )
-    store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
+
+    def run(settings: JudgeSettings, status: str, split: str = "all") -> int:
+        aid = store.create_alignment_run("e", "draft", None, "p", settings, "m", "h", split, [])
+        if status != "running":
+            store.finish_alignment_run(aid, status, None)
+        return aid
+
+    older = run(judge, "completed")
+    run(judge, "running")
+    run(judge, "completed", "test")
+    run(JudgeSettings(), "completed")
 
     assert store.latest_run_of_prompt("e", "p", JudgeSettings(model="m")) == older
     assert store.latest_run_of_prompt("e", "other", judge) is None
 
     # Stored without the fields that have their defaults (as by a release before they existed): the same settings.
-    spelled = store.create_alignment_run(
-        {**run, "judge": '{"temperature":0.0,"model":"m"}', "status": "completed", "started_at": "t"}, []
+    spelled = run(judge, "completed")
+    store._write(
+        "UPDATE alignment_runs SET judge = ? WHERE id = ?", ['{"temperature":0.0,"model":"m"}', spelled]
     )
     assert store.latest_run_of_prompt("e", "p", judge) == spelled
 
@@ -580,17 +575,8 @@ def test_labels_round_trip_as_typed_rows_with_their_history(store: Store) -> Non
 def test_triage_round_trips_and_the_latest_classified_verdict_wins(store: Store) -> None:
     ingest.import_runs(store, "src", runs=[{"id": f"r{i}", "inputs": {}, "outputs": {}} for i in range(3)])
     evaluators.create(store, "e", ScoreType(kind="binary"))
-    run = {
-        "evaluator": "e",
-        "prompt_ref": "draft",
-        "prompt": "p",
-        "model": "m",
-        "prompt_hash": "h",
-        "total": 0,
-    }
-    aid = store.create_alignment_run(
-        {**run, "judge": JudgeSettings().model_dump_json(), "status": "completed", "started_at": "t"}, []
-    )
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [])
+    store.finish_alignment_run(aid, "completed", None)
     store.insert_triage(
         [
             TriageRow("e", aid, "r0", "label_error", "the label misreads the fee", None, "m"),
@@ -662,3 +648,211 @@ def test_reviews_round_trip_through_agree_dispute_and_adjudicate(tmp_path: Path)
     assert [r.run_id for r in store.reviews("e", open_only=True)] == ["r1"]
     assert store.disputed_run_ids("e") == {"r1"}
     store.close()
+
+
+def test_the_judge_cache_round_trips_typed_entries_with_scores_decoded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.cache_put(
+        [CacheEntry("k1", 1, "because", 10, 2, 0), CacheEntry("k2", "good", None, None, None, None)]
+    )
+    assert store.cache_get(["k1", "k2", "missing"]) == {
+        "k1": CacheEntry("k1", 1, "because", 10, 2, 0),
+        "k2": CacheEntry("k2", "good", None, None, None, None),
+    }
+    store.cache_put([CacheEntry("k1", 0, "changed", 11, 3, 1)])  # a newer entry replaces the older one
+    assert store.cache_get(["k1"])["k1"].judge_score == 0
+    assert store.cache_get([]) == {}
+
+    @dataclass
+    class Verdict:
+        score: Any
+        reasoning: str | None
+        prompt_tokens: int | None
+        completion_tokens: int | None
+        cached_tokens: int | None
+
+    assert CacheEntry.of("k3", Verdict(1, "r", 1, 2, 3)) == CacheEntry("k3", 1, "r", 1, 2, 3)
+    with pytest.raises(FrozenInstanceError):
+        store.cache_get(["k1"])["k1"].reasoning = "x"  # type: ignore[misc]
+    store.close()
+
+
+def test_alignment_results_round_trip_as_typed_rows_with_scores_decoded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    evaluators.create(store, "e", ScoreType(kind="binary"))
+    aid = store.create_alignment_run(
+        "e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [("r0", 1), ("r1", 0), ("r2", 1)]
+    )
+    assert store._tuple("SELECT status, total, finished_at FROM alignment_runs WHERE id = ?", [aid]) == (
+        "running",
+        3,
+        None,
+    )
+    assert store.pending_examples(aid) == [("r0", 1), ("r1", 0), ("r2", 1)]
+    store.record_results(
+        aid,
+        [
+            NewResult("r0", 0, "too strict", None, 10, 2, 1, 12.5, False),
+            NewResult("r1", None, None, "timed out", None, None, None, 30.0, False),
+        ],
+        [CacheEntry("k", 0, "too strict", 10, 2, 1)],
+    )
+    assert store.pending_examples(aid) == [("r2", 1)]
+    assert store.cache_get(["k"])["k"].judge_score == 0
+    assert store.alignment_results(aid) == [
+        ResultRow(aid, "r0", 1, True, 0, "too strict", None, 10, 2, 1, 12.5, False),
+        ResultRow(aid, "r1", 0, True, None, None, "timed out", None, None, None, 30.0, False),
+    ]
+    assert [r.run_id for r in store.alignment_results(aid, done_only=False)] == ["r0", "r1", "r2"]
+    assert store.alignment_results(aid, done_only=False)[2].done is False
+    total, page = store.misaligned(aid, "e", MISALIGNED_DIRECTIONS["any"], False, 0, 10)
+    assert (total, [(r.run_id, r.human_score, r.judge_score) for r in page]) == (1, [("r0", 1, 0)])
+    store.close()
+
+
+def test_consistency_checks_round_trip_as_typed_rows(store: Store) -> None:
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "{{outputs}}")
+    judge = JudgeSettings(model="m", temperature=0.7)
+    check_id = store.create_consistency_check("e", "v1", "p", judge, "m", 0.7, 3)
+    started = store.get_consistency_check(check_id)
+    assert started == ConsistencyCheckRow(
+        check_id, "e", "v1", "p", judge, "m", 0.7, 3, "running", started.started_at if started else None, None
+    )
+    store.record_samples(
+        check_id,
+        [
+            NewSample("r", 0, 1, "ok", None, 5, 1, 2.5),
+            NewSample("r", 1, None, None, "timeout", None, None, 9.0),
+        ],
+    )
+    store.record_samples(check_id, [NewSample("r", 1, 0, "again", None, 5, 1, 2.0)])  # replaces sample 1
+    assert store.consistency_samples(check_id) == [
+        SampleRow(check_id, "r", 0, 1, None),
+        SampleRow(check_id, "r", 1, 0, None),
+    ]
+    store.finish_consistency_check(check_id, "interrupted")
+    finished = store.get_consistency_check(check_id)
+    assert finished is not None and finished.status == "interrupted" and finished.finished_at is not None
+    assert finished.started_at.tzinfo is not None
+    assert store.get_consistency_check(check_id + 1) is None
+
+
+def test_failure_analyses_and_proposals_round_trip_with_their_results_decoded(store: Store) -> None:
+    from align_mcp.core import metrics
+    from align_mcp.core.models import FailureAnalysis, OptimizerBudget, Proposal, SplitComparison
+
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "all", [])
+    created = datetime.now(UTC)
+    analysis = FailureAnalysis(
+        id=0,
+        evaluator="e",
+        alignment_run=aid,
+        prompt_ref="draft",
+        method="keywords",
+        judged=4,
+        misaligned=1,
+        modes=[],
+        model_calls=0,
+        created_at=created,
+    )
+    first = store.insert_failure_analysis(analysis)
+    second = store.insert_failure_analysis(analysis.model_copy(update={"method": "llm"}))
+    latest = store.latest_failure_analysis(aid)
+    assert latest is not None and (latest.id, latest.method, latest.evaluator) == (second, "llm", "e")
+    assert latest.result == analysis.model_copy(update={"id": second, "method": "llm"})
+    by_method = store.latest_failure_analysis(aid, "keywords")
+    assert by_method is not None and by_method.result == analysis.model_copy(update={"id": first})
+    assert store.latest_failure_analysis(aid + 1) is None
+
+    m = metrics.compute_metrics(ScoreType(kind="binary"), [(1, 1), (0, 0)])
+    flips = metrics.flip_report({"r": True}, {"r": True}, "draft", "proposal")
+    dev = SplitComparison(split="dev", n=2, before=m, after=m, flips=flips)
+    proposal = Proposal(
+        id=0,
+        evaluator="e",
+        mode="reflect",
+        status="proposed",
+        changed=True,
+        prompt="p2",
+        base_prompt="p",
+        diff="-p\n+p2",
+        addresses=[],
+        dev=dev,
+        test=dev.model_copy(update={"split": "test"}),
+        verdict="better",
+        budget=OptimizerBudget(
+            budget=10,
+            used=1,
+            judge_calls=1,
+            reflection_calls=0,
+            analysis_calls=0,
+            cache_hits=0,
+            stopped_by_budget=False,
+        ),
+        candidates=1,
+        seen_examples=2,
+        alignment_run=aid,
+        analysis_id=first,
+        wall_seconds=0.5,
+        created_at=created,
+    )
+    pid = store.insert_proposal(NewProposal("e", "reflect", aid, first, "p", "p2", ["r1", "r0"], proposal))
+    row = store.get_proposal(pid)
+    assert row is not None
+    assert (row.evaluator, row.mode, row.alignment_id, row.analysis_id, row.base_prompt, row.prompt) == (
+        "e",
+        "reflect",
+        aid,
+        first,
+        "p",
+        "p2",
+    )
+    assert row.seen_run_ids == ["r1", "r0"] and row.applied_at is None
+    assert row.result == proposal.model_copy(update={"id": pid})
+    store.mark_proposal_applied(pid)
+    [applied] = store.proposals("e")
+    assert applied.applied_at is not None and applied.result.status == "applied"
+    assert applied.result.applied_at == applied.applied_at
+    assert store.get_proposal(pid + 1) is None and store.proposals("other") == []
+
+
+def test_runs_and_sources_read_back_as_typed_rows(store: Store) -> None:
+    store.insert_source("s", "experiment")
+    store.insert_source("empty", "project")
+    with store.transaction():
+        store.insert_runs("s", [_Run("a", {"q": 1}, {"a": 2}, None, {"k": "v"})])
+    assert store.get_runs(["a", "missing"]) == {"a": RunRow("a", "s", {"q": 1}, {"a": 2}, None, {"k": "v"})}
+    listed = store.list_sources()
+    assert [(s.name, s.kind, s.runs) for s in listed] == [("empty", "project", 0), ("s", "experiment", 1)]
+    assert all(isinstance(s, SourceListing) and s.created_at.tzinfo is not None for s in listed)
+    source = store.get_source("s")
+    assert source is not None and listed[1].created_at == source.created_at
+
+
+def test_alignment_runs_are_finished_reopened_and_given_a_baseline_through_explicit_methods(
+    store: Store,
+) -> None:
+    from align_mcp.core import metrics
+
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    base = store.create_alignment_run("e", "v1", 1, "p", JudgeSettings(), "m", "h", "dev", [("r", 1)])
+    aid = store.create_alignment_run("e", "draft", None, "p", JudgeSettings(), "m", "h", "dev", [("r", 1)])
+    computed = metrics.compute_metrics(ScoreType(kind="binary"), [(1, 1)])
+    store.finish_alignment_run(aid, "completed", computed)
+    store.set_alignment_baseline(aid, base)
+    status, finished, stored, baseline = store._tuple(
+        "SELECT status, finished_at, metrics, baseline_id FROM alignment_runs WHERE id = ?", [aid]
+    ) or (None, None, None, None)
+    assert (status, baseline) == ("completed", base) and finished is not None
+    assert stored == computed.model_dump_json()
+    store.reopen_alignment_run(aid)
+    assert store._tuple("SELECT status, finished_at FROM alignment_runs WHERE id = ?", [aid]) == (
+        "running",
+        None,
+    )
+    store.finish_alignment_run(aid, "interrupted", None)
+    assert store._tuple("SELECT status, metrics FROM alignment_runs WHERE id = ?", [aid]) == (
+        "interrupted",
+        None,
+    )

@@ -15,7 +15,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.llm.runner import Progress, Tally
-from align_mcp.store import Store, dumps, loads
+from align_mcp.store import Store, dumps
 
 MAX_K = 20
 MAX_SAMPLE = 500
@@ -81,13 +81,11 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
     check = store.get_consistency_check(check_id)
     if check is None:
         raise NotFound(f"No self-consistency check {check_id}.")
-    k = int(check["k"])
+    k = check.k
     scores: dict[str, list[Score | None]] = {}
     calls = 0
     for r in store.consistency_samples(check_id):
-        scores.setdefault(r["run_id"], [None] * k)[r["sample"]] = (
-            loads(r["judge_score"]) if r["error"] is None else None
-        )
+        scores.setdefault(r.run_id, [None] * k)[r.sample] = r.judge_score if r.error is None else None
         calls += 1
     examples = []
     for rid, verdicts in scores.items():
@@ -107,7 +105,7 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
     measured = [e for e in examples if e.flip_share is not None]
     flipped = [e.run_id for e in measured if e.flipped]
     errors = sum(e.errors for e in examples)
-    temperature = float(check["temperature"])
+    temperature = check.temperature
     notes = []
     if measured and not flipped:
         if temperature == 0:
@@ -128,13 +126,13 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
         )
     if errors:
         notes.append(f"{errors} judge call(s) failed and are left out of every rate.")
-    if check["status"] != "completed":
-        notes.append(f"Check {check_id} is {check['status']}: some samples are missing.")
+    if check.status != "completed":
+        notes.append(f"Check {check_id} is {check.status}: some samples are missing.")
     return ConsistencyReport(
         check_id=check_id,
-        evaluator=check["evaluator"],
-        prompt_ref=check["prompt_ref"],
-        model=check["model"],
+        evaluator=check.evaluator,
+        prompt_ref=check.prompt_ref,
+        model=check.model,
         temperature=temperature,
         k=k,
         n=len(examples),

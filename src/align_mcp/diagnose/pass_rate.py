@@ -14,7 +14,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import InvalidInput, JudgeUnreachable, NextStep, NotFound
 from align_mcp.llm.runner import Progress, Tally
-from align_mcp.store import Store, dumps, loads
+from align_mcp.store import Store
 
 
 def _unlabeled_ids(
@@ -26,7 +26,7 @@ def _unlabeled_ids(
         ids = check_run_ids(store, run_ids)
     elif source is not None:
         if store.get_source(source) is None:
-            known = [s["name"] for s in store.list_sources()]
+            known = [s.name for s in store.list_sources()]
             raise NotFound(
                 f"No source named {source!r}. Known: {', '.join(known) or 'none'}.", NextStep("import_runs")
             )
@@ -49,7 +49,7 @@ def _test_run(
     store: Store, evaluator: str, prompt: Prompt, examples: Sequence[tuple[str, Score]]
 ) -> int | None:
     """A completed, error-free test-split run of exactly this prompt over exactly these labels, if any."""
-    wanted = {rid: dumps(score) for rid, score in examples}
+    wanted = dict(examples)
     for aid in reversed(store.alignment_run_ids(evaluator)):
         row = store.alignment_run_row(aid)
         if (
@@ -61,10 +61,7 @@ def _test_run(
         ):
             continue
         results = store.alignment_results(aid)
-        if (
-            all(r["error"] is None for r in results)
-            and {r["run_id"]: r["human_score"] for r in results} == wanted
-        ):
+        if all(r.error is None for r in results) and {r.run_id: r.human_score for r in results} == wanted:
             return aid
     return None
 
@@ -118,9 +115,9 @@ async def corrected_pass_rate(
         )
         aid = report.run.id
     labeled = [
-        (score_type.is_pass(loads(r["human_score"])), score_type.is_pass(loads(r["judge_score"])))
+        (score_type.is_pass(r.human_score), score_type.is_pass(r.judge_score))
         for r in store.alignment_results(aid)
-        if r["error"] is None and r["judge_score"] is not None
+        if r.error is None and r.judge_score is not None
     ]
     positives = [j for h, j in labeled if h]
     negatives = [not j for h, j in labeled if not h]

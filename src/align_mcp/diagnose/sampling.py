@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
@@ -16,7 +15,7 @@ from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
-from align_mcp.store import Store, cache_row, dumps, loads, now_iso
+from align_mcp.store import CacheEntry, NewSample, RunRow, Store, dumps
 
 
 @dataclass(frozen=True)
@@ -48,16 +47,16 @@ def resolve(
 
 
 def lookup(
-    store: Store, score_type: ScoreType, prompt: Prompt, runs: dict[str, dict[str, Any]]
+    store: Store, score_type: ScoreType, prompt: Prompt, runs: dict[str, RunRow]
 ) -> tuple[dict[str, Score], list[Job]]:
     """Cached verdicts of `prompt` on `runs`, and the judge calls still needed for the rest."""
     schema = response_schema(score_type, prompt.settings.reasoning)
     jobs = []
     for rid, run in runs.items():
-        messages = build_messages(prompt.text, run, prompt.settings.reasoning)
+        messages = build_messages(prompt.text, run.as_dict(), prompt.settings.reasoning)
         jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
     hits = store.cache_get([job.key for job in jobs])
-    found = {job.run_id: loads(hits[job.key]["judge_score"]) for job in jobs if job.key in hits}
+    found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
     return found, [job for job in jobs if job.key not in hits]
 
 
@@ -79,7 +78,7 @@ async def judge_jobs(
             verdict = await judge.judge_example(job.messages)
             verdicts[job.run_id] = verdict
             if verdict.error is None:
-                store.cache_put([cache_row(job.key, verdict)])
+                store.cache_put([CacheEntry.of(job.key, verdict)])
 
         await run_batch(jobs, one, concurrency=concurrency, progress=tally)
     return verdicts
@@ -103,19 +102,17 @@ async def sample_repeatedly(
 ) -> int:
     """Judge every run k times with independent calls (never the cache); store the verdicts as a check."""
     runs = store.get_runs(run_ids)
-    messages = {rid: build_messages(prompt.text, runs[rid], prompt.settings.reasoning) for rid in run_ids}
+    messages = {
+        rid: build_messages(prompt.text, runs[rid].as_dict(), prompt.settings.reasoning) for rid in run_ids
+    }
     check_id = store.create_consistency_check(
-        {
-            "evaluator": evaluator,
-            "prompt_ref": prompt.ref,
-            "prompt": prompt.text,
-            "judge": prompt.settings.model_dump_json(),
-            "model": prompt.endpoint.model,
-            "temperature": prompt.settings.temperature,
-            "k": k,
-            "status": "running",
-            "started_at": now_iso(),
-        }
+        evaluator,
+        prompt.ref,
+        prompt.text,
+        prompt.settings,
+        prompt.endpoint.model,
+        prompt.settings.temperature,
+        k,
     )
     jobs = [(rid, i) for i in range(k) for rid in run_ids]
     status = "interrupted"
@@ -128,16 +125,16 @@ async def sample_repeatedly(
                 store.record_samples(
                     check_id,
                     [
-                        {
-                            "run_id": rid,
-                            "sample": i,
-                            "judge_score": dumps(verdict.score) if verdict.score is not None else None,
-                            "reasoning": verdict.reasoning,
-                            "error": verdict.error,
-                            "prompt_tokens": verdict.prompt_tokens,
-                            "completion_tokens": verdict.completion_tokens,
-                            "latency_ms": verdict.latency_ms,
-                        }
+                        NewSample(
+                            run_id=rid,
+                            sample=i,
+                            judge_score=verdict.score,
+                            reasoning=verdict.reasoning,
+                            error=verdict.error,
+                            prompt_tokens=verdict.prompt_tokens,
+                            completion_tokens=verdict.completion_tokens,
+                            latency_ms=verdict.latency_ms,
+                        )
                     ],
                 )
 
@@ -148,5 +145,5 @@ async def sample_repeatedly(
         raise type(e)(f"{e} Consistency check {check_id}: {kept} of {len(jobs)} samples kept.") from e
     finally:
         with anyio.CancelScope(shield=True):
-            store.update_consistency_check(check_id, status=status, finished_at=now_iso())
+            store.finish_consistency_check(check_id, status)
     return check_id

@@ -34,7 +34,14 @@ from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NextSt
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
-from align_mcp.store import MISALIGNED_DIRECTIONS, Store, cache_row, dumps, loads, now_iso
+from align_mcp.store import (
+    MISALIGNED_DIRECTIONS,
+    CacheEntry,
+    NewResult,
+    ResultRow,
+    Store,
+    loads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +114,7 @@ async def run_alignment(
                 base_ref,
             )
     if baseline_id is not None:
-        store.update_alignment_run(aid, baseline_id=baseline_id)
+        store.set_alignment_baseline(aid, baseline_id)
     return report(store, aid, extra_notes=notes)
 
 
@@ -155,20 +162,15 @@ def _create_run(
     examples: list[tuple[str, Score]],
 ) -> int:
     return store.create_alignment_run(
-        {
-            "evaluator": evaluator,
-            "prompt_ref": prompt_ref,
-            "version": version,
-            "prompt": text,
-            "judge": settings.model_dump_json(),
-            "model": endpoint.model,
-            "prompt_hash": _prompt_hash(text, settings, endpoint.model),
-            "split": split,
-            "status": "running",
-            "started_at": now_iso(),
-            "total": len(examples),
-        },
-        [(rid, dumps(score)) for rid, score in examples],
+        evaluator,
+        prompt_ref,
+        version,
+        text,
+        settings,
+        endpoint.model,
+        _prompt_hash(text, settings, endpoint.model),
+        split,
+        examples,
     )
 
 
@@ -180,8 +182,8 @@ def _covering_run(
     aid = store.latest_alignment_id(evaluator, prompt_ref=prompt_ref, status="completed")
     if aid is None or _run_row(store, aid)["prompt_hash"] != prompt_hash:
         return None
-    wanted = {rid: dumps(score) for rid, score in examples}
-    have = {r["run_id"]: r["human_score"] for r in store.alignment_results(aid)}
+    wanted = dict(examples)
+    have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
     return aid if have == wanted else None
 
 
@@ -200,20 +202,18 @@ async def _execute(
     total = int(row["total"])
     done = total - len(pending)
     what = label or row["prompt_ref"]
-    runs = store.get_runs([p["run_id"] for p in pending])
+    runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
     work: list[tuple[str, list[dict[str, str]], str]] = []
-    cached_results: list[dict[str, Any]] = []
+    cached_results: list[NewResult] = []
     keyed = []
-    for p in pending:
-        run = runs.get(p["run_id"])
+    for pending_id, _ in pending:
+        run = runs.get(pending_id)
         if run is None:
-            cached_results.append(
-                _verdict_row(p["run_id"], Verdict(None, None, "run no longer in the store"))
-            )
+            cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
             continue
-        messages = build_messages(row["prompt"], run, settings.reasoning)
-        keyed.append((p["run_id"], messages, cache_key(endpoint.model, settings, messages, schema)))
+        messages = build_messages(row["prompt"], run.as_dict(), settings.reasoning)
+        keyed.append((pending_id, messages, cache_key(endpoint.model, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:
         hit = hits.get(key)
@@ -221,22 +221,22 @@ async def _execute(
             work.append((rid, messages, key))
             continue
         cached_results.append(
-            {
-                "run_id": rid,
-                "judge_score": hit["judge_score"],
-                "reasoning": hit["reasoning"],
-                "error": None,
-                "prompt_tokens": hit["prompt_tokens"],
-                "completion_tokens": hit["completion_tokens"],
-                "cached_tokens": hit["cached_tokens"],
-                "latency_ms": 0.0,
-                "cached": 1,
-            }
+            NewResult(
+                run_id=rid,
+                judge_score=hit.judge_score,
+                reasoning=hit.reasoning,
+                error=None,
+                prompt_tokens=hit.prompt_tokens,
+                completion_tokens=hit.completion_tokens,
+                cached_tokens=hit.cached_tokens,
+                latency_ms=0.0,
+                cached=True,
+            )
         )
     if cached_results:
-        store.record_results(aid, cached_results, [])
+        store.record_results(aid, cached_results)
         done += len(cached_results)
-    store.update_alignment_run(aid, status="running", finished_at=None)
+    store.reopen_alignment_run(aid)
     if on_progress is not None:
         await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
 
@@ -250,7 +250,7 @@ async def _execute(
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
                     rid, messages, key = item
                     verdict = await judge.judge_example(messages)
-                    cache = [cache_row(key, verdict)] if verdict.error is None else []
+                    cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
                     store.record_results(aid, [_verdict_row(rid, verdict)], cache)
 
                 try:
@@ -271,27 +271,25 @@ async def _execute(
         ) from failure
 
 
-def _verdict_row(rid: str, verdict: Verdict) -> dict[str, Any]:
-    return {
-        "run_id": rid,
-        "judge_score": dumps(verdict.score) if verdict.score is not None else None,
-        "reasoning": verdict.reasoning,
-        "error": verdict.error,
-        "prompt_tokens": verdict.prompt_tokens,
-        "completion_tokens": verdict.completion_tokens,
-        "cached_tokens": verdict.cached_tokens,
-        "latency_ms": verdict.latency_ms,
-        "cached": 0,
-    }
+def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
+    return NewResult(
+        run_id=rid,
+        judge_score=verdict.score,
+        reasoning=verdict.reasoning,
+        error=verdict.error,
+        prompt_tokens=verdict.prompt_tokens,
+        completion_tokens=verdict.completion_tokens,
+        cached_tokens=verdict.cached_tokens,
+        latency_ms=verdict.latency_ms,
+        cached=False,
+    )
 
 
 def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
     results = store.alignment_results(aid)
-    pairs = [
-        (loads(r["human_score"]), loads(r["judge_score"]) if r["error"] is None else None) for r in results
-    ]
-    computed = metrics.compute_metrics(score_type, pairs).model_dump_json() if pairs else None
-    store.update_alignment_run(aid, status=status, finished_at=now_iso(), metrics=computed)
+    pairs = [(r.human_score, r.judge_score if r.error is None else None) for r in results]
+    computed = metrics.compute_metrics(score_type, pairs) if pairs else None
+    store.finish_alignment_run(aid, status, computed)
 
 
 def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]:
@@ -327,9 +325,9 @@ def summary(store: Store, aid: int) -> AlignmentSummary:
 
 def _correct(store: Store, aid: int) -> dict[str, bool]:
     return {
-        r["run_id"]: loads(r["judge_score"]) == loads(r["human_score"])
+        r.run_id: r.judge_score == r.human_score
         for r in store.alignment_results(aid)
-        if r["error"] is None and r["judge_score"] is not None
+        if r.error is None and r.judge_score is not None
     }
 
 
@@ -338,7 +336,7 @@ def report(
 ) -> AlignmentReport:
     """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
     run = summary(store, aid)
-    errors = [_example(r) for r in store.alignment_results(aid) if r["error"] is not None]
+    errors = [_example(r) for r in store.alignment_results(aid) if r.error is not None]
     if baseline_id is None:
         baseline_id = _run_row(store, aid)["baseline_id"]  # the comparison made when the run was started
     baseline = summary(store, baseline_id) if baseline_id is not None else None
@@ -427,18 +425,18 @@ def _overfit_warning(store: Store, test_run: AlignmentSummary) -> list[str]:
     return []
 
 
-def _example(r: dict[str, Any]) -> ExampleResult:
+def _example(r: ResultRow) -> ExampleResult:
     return ExampleResult(
-        run_id=r["run_id"],
-        human_score=loads(r["human_score"]),
-        judge_score=loads(r["judge_score"]),
-        reasoning=r["reasoning"],
-        error=r["error"],
-        prompt_tokens=r["prompt_tokens"],
-        completion_tokens=r["completion_tokens"],
-        cached_tokens=r["cached_tokens"],
-        latency_ms=r["latency_ms"],
-        cached=bool(r["cached"]),
+        run_id=r.run_id,
+        human_score=r.human_score,
+        judge_score=r.judge_score,
+        reasoning=r.reasoning,
+        error=r.error,
+        prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens,
+        cached_tokens=r.cached_tokens,
+        latency_ms=r.latency_ms,
+        cached=r.cached,
     )
 
 
@@ -517,27 +515,29 @@ def get_misaligned(
     )
     page = []
     for r in results:
-        human, judge = loads(r["human_score"]), loads(r["judge_score"])
+        human, judge = r.human_score, r.judge_score
+        assert judge is not None  # misaligned results are judged
         page.append((r, human, judge, direction_of(ev.score_type, human, judge)))
     from align_mcp.engine.samples import unstable_run_ids
 
     unstable = unstable_run_ids(store, evaluator, prompt=row["prompt"])
-    runs = store.get_runs([r["run_id"] for r, *_ in page])
-    labels = store.current_label_rows(evaluator, [r["run_id"] for r, *_ in page])
+    runs = store.get_runs([r.run_id for r, *_ in page])
+    labels = store.current_label_rows(evaluator, [r.run_id for r, *_ in page])
     truncated = False
     cases = []
     for r, human, judge, d in page:
-        run = runs.get(r["run_id"], {"inputs": {}, "outputs": {}, "reference_outputs": None})
-        label = labels.get(r["run_id"])
+        stored = runs.get(r.run_id)
+        run = stored.as_dict() if stored else {"inputs": {}, "outputs": {}, "reference_outputs": None}
+        label = labels.get(r.run_id)
         fields = {}
         for name in ("inputs", "outputs", "reference_outputs"):
             fields[name], cut = clip(run[name], max_chars)
             truncated = truncated or cut
-        reasoning, cut = clip(r["reasoning"], max_chars)
+        reasoning, cut = clip(r.reasoning, max_chars)
         truncated = truncated or cut
         cases.append(
             MisalignedCase(
-                run_id=r["run_id"],
+                run_id=r.run_id,
                 direction=d,
                 inputs=fields["inputs"] or {},
                 outputs=fields["outputs"] or {},
@@ -547,7 +547,7 @@ def get_misaligned(
                 labeler=label.labeler if label else None,
                 judge_score=judge,
                 judge_reasoning=reasoning,
-                flip_share=unstable.get(r["run_id"]),
+                flip_share=unstable.get(r.run_id),
             )
         )
     notes = []

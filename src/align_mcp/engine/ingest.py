@@ -138,7 +138,7 @@ def get_run(store: Store, run_id: str) -> Run:
     row = store.get_runs([run_id]).get(run_id)
     if row is None:
         raise NotFound(f"No run with id {run_id!r}. Check the id.", NextStep("import_runs"))
-    return Run.model_validate(row)
+    return Run.model_validate(row.as_dict())
 
 
 def run_detail(store: Store, run_id: str, max_chars: int | None = None) -> RunDetail:
@@ -175,7 +175,10 @@ def _longest_string(value: Any) -> int:
 
 def list_sources(store: Store) -> list[Source]:
     """Every source with its kind and number of runs, by name."""
-    return [Source.model_validate(row) for row in store.list_sources()]
+    return [
+        Source(name=row.name, kind=row.kind, runs=row.runs, created_at=row.created_at)
+        for row in store.list_sources()
+    ]
 
 
 def check_run_ids(store: Store, run_ids: Sequence[str], what: str = "run_ids") -> list[str]:

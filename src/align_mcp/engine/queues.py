@@ -59,7 +59,7 @@ def add_to_queue(
                 'Say which runs to queue: run ids, a source name, or a metadata filter (e.g. {"topic": "billing"}).'
             )
         if source is not None and store.get_source(source) is None:
-            sources = [s["name"] for s in store.list_sources()]
+            sources = [s.name for s in store.list_sources()]
             raise NotFound(
                 f"No source named {source!r}. Known: {', '.join(sources) or 'none'}.", NextStep("import_runs")
             )
@@ -124,11 +124,11 @@ def next_items(
         items.append(
             QueueItem(
                 run_id=rid,
-                source=run["source"],
-                inputs=run["inputs"],
-                outputs=run["outputs"],
-                reference_outputs=run["reference_outputs"],
-                metadata=run["metadata"],
+                source=run.source,
+                inputs=run.inputs,
+                outputs=run.outputs,
+                reference_outputs=run.reference_outputs,
+                metadata=run.metadata,
                 reserved_until=None if held is None else held.reserved_until,
             )
         )

@@ -15,7 +15,7 @@ from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schema
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
-from align_mcp.store import Store, cache_row, loads
+from align_mcp.store import CacheEntry, Store
 
 MAX_BUDGET = 100_000  # the most model calls one proposal may be given
 
@@ -128,7 +128,7 @@ class Judging:
         self._inflight: dict[str, anyio.Event] = {}
 
     def load_runs(self, run_ids: Sequence[str]) -> None:
-        self.runs.update(self.store.get_runs(run_ids))
+        self.runs.update({rid: run.as_dict() for rid, run in self.store.get_runs(run_ids).items()})
 
     def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
         messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
@@ -145,8 +145,8 @@ class Judging:
     def adopt(self, template: str, store: Store, alignment_id: int) -> None:
         """Take an alignment run's stored results as this template's results."""
         for r in store.alignment_results(alignment_id):
-            score = loads(r["judge_score"]) if r["error"] is None else None
-            self.results.setdefault(template, {})[r["run_id"]] = Outcome(score, r["reasoning"], r["error"])
+            score = r.judge_score if r.error is None else None
+            self.results.setdefault(template, {})[r.run_id] = Outcome(score, r.reasoning, r.error)
 
     async def one(self, template: str, run_id: str) -> Outcome:
         if self.fatal is not None or self.stopped.is_set():
@@ -163,7 +163,7 @@ class Judging:
         if found is None:
             hit = self.store.cache_get([key]).get(key)
             if hit is not None:
-                found = Outcome(loads(hit["judge_score"]), hit["reasoning"], None)
+                found = Outcome(hit.judge_score, hit.reasoning, None)
         if found is not None:
             self.budget.cache_hits += 1
             outcome = found
@@ -182,7 +182,7 @@ class Judging:
             self.budget.requests += verdict.calls
             outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
             if verdict.error is None and verdict.score is not None:
-                self.store.cache_put([cache_row(key, verdict)])
+                self.store.cache_put([CacheEntry.of(key, verdict)])
             if self.on_progress is not None:
                 used, limit = self.budget.used, self.budget.limit
                 await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")

@@ -76,7 +76,7 @@ async def analysis_for(
     """
     row = store.latest_failure_analysis(aid, "llm") or store.latest_failure_analysis(aid)
     if row is not None:
-        return _analysis(row), []
+        return row.result, []
     cases, judged, prompt_ref = misaligned_cases(store, ev.name, aid)
     chunks = math.ceil(len(cases) / ANALYSIS_CHUNK)
     wanted = chunks + (1 if chunks > 1 else 0)
@@ -133,7 +133,7 @@ def misaligned_cases(store: Store, evaluator: str, aid: int) -> tuple[list[Misal
     judged = sum(
         1
         for r in store.alignment_results(aid)
-        if r["error"] is None and r["judge_score"] is not None and r["run_id"] not in hidden
+        if r.error is None and r.judge_score is not None and r.run_id not in hidden
     )
     return cases, judged, prompt_ref
 
@@ -401,9 +401,5 @@ def _store_analysis(
         created_at=datetime.fromisoformat(now_iso()),
         notes=notes,
     )
-    new_id = store.insert_failure_analysis(evaluator, aid, method, result.model_dump_json(exclude={"id"}))
+    new_id = store.insert_failure_analysis(result)
     return result.model_copy(update={"id": new_id})
-
-
-def _analysis(row: dict[str, Any]) -> FailureAnalysis:
-    return FailureAnalysis.model_validate({**json.loads(row["result"]), "id": row["id"]})

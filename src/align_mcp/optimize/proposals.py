@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from pydantic import Field
@@ -38,7 +37,7 @@ from align_mcp.llm.structured import StructuredReply, parse_model, reply_format
 from align_mcp.optimize.candidates import MAX_BUDGET, Judging, Outcome, Template, is_wrong
 from align_mcp.optimize.failure_modes import analysis_for, case_text, direction_label, misaligned_cases
 from align_mcp.optimize.gepa import gepa_search, gepa_step_cost, load_dspy
-from align_mcp.store import Store, dumps, now_iso
+from align_mcp.store import NewProposal, Store, now_iso
 
 Mode = Literal["gepa", "reflect"]
 
@@ -159,7 +158,7 @@ def get_proposal(store: Store, proposal_id: int) -> Proposal:
     row = store.get_proposal(proposal_id)
     if row is None:
         raise NotFound(f"No proposal {proposal_id}.", NextStep("list_proposals"), NextStep("propose_prompt"))
-    return _proposal(row)
+    return row.result
 
 
 def list_proposals(store: Store, evaluator: str) -> list[ProposalSummary]:
@@ -167,7 +166,7 @@ def list_proposals(store: Store, evaluator: str) -> list[ProposalSummary]:
     get_evaluator(store, evaluator)
     out = []
     for row in store.proposals(evaluator):
-        p = _proposal(row)
+        p = row.result
         out.append(
             ProposalSummary(
                 id=p.id,
@@ -240,7 +239,7 @@ def _covering_dev_run(
     store: Store, ev: Evaluator, endpoint: Endpoint, dev: Sequence[tuple[str, Score]]
 ) -> int | None:
     """A completed dev run of exactly the current draft and settings over exactly the current dev labels."""
-    wanted = {rid: dumps(score) for rid, score in dev}
+    wanted = dict(dev)
     settings = ev.judge.model_dump_json()
     for aid in reversed(store.alignment_run_ids(ev.name)[-20:]):
         row = store.alignment_run_row(aid)
@@ -248,7 +247,7 @@ def _covering_dev_run(
             continue
         if row["prompt"] != ev.draft or row["judge"] != settings or row["model"] != endpoint.model:
             continue
-        have = {r["run_id"]: r["human_score"] for r in store.alignment_results(aid)}
+        have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
         if have == wanted:
             return aid
     return None
@@ -528,27 +527,6 @@ def _store_proposal(
         notes=notes,
     )
     new_id = store.insert_proposal(
-        {
-            "evaluator": ev.name,
-            "mode": mode,
-            "alignment_id": aid,
-            "analysis_id": analysis.id,
-            "base_prompt": base,
-            "prompt": chosen,
-            "seen_run_ids": dumps([rid for rid, _ in dev]),
-            "result": proposal.model_dump_json(exclude={"id", "status", "applied_at"}),
-            "created_at": now_iso(),
-        }
+        NewProposal(ev.name, mode, aid, analysis.id, base, chosen, [rid for rid, _ in dev], proposal)
     )
     return proposal.model_copy(update={"id": new_id})
-
-
-def _proposal(row: dict[str, Any]) -> Proposal:
-    return Proposal.model_validate(
-        {
-            **json.loads(row["result"]),
-            "id": row["id"],
-            "status": "applied" if row["applied_at"] else "proposed",
-            "applied_at": row["applied_at"],
-        }
-    )

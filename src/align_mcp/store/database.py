@@ -10,25 +10,43 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlite_utils import Database
 
-from align_mcp.core.models import JudgeSettings, Score, ScoreType, SourceKind
+from align_mcp.core.models import (
+    FailureAnalysis,
+    JudgeSettings,
+    Metrics,
+    Proposal,
+    Score,
+    ScoreType,
+    SourceKind,
+)
 from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
 from align_mcp.store.rows import (
+    CacheEntry,
+    ConsistencyCheckRow,
     EvaluatorRow,
+    FailureAnalysisRow,
     FeedbackRow,
     LabelRow,
     NewLabel,
+    NewProposal,
+    NewResult,
     NewReview,
     NewRun,
+    NewSample,
+    ProposalRow,
     QueueCounts,
     Reservation,
+    ResultRow,
     ReviewRow,
+    RunRow,
     SampleRow,
+    SourceListing,
     SourceRow,
     SplitRow,
     TriageRow,
@@ -45,29 +63,6 @@ MISALIGNED_DIRECTIONS = {
     "under": "CAST(r.judge_score AS INTEGER) < CAST(r.human_score AS INTEGER)",
     "mismatch": "1",
 }
-
-
-class CachedVerdict(Protocol):
-    """What the judge cache keeps of a verdict (the judge's Verdict has these fields)."""
-
-    score: Any
-    reasoning: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cached_tokens: int | None
-
-
-def cache_row(key: str, verdict: CachedVerdict) -> dict[str, Any]:
-    """The judge-cache entry for a successful verdict (errors are never cached)."""
-    return {
-        "key": key,
-        "judge_score": dumps(verdict.score),
-        "reasoning": verdict.reasoning,
-        "prompt_tokens": verdict.prompt_tokens,
-        "completion_tokens": verdict.completion_tokens,
-        "cached_tokens": verdict.cached_tokens,
-        "created_at": now_iso(),
-    }
 
 
 class Store:
@@ -191,11 +186,15 @@ class Store:
     def insert_source(self, name: str, kind: SourceKind) -> None:
         self._write("INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?)", [name, kind, now_iso()])
 
-    def list_sources(self) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) AS runs "
-            "FROM sources s ORDER BY s.name"
-        )
+    def list_sources(self) -> list[SourceListing]:
+        """Every source with its number of runs, by name."""
+        return [
+            SourceListing(name, kind, parse_time(created_at), runs)
+            for name, kind, created_at, runs in self._tuples(
+                "SELECT s.name, s.kind, s.created_at, (SELECT count(*) FROM runs r WHERE r.source = s.name) "
+                "FROM sources s ORDER BY s.name"
+            )
+        ]
 
     def insert_runs(self, source: str, runs: Iterable[NewRun]) -> int:
         """Insert runs into a source; runs whose id is already stored are kept as they are.
@@ -222,12 +221,24 @@ class Store:
             )
             return max(cur.rowcount, 0)
 
-    def get_runs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def get_runs(self, ids: Sequence[str]) -> dict[str, RunRow]:
+        """The stored runs among these ids, by id, with their JSON decoded."""
+        out: dict[str, RunRow] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for row in self._rows(f"SELECT * FROM runs WHERE id IN ({marks})", chunk):
-                out[row["id"]] = _decode_run(row)
+            for run_id, source, inputs, outputs, reference_outputs, metadata in self._tuples(
+                "SELECT id, source, inputs, outputs, reference_outputs, metadata FROM runs "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ):
+                out[run_id] = RunRow(
+                    run_id,
+                    source,
+                    loads(inputs),
+                    loads(outputs),
+                    loads(reference_outputs),
+                    loads(metadata) or {},
+                )
         return out
 
     def existing_run_ids(self, ids: Sequence[str]) -> set[str]:
@@ -599,35 +610,98 @@ class Store:
 
     # ---- diagnose ---------------------------------------------------------------------------------------
 
-    def create_consistency_check(self, row: dict[str, Any]) -> int:
-        cols = list(row)
+    def create_consistency_check(
+        self,
+        evaluator: str,
+        prompt_ref: str,
+        prompt: str,
+        judge: JudgeSettings,
+        model: str,
+        temperature: float,
+        k: int,
+    ) -> int:
+        """Start a self-consistency check (status running, started now); returns its id."""
         cur = self._write(
-            f"INSERT INTO consistency_checks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO consistency_checks (evaluator, prompt_ref, prompt, judge, model, temperature, k, status, "
+            "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+            [evaluator, prompt_ref, prompt, judge.model_dump_json(), model, temperature, k, now_iso()],
         )
         return int(cur.lastrowid or 0)
 
-    def get_consistency_check(self, check_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM consistency_checks WHERE id = ?", [check_id])
+    def get_consistency_check(self, check_id: int) -> ConsistencyCheckRow | None:
+        row = self._tuple(
+            "SELECT id, evaluator, prompt_ref, prompt, judge, model, temperature, k, status, started_at, finished_at "
+            "FROM consistency_checks WHERE id = ?",
+            [check_id],
+        )
+        if row is None:
+            return None
+        (
+            found,
+            evaluator,
+            prompt_ref,
+            prompt,
+            judge,
+            model,
+            temperature,
+            k,
+            status,
+            started_at,
+            finished_at,
+        ) = row
+        return ConsistencyCheckRow(
+            id=found,
+            evaluator=evaluator,
+            prompt_ref=prompt_ref,
+            prompt=prompt,
+            judge=JudgeSettings.model_validate_json(judge),
+            model=model,
+            temperature=float(temperature),
+            k=int(k),
+            status=status,
+            started_at=parse_time(started_at),
+            finished_at=None if finished_at is None else parse_time(finished_at),
+        )
 
-    def update_consistency_check(self, check_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE consistency_checks SET {sets} WHERE id = ?", [*fields.values(), check_id])
+    def finish_consistency_check(self, check_id: int, status: str) -> None:
+        """End a check with this status (completed or interrupted), stamped now."""
+        self._write(
+            "UPDATE consistency_checks SET status = ?, finished_at = ? WHERE id = ?",
+            [status, now_iso(), check_id],
+        )
 
-    def record_samples(self, check_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        """Store repeated judge verdicts: run_id, sample, judge_score JSON, reasoning, error, tokens, latency."""
+    def record_samples(self, check_id: int, samples: Iterable[NewSample]) -> None:
+        """Store repeated judge verdicts of a check; a sample replaces one stored under the same run and number."""
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
-                "prompt_tokens, completion_tokens, latency_ms) VALUES (:check_id, :run_id, :sample, :judge_score, "
-                ":reasoning, :error, :prompt_tokens, :completion_tokens, :latency_ms)",
-                [{**r, "check_id": check_id} for r in rows],
+                "prompt_tokens, completion_tokens, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        check_id,
+                        s.run_id,
+                        s.sample,
+                        None if s.judge_score is None else dumps(s.judge_score),
+                        s.reasoning,
+                        s.error,
+                        s.prompt_tokens,
+                        s.completion_tokens,
+                        s.latency_ms,
+                    )
+                    for s in samples
+                ],
             )
 
-    def consistency_samples(self, check_id: int) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT * FROM judge_samples WHERE check_id = ? ORDER BY run_id, sample", [check_id]
-        )
+    def consistency_samples(self, check_id: int) -> list[SampleRow]:
+        """A check's samples by run id and sample number, with scores decoded."""
+        return [
+            SampleRow(found, run_id, sample, None if judge_score is None else load_score(judge_score), error)
+            for found, run_id, sample, judge_score, error in self._tuples(
+                "SELECT check_id, run_id, sample, judge_score, error FROM judge_samples WHERE check_id = ? "
+                "ORDER BY run_id, sample",
+                [check_id],
+            )
+        ]
 
     def completed_samples(self, evaluator: str, prompt: str | None = None) -> list[SampleRow]:
         """Samples of the evaluator's completed consistency checks (optionally of one prompt text), oldest first."""
@@ -753,90 +827,182 @@ class Store:
 
     # ---- optimizer --------------------------------------------------------------------------------------
 
-    def insert_failure_analysis(self, evaluator: str, alignment_id: int, method: str, result: str) -> int:
-        """Store a failure analysis (its JSON) with the alignment run it came from; returns its id."""
+    def insert_failure_analysis(self, analysis: FailureAnalysis) -> int:
+        """Store a failure analysis (all but its id) under the alignment run it came from; returns its id."""
         cur = self._write(
             "INSERT INTO failure_analyses (evaluator, alignment_id, method, result, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            [evaluator, alignment_id, method, result, now_iso()],
+            [
+                analysis.evaluator,
+                analysis.alignment_run,
+                analysis.method,
+                analysis.model_dump_json(exclude={"id"}),
+                now_iso(),
+            ],
         )
         return int(cur.lastrowid or 0)
 
-    def latest_failure_analysis(self, alignment_id: int, method: str | None = None) -> dict[str, Any] | None:
-        sql = "SELECT * FROM failure_analyses WHERE alignment_id = ?"
+    def latest_failure_analysis(
+        self, alignment_id: int, method: str | None = None
+    ) -> FailureAnalysisRow | None:
+        sql = (
+            "SELECT id, evaluator, alignment_id, method, result, created_at FROM failure_analyses "
+            "WHERE alignment_id = ?"
+        )
         params: list[Any] = [alignment_id]
         if method is not None:
             sql += " AND method = ?"
             params.append(method)
-        return self._one(sql + " ORDER BY id DESC LIMIT 1", params)
+        row = self._tuple(sql + " ORDER BY id DESC LIMIT 1", params)
+        if row is None:
+            return None
+        found, evaluator, aid, stored_method, result, created_at = row
+        return FailureAnalysisRow(
+            id=found,
+            evaluator=evaluator,
+            alignment_id=aid,
+            method=stored_method,
+            result=FailureAnalysis.model_validate({**json.loads(result), "id": found}),
+            created_at=parse_time(created_at),
+        )
 
-    def insert_proposal(self, row: dict[str, Any]) -> int:
-        cols = list(row)
+    def insert_proposal(self, new: NewProposal) -> int:
+        """Store a proposal (its result without id, status and applied time), created now; returns its id."""
         cur = self._write(
-            f"INSERT INTO proposals ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [row[c] for c in cols],
+            "INSERT INTO proposals (evaluator, mode, alignment_id, analysis_id, base_prompt, prompt, seen_run_ids, "
+            "result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                new.evaluator,
+                new.mode,
+                new.alignment_id,
+                new.analysis_id,
+                new.base_prompt,
+                new.prompt,
+                dumps(list(new.seen_run_ids)),
+                new.result.model_dump_json(exclude={"id", "status", "applied_at"}),
+                now_iso(),
+            ],
         )
         return int(cur.lastrowid or 0)
 
-    def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM proposals WHERE id = ?", [proposal_id])
+    def get_proposal(self, proposal_id: int) -> ProposalRow | None:
+        row = self._tuple(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", [proposal_id])
+        return None if row is None else _proposal_row(row)
 
-    def proposals(self, evaluator: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator])
+    def proposals(self, evaluator: str) -> list[ProposalRow]:
+        return [
+            _proposal_row(row)
+            for row in self._tuples(
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE evaluator = ? ORDER BY id", [evaluator]
+            )
+        ]
 
     def mark_proposal_applied(self, proposal_id: int) -> None:
         self._write("UPDATE proposals SET applied_at = ? WHERE id = ?", [now_iso(), proposal_id])
 
     # ---- judge cache ------------------------------------------------------------------------------------
 
-    def cache_put(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Add judge-cache entries (key, judge_score, reasoning, *_tokens, created_at); newer replace older."""
+    def cache_put(self, entries: Iterable[CacheEntry]) -> None:
+        """Add judge-cache entries, stamped now; an entry replaces an older one under the same key."""
+        created = now_iso()
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_cache (key, judge_score, reasoning, prompt_tokens, completion_tokens, "
-                "cached_tokens, created_at) VALUES (:key, :judge_score, :reasoning, :prompt_tokens, "
-                ":completion_tokens, :cached_tokens, :created_at)",
-                list(rows),
+                "cached_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.key,
+                        dumps(e.judge_score),
+                        e.reasoning,
+                        e.prompt_tokens,
+                        e.completion_tokens,
+                        e.cached_tokens,
+                        created,
+                    )
+                    for e in entries
+                ],
             )
 
-    def cache_get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def cache_get(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        """The cached entries among these keys, by key, with each score decoded."""
+        out: dict[str, CacheEntry] = {}
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._rows(f"SELECT * FROM judge_cache WHERE key IN ({marks})", chunk):
-                out[r["key"]] = r
+            for key, score, reasoning, prompt_tokens, completion_tokens, cached_tokens in self._tuples(
+                "SELECT key, judge_score, reasoning, prompt_tokens, completion_tokens, cached_tokens "
+                f"FROM judge_cache WHERE key IN ({marks})",
+                chunk,
+            ):
+                out[key] = CacheEntry(
+                    key, load_score(score), reasoning, prompt_tokens, completion_tokens, cached_tokens
+                )
         return out
 
     # ---- alignment runs ---------------------------------------------------------------------------------
 
-    def create_alignment_run(self, row: dict[str, Any], examples: Sequence[tuple[str, str]]) -> int:
-        """Create a run and its pending examples (run_id, human score JSON) in one transaction."""
+    def create_alignment_run(
+        self,
+        evaluator: str,
+        prompt_ref: str,
+        version: int | None,
+        prompt: str,
+        judge: JudgeSettings,
+        model: str,
+        prompt_hash: str,
+        split: str,
+        examples: Sequence[tuple[str, Score]],
+    ) -> int:
+        """Create a running alignment run, started now, and its pending examples (run id, human score) at once."""
         with self.transaction():
-            cols = list(row)
             cur = self.conn.execute(
-                f"INSERT INTO alignment_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [row[c] for c in cols],
+                "INSERT INTO alignment_runs (evaluator, prompt_ref, version, prompt, judge, model, prompt_hash, split, "
+                "status, started_at, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                [
+                    evaluator,
+                    prompt_ref,
+                    version,
+                    prompt,
+                    judge.model_dump_json(),
+                    model,
+                    prompt_hash,
+                    split,
+                    now_iso(),
+                    len(examples),
+                ],
             )
             aid = int(cur.lastrowid or 0)
             self.conn.executemany(
                 "INSERT INTO alignment_results (alignment_id, run_id, human_score) VALUES (?, ?, ?)",
-                [(aid, rid, score) for rid, score in examples],
+                [(aid, rid, dumps(score)) for rid, score in examples],
             )
         return aid
 
     def record_results(
-        self, alignment_id: int, results: Iterable[dict[str, Any]], cache_rows: Iterable[dict[str, Any]]
+        self, alignment_id: int, results: Iterable[NewResult], cache_entries: Iterable[CacheEntry] = ()
     ) -> None:
         """Persist finished examples (and new cache entries) in one short transaction."""
         with self.transaction():
             self.conn.executemany(
-                "UPDATE alignment_results SET done = 1, judge_score = :judge_score, reasoning = :reasoning, "
-                "error = :error, prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens, "
-                "cached_tokens = :cached_tokens, latency_ms = :latency_ms, cached = :cached "
-                "WHERE alignment_id = :alignment_id AND run_id = :run_id AND done = 0",
-                [{**r, "alignment_id": alignment_id} for r in results],
+                "UPDATE alignment_results SET done = 1, judge_score = ?, reasoning = ?, error = ?, prompt_tokens = ?, "
+                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ? "
+                "WHERE alignment_id = ? AND run_id = ? AND done = 0",
+                [
+                    (
+                        None if r.judge_score is None else dumps(r.judge_score),
+                        r.reasoning,
+                        r.error,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.cached_tokens,
+                        r.latency_ms,
+                        int(r.cached),
+                        alignment_id,
+                        r.run_id,
+                    )
+                    for r in results
+                ],
             )
-            self.cache_put(cache_rows)
+            self.cache_put(cache_entries)
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(
@@ -846,9 +1012,22 @@ class Store:
         )
         return cur.rowcount
 
-    def update_alignment_run(self, alignment_id: int, **fields: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE alignment_runs SET {sets} WHERE id = ?", [*fields.values(), alignment_id])
+    def reopen_alignment_run(self, alignment_id: int) -> None:
+        """Mark a run running again (being judged or resumed), with no finish time."""
+        self._write(
+            "UPDATE alignment_runs SET status = 'running', finished_at = NULL WHERE id = ?", [alignment_id]
+        )
+
+    def finish_alignment_run(self, alignment_id: int, status: str, metrics: Metrics | None) -> None:
+        """End a run with this status (completed or interrupted) and its metrics (None when nothing was judged)."""
+        self._write(
+            "UPDATE alignment_runs SET status = ?, finished_at = ?, metrics = ? WHERE id = ?",
+            [status, now_iso(), None if metrics is None else metrics.model_dump_json(), alignment_id],
+        )
+
+    def set_alignment_baseline(self, alignment_id: int, baseline_id: int) -> None:
+        """Record the run this one was compared with when it was started."""
+        self._write("UPDATE alignment_runs SET baseline_id = ? WHERE id = ?", [baseline_id, alignment_id])
 
     def alignment_run_row(self, alignment_id: int) -> dict[str, Any] | None:
         """The alignment run's own row, without the per-result aggregates of get_alignment_run."""
@@ -910,11 +1089,12 @@ class Store:
                 return int(aid)
         return None
 
-    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM alignment_results WHERE alignment_id = ?"
+    def alignment_results(self, alignment_id: int, done_only: bool = True) -> list[ResultRow]:
+        """An alignment run's examples by run id (only those judged, unless `done_only` is False)."""
+        sql = f"SELECT {_RESULT_COLUMNS} FROM alignment_results r WHERE r.alignment_id = ?"
         if done_only:
-            sql += " AND done = 1"
-        return self._rows(sql + " ORDER BY run_id", [alignment_id])
+            sql += " AND r.done = 1"
+        return [_result_row(row) for row in self._tuples(sql + " ORDER BY r.run_id", [alignment_id])]
 
     def misaligned(
         self,
@@ -925,7 +1105,7 @@ class Store:
         offset: int,
         limit: int,
         may_hold_test: bool = True,
-    ) -> tuple[int, list[dict[str, Any]]]:
+    ) -> tuple[int, list[ResultRow]]:
         """One page of judged, error-free, misaligned results, never from the evaluator's test split.
 
         `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text). A dev run
@@ -948,17 +1128,22 @@ class Store:
         order = "r.run_id"
         if by_severity:
             order = "abs(CAST(r.judge_score AS INTEGER) - CAST(r.human_score AS INTEGER)) DESC, r.run_id"
-        rows = self._rows(
-            f"SELECT r.* FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        rows = self._tuples(
+            f"SELECT {_RESULT_COLUMNS} FROM alignment_results r WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return total, rows
+        return total, [_result_row(row) for row in rows]
 
-    def pending_examples(self, alignment_id: int) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 ORDER BY run_id",
-            [alignment_id],
-        )
+    def pending_examples(self, alignment_id: int) -> list[tuple[str, Score]]:
+        """An alignment run's examples not judged yet: (run id, human score), by run id."""
+        return [
+            (run_id, load_score(score))
+            for run_id, score in self._tuples(
+                "SELECT run_id, human_score FROM alignment_results WHERE alignment_id = ? AND done = 0 "
+                "ORDER BY run_id",
+                [alignment_id],
+            )
+        ]
 
     def runs_with_results(self, evaluator: str, prompt_hash: str) -> list[int]:
         return [
@@ -1012,6 +1197,85 @@ def _review_row(row: tuple[Any, ...]) -> ReviewRow:
     )
 
 
+_PROPOSAL_COLUMNS = (
+    "id, evaluator, mode, alignment_id, analysis_id, base_prompt, prompt, seen_run_ids, result, created_at, "
+    "applied_at"
+)
+
+
+def _proposal_row(row: tuple[Any, ...]) -> ProposalRow:
+    (
+        proposal_id,
+        evaluator,
+        mode,
+        aid,
+        analysis_id,
+        base_prompt,
+        prompt,
+        seen,
+        result,
+        created_at,
+        applied_at,
+    ) = row
+    return ProposalRow(
+        id=proposal_id,
+        evaluator=evaluator,
+        mode=mode,
+        alignment_id=aid,
+        analysis_id=analysis_id,
+        base_prompt=base_prompt,
+        prompt=prompt,
+        seen_run_ids=json.loads(seen),
+        result=Proposal.model_validate(
+            {
+                **json.loads(result),
+                "id": proposal_id,
+                "status": "applied" if applied_at else "proposed",
+                "applied_at": applied_at,
+            }
+        ),
+        created_at=parse_time(created_at),
+        applied_at=None if applied_at is None else parse_time(applied_at),
+    )
+
+
+_RESULT_COLUMNS = (
+    "r.alignment_id, r.run_id, r.human_score, r.done, r.judge_score, r.reasoning, r.error, r.prompt_tokens, "
+    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached"
+)
+
+
+def _result_row(row: tuple[Any, ...]) -> ResultRow:
+    (
+        aid,
+        run_id,
+        human,
+        done,
+        judge,
+        reasoning,
+        error,
+        prompt_tokens,
+        completion_tokens,
+        cached_tokens,
+        ms,
+        cached,
+    ) = row
+    return ResultRow(
+        alignment_id=aid,
+        run_id=run_id,
+        human_score=load_score(human),
+        done=bool(done),
+        judge_score=None if judge is None else load_score(judge),
+        reasoning=reasoning,
+        error=error,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached_tokens,
+        latency_ms=ms,
+        cached=bool(cached),
+    )
+
+
 _LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at"
 
 
@@ -1028,17 +1292,6 @@ def _version_row(row: tuple[Any, ...]) -> VersionRow:
     return VersionRow(
         evaluator, version, prompt, JudgeSettings.model_validate_json(judge), message, parse_time(created_at)
     )
-
-
-def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "source": row["source"],
-        "inputs": loads(row["inputs"]),
-        "outputs": loads(row["outputs"]),
-        "reference_outputs": loads(row["reference_outputs"]),
-        "metadata": loads(row["metadata"]) or {},
-    }
 
 
 def open_store(path: str | Path | None = None, clock: Callable[[], float] = time.time) -> Store:

@@ -7,13 +7,16 @@ dataclass costs no more to build than the dict it replaces, where a pydantic mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from align_mcp.core.models import (
+    FailureAnalysis,
     JsonDict,
     JudgeSettings,
+    Proposal,
     ReviewStatus,
     Score,
     ScoreType,
@@ -31,6 +34,39 @@ class SourceRow:
     name: str
     kind: SourceKind
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SourceListing:
+    """A source with the number of runs it holds."""
+
+    name: str
+    kind: SourceKind
+    created_at: datetime
+    runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A stored run with its JSON columns decoded (metadata is {} when none was stored)."""
+
+    id: str
+    source: str
+    inputs: JsonDict
+    outputs: JsonDict
+    reference_outputs: JsonDict | None
+    metadata: JsonDict
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run as a plain mapping (what templates render and the judge's build_messages reads)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "reference_outputs": self.reference_outputs,
+            "metadata": self.metadata,
+        }
 
 
 class NewRun(Protocol):
@@ -195,3 +231,144 @@ class ReviewRow:
     second_labeler: str | None
     final_score: Score | None
     final_labeler: str | None
+
+
+class CachedVerdict(Protocol):
+    """What the judge cache keeps of a verdict (the judge's Verdict has these fields)."""
+
+    score: Any
+    reasoning: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A judge-cache entry: a successful verdict's score (decoded), reasoning and token counts, by cache key."""
+
+    key: str
+    judge_score: Score
+    reasoning: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+
+    @classmethod
+    def of(cls, key: str, verdict: CachedVerdict) -> CacheEntry:
+        """The entry for a successful verdict (errors are never cached)."""
+        return cls(
+            key,
+            verdict.score,
+            verdict.reasoning,
+            verdict.prompt_tokens,
+            verdict.completion_tokens,
+            verdict.cached_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewResult:
+    """A finished example of an alignment run to record: the judge's verdict (score None on error) and its cost."""
+
+    run_id: str
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """An alignment run's example: the human score it was run against and, once done, the judge's verdict."""
+
+    alignment_id: int
+    run_id: str
+    human_score: Score
+    done: bool
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    latency_ms: float | None
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyCheckRow:
+    """A self-consistency check: the prompt and judge settings sampled k times per run, and how it ended."""
+
+    id: int
+    evaluator: str
+    prompt_ref: str
+    prompt: str
+    judge: JudgeSettings
+    model: str
+    temperature: float
+    k: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSample:
+    """One repeated judge verdict to store under a consistency check (judge_score None when the call failed)."""
+
+    run_id: str
+    sample: int
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureAnalysisRow:
+    """A stored failure analysis of an alignment run, its result decoded (with the row's id)."""
+
+    id: int
+    evaluator: str
+    alignment_id: int
+    method: str
+    result: FailureAnalysis
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewProposal:
+    """An optimizer proposal to store: the prompts, the dev run ids it read, and its result."""
+
+    evaluator: str
+    mode: str
+    alignment_id: int | None
+    analysis_id: int | None
+    base_prompt: str
+    prompt: str
+    seen_run_ids: Sequence[str]
+    result: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRow:
+    """A stored proposal; its result is decoded with the row's id, status and applied time filled in."""
+
+    id: int
+    evaluator: str
+    mode: str
+    alignment_id: int | None
+    analysis_id: int | None
+    base_prompt: str
+    prompt: str
+    seen_run_ids: list[str]
+    result: Proposal
+    created_at: datetime
+    applied_at: datetime | None
