@@ -856,3 +856,42 @@ def test_alignment_runs_are_finished_reopened_and_given_a_baseline_through_expli
         "interrupted",
         None,
     )
+
+
+def test_alignment_runs_are_read_as_typed_rows_with_settings_metrics_and_totals_decoded(store: Store) -> None:
+    from align_mcp.core import metrics
+    from align_mcp.store import AlignmentRunRow, AlignmentRunTotals, CacheEntry, NewResult
+
+    settings = JudgeSettings(temperature=0.5)
+    store.insert_evaluator("e", "e", None, ScoreType(kind="binary"), JudgeSettings(), "p")
+    base = store.create_alignment_run("e", "v1", 1, "p", settings, "m", "h", "dev", [("r", 1), ("s", 0)])
+    aid = store.create_alignment_run(
+        "e", "draft", None, "p2", settings, "m", "h2", "dev", [("r", 1), ("s", 0)]
+    )
+    result = NewResult("r", 1, "ok", None, 30, 4, 0, 12.5, cached=False)
+    store.record_results(aid, [result], [CacheEntry("k", 1, "ok", 30, 4, 0)])
+    store.record_results(aid, [NewResult("s", 1, "cached", None, 30, 4, 0, 0.1, cached=True)], [])
+    computed = metrics.compute_metrics(ScoreType(kind="binary"), [(1, 1), (0, 1)])
+    store.finish_alignment_run(aid, "completed", computed)
+    store.set_alignment_baseline(aid, base)
+
+    row = store.alignment_run_row(aid)
+    assert isinstance(row, AlignmentRunRow)
+    assert (row.id, row.evaluator, row.prompt_ref, row.version, row.prompt, row.model, row.prompt_hash) == (
+        aid, "e", "draft", None, "p2", "m", "h2",
+    )  # fmt: skip
+    assert (row.judge, row.split, row.status, row.total, row.baseline_id) == (
+        settings,
+        "dev",
+        "completed",
+        2,
+        base,
+    )
+    assert row.metrics == computed and row.started_at.tzinfo is not None and row.finished_at is not None
+    assert store.alignment_run_row(base) is not None and store.alignment_run_row(base).metrics is None  # type: ignore[union-attr]
+    totals = store.get_alignment_run(aid)
+    assert isinstance(totals, AlignmentRunTotals) and totals.run == row
+    assert (totals.judged, totals.judge_calls, totals.cache_hits, totals.prompt_tokens, totals.completion_tokens) == (
+        2, 1, 1, 30, 4,
+    )  # fmt: skip
+    assert store.alignment_run_row(999) is None and store.get_alignment_run(999) is None

@@ -54,10 +54,9 @@ def _test_run(
         row = store.alignment_run_row(aid)
         if (
             row is None
-            or row["split"] != "test"
-            or row["status"] != "completed"
-            or (row["prompt"], row["judge"], row["model"])
-            != (prompt.text, prompt.settings.model_dump_json(), prompt.endpoint.model)
+            or row.split != "test"
+            or row.status != "completed"
+            or (row.prompt, row.judge, row.model) != (prompt.text, prompt.settings, prompt.endpoint.model)
         ):
             continue
         results = store.alignment_results(aid)

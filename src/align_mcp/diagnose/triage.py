@@ -9,7 +9,6 @@ from typing import Any, cast, get_args
 
 from align_mcp import config
 from align_mcp.core.models import (
-    JudgeSettings,
     MisalignedCase,
     Note,
     ScoreType,
@@ -218,9 +217,7 @@ async def triage(
     row = store.alignment_run_row(aid)
     assert row is not None
     # Triage answers for many cases at once: the judge's own max_tokens would cut the reply short.
-    settings = JudgeSettings.model_validate_json(row["judge"]).model_copy(
-        update={"model": row["model"], "max_tokens": None}
-    )
+    settings = row.judge.model_copy(update={"model": row.model, "max_tokens": None})
     endpoint = resolve_endpoint(settings, env)
     remaining = max(0, len(cases) - limit)
     cases = cases[:limit]
@@ -248,7 +245,7 @@ async def triage(
         async def one(chunk: list[MisalignedCase]) -> None:
             nonlocal calls
             ids = [c.run_id for c in chunk]
-            messages = triage_messages(evaluator, ev.score_type, row["prompt"], chunk)
+            messages = triage_messages(evaluator, ev.score_type, row.prompt, chunk)
             found, problem, n = await _triage_chunk(client, messages, ids)
             calls += n
             stored = []

@@ -6,8 +6,7 @@ import hashlib
 import json
 import logging
 import math
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 
@@ -18,7 +17,6 @@ from align_mcp.core.models import (
     AlignmentSummary,
     ExampleResult,
     JudgeSettings,
-    Metrics,
     MisalignedCase,
     MisalignedPage,
     Note,
@@ -36,11 +34,11 @@ from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, 
 from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import (
     MISALIGNED_DIRECTIONS,
+    AlignmentRunRow,
     CacheEntry,
     NewResult,
     ResultRow,
     Store,
-    loads,
 )
 
 log = logging.getLogger(__name__)
@@ -130,9 +128,8 @@ async def resume(
     """Finish an interrupted alignment run: only examples without a stored result are judged."""
     env = env or config.load()
     row = _run_row(store, alignment_id)
-    score_type = get_evaluator(store, row["evaluator"]).score_type
-    settings = JudgeSettings.model_validate_json(row["judge"])
-    endpoint = resolve_endpoint(settings.model_copy(update={"model": row["model"]}), env)
+    score_type = get_evaluator(store, row.evaluator).score_type
+    endpoint = resolve_endpoint(row.judge.model_copy(update={"model": row.model}), env)
     if retry_errors:
         store.reset_errors(alignment_id)
     await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
@@ -180,7 +177,7 @@ def _covering_run(
     """The latest completed run of `prompt_ref` with this judge model whose results cover exactly these examples
     and labels."""
     aid = store.latest_alignment_id(evaluator, prompt_ref=prompt_ref, status="completed")
-    if aid is None or _run_row(store, aid)["prompt_hash"] != prompt_hash:
+    if aid is None or _run_row(store, aid).prompt_hash != prompt_hash:
         return None
     wanted = dict(examples)
     have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
@@ -197,11 +194,11 @@ async def _execute(
     label: str | None = None,
 ) -> None:
     row = _run_row(store, aid)
-    settings = JudgeSettings.model_validate_json(row["judge"])
+    settings = row.judge
     pending = store.pending_examples(aid)
-    total = int(row["total"])
+    total = row.total
     done = total - len(pending)
-    what = label or row["prompt_ref"]
+    what = label or row.prompt_ref
     runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
     work: list[tuple[str, list[dict[str, str]], str]] = []
@@ -212,7 +209,7 @@ async def _execute(
         if run is None:
             cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
             continue
-        messages = build_messages(row["prompt"], run.as_dict(), settings.reasoning)
+        messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
         keyed.append((pending_id, messages, cache_key(endpoint.model, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:
@@ -263,7 +260,7 @@ async def _execute(
         with anyio.CancelScope(shield=True):
             _finish(store, aid, score_type, completed)
     if failure is not None:
-        kept = int(_run_row(store, aid)["total"]) - len(store.pending_examples(aid))
+        kept = _run_row(store, aid).total - len(store.pending_examples(aid))
         raise type(failure)(
             f"{failure} Alignment run {aid}: {kept} of {total} results kept.",
             *failure.next_steps,
@@ -292,34 +289,36 @@ def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
     store.finish_alignment_run(aid, status, computed)
 
 
-def _run_row(store: Store, aid: int, aggregates: bool = False) -> dict[str, Any]:
-    """The alignment run's row; with `aggregates`, also its judged / calls / cache / token totals."""
-    row = store.get_alignment_run(aid) if aggregates else store.alignment_run_row(aid)
+def _run_row(store: Store, aid: int) -> AlignmentRunRow:
+    """The alignment run's row; NotFound when there is no such run."""
+    row = store.alignment_run_row(aid)
     if row is None:
         raise NotFound(f"No alignment run {aid}.", NextStep("list_alignment_runs"))
     return row
 
 
 def summary(store: Store, aid: int) -> AlignmentSummary:
-    row = _run_row(store, aid, aggregates=True)
-    m = loads(row["metrics"])
+    totals = store.get_alignment_run(aid)
+    if totals is None:
+        raise NotFound(f"No alignment run {aid}.", NextStep("list_alignment_runs"))
+    row = totals.run
     return AlignmentSummary(
-        id=row["id"],
-        evaluator=row["evaluator"],
-        prompt_ref=row["prompt_ref"],
-        version=row["version"],
-        split=row["split"],
-        status=row["status"],
-        model=row["model"],
-        started_at=datetime.fromisoformat(row["started_at"]),
-        finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None,
-        total=row["total"],
-        judged=row["judged"],
-        judge_calls=row["judge_calls"],
-        cache_hits=row["cache_hits"],
-        prompt_tokens=row["prompt_tokens"],
-        completion_tokens=row["completion_tokens"],
-        metrics=Metrics.model_validate(m) if m else None,
+        id=row.id,
+        evaluator=row.evaluator,
+        prompt_ref=row.prompt_ref,
+        version=row.version,
+        split=row.split,
+        status=row.status,  # type: ignore[arg-type]  # the store writes only AlignmentStatus values
+        model=row.model,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        total=row.total,
+        judged=totals.judged,
+        judge_calls=totals.judge_calls,
+        cache_hits=totals.cache_hits,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        metrics=row.metrics,
     )
 
 
@@ -338,7 +337,7 @@ def report(
     run = summary(store, aid)
     errors = [_example(r) for r in store.alignment_results(aid) if r.error is not None]
     if baseline_id is None:
-        baseline_id = _run_row(store, aid)["baseline_id"]  # the comparison made when the run was started
+        baseline_id = _run_row(store, aid).baseline_id  # the comparison made when the run was started
     baseline = summary(store, baseline_id) if baseline_id is not None else None
     flips = None
     if baseline is not None:
@@ -410,7 +409,7 @@ def report(
 def _overfit_warning(store: Store, test_run: AlignmentSummary) -> list[str]:
     """Warn when the same prompt does clearly better on dev than on test (beyond both 95% intervals)."""
     row = _run_row(store, test_run.id)
-    for aid in store.runs_with_results(test_run.evaluator, row["prompt_hash"]):
+    for aid in store.runs_with_results(test_run.evaluator, row.prompt_hash):
         dev = summary(store, aid)
         if dev.split != "dev" or dev.status != "completed" or dev.metrics is None or test_run.metrics is None:
             continue
@@ -442,7 +441,7 @@ def _example(r: ResultRow) -> ExampleResult:
 
 def _misaligned_count(store: Store, aid: int) -> int:
     """Misaligned examples that get_misaligned can show (test-split examples are never shown)."""
-    hidden = holdout.split_ids(store, _run_row(store, aid)["evaluator"], "test")
+    hidden = holdout.split_ids(store, _run_row(store, aid).evaluator, "test")
     return sum(1 for rid, ok in _correct(store, aid).items() if not ok and rid not in hidden)
 
 
@@ -486,9 +485,9 @@ def get_misaligned(
         raise InvalidInput(f"offset={offset}, limit={limit}: offset must be ≥ 0 and limit 1–100.")
     aid = alignment_run if alignment_run is not None else latest_run_id(store, evaluator)
     row = _run_row(store, aid)
-    if row["evaluator"] != evaluator:
-        raise InvalidInput(f"Alignment run {aid} belongs to {row['evaluator']!r}, not {evaluator!r}.")
-    if row["split"] == "test":
+    if row.evaluator != evaluator:
+        raise InvalidInput(f"Alignment run {aid} belongs to {row.evaluator!r}, not {evaluator!r}.")
+    if row.split == "test":
         raise InvalidInput(
             f"Alignment run {aid} judged the held-out test split; misaligned cases are shown from dev only, so "
             "the prompt is not tuned to the test set.",
@@ -511,7 +510,7 @@ def get_misaligned(
         kind == "ordinal",
         offset,
         limit,
-        may_hold_test=row["split"] != "dev",
+        may_hold_test=row.split != "dev",
     )
     page = []
     for r in results:
@@ -520,7 +519,7 @@ def get_misaligned(
         page.append((r, human, judge, direction_of(ev.score_type, human, judge)))
     from align_mcp.engine.samples import unstable_run_ids
 
-    unstable = unstable_run_ids(store, evaluator, prompt=row["prompt"])
+    unstable = unstable_run_ids(store, evaluator, prompt=row.prompt)
     runs = store.get_runs([r.run_id for r, *_ in page])
     labels = store.current_label_rows(evaluator, [r.run_id for r, *_ in page])
     truncated = False
@@ -576,7 +575,7 @@ def get_misaligned(
     return MisalignedPage(
         alignment_run=aid,
         evaluator=evaluator,
-        prompt_ref=row["prompt_ref"],
+        prompt_ref=row.prompt_ref,
         total=total,
         offset=offset,
         cases=cases,

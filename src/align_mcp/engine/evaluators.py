@@ -23,7 +23,7 @@ from align_mcp.core.text import clip
 from align_mcp.core.views import DraftUpdate, SavedVersion, VersionEntry, VersionList
 from align_mcp.engine.feedback import apply_stored_feedback
 from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
-from align_mcp.store import EvaluatorRow, Store, VersionRow, loads
+from align_mcp.store import EvaluatorRow, Store, VersionRow
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_DIFF_CHARS = 20_000
@@ -107,11 +107,11 @@ def _version_summary(store: Store, name: str, v: VersionRow) -> VersionSummary:
     n = None
     if aid is not None:
         run = store.alignment_run_row(aid)
-        metrics = loads(run["metrics"]) if run else None
+        metrics = run.metrics if run else None
         if metrics:
-            agreement = metrics["agreement"]["value"]
-            kappa = metrics.get("kappa")
-            n = metrics["n"]
+            agreement = metrics.agreement.value
+            kappa = metrics.kappa
+            n = metrics.n
     return VersionSummary(
         version=v.version,
         message=v.message,

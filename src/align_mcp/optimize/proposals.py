@@ -240,12 +240,11 @@ def _covering_dev_run(
 ) -> int | None:
     """A completed dev run of exactly the current draft and settings over exactly the current dev labels."""
     wanted = dict(dev)
-    settings = ev.judge.model_dump_json()
     for aid in reversed(store.alignment_run_ids(ev.name)[-20:]):
         row = store.alignment_run_row(aid)
-        if row is None or row["split"] != "dev" or row["status"] != "completed":
+        if row is None or row.split != "dev" or row.status != "completed":
             continue
-        if row["prompt"] != ev.draft or row["judge"] != settings or row["model"] != endpoint.model:
+        if row.prompt != ev.draft or row.judge != ev.judge or row.model != endpoint.model:
             continue
         have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
         if have == wanted:
@@ -269,7 +268,7 @@ async def _judge_draft_on_dev(
 
 def _run_prompt(store: Store, alignment_id: int) -> str:
     row = store.alignment_run_row(alignment_id)
-    return str(row["prompt"]) if row else ""
+    return row.prompt if row else ""
 
 
 def _budget_message(

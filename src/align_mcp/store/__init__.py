@@ -7,6 +7,8 @@ from align_mcp.store.database import (
     open_store,
 )
 from align_mcp.store.rows import (
+    AlignmentRunRow,
+    AlignmentRunTotals,
     CachedVerdict,
     CacheEntry,
     ConsistencyCheckRow,
@@ -38,6 +40,8 @@ from align_mcp.store.rows import (
 
 __all__ = [
     "MISALIGNED_DIRECTIONS",
+    "AlignmentRunRow",
+    "AlignmentRunTotals",
     "CacheEntry",
     "CachedVerdict",
     "ConsistencyCheckRow",

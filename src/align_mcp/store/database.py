@@ -27,6 +27,8 @@ from align_mcp.errors import StoreError
 from align_mcp.store.codec import dumps, judge_matches, load_score, loads, now_iso, parse_time
 from align_mcp.store.migrations import migrations
 from align_mcp.store.rows import (
+    AlignmentRunRow,
+    AlignmentRunTotals,
     CacheEntry,
     ConsistencyCheckRow,
     EvaluatorRow,
@@ -1029,22 +1031,34 @@ class Store:
         """Record the run this one was compared with when it was started."""
         self._write("UPDATE alignment_runs SET baseline_id = ? WHERE id = ?", [baseline_id, alignment_id])
 
-    def alignment_run_row(self, alignment_id: int) -> dict[str, Any] | None:
-        """The alignment run's own row, without the per-result aggregates of get_alignment_run."""
-        return self._one("SELECT * FROM alignment_runs WHERE id = ?", [alignment_id])
+    def alignment_run_row(self, alignment_id: int) -> AlignmentRunRow | None:
+        """The alignment run's own row, without the per-result totals of get_alignment_run."""
+        row = self._tuple(f"SELECT {_RUN_COLUMNS} FROM alignment_runs a WHERE a.id = ?", [alignment_id])
+        return None if row is None else _alignment_run(row)
 
-    def get_alignment_run(self, alignment_id: int) -> dict[str, Any] | None:
+    def get_alignment_run(self, alignment_id: int) -> AlignmentRunTotals | None:
+        """The alignment run with the totals of its results: judged, judge calls, cache hits and tokens."""
         # One pass over the run's results for all five counters (five correlated subqueries read them 5x).
-        return self._one(
-            "SELECT a.*, coalesce(s.judged, 0) AS judged, coalesce(s.judge_calls, 0) AS judge_calls, "
-            "coalesce(s.cache_hits, 0) AS cache_hits, coalesce(s.prompt_tokens, 0) AS prompt_tokens, "
-            "coalesce(s.completion_tokens, 0) AS completion_tokens "
+        row = self._tuple(
+            f"SELECT {_RUN_COLUMNS}, coalesce(s.judged, 0), coalesce(s.judge_calls, 0), "
+            "coalesce(s.cache_hits, 0), coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0) "
             "FROM alignment_runs a, (SELECT sum(done = 1) AS judged, "
             "sum(done = 1 AND cached = 0 AND error IS NULL) AS judge_calls, sum(cached = 1) AS cache_hits, "
             "sum(CASE WHEN cached = 0 THEN prompt_tokens END) AS prompt_tokens, "
             "sum(CASE WHEN cached = 0 THEN completion_tokens END) AS completion_tokens "
             "FROM alignment_results WHERE alignment_id = ?) s WHERE a.id = ?",
             [alignment_id, alignment_id],
+        )
+        if row is None:
+            return None
+        judged, calls, hits, prompt_tokens, completion_tokens = row[-5:]
+        return AlignmentRunTotals(
+            _alignment_run(row[:-5]),
+            int(judged),
+            int(calls),
+            int(hits),
+            int(prompt_tokens),
+            int(completion_tokens),
         )
 
     def alignment_run_ids(self, evaluator: str) -> list[int]:
@@ -1301,3 +1315,31 @@ def open_store(path: str | Path | None = None, clock: Callable[[], float] = time
 
         path = load().db_path
     return Store(path, clock)
+
+
+_RUN_COLUMNS = (
+    "a.id, a.evaluator, a.prompt_ref, a.version, a.prompt, a.judge, a.model, a.prompt_hash, a.split, a.status, "
+    "a.started_at, a.finished_at, a.total, a.metrics, a.baseline_id"
+)
+
+
+def _alignment_run(row: Sequence[Any]) -> AlignmentRunRow:
+    (aid, evaluator, prompt_ref, version, prompt, judge, model, prompt_hash, split, status, started, finished,
+     total, metrics, baseline_id) = row  # fmt: skip
+    return AlignmentRunRow(
+        id=aid,
+        evaluator=evaluator,
+        prompt_ref=prompt_ref,
+        version=version,
+        prompt=prompt,
+        judge=JudgeSettings.model_validate_json(judge),
+        model=model,
+        prompt_hash=prompt_hash,
+        split=split,
+        status=status,
+        started_at=parse_time(started),
+        finished_at=parse_time(finished) if finished else None,
+        total=total,
+        metrics=Metrics.model_validate_json(metrics) if metrics else None,
+        baseline_id=baseline_id,
+    )

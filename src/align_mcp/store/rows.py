@@ -16,6 +16,7 @@ from align_mcp.core.models import (
     FailureAnalysis,
     JsonDict,
     JudgeSettings,
+    Metrics,
     Proposal,
     ReviewStatus,
     Score,
@@ -372,3 +373,36 @@ class ProposalRow:
     result: Proposal
     created_at: datetime
     applied_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlignmentRunRow:
+    """An alignment run as stored: which prompt, settings and model judged which split, and its metrics."""
+
+    id: int
+    evaluator: str
+    prompt_ref: str
+    version: int | None
+    prompt: str
+    judge: JudgeSettings
+    model: str
+    prompt_hash: str
+    split: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    total: int
+    metrics: Metrics | None
+    baseline_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlignmentRunTotals:
+    """An alignment run with the totals of its stored results."""
+
+    run: AlignmentRunRow
+    judged: int
+    judge_calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
