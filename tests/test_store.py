@@ -19,7 +19,6 @@ from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import StoreError
 from align_mcp.store import (
-    MISALIGNED_DIRECTIONS,
     CacheEntry,
     ConsistencyCheckRow,
     FeedbackRow,
@@ -705,8 +704,15 @@ def test_alignment_results_round_trip_as_typed_rows_with_scores_decoded(tmp_path
     ]
     assert [r.run_id for r in store.alignment_results(aid, done_only=False)] == ["r0", "r1", "r2"]
     assert store.alignment_results(aid, done_only=False)[2].done is False
-    total, page = store.misaligned(aid, "e", MISALIGNED_DIRECTIONS["any"], False, 0, 10)
+    total, page = store.misaligned(aid, "e", "any", False, 0, 10)
     assert (total, [(r.run_id, r.human_score, r.judge_score) for r in page]) == (1, [("r0", 1, 0)])
+    assert store.misaligned(aid, "e", "false_fail", False, 0, 10)[0] == 1
+    assert store.misaligned(aid, "e", "false_pass", False, 0, 10)[0] == 0
+    with pytest.raises(ValueError) as e:
+        store.misaligned(aid, "e", "r.judge_score = 1", False, 0, 10)
+    assert str(e.value) == (
+        "unknown misaligned direction 'r.judge_score = 1'; known: any, false_pass, false_fail, over, under, mismatch"
+    )
     store.close()
 
 

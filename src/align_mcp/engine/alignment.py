@@ -33,7 +33,6 @@ from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import (
-    MISALIGNED_DIRECTIONS,
     AlignmentRunRow,
     CacheEntry,
     NewResult,
@@ -506,7 +505,7 @@ def get_misaligned(
     total, results = store.misaligned(
         aid,
         evaluator,
-        MISALIGNED_DIRECTIONS[direction or "any"],
+        direction or "any",
         kind == "ordinal",
         offset,
         limit,

@@ -2,7 +2,6 @@
 
 from align_mcp.store.codec import dumps, loads, now_iso
 from align_mcp.store.database import (
-    MISALIGNED_DIRECTIONS,
     Store,
     open_store,
 )
@@ -39,7 +38,6 @@ from align_mcp.store.rows import (
 )
 
 __all__ = [
-    "MISALIGNED_DIRECTIONS",
     "AlignmentRunRow",
     "AlignmentRunTotals",
     "CacheEntry",

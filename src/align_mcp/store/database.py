@@ -57,7 +57,7 @@ from align_mcp.store.rows import (
 )
 
 BUSY_TIMEOUT_S = 30.0
-MISALIGNED_DIRECTIONS = {
+_MISALIGNED_SQL = {
     "any": "1",
     "false_pass": "r.judge_score = '1'",
     "false_fail": "r.judge_score = '0'",
@@ -1114,7 +1114,7 @@ class Store:
         self,
         alignment_id: int,
         evaluator: str,
-        condition: str,
+        direction: str,
         by_severity: bool,
         offset: int,
         limit: int,
@@ -1122,11 +1122,14 @@ class Store:
     ) -> tuple[int, list[ResultRow]]:
         """One page of judged, error-free, misaligned results, never from the evaluator's test split.
 
-        `condition` is one of the fixed SQL fragments in MISALIGNED_DIRECTIONS (never user text). A dev run
+        `direction` is "any", "false_pass", "false_fail", "over", "under" or "mismatch". A dev run
         holds no test examples (`may_hold_test=False`), which spares a lookup per misaligned row.
         """
-        if condition not in MISALIGNED_DIRECTIONS.values():
-            raise ValueError(f"unknown misaligned condition {condition!r}")
+        condition = _MISALIGNED_SQL.get(direction)
+        if condition is None:
+            raise ValueError(
+                f"unknown misaligned direction {direction!r}; known: {', '.join(_MISALIGNED_SQL)}"
+            )
         where = (
             "r.alignment_id = ? AND r.done = 1 AND r.error IS NULL AND r.judge_score IS NOT NULL "
             f"AND r.judge_score != r.human_score AND ({condition})"
