@@ -15,7 +15,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import EmptyReferenceSet, InvalidInput, NotFound
 from align_mcp.llm.runner import Progress, Tally
-from align_mcp.store import Store, dumps
+from align_mcp.store import Store
 
 MAX_K = 20
 MAX_SAMPLE = 500
@@ -97,7 +97,7 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
                 scores=verdicts,
                 modal_score=most_common(valid) if valid else None,
                 flip_share=share,
-                flipped=len({dumps(s) for s in valid}) > 1,
+                flipped=len(set(valid)) > 1,
                 errors=k - len(valid),
             )
         )

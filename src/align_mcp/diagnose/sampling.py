@@ -15,7 +15,7 @@ from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
-from align_mcp.store import CacheEntry, NewSample, RunRow, Store, dumps
+from align_mcp.store import CacheEntry, NewSample, RunRow, Store
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ async def judge_jobs(
 
 def most_common(valid: Sequence[Score]) -> Score:
     """The score given most often (the first of those given equally often)."""
-    key = Counter(dumps(s) for s in valid).most_common(1)[0][0]
-    return next(s for s in valid if dumps(s) == key)
+    return Counter(valid).most_common(1)[0][0]
 
 
 async def sample_repeatedly(

@@ -23,7 +23,7 @@ from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.runner import BudgetSpent
 from align_mcp.optimize.candidates import Judging, Outcome, Template, example_credit, is_wrong
 from align_mcp.optimize.failure_modes import DIRECTION_LABELS, describe_score
-from align_mcp.store import Store, dumps, loads
+from align_mcp.store import Store
 
 INSTALL_HINT = "The optimizer needs the optional DSPy extra: pip install 'align-mcp[optimize]'"
 MINIBATCH = 3  # GEPA reflection minibatch
@@ -169,7 +169,10 @@ class _GepaSearch:
             if rid not in same:
                 same.append(rid)
             example = self.dspy.Example(
-                **fields, run_id=rid, human_score=dumps(humans[rid]), human_comment=self.comments.get(rid)
+                **fields,
+                run_id=rid,
+                human_score=json.dumps(humans[rid], ensure_ascii=False),
+                human_comment=self.comments.get(rid),
             )
             out.append(example.with_inputs(*self.roots))
         return out
@@ -190,15 +193,15 @@ class _GepaSearch:
             anyio.from_thread.run(self.judging.one, candidate, rid, token=self.token)
         if outcome.error is not None or outcome.score is None:
             return {"reasoning": f"The judge call failed: {outcome.error}", "score": ""}
-        return {"reasoning": outcome.reasoning or "", "score": dumps(outcome.score)}
+        return {"reasoning": outcome.reasoning or "", "score": json.dumps(outcome.score, ensure_ascii=False)}
 
     def metric(
         self, gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
     ) -> Any:
         """Score 1 when the judge agrees with the human; feedback carries both scores, the comment and reasoning."""
         score_type = self.ev.score_type
-        human = loads(gold.human_score)
-        judged = loads(pred.score) if pred.score else None
+        human = json.loads(gold.human_score)
+        judged = json.loads(pred.score) if pred.score else None
         outcome = Outcome(judged, pred.reasoning, None if judged is not None else pred.reasoning)
         credit = example_credit(score_type, human, outcome)
         lines = [f"Human expert's score: {describe_score(score_type, human)}."]
