@@ -252,9 +252,9 @@ def test_a_second_label_that_agrees_stands_and_the_first_labeler_cannot_give_it(
         queues.submit_label(store, NAME, "pp-001", 1, labeler="import")
     assert str(e.value) == (
         "Run 'pp-001' is waiting for a blind second review for 'correctness', and 'import' gave the first "
-        "label; the second must come from a different labeler. To overrule the first label yourself, use "
-        "adjudicate."
+        "label; the second must come from a different labeler, or a final label can overrule the first."
     )
+    assert e.value.next_steps == (NextStep("adjudicate_label", {"evaluator": NAME, "run_id": "pp-001"}),)
     with pytest.raises(InvalidInput) as e2:
         queues.submit_label(store, NAME, "pp-001", 1)
     assert str(e2.value) == (

@@ -597,7 +597,10 @@ def test_a_second_reviewer_racing_their_own_label_cannot_settle_the_dispute(
 
     assert str(raised.value) == (
         "Run 'pp-001' needs an adjudicating label for 'correctness' from someone other than its two reviewers "
-        "('alice', 'bob'); or settle it with adjudicate."
+        "('alice', 'bob'), or a final label settling it."
+    )
+    assert raised.value.next_steps == (
+        NextStep("adjudicate_label", {"evaluator": "correctness", "run_id": "pp-001"}),
     )
     [review] = reviews.list_reviews(runs_store, "correctness").reviews
     assert (review.status, review.second_labeler, review.final_labeler, review.in_reference_set) == (
@@ -629,7 +632,10 @@ def test_a_review_request_racing_a_relabel_opens_on_the_label_that_is_current(
 
     assert str(raised.value) == (
         "Run 'pp-001' is waiting for a blind second review for 'correctness', and 'alice' gave the first label; "
-        "the second must come from a different labeler. To overrule the first label yourself, use adjudicate."
+        "the second must come from a different labeler, or a final label can overrule the first."
+    )
+    assert raised.value.next_steps == (
+        NextStep("adjudicate_label", {"evaluator": "correctness", "run_id": "pp-001"}),
     )
     [review] = reviews.list_reviews(runs_store, "correctness").reviews
     assert (review.status, review.first_score, review.reference_score) == ("pending", 1, 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from align_mcp.errors import Conflict, InvalidInput
+from align_mcp.errors import Conflict, InvalidInput, NextStep
 from align_mcp.store import NewLabel, Store
 
 # The adjudication rule. request_review puts labeled runs back in the queue; the first label stays in the
@@ -49,16 +49,18 @@ def check_review_labels(store: Store, evaluator: str, labels: Sequence[NewLabel]
             )
         earlier = [review.first_labeler, *([review.second_labeler] if disputed else [])]
         if who in {person(name) for name in earlier}:
+            settle = NextStep("adjudicate_label", {"evaluator": evaluator, "run_id": run_id})
             if disputed:
                 raise Conflict(
                     f"Run {run_id!r} needs an adjudicating label for {evaluator!r} from someone other than "
-                    f"its two reviewers ({', '.join(repr(n) for n in earlier)}); or settle it with "
-                    "adjudicate."
+                    f"its two reviewers ({', '.join(repr(n) for n in earlier)}), or a final label settling it.",
+                    settle,
                 )
             raise Conflict(
                 f"Run {run_id!r} is waiting for a blind second review for {evaluator!r}, and {labeler!r} "
-                "gave the first label; the second must come from a different labeler. To overrule the "
-                "first label yourself, use adjudicate."
+                "gave the first label; the second must come from a different labeler, or a final label can "
+                "overrule the first.",
+                settle,
             )
 
 
