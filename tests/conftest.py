@@ -141,10 +141,10 @@ def rid_of(body: dict[str, Any]) -> str:
 
 @pytest.fixture
 def server(db_path: Path) -> MCPServer[Any]:
-    """The align-mcp MCP server on the test's store."""
+    """The align-mcp MCP server on the test's store, listing every tool (ALIGN_MCP_TOOLS=all)."""
     from align_mcp.mcp.server import create_server
 
-    return create_server(db_path)
+    return create_server(db_path, tools=["all"])
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def step_id(step: NextStep) -> str:
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, Tool]:
-    server = create_server()
+    server = create_server(tools=["all"])
     return {t.name: t for t in anyio.run(server.list_tools)}
 
 

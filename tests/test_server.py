@@ -97,13 +97,13 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "suggest_labels",
         "corrected_pass_rate",
     }
-    extras = {"resume_alignment", "get_run", "list_proposals", "apply_proposal"}
+    extras = {"get_run", "list_proposals", "apply_proposal"}
     assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
         assert "\n    " not in tool.description, f"{tool.name}: docstring indentation leaked"
         assert tool.output_schema is not None, tool.name
-        assert tool.annotations is not None and tool.annotations.title, tool.name
+        assert tool.title and tool.annotations is not None, tool.name
     read_only = {n for n, t in tools.items() if t.annotations and t.annotations.read_only_hint}
     assert read_only == {
         "list_evaluators",
@@ -528,11 +528,12 @@ async def test_cancelled_alignment_keeps_finished_results_and_resumes(
 
     judge.responder = None  # fast pass verdicts from here on
     with anyio.fail_after(20):
-        resumed = await ok(client, "resume_alignment", alignment_run=interrupted["id"])
+        resumed = await ok(client, "run_alignment", evaluator="correctness", resume=interrupted["id"])
+    assert resumed["run"]["id"] == interrupted["id"]
     assert resumed["run"]["status"] == "completed"
     assert resumed["run"]["judged"] == resumed["run"]["total"]
     assert resumed["run"]["judge_calls"] >= resumed["run"]["total"] - interrupted["judged"]
-    assert "No alignment run 999" in await fails(client, "resume_alignment", alignment_run=999)
+    assert "No alignment run 999" in await fails(client, "run_alignment", evaluator="correctness", resume=999)
 
 
 async def test_get_misaligned_pages_through_cases(client: Client, judge: FakeJudgeServer) -> None:
@@ -676,8 +677,12 @@ async def test_a_proposal_reaches_the_draft_only_through_apply_proposal(
     )
     assert not result.is_error, text(result)
     proposal = result.structured_content
-    assert proposal is not None and proposal["changed"] and NUMBERS_RULE in proposal["prompt"]
-    assert proposal["status"] == "proposed" and progress == sorted(progress) and progress
+    assert proposal is not None and proposal["changed"] and NUMBERS_RULE in proposal["diff"]
+    assert "prompt" not in proposal and "base_prompt" not in proposal
+    assert proposal["resource"] == f"align://proposals/{proposal['id']}"
+    stored = json.loads(await read(client, proposal["resource"]))
+    assert NUMBERS_RULE in stored["prompt"] and NUMBERS_RULE not in stored["base_prompt"]
+    assert stored["status"] == "proposed" and progress == sorted(progress) and progress
     draft = (await ok(client, "get_evaluator", name="correctness"))["draft"]
     assert NUMBERS_RULE not in draft, "a proposal is never applied implicitly"
     listed = await ok(client, "list_proposals", evaluator="correctness")

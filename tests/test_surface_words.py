@@ -135,7 +135,7 @@ def command_names(group: click.Group = main) -> set[str]:
 @pytest.fixture(scope="module")
 def server_names() -> tuple[set[str], set[str]]:
     """The tools the server lists, and every name in their input and output schemas."""
-    tools = anyio.run(create_server().list_tools)
+    tools = anyio.run(create_server(tools=["all"]).list_tools)
     fields: set[str] = set()
 
     def collect(schema: Any) -> None:
@@ -260,7 +260,7 @@ MCP_CALLS: list[tuple[str, dict[str, Any], bool]] = [
 
 @pytest.fixture
 async def client(db_path: Path) -> AsyncIterator[Client]:
-    server: MCPServer[Any] = create_server(db_path)
+    server: MCPServer[Any] = create_server(db_path, tools=["all"])
     async with Client(server, cache=None) as c:
         yield c
 

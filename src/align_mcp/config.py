@@ -13,6 +13,8 @@ ENV_JUDGE_API_KEY = "ALIGN_MCP_JUDGE_API_KEY"
 ENV_CONCURRENCY = "ALIGN_MCP_CONCURRENCY"
 ENV_TOKEN = "ALIGN_MCP_TOKEN"
 ENV_IMPORT_ROOT = "ALIGN_MCP_IMPORT_ROOT"
+ENV_TOOLS = "ALIGN_MCP_TOOLS"
+DEFAULT_TOOLS = "core"
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -39,6 +41,16 @@ class Settings:
     @property
     def effective_base_url(self) -> str:
         return self.judge_base_url or DEFAULT_OPENAI_BASE_URL
+
+
+def tool_selection() -> list[str]:
+    """The names in ALIGN_MCP_TOOLS (toolsets or tools, comma-separated), or the default `core`.
+
+    Which names exist is the MCP server's to check: it lists the tools.
+    """
+    raw = os.environ.get(ENV_TOOLS, "")
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    return names or [DEFAULT_TOOLS]
 
 
 def _first(*names: str) -> tuple[str | None, str | None]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, assert_never
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from align_mcp.config import ENV_TOOLS
 from align_mcp.core.models import NOTE_WORDS, AlignmentReport, AlignmentSummary, Metrics, Note, Rate
-from align_mcp.errors import ACTION_ARGS, AlignError, NextStep, StepArg
+from align_mcp.errors import ACTION_ARGS, ACTIONS, Action, AlignError, NextStep, StepArg
 
 GET_RUN_MAX_CHARS = 200_000
 """The largest `max_chars` get_run accepts; a suggested call never asks for more."""
@@ -35,8 +37,52 @@ def call(tool: str, args: Mapping[str, StepArg | None], rename: Mapping[str, str
     return f"{tool}({', '.join(shown)})" if shown else tool
 
 
-def step_words(step: NextStep) -> str:
-    """One next step as a sentence naming the tool (with its arguments) that takes it."""
+ENABLED: ContextVar[Collection[str] | None] = ContextVar("align_mcp_enabled_tools", default=None)
+"""The tools the server handling the current request lists (None: every tool); set around each request."""
+
+STEP_TOOLS: dict[Action, str] = {
+    **{action: action for action in ACTIONS},
+    "show_evaluator": "get_evaluator",
+    "show_draft": "get_evaluator",
+    "label": "submit_label",
+    "show_run": "get_run",
+    "resume_alignment": "run_alignment",
+    "list_alignment_runs": "get_evaluator",
+    "show_misaligned": "get_misaligned",
+    "triage": "triage_disagreements",
+}
+"""The tool each next step is taken with."""
+
+
+def step_words(step: NextStep, enabled: Collection[str] | None = None) -> str:
+    """One next step as a sentence naming the tool (with its arguments) that takes it.
+
+    With `enabled` (the tools this server lists; default: those of the request being served, see ENABLED), a
+    step whose tool is not among them is worded with what the server does list, or says how the user makes
+    the tool available.
+    """
+    tool = STEP_TOOLS[step.action]
+    enabled = enabled if enabled is not None else ENABLED.get()
+    if enabled is None or tool in enabled:
+        return _step_words(step)
+    a = {name: step.args[name] for name in ACTION_ARGS[step.action] if name in step.args}
+    if step.action == "show_run" and "run_id" in a:
+        return f"The resource align://runs/{a['run_id']} holds it in full."
+    if step.action == "show_run":
+        return "The resource align://runs/<run_id> holds a run in full."
+    if step.action == "apply_proposal" and "update_draft" in enabled and "proposal_id" in a:
+        edit = call("update_draft", {"evaluator": a.get("evaluator"), "prompt": None})
+        return (
+            f"To use it, copy the prompt of the resource align://proposals/{a['proposal_id']} into the draft with "
+            f"{edit} when the user agrees."
+        )
+    return (
+        f"({tool} would do it next, but this server does not list it: the user can add it to "
+        f"{ENV_TOOLS}, e.g. {ENV_TOOLS}=core,{tool}.)"
+    )
+
+
+def _step_words(step: NextStep) -> str:
     a = {name: step.args[name] for name in ACTION_ARGS[step.action] if name in step.args}
     evaluator = a.get("evaluator")
     match step.action:
@@ -92,9 +138,12 @@ def step_words(step: NextStep) -> str:
                 return f"Judge the {a['split']} split with {call('run_alignment', a)}."
             return f"Judge the reference set with {call('run_alignment', a)}."
         case "resume_alignment":
+            resume_args: dict[str, StepArg | None] = {"evaluator": None, "resume": a.get("alignment_run")}
+            if "retry_errors" in a:
+                resume_args["retry_errors"] = a["retry_errors"]
             if a.get("retry_errors"):
-                return f"Judge them again with {call('resume_alignment', a)}."
-            return f"Finish it with {call('resume_alignment', a)}."
+                return f"Judge them again with {call('run_alignment', resume_args)}."
+            return f"Finish it with {call('run_alignment', resume_args)}."
         case "list_alignment_runs":
             if evaluator is None:
                 return "get_evaluator lists an evaluator's recent alignment runs."
@@ -139,19 +188,19 @@ def step_words(step: NextStep) -> str:
             assert_never(unreachable)
 
 
-def with_steps(text: str, steps: Sequence[NextStep]) -> str:
-    """A message followed by its next steps, each worded as a tool call."""
-    return " ".join([text, *(step_words(s) for s in steps)])
+def with_steps(text: str, steps: Sequence[NextStep], enabled: Collection[str] | None = None) -> str:
+    """A message followed by its next steps, each worded as a tool call (of the `enabled` tools, if given)."""
+    return " ".join([text, *(step_words(s, enabled) for s in steps)])
 
 
-def note_line(note: Note | str) -> str:
+def note_line(note: Note | str, enabled: Collection[str] | None = None) -> str:
     """A note as one line: its text, then its next steps."""
-    return note if isinstance(note, str) else with_steps(note.text, note.next_steps)
+    return note if isinstance(note, str) else with_steps(note.text, note.next_steps, enabled)
 
 
-def error_text(error: AlignError) -> str:
+def error_text(error: AlignError, enabled: Collection[str] | None = None) -> str:
     """An error as the assistant reads it: what happened, the bad value, and the tool to call next."""
-    return with_steps(error.message, error.next_steps)
+    return with_steps(error.message, error.next_steps, enabled)
 
 
 WORDS: dict[str, Callable[[Note], str]] = {NOTE_WORDS: note_line}
@@ -165,18 +214,20 @@ def as_data(value: BaseModel | Sequence[BaseModel]) -> Any:
     return [item.model_dump(mode="json", context=WORDS) for item in value]
 
 
+def compact(data: Any) -> str:
+    """JSON text without spaces: what a tool's text content carries."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def dump_json(value: BaseModel | Sequence[BaseModel]) -> str:
     """A resource's JSON text: one result, or a list of them."""
     return json.dumps(as_data(value), indent=2, ensure_ascii=False)
 
 
 def structured(result: BaseModel) -> CallToolResult:
-    """A tool result: the structured content, and the same as JSON text for clients that read only text."""
+    """A tool result: the structured content, and the same as compact JSON text for clients that read only text."""
     data = as_data(result)
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, indent=2, ensure_ascii=False))],
-        structured_content=data,
-    )
+    return CallToolResult(content=[TextContent(type="text", text=compact(data))], structured_content=data)
 
 
 # ---- alignment reports --------------------------------------------------------------------------------------

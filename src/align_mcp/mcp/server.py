@@ -6,20 +6,29 @@ reads it.
 """
 
 import functools
-from collections.abc import AsyncIterator, Callable
+import inspect
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedToolError,
+)
+from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
 from pydantic import Field
 
-from align_mcp import __version__
+from align_mcp import __version__, config
 from align_mcp.errors import AlignError, NotFound
-from align_mcp.mcp import render
-from align_mcp.mcp.state import AppState, store_of
+from align_mcp.mcp import argument_errors, listing, render
+from align_mcp.mcp.state import AppState, store_of, tools_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,18 +45,32 @@ _TEMPLATES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
 
 
 def _as_resource_errors(fn: F) -> F:
-    """Report domain errors as resource errors carrying their message (not found as not found)."""
+    """Report domain errors as resource errors carrying their message (not found as not found), with next
+    steps naming the tools this server lists."""
 
     @functools.wraps(fn)
     def read(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")
+        token = render.ENABLED.set(None if ctx is None else tools_of(ctx))
         try:
             return fn(*args, **kwargs)
         except NotFound as e:
             raise ResourceNotFoundError(render.error_text(e)) from e
         except AlignError as e:
             raise ResourceError(render.error_text(e)) from e
+        finally:
+            render.ENABLED.reset(token)
 
     return cast(F, read)
+
+
+def _number(text: str, what: str, uri: str, version: bool = False) -> int:
+    """A number in a resource address (`7`; for a version also `v7`, as tools take it)."""
+    digits = text[1:] if version and text[:1] in ("v", "V") else text
+    if not digits.isdigit():
+        shown = "a version such as v2 (or 2)" if version else "a whole number such as 3"
+        raise NotFound(f"{what} {text!r} in {uri} is not {shown}.")
+    return int(digits)
 
 
 def _resource(uri: str, name: str, mime_type: str, description: str) -> Callable[[F], F]:
@@ -94,12 +117,16 @@ def versions_resource(name: str, ctx: Context) -> str:
 
 
 @_resource(
-    "align://evaluators/{name}/versions/{version}", "version", "text/plain", "One saved prompt version's text"
+    "align://evaluators/{name}/versions/{version}",
+    "version",
+    "text/plain",
+    "One saved prompt version's text; the version as v2 or 2",
 )
-def version_resource(name: str, version: int, ctx: Context) -> str:
+def version_resource(name: str, version: str, ctx: Context) -> str:
     from align_mcp.engine import evaluators
 
-    return evaluators.get_version(store_of(ctx), name, version).prompt
+    number = _number(version, "Version", f"align://evaluators/{name}/versions/{version}", version=True)
+    return evaluators.get_version(store_of(ctx), name, number).prompt
 
 
 @_resource(
@@ -127,10 +154,24 @@ def run_resource(run_id: str, ctx: Context) -> str:
     "text/markdown",
     "The report of one alignment run: metrics with intervals, comparison, flips, errors, notes",
 )
-def report_resource(alignment_run: int, ctx: Context) -> str:
+def report_resource(alignment_run: str, ctx: Context) -> str:
     from align_mcp.engine.alignment import report
 
-    return render.report_markdown(report(store_of(ctx), alignment_run))
+    number = _number(alignment_run, "Alignment run", f"align://reports/{alignment_run}")
+    return render.report_markdown(report(store_of(ctx), number))
+
+
+@_resource(
+    "align://proposals/{proposal_id}",
+    "proposal",
+    "application/json",
+    "An optimizer proposal in full: the proposed and the original prompt, the diff, the scores",
+)
+def proposal_resource(proposal_id: str, ctx: Context) -> str:
+    from align_mcp.optimize.proposals import get_proposal
+
+    number = _number(proposal_id, "Proposal", f"align://proposals/{proposal_id}")
+    return render.dump_json(get_proposal(store_of(ctx), number))
 
 
 # ---- prompt -------------------------------------------------------------------------------------------------
@@ -150,12 +191,99 @@ def align_evaluator(
 # ---- the server ---------------------------------------------------------------------------------------------
 
 
-def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
-    """Build the MCP server on the store at `db_path` (default: ALIGN_MCP_DB or the user data directory).
+class AlignServer(MCPServer[AppState]):
+    """The SDK's server, listing compact schemas (each result kind's full schema is a resource) and wording
+    argument errors for the assistant."""
 
-    The store is opened on the first request that needs it and closed when the server's lifespan ends.
+    async def result_schemas(self) -> dict[str, dict[str, Any]]:
+        """The full output schema of each result kind its tools return, by kind name."""
+        out: dict[str, dict[str, Any]] = {}
+        for tool in await super().list_tools():
+            kind = listing.result_kind(tool.output_schema)
+            if kind is not None and tool.output_schema is not None:
+                out[kind] = listing.without_titles(tool.output_schema)
+        return out
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        return [_listed(tool) for tool in tools]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """The SDK's call, with arguments (and form answers) it refuses worded for the assistant, and a tool
+        this server does not list named as such."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            if isinstance(e, UnexpectedToolError):
+                raise
+            raise ToolError(await self._refusal(name, arguments, context, e)) from e
+
+    async def _refusal(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None, error: ToolError
+    ) -> str:
+        from align_mcp.mcp.tools import toolsets
+
+        listed = {tool.name: tool for tool in await self.list_tools()}
+        if name not in listed:
+            if name in toolsets()["all"]:
+                return (
+                    f"{name} is not enabled on this server, which lists the tools {config.ENV_TOOLS} selects "
+                    f"({', '.join(listed)}). The user can add it, e.g. {config.ENV_TOOLS}=core,{name}."
+                )
+            return f"Unknown tool {name!r}. This server lists: {', '.join(listed)}."
+        prefix = f"Error executing tool {name}: "
+        cause = argument_errors.validation_error_in(error)
+        if "elicitation" in str(error) and name == "submit_label":
+            retry = render.call("submit_label", {k: arguments.get(k) for k in ("evaluator", "run_id")})
+            allowed = _score_words(arguments.get("evaluator"), context)
+            return prefix + argument_errors.form_error(cause, allowed, retry)
+        if cause is not None and cause.title.endswith("Arguments"):
+            return prefix + argument_errors.argument_error(name, cause, listed[name].input_schema)
+        return str(error)
+
+
+def _score_words(evaluator: Any, context: Context[AppState, Any] | None) -> str | None:
+    """What the evaluator's score type allows, in words (None when the evaluator cannot be read)."""
+    if not isinstance(evaluator, str) or context is None:
+        return None
+    from align_mcp.engine import evaluators
+
+    try:
+        return evaluators.get(store_of(cast(Context, context)), evaluator).score_type.describe()
+    except AlignError:
+        return None
+
+
+def _listed(tool: MCPTool) -> MCPTool:
+    kind = listing.result_kind(tool.output_schema)
+    output = tool.output_schema
+    if output is not None:
+        output = listing.shared_output_schema(output, kind) if kind else listing.output_schema(output)
+    annotations = None if tool.annotations is None else tool.annotations.model_copy(update={"title": None})
+    return tool.model_copy(
+        update={
+            "input_schema": listing.input_schema(tool.input_schema),
+            "output_schema": output,
+            "annotations": annotations,
+        }
+    )
+
+
+def create_server(
+    db_path: Path | str | None = None, tools: Sequence[str] | None = None
+) -> MCPServer[AppState]:
+    """Build the MCP server on the store at `db_path` (default: ALIGN_MCP_DB or the user data directory),
+    listing the toolsets or tools named in `tools` (default: ALIGN_MCP_TOOLS, else `core`).
+
+    The store is opened on the first request that needs it and closed when the server's lifespan ends. An
+    unknown tool or toolset name raises InvalidInput listing the valid ones.
     """
-    state = AppState(Path(db_path).expanduser() if db_path is not None else None)
+    from align_mcp.mcp.tools import registered_tools, select_tools
+
+    selected = select_tools(tools)
+    state = AppState(Path(db_path).expanduser() if db_path is not None else None, selected)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -164,7 +292,7 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         finally:
             state.close()
 
-    server: MCPServer[AppState] = MCPServer(
+    server = AlignServer(
         "align-mcp",
         title="align-mcp",
         description="Align LLM-as-judge evaluators with human labels",
@@ -173,10 +301,9 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
         log_level="WARNING",
         lifespan=lifespan,
     )
-    from align_mcp.mcp.tools import registered_tools
-
     for fn, options in registered_tools():
-        server.add_tool(fn, **options)
+        if fn.__name__ in selected:
+            server.add_tool(fn, **options)
     for uri, fn, options in _TEMPLATES:
         server.resource(uri, **options)(fn)
 
@@ -190,7 +317,11 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
     def evaluators_resource() -> str:
         from align_mcp.engine.overview import evaluator_list
 
-        return render.dump_json(evaluator_list(state.store))
+        token = render.ENABLED.set(state.tools)
+        try:
+            return render.dump_json(evaluator_list(state.store))
+        finally:
+            render.ENABLED.reset(token)
 
     @server.resource(
         "align://queues",
@@ -202,10 +333,32 @@ def create_server(db_path: Path | str | None = None) -> MCPServer[AppState]:
     def queues_resource() -> str:
         from align_mcp.engine.queues import list_queues as all_queues
 
-        return render.dump_json(all_queues(state.store))
+        token = render.ENABLED.set(state.tools)
+        try:
+            return render.dump_json(all_queues(state.store))
+        finally:
+            render.ENABLED.reset(token)
 
-    server.prompt(name="align_evaluator", title="Align an evaluator")(align_evaluator)
+    @server.resource(
+        "align://schemas/{kind}",
+        name="result schema",
+        mime_type="application/json",
+        description="The full JSON schema of one result kind; each tool's output schema names its kind",
+    )
+    async def schema_resource(kind: str) -> str:
+        schemas = await server.result_schemas()
+        if kind not in schemas:
+            raise ResourceNotFoundError(
+                f"No result kind {kind!r} on this server. Known: {', '.join(sorted(schemas))}."
+            )
+        return json.dumps(schemas[kind], indent=2, ensure_ascii=False)
+
+    server.prompt(
+        name="align_evaluator",
+        title="Align an evaluator",
+        description=inspect.cleandoc(align_evaluator.__doc__ or ""),
+    )(align_evaluator)
     return server
 
 
-__all__ = ["AppState", "create_server", "store_of"]
+__all__ = ["AlignServer", "AppState", "create_server", "store_of"]

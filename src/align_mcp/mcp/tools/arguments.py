@@ -10,60 +10,39 @@ DEFAULT_DRAFT_CHARS = 20_000
 DEFAULT_ITEM_CHARS = 1_500
 DEFAULT_RUN_CHARS = 20_000
 
-EvaluatorName = Annotated[
-    str, Field(description="Evaluator name, e.g. 'correctness'. list_evaluators shows the existing ones.")
-]
+EvaluatorName = Annotated[str, Field(description="The evaluator's name")]
 ScoreValue = int | float | str
 Labeler = Annotated[
     str | None,
-    Field(description="Who gave the label (the human's name or handle), recorded with it. Optional."),
+    Field(description="The human's name or handle, recorded with the label"),
 ]
 PromptRef = Annotated[
-    str,
-    Field(
-        description="Which prompt: 'draft' (the unsaved working copy), 'latest' (last saved) or a version like 'v2'"
-    ),
+    str, Field(description="'draft' (unsaved), 'latest' (last saved) or a version, e.g. 'v2'")
 ]
 Split = Annotated[
     Literal["dev", "test", "all"] | None,
-    Field(
-        description="Which labeled runs: 'dev', 'test' (the held-out part: only to confirm a finished prompt) "
-        "or 'all'. Omit for the default."
-    ),
+    Field(description="Labeled runs to judge; 'test' is held out: only to confirm a finished prompt"),
 ]
-AlignmentRunId = Annotated[
-    int | None, Field(description="Alignment run id; omit for the latest dev run (as get_misaligned)")
-]
+AlignmentRunId = Annotated[int | None, Field(description="Alignment run id; default: the latest dev run")]
 RunIds = Annotated[list[str], Field(min_length=1, max_length=1000, description="Run ids, e.g. ['pp-009']")]
 
 
 class LabelInput(Model):
     """One human label."""
 
-    run_id: str = Field(description="The run's id, as shown by next_items")
-    score: ScoreValue = Field(
-        description="The human's score: 1/0 (or pass/fail) for binary, one of the labels for categorical, "
-        "an integer in the range for ordinal"
-    )
-    comment: str | None = Field(default=None, description="The human's reason, in their words (recommended)")
+    run_id: str
+    score: ScoreValue = Field(description="1/0 or pass/fail (binary), a label, or an integer in the range")
+    comment: str | None = Field(default=None, description="The human's reason, in their words")
 
 
 class JudgeUpdate(Model):
-    """Judge settings to change; fields left out keep their value."""
+    """Judge settings; those left out keep their value."""
 
-    model: str | None = Field(
-        default=None, description="Judge model name; null falls back to ALIGN_MCP_JUDGE_MODEL"
-    )
-    base_url: str | None = Field(
-        default=None, description="OpenAI-compatible base URL; null uses the default"
-    )
-    api_key_env: str | None = Field(
-        default=None, description="Name of the env var holding the key (not the key)"
-    )
+    model: str | None = Field(default=None, description="Default: ALIGN_MCP_JUDGE_MODEL")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
+    api_key_env: str | None = Field(default=None, description="Env var holding the key (never the key)")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    reasoning: bool | None = Field(
-        default=None, description="Ask the judge for its reasoning before the score"
-    )
+    reasoning: bool | None = Field(default=None, description="Reasoning before the score")
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    timeout: float | None = Field(default=None, gt=0, le=3600, description="Seconds per judge call")
+    timeout: float | None = Field(default=None, gt=0, le=3600, description="Seconds per call")
     max_retries: int | None = Field(default=None, ge=0, le=20)

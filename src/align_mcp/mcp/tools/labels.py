@@ -21,28 +21,22 @@ FORM_FIELD_CHARS = 1_200
 @tool("Add runs to a queue")
 def add_to_queue(
     evaluator: EvaluatorName,
-    source: Annotated[str | None, Field(description="Queue runs of this source")] = None,
-    run_ids: Annotated[list[str] | None, Field(description="Queue exactly these runs")] = None,
+    source: Annotated[str | None, Field(description="Runs of this source")] = None,
+    run_ids: Annotated[list[str] | None, Field(description="Exactly these runs")] = None,
     metadata: Annotated[
         dict[str, Any] | None,
-        Field(description='Only runs whose metadata has these values, e.g. {"topic": "billing"}'),
+        Field(description='Runs whose metadata has these values, e.g. {"topic": "billing"}'),
     ] = None,
-    sample: Annotated[
-        int | None,
-        Field(ge=1, description="Draw this many runs at random (not already queued) instead of all"),
-    ] = None,
+    sample: Annotated[int | None, Field(ge=1, description="Draw this many at random instead of all")] = None,
     stratify_by: Annotated[
-        str | None, Field(description="With sample: keep the proportions of this metadata key (e.g. 'topic')")
+        str | None, Field(description="With sample: keep the proportions of this metadata key")
     ] = None,
     seed: Annotated[int, Field(description="Random seed for sample")] = 0,
     *,
     ctx: Context,
 ) -> AddToQueueReport:
-    """Put runs into an evaluator's annotation queue, where a human labels them (next_items, submit_label).
-
-    Select by run ids, or by source and/or metadata filter; `sample` draws a random subset, `stratify_by` keeps
-    every group represented. Runs already queued are not added twice.
-    """
+    """Queue runs for a human to label (next_items, submit_label): by ids, or by source and/or metadata;
+    `sample` draws a subset, `stratify_by` keeps every group. A run is queued once."""
     from align_mcp.engine.queues import add_to_queue as enqueue
 
     return enqueue(store_of(ctx), evaluator, source, run_ids, metadata, sample, stratify_by, seed)
@@ -50,8 +44,8 @@ def add_to_queue(
 
 @tool("List annotation queues", read_only=True)
 def list_queues(*, ctx: Context) -> QueueList:
-    """Every evaluator's queue: pending, reserved and labeled counts, and the label balance with warnings
-    (fewer than 20 labels, or a class under 20%, means the alignment score cannot be trusted yet)."""
+    """Every evaluator's queue: pending, reserved and labeled counts and the label balance (a warning below 20
+    labels or a class under 20%)."""
     from align_mcp.engine.overview import queue_list
 
     return queue_list(store_of(ctx))
@@ -61,20 +55,17 @@ def list_queues(*, ctx: Context) -> QueueList:
 def next_items(
     evaluator: EvaluatorName,
     labeler: Annotated[
-        str, Field(description="Who will label them; the items are reserved for this name for 30 minutes")
+        str, Field(description="Who labels them: reserved for this name for 30 minutes")
     ] = "chat",
     limit: Annotated[int, Field(ge=1, le=20, description="How many runs")] = 5,
     max_chars: Annotated[
-        int, Field(ge=200, le=20_000, description="Longer strings are cut; get_run returns a run in full")
+        int, Field(ge=200, le=20_000, description="Longer strings are cut")
     ] = DEFAULT_ITEM_CHARS,
     *,
     ctx: Context,
 ) -> NextItems:
-    """The next unlabeled runs of an evaluator's queue, reserved so two labelers never get the same one.
-
-    Show each run's inputs and outputs to the human and record their verdict with submit_label (omit `score`
-    to let them answer in a form). Never label from your own judgement.
-    """
+    """The next unlabeled runs in the queue, reserved so no two labelers get the same one. Show each to the
+    human and record their verdict with submit_label; never label from your own judgement."""
     from align_mcp.engine.labeling import next_page
 
     return next_page(store_of(ctx), evaluator, labeler, limit, max_chars)
@@ -154,24 +145,22 @@ async def ask_label(
 @tool("Submit a label")
 def submit_label(
     evaluator: EvaluatorName,
-    run_id: Annotated[str, Field(description="The run's id, as shown by next_items")],
+    run_id: str,
     answer: Annotated[ElicitationResult[BaseModel], Resolve(ask_label)],
     score: Annotated[
         ScoreValue | None,
         Field(
-            description="The human's score: 1/0 or pass/fail (binary), a label (categorical), an integer in the "
-            "range (ordinal). Omit it to ask the human in a form that shows the run and the rubric."
+            description="1/0 or pass/fail (binary), a label, or an integer in the range; omit to ask the human "
+            "in a form"
         ),
     ] = None,
-    comment: Annotated[
-        str | None, Field(description="The human's reason in their words; the prompt learns from these")
-    ] = None,
+    comment: Annotated[str | None, Field(description="The human's reason, in their words")] = None,
     labeler: Labeler = None,
     *,
     ctx: Context,
 ) -> LabelResult:
-    """Record one human label (score + optional comment) for a run. Relabeling a run keeps the earlier label in
-    its history. Give `score` when the human told you their verdict in the chat; omit it to open a form."""
+    """Record one human label (score + comment) for a run; relabeling keeps the history. Give `score` when the
+    human told you their verdict; omit it to open a form."""
     from align_mcp.engine.labeling import store_label
 
     if not isinstance(answer, AcceptedElicitation):
@@ -192,7 +181,7 @@ def submit_labels(
     evaluator: EvaluatorName,
     labels: Annotated[
         list[LabelInput],
-        Field(min_length=1, max_length=10_000, description="The human's labels, one per run"),
+        Field(min_length=1, max_length=10_000, description="The human's labels"),
     ],
     labeler: Labeler = None,
     *,

@@ -5,7 +5,14 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from align_mcp.core.models import FailureAnalysis, Proposal
+from align_mcp.core.models import (
+    FailureAnalysis,
+    Model,
+    ModeOutcome,
+    OptimizerBudget,
+    Proposal,
+    SplitComparison,
+)
 from align_mcp.core.views import DraftUpdate, ProposalList
 from align_mcp.mcp.render import ProgressReporter
 from align_mcp.mcp.state import store_of
@@ -19,19 +26,45 @@ async def analyze_failures(
     alignment_run: AlignmentRunId = None,
     use_llm: Annotated[
         bool,
-        Field(
-            description="Let the judge model group the cases (one call); false groups them by direction and "
-            "recurring words in the human comments, with no model call"
-        ),
+        Field(description="One judge-model call groups them; false: by direction and comment words"),
     ] = True,
     *,
     ctx: Context,
 ) -> FailureAnalysis:
-    """Group the misaligned dev examples of an alignment run into a few named failure modes (what the judge gets
-    wrong, with example ids). Held-out test examples are never included. Use it before editing the draft."""
+    """Group an alignment run's misaligned dev examples into named failure modes (what the judge gets wrong,
+    with example ids); test examples are never included. Use it before editing the draft."""
     from align_mcp.optimize.failure_modes import analyze_failures as analyze
 
     return await analyze(store_of(ctx), evaluator, alignment_run, use_llm)
+
+
+class ProposalBrief(Model):
+    """An optimizer proposal as the conversation needs it: whether the prompt changed, the diff, the scores.
+    The full old and new prompts are in the resource `align://proposals/{id}`."""
+
+    id: int
+    evaluator: str
+    mode: Literal["gepa", "reflect"]
+    changed: bool = Field(
+        description="False when no candidate beat the draft; the proposal is then the draft"
+    )
+    diff: str = Field(description="Unified diff of the proposal against the draft it started from")
+    resource: str = Field(description="The resource holding the full proposed and original prompts")
+    addresses: list[ModeOutcome]
+    dev: SplitComparison
+    test: SplitComparison = Field(description="Examples the optimizer never saw: the honest estimate")
+    verdict: str
+    budget: OptimizerBudget
+    candidates: int
+    seen_examples: int
+    alignment_run: int
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, proposal: Proposal) -> "ProposalBrief":
+        fields = {name: getattr(proposal, name) for name in cls.model_fields if name != "resource"}
+        return cls(**fields, resource=f"align://proposals/{proposal.id}")
 
 
 @tool("Propose a revised prompt", open_world=True)
@@ -40,22 +73,22 @@ async def propose_prompt(
     mode: Annotated[
         Literal["gepa", "reflect"],
         Field(
-            description="gepa: a search with DSPy's GEPA optimizer (needs the optimize extra); reflect: one "
-            "rewrite from the failure modes, for small budgets"
+            description="gepa: DSPy's GEPA search (optimize extra); reflect: one rewrite, for small budgets"
         ),
     ] = "gepa",
     budget: Annotated[
-        int, Field(ge=1, le=100_000, description="The most model calls it may make (cache hits are free)")
+        int, Field(ge=1, le=100_000, description="Most model calls it may make (cache hits are free)")
     ] = 300,
     *,
     ctx: Context,
-) -> Proposal:
-    """Let the optimizer propose a revised judge prompt from the draft's dev failures, checked on the held-out
-    test split it never saw. Reports progress. The proposal is NOT applied: show it to the user; apply_proposal
-    copies it into the draft only when they agree, and only save_prompt makes it a version."""
+) -> ProposalBrief:
+    """Propose a revised judge prompt from the draft's dev failures, checked on the held-out test split; reports
+    progress. Returns whether it changed, the diff and scores; full prompts: resource align://proposals/{id}.
+    Nothing is applied: show the user."""
     from align_mcp.optimize.proposals import propose_prompt as propose
 
-    return await propose(store_of(ctx), evaluator, mode, budget, on_progress=ProgressReporter(ctx))
+    proposal = await propose(store_of(ctx), evaluator, mode, budget, on_progress=ProgressReporter(ctx))
+    return ProposalBrief.of(proposal)
 
 
 @tool("List proposals", read_only=True)

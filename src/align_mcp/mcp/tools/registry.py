@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from align_mcp.errors import AlignError
 from align_mcp.mcp import render
+from align_mcp.mcp.state import tools_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,26 +27,38 @@ def _rendered(result: Any) -> Any:
     return result
 
 
+def _enabled(kwargs: dict[str, Any]) -> frozenset[str] | None:
+    ctx = kwargs.get("ctx")
+    return None if ctx is None else tools_of(ctx)
+
+
 def rendered(fn: F) -> F:
     """The tool as the server calls it: domain errors become tool errors worded for MCP (with the tool to call
-    next), and a result model becomes structured content with its notes worded for MCP."""
+    next, among the tools this server lists), and a result model becomes structured content with its notes
+    worded for MCP."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
+            token = render.ENABLED.set(_enabled(kwargs))
             try:
                 return _rendered(await fn(*args, **kwargs))
             except AlignError as e:
                 raise ToolError(render.error_text(e)) from e
+            finally:
+                render.ENABLED.reset(token)
 
         return cast(F, run_async)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        token = render.ENABLED.set(_enabled(kwargs))
         try:
             return _rendered(fn(*args, **kwargs))
         except AlignError as e:
             raise ToolError(render.error_text(e)) from e
+        finally:
+            render.ENABLED.reset(token)
 
     return cast(F, run)
 

@@ -21,38 +21,32 @@ from align_mcp.mcp.tools.registry import tool
 def import_runs(
     source: Annotated[
         str,
-        Field(description="Name of the source to add the runs to (created on first use), e.g. 'support-v2'"),
+        Field(description="The source the runs join (created on first use), e.g. 'support-v2'"),
     ],
     path: Annotated[
         str | None,
-        Field(
-            description="Path of a JSONL or CSV file on the machine running the server. Give path or runs."
-        ),
+        Field(description="A JSONL or CSV file on the server's machine (or give runs)"),
     ] = None,
     runs: Annotated[
         list[dict[str, Any]] | None,
         Field(
-            description='Inline runs: [{"id"?, "inputs": {...}, "outputs": {...}, "reference_outputs"?, '
-            '"metadata"?, "feedback"?: {"<key>": {"score": ..., "comment"?}}}]. Give path or runs.'
+            description='Inline runs: {"id"?, "inputs", "outputs", "reference_outputs"?, "metadata"?, '
+            '"feedback"?: {"<key>": {"score", "comment"?}}}'
         ),
     ] = None,
     kind: Annotated[
         SourceKind,
-        Field(description="'experiment' (offline run over a dataset) or 'project' (online tracing)"),
+        Field(description="experiment (offline, over a dataset) or project (online tracing)"),
     ] = "experiment",
     format: Annotated[
         Literal["jsonl", "csv"] | None,
-        Field(description="File format; detected from the extension if omitted"),
+        Field(description="Default: from the extension"),
     ] = None,
     *,
     ctx: Context,
 ) -> ImportReport:
-    """Import the outputs of the user's LLM app (runs) so they can be queued for labeling and judged.
-
-    All or nothing: a bad record fails the import with its line number and stores nothing. Re-importing is safe
-    (runs whose id is already stored are skipped). Human labels carried in `feedback` become labels of every
-    evaluator with that feedback key.
-    """
+    """Import the user's LLM app outputs (runs) to label and judge. All or nothing: a bad record fails with its
+    line number. Stored runs are skipped; `feedback` labels go to evaluators with that key."""
     from align_mcp.engine.ingest import import_runs as run_import
 
     if path is not None:
