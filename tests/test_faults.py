@@ -1096,7 +1096,7 @@ BAD_INPUTS: list[Bad] = [
         "mcp-wrong-argument-type",
         mcp_call("next_items", {"evaluator": NAME, "limit": "ten"}),
         ToolFailed,
-        "Error executing tool next_items: limit=\"ten\" is not allowed: limit takes a whole number from 1 to 20. Call next_items again with limit fixed; nothing was done.",
+        'Error executing tool next_items: limit="ten" is not allowed: limit takes a whole number from 1 to 20. Call next_items again with limit fixed; nothing was done.',
     ),
     Bad(
         "mcp-sql-in-evaluator-name",
