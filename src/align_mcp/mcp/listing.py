@@ -8,8 +8,12 @@ same types and structure, without the documentation (titles, descriptions, defau
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from mcp.types import Tool
 
 SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
 """Keywords whose value maps names to schemas: a key there is a name, not a keyword (a field may be `title`)."""
@@ -124,3 +128,27 @@ def without_titles(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON schema without the titles pydantic generates from class and field names."""
     cleaned: dict[str, Any] = _rewrite(schema, ("title",), lambda node: node)
     return cleaned
+
+
+@dataclass(frozen=True)
+class ListingSize:
+    """How big a tools/list answer is, in characters of compact JSON."""
+
+    tools: int
+    wire: int
+    """The whole `{"tools": [...]}` result as sent."""
+    visible: int
+    """What a host shows the model: each tool's name, description and input schema."""
+
+
+def listing_size(tools: Sequence[Tool]) -> ListingSize:
+    """The size of a tools/list answer carrying these tools."""
+    listed = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    wire = len(json.dumps({"tools": listed}, separators=(",", ":"), ensure_ascii=False))
+    visible = sum(
+        len(tool.name)
+        + len(tool.description or "")
+        + len(json.dumps(tool.input_schema, separators=(",", ":"), ensure_ascii=False))
+        for tool in tools
+    )
+    return ListingSize(len(tools), wire, visible)

@@ -332,6 +332,20 @@ def report_result(report: AlignmentReport) -> CallToolResult:
 # ---- progress -----------------------------------------------------------------------------------------------
 
 
+class SteadyProgress:
+    """One count toward a total that may grow (the optimizer's model calls): sends only a higher value."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.last: float = -1
+
+    async def __call__(self, done: int, total: int, message: str) -> None:
+        if done <= self.last:
+            return
+        self.last = done
+        await self.ctx.report_progress(done, max(total, done), message)
+
+
 class ProgressReporter:
     """Turn the engine's per-phase (done, total, message) into one increasing MCP progress value.
 

@@ -119,6 +119,7 @@ class Judging:
         self.budget = budget
         self.concurrency = max(1, concurrency)
         self.on_progress = on_progress
+        self.planned: int | None = None  # the calls the proposal expects to make: the total progress counts to
         self.runs: dict[str, JsonDict] = {}
         self.results: dict[str, dict[str, Outcome]] = {}
         self.fatal: AlignError | None = None
@@ -185,7 +186,8 @@ class Judging:
                 self.store.cache_put([CacheEntry.of(key, verdict)])
             if self.on_progress is not None:
                 used, limit = self.budget.used, self.budget.limit
-                await self.on_progress(used, limit, f"optimizer: {used}/{limit} model calls used")
+                total = max(used, self.planned or limit)
+                await self.on_progress(used, total, f"optimizer: {used} of {limit} model calls used")
         self._memo[key] = outcome
         self.results.setdefault(template, {})[run_id] = outcome
         return outcome

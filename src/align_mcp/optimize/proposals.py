@@ -94,10 +94,13 @@ async def propose_prompt(
         }
         if budget < floor[mode]:
             raise InvalidInput(_budget_message(mode, budget, floor, dev_cost, test_cost, len(dev), len(test)))
+        # Progress counts model calls to the expected total: a reflect proposal's known calls (and the failure
+        # analysis), or the budget a GEPA search may spend; it reaches the total when the proposal is done.
+        judging.planned = budget if mode == "gepa" else min(budget, floor[mode] + 1)
         aid = (
             covering
             if covering is not None
-            else await _judge_draft_on_dev(store, ev, spend, on_progress, env)
+            else await _judge_draft_on_dev(store, ev, spend, _draft_progress(on_progress, judging), env)
         )
         judging.adopt(ev.draft, store, aid)
         before_dev = judging.results.get(ev.draft, {})
@@ -131,6 +134,9 @@ async def propose_prompt(
         await judging.many(ev.draft, [rid for rid, _ in test])
         await judging.many(chosen, [rid for rid, _ in test])
         test_looks = store.count_test_evaluation(evaluator)
+        if on_progress is not None:
+            total = max(spend.used, judging.planned)
+            await on_progress(total, total, f"optimizer: done, {spend.used} of {budget} model calls used")
     finally:
         judging.stopped.set()
         with anyio.CancelScope(shield=True):
@@ -264,6 +270,19 @@ async def _judge_draft_on_dev(
     if _run_prompt(store, report.run.id) != ev.draft:
         raise Conflict(f"The draft of {ev.name!r} changed while the optimizer started; propose again.")
     return report.run.id
+
+
+def _draft_progress(on_progress: Progress | None, judging: Judging) -> Progress | None:
+    """The draft's dev run reported as the proposal's first model calls, toward the proposal's total."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    async def draft(done: int, total: int, message: str) -> None:
+        used = judging.budget.used + done
+        await report(used, max(used, judging.planned or judging.budget.limit), message)
+
+    return draft
 
 
 def _run_prompt(store: Store, alignment_id: int) -> str:

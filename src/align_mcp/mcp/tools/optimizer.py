@@ -14,7 +14,7 @@ from align_mcp.core.models import (
     SplitComparison,
 )
 from align_mcp.core.views import DraftUpdate, ProposalList
-from align_mcp.mcp.render import ProgressReporter
+from align_mcp.mcp.render import SteadyProgress
 from align_mcp.mcp.state import store_of
 from align_mcp.mcp.tools.arguments import AlignmentRunId, EvaluatorName
 from align_mcp.mcp.tools.registry import tool
@@ -87,7 +87,7 @@ async def propose_prompt(
     Nothing is applied: show the user."""
     from align_mcp.optimize.proposals import propose_prompt as propose
 
-    proposal = await propose(store_of(ctx), evaluator, mode, budget, on_progress=ProgressReporter(ctx))
+    proposal = await propose(store_of(ctx), evaluator, mode, budget, on_progress=SteadyProgress(ctx))
     return ProposalBrief.of(proposal)
 
 
