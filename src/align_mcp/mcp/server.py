@@ -6,7 +6,6 @@ reads it.
 """
 
 import functools
-import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -356,7 +355,7 @@ def create_server(
     server.prompt(
         name="align_evaluator",
         title="Align an evaluator",
-        description=inspect.cleandoc(align_evaluator.__doc__ or ""),
+        description=" ".join((align_evaluator.__doc__ or "").split()),
     )(align_evaluator)
     return server
 

@@ -119,7 +119,9 @@ class Judging:
         self.budget = budget
         self.concurrency = max(1, concurrency)
         self.on_progress = on_progress
-        self.planned: int | None = None  # the calls the proposal expects to make: the total progress counts to
+        self.planned: int | None = (
+            None  # the calls the proposal expects to make: the total progress counts to
+        )
         self.runs: dict[str, JsonDict] = {}
         self.results: dict[str, dict[str, Outcome]] = {}
         self.fatal: AlignError | None = None
