@@ -23,7 +23,7 @@ if str(HERE) not in sys.path:
 
 from _common import BenchResult, machine  # noqa: E402
 
-BENCHES = ["align", "cache", "startup", "store", "prefix", "context"]
+BENCHES = ["align", "cache", "startup", "store", "prefix", "context", "listing"]
 
 
 def _module(name: str) -> Any:

@@ -26,6 +26,7 @@ EXPECTED = {
     ],
     "prefix": ["prompt tokens in the common prefix"],
     "context": ["run_alignment + first get_misaligned page"],
+    "listing": ["tools/list on the wire", "model-visible"],
 }
 
 
@@ -55,6 +56,8 @@ def test_every_bench_runs_in_quick_mode_and_reports_its_figures(tmp_path: Path) 
     assert cache["re-run: judge calls"] == 0
     context = {f["name"]: f["value"] for f in results["benches"]["context"]["figures"]}
     assert context["sample data: misaligned cases in the run"] == 50
+    listing = [f for f in results["benches"]["listing"]["figures"] if f["target"]]
+    assert len(listing) == 2 and all(f["met"] for f in listing), listing  # sizes do not depend on --quick
     assert "align" in done.stdout and "wrote" in done.stdout
 
 
