@@ -11,7 +11,7 @@ from align_mcp.core.models import AddToQueueReport, Evaluator, Model, ScoreType
 from align_mcp.core.views import LabelResult, LabelsResult, NextItems, QueueList
 from align_mcp.errors import AlignError
 from align_mcp.mcp import render
-from align_mcp.mcp.state import store_of
+from align_mcp.mcp.state import store_of, tools_of
 from align_mcp.mcp.tools.arguments import DEFAULT_ITEM_CHARS, EvaluatorName, Labeler, LabelInput, ScoreValue
 from align_mcp.mcp.tools.registry import tool
 
@@ -124,7 +124,7 @@ async def ask_label(
         ev = evaluators.get(store, evaluator)
         run = fetch_run(store, run_id)
     except AlignError as e:
-        raise ToolError(render.error_text(e)) from e
+        raise ToolError(render.error_text(e, tools_of(ctx))) from e
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
         raise ToolError(
