@@ -192,7 +192,7 @@ def test_startup_imports_no_llm_clients_no_engine_and_no_other_command(tmp_path:
         "import align_mcp.cli, align_mcp.mcp.transport\n"
         "from align_mcp.mcp.server import create_server\n"
         "server = create_server()\n"
-        "assert len(anyio.run(server.list_tools)) == 27\n"
+        "assert len(anyio.run(server.list_tools)) == 16\n"
         "print(sorted(m for m in sys.modules if m in ('openai', 'dspy', 'litellm', 'sqlite_utils') or "
         "m.startswith(('align_mcp.store', 'align_mcp.llm', 'align_mcp.engine', 'align_mcp.optimize', "
         "'align_mcp.diagnose')) or (m.startswith('align_mcp.cli.') and m != 'align_mcp.cli.main')))\n"
