@@ -234,7 +234,7 @@ class AlignServer(MCPServer[AppState]):
             return f"Unknown tool {name!r}. This server lists: {', '.join(listed)}."
         prefix = f"Error executing tool {name}: "
         cause = argument_errors.validation_error_in(error)
-        if "elicitation" in str(error) and name == "submit_label":
+        if name == "submit_label" and "Resolver " in str(error):
             retry = render.call("submit_label", {k: arguments.get(k) for k in ("evaluator", "run_id")})
             allowed = _score_words(arguments.get("evaluator"), context)
             return prefix + argument_errors.form_error(cause, allowed, retry)
