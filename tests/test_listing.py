@@ -248,3 +248,53 @@ async def test_retry_errors_applies_to_a_resumed_run_only(client: Client) -> Non
         "Error executing tool run_alignment: retry_errors=true applies to a resumed run: pass "
         "resume=<alignment run id> too."
     )
+
+
+def said_in(value: Any) -> list[str]:
+    """Every note, warning, verdict and message in a result's structured content."""
+    out: list[str] = []
+    for node in walk(value):
+        for key, item in node.items():
+            if key in ("notes", "warnings") and isinstance(item, list):
+                out += [x for x in item if isinstance(x, str)]
+            elif key in ("message", "verdict") and isinstance(item, str):
+                out.append(item)
+    return out
+
+
+@pytest.mark.anyio
+async def test_a_core_session_is_only_told_to_call_tools_it_lists(db_path: Path, judge: Any) -> None:
+    """The loop through a default server: every hint in results, errors and reports calls a listed tool."""
+    said: list[str] = []
+    async with Client(create_server(db_path), cache=None) as client:
+        listed_names = {t.name for t in (await client.list_tools()).tools}
+        for tool, arguments in (
+            ("import_runs", {"source": "support", "path": str(EXAMPLE_RUNS)}),
+            ("create_evaluator", {"name": "correctness"}),
+            ("list_evaluators", {}),
+            ("list_queues", {}),
+            ("next_items", {"evaluator": "correctness", "max_chars": 200}),
+            ("run_alignment", {"evaluator": "correctness"}),
+            ("get_misaligned", {"evaluator": "correctness", "max_chars": 200}),
+            ("get_evaluator", {"name": "correctness"}),
+            (
+                "update_draft",
+                {"evaluator": "correctness", "find": "Think step by step", "replace_with": "Think"},
+            ),
+            ("run_alignment", {"evaluator": "correctness"}),
+            ("run_alignment", {"evaluator": "correctness", "split": "test"}),
+            ("save_prompt", {"evaluator": "nope"}),
+            ("run_alignment", {"evaluator": "correctness", "resume": 999}),
+            ("propose_prompt", {"evaluator": "correctness", "mode": "reflect", "budget": 1}),
+        ):
+            result = await client.call_tool(tool, arguments)
+            said += [c.text for c in result.content if isinstance(c, TextContent)]
+            said += said_in(result.structured_content)
+
+    assert len(said) > 20
+    assert any("The resource align://runs/<run_id> holds a run in full." in t for t in said)
+    for text in said:
+        called = set(CALL.findall(text))
+        assert called <= listed_names, text
+        mentioned = {word for word in SNAKE.findall(text) if word in ALL} - listed_names
+        assert not mentioned or "ALIGN_MCP_TOOLS=core," in text, text
