@@ -23,6 +23,7 @@ ENV_NAMES = {
     config.ENV_JUDGE_BASE_URL,
     config.ENV_JUDGE_API_KEY,
     config.ENV_CONCURRENCY,
+    "ALIGN_MCP_TOOLS",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
 }
@@ -90,6 +91,47 @@ def test_server_json_environment_variables_are_the_documented_ones(
         assert f"`{variable['name']}`" in readme, f"{variable['name']} is not in the README"
     required = {v["name"] for v in variables if v["isRequired"]}
     assert required == {config.ENV_JUDGE_MODEL}
+
+
+RELEASE_HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<when>.+))?$", re.M)
+
+
+def latest_release(changelog: str) -> tuple[str, str | None]:
+    """(version, date or "Unreleased") of the CHANGELOG's first release heading, skipping `## [Unreleased]`."""
+    for match in RELEASE_HEADING.finditer(changelog):
+        if match["version"] != "Unreleased":
+            return match["version"], match["when"]
+    raise AssertionError("the CHANGELOG has no `## [X.Y.Z]` release heading")
+
+
+def test_one_version_everywhere(manifest: dict[str, Any], pyproject: dict[str, Any]) -> None:
+    version = pyproject["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    released, when = latest_release(changelog)
+    assert {
+        "pyproject.toml": version,
+        "align_mcp.__version__": align_mcp.__version__,
+        "server.json version": manifest["version"],
+        "server.json packages[0].version": manifest["packages"][0]["version"],
+        "CHANGELOG latest release": released,
+    } == dict.fromkeys(
+        (
+            "pyproject.toml",
+            "align_mcp.__version__",
+            "server.json version",
+            "server.json packages[0].version",
+            "CHANGELOG latest release",
+        ),
+        version,
+    )
+    assert when == "Unreleased" or re.fullmatch(r"\d{4}-\d{2}-\d{2}", when or ""), when
+
+
+def test_latest_release_skips_the_unreleased_heading() -> None:
+    text = "# Changelog\n\n## [Unreleased]\n\n## [0.2.0] - 2027-01-05\n\n## [0.1.0] - 2026-12-02\n"
+    assert latest_release(text) == ("0.2.0", "2027-01-05")
+    with pytest.raises(AssertionError, match=re.escape("no `## [X.Y.Z]` release heading")):
+        latest_release("# Changelog\n\n## [Unreleased]\n")
 
 
 def test_readme_carries_the_mcp_name_marker(manifest: dict[str, Any], readme: str) -> None:
