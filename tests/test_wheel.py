@@ -69,6 +69,14 @@ def test_wheel_contains_prompts_the_licence_the_sample_and_the_package(dist: Pat
     ):
         assert f"align_mcp/{module}.py" in names
     assert wheel.read(SAMPLE) == (ROOT / "src" / SAMPLE).read_bytes()
+    # Every file of the package ships: data and (when they land) web assets as well as modules.
+    package = ROOT / "src" / "align_mcp"
+    tracked = [
+        f"align_mcp/{path.relative_to(package).as_posix()}"
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert [name for name in tracked if name not in names] == []
     version = align_mcp.__version__
     licence = f"align_mcp-{version}.dist-info/licenses/LICENSE"
     assert wheel.read(licence) == (ROOT / "LICENSE").read_bytes()
