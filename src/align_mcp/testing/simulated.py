@@ -291,7 +291,6 @@ class _Cause:
     name: str
     description: str
     rule: str | None  # the instruction that fixes it, in words the simulated judge's rules react to
-    judge_passed: bool | None  # the judge's verdict in this failure mode, None when either way
 
 
 NUMBERS_RULE = (
@@ -311,47 +310,40 @@ _CAUSES = {
         "The judge passes outputs whose prices, durations or times differ from the reference output; the experts "
         "fail any wrong figure.",
         NUMBERS_RULE,
-        True,
     ),
     "declines_correctly": _Cause(
         "Penalises correct hand-offs",
         "The judge fails polite refusals of out-of-scope requests; the experts accept a hand-off when the "
         "reference output also declines.",
         HANDOFF_RULE,
-        False,
     ),
     "answers_out_of_scope": _Cause(
         "Accepts answers to out-of-scope requests",
         "The judge passes outputs that answer requests the reference output declines; the experts fail them.",
         HANDOFF_RULE,
-        True,
     ),
     "needless_hand_off": _Cause(
         "Accepts needless hand-offs",
         "The judge passes outputs that hand an in-scope question off; the experts expect the answer the reference "
         "output gives.",
         HANDOFF_RULE,
-        True,
     ),
     "wording": _Cause(
         "Too literal about wording",
         "The judge fails correct answers worded differently from the reference output; the experts judge the "
         "meaning.",
         None,
-        False,
     ),
     "other_pass": _Cause(
         "Passes what the experts fault",
         "The judge passes outputs the experts fail for reasons the rubric does not name, such as tone or an "
         "unhelpful answer.",
         None,
-        True,
     ),
     "other_fail": _Cause(
         "Fails what the experts accept",
         "The judge fails outputs the experts pass.",
         None,
-        False,
     ),
 }
 
@@ -519,8 +511,8 @@ def _revision(text: str) -> JsonDict:
     added = " ".join(missing)
     return {
         "analysis": SIMULATED_PREFIX
-        + f"The failure modes ({named}) call for {len(missing)} new rule(s), added "
-        f"after the rubric: {added}",
+        + f"The failure modes ({named}) call for {len(missing)} new rule(s), added to "
+        f"the instructions: {added}",
         "instructions": _with_rules(instructions, missing),
     }
 
