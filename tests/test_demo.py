@@ -68,6 +68,14 @@ def test_demo_runs_the_whole_loop_offline_with_the_simulated_judge(
     for line in out.splitlines():
         if line.startswith(("judge:", "  agreement", "Flips vs")):
             assert "[simulated judge]" in line, line
+    # The README's excerpt of this output, line by line and in order.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    excerpt = readme.split("```text\n$ align-mcp demo\n", 1)[1].split("```", 1)[0].splitlines()
+    lines = iter(out.splitlines())
+    for expected in (line for line in excerpt if line != "..."):
+        assert any(line == expected for line in lines), (
+            f"README excerpt line not in the demo's output: {expected}"
+        )
     db = tmp_path / "demo" / "align.db"
     assert out.rstrip().endswith(
         f"The store is at {db}; explore it with:  align-mcp --db {db} versions correctness"
