@@ -144,7 +144,7 @@ def test_readme_install_works_from_a_clone_today(readme: str) -> None:
     ):
         assert command in install, command
     assert "not on PyPI yet" in install
-    assert "Once the package is published on PyPI, this\nbecomes `pip install align-mcp`" in install
+    assert "Once the package is published on PyPI, this becomes `pip install align-mcp`" in install
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "align-mcp demo" in quick and "[simulated judge]" in quick
     assert "`pip install align-mcp`" not in readme.split("## Install", 1)[0]
