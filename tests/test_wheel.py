@@ -4,10 +4,10 @@ the wheel installed in a fresh venv (no source tree on the path) runs --version,
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -116,44 +116,71 @@ def test_sdist_carries_the_tree_and_builds_the_same_wheel(dist: Path, tmp_path: 
 # ---- the wheel installed in a fresh venv (~20 s; `make wheel-smoke` runs these on what `make dist` built) ------
 
 
+def runtime_closure(requirements: list[str]) -> list[importlib.metadata.Distribution]:
+    """The distributions of this environment that `requirements` (as a wheel's Requires-Dist, without its
+    extras) need, transitively, honouring markers and the extras each requirement asks for."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo: list[tuple[str, frozenset[str]]] = [(r, frozenset({""})) for r in requirements]
+    while todo:
+        text, extras = todo.pop()
+        requirement = Requirement(text)
+        if requirement.marker is not None and not any(
+            requirement.marker.evaluate({"extra": extra}) for extra in extras
+        ):
+            continue
+        name = canonicalize_name(requirement.name)
+        wanted = frozenset({"", *requirement.extras})
+        if name in found and not requirement.extras:
+            continue
+        dist = importlib.metadata.distribution(name)
+        found[name] = dist
+        todo.extend((sub, wanted) for sub in dist.requires or [])
+    return list(found.values())
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A fresh venv with the wheel installed (no dependencies resolved: no network in tests).
+    """A fresh venv with the wheel installed, offline: no index is asked (no network in tests).
 
-    The wheel is $ALIGN_MCP_WHEEL (what `make dist` built) or the one built from the sdist here. Its dependencies come from this
-    test environment's site-packages, added by a .pth file; that directory holds no align_mcp (the package is
-    installed there in editable mode, through a .pth file that a path added this way does not run), so the only
-    align_mcp the venv can import is the wheel's.
+    The wheel is $ALIGN_MCP_WHEEL (what `make dist` built) or the one built from the sdist here. Its dependencies
+    are the distributions of this test environment that the wheel's own Requires-Dist need (its extras left
+    out, so nothing the dev tools or the optimizer pull in), linked into one directory that a .pth file adds to
+    the venv's path. align_mcp is not among them, so the only align_mcp the venv can import is the wheel's, and a
+    runtime import the wheel does not declare fails here.
     """
     given = os.environ.get("ALIGN_MCP_WHEEL")
     wheel = Path(given).resolve() if given else only(request.getfixturevalue("dist"), "align_mcp-*.whl")
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index"]
+    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=300)
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in archive.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist: ")
+        ]
+    deps = venv / "dependencies"
+    deps.mkdir()
+    closure = runtime_closure(requires)
+    assert "align-mcp" not in {d.metadata["Name"].lower() for d in closure}
+    for dist in closure:
+        assert dist.files is not None, dist.metadata["Name"]
+        for top in {f.parts[0] for f in dist.files if f.parts[0] not in ("..", "__pycache__")}:
+            if not top.endswith(".pth") and not (deps / top).exists():
+                (deps / top).symlink_to(Path(str(dist.locate_file(top))))
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (Path(purelib) / "borrowed_dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
+    (Path(purelib) / "dependencies.pth").write_text(f"{deps}\n")
     yield venv
 
 
