@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck demo bench faults clean serve
+.PHONY: test lint typecheck demo bench faults clean serve dist wheel-smoke release-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 # ruff, then the architecture: the layer contracts in pyproject.toml and no private name imported across modules.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples scripts
-	$(BIN)/ruff format --check src tests bench examples scripts
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_private_imports.py src/align_mcp
 
@@ -28,8 +28,25 @@ test: lint typecheck
 faults: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
+# The whole loop on the packaged sample data in a fresh store at ./demo-data (the same as `align-mcp demo`).
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	rm -rf demo-data
+	$(BIN)/align-mcp demo --dir demo-data
+
+# The sdist, and the wheel built from it, in dist/.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
+# The built wheel installed in a fresh venv without the source tree: --version, demo, and serve over stdio.
+wheel-smoke: dist
+	ALIGN_MCP_WHEEL="$$(ls dist/align_mcp-*.whl)" $(BIN)/pytest -q tests/test_wheel.py -k installed
+
+# Everything a release needs, in one command; prints the files, their sha256 and the publishing commands.
+release-check: lint typecheck
+	$(BIN)/pytest -q -m "not slow"
+	$(MAKE) wheel-smoke
+	$(BIN)/python scripts/release_check.py dist
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

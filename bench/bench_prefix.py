@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from _common import FAKE_KEY, ROOT, BenchResult, Figure, at_least, env, sample_runs
+from _common import FAKE_KEY, BenchResult, Figure, at_least, env, sample_runs
 
 NAME = "prefix"
 DESCRIPTION = "share of judge prompt tokens in the prefix common to all requests of a run"
@@ -75,11 +75,10 @@ def prefix_share(bodies: list[dict[str, Any]], encode: Tokenizer = TOKEN.findall
 
 
 def _demo_instructions() -> str:
-    spec = importlib.util.spec_from_file_location("align_demo", ROOT / "examples" / "demo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.INSTRUCTIONS)
+    """The rules `align-mcp demo`'s reflect proposal adds before "Think step by step" (its v2)."""
+    from align_mcp.testing.simulated import HANDOFF_RULE, NUMBERS_RULE, RULES_HEADING
+
+    return f"{RULES_HEADING}\n- {NUMBERS_RULE}\n- {HANDOFF_RULE}\n\nThink step by step"
 
 
 def run(quick: bool = False) -> BenchResult:

@@ -23,6 +23,7 @@ ENV_NAMES = {
     config.ENV_JUDGE_BASE_URL,
     config.ENV_JUDGE_API_KEY,
     config.ENV_CONCURRENCY,
+    config.ENV_TOOLS,
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
 }
@@ -92,6 +93,63 @@ def test_server_json_environment_variables_are_the_documented_ones(
     assert required == {config.ENV_JUDGE_MODEL}
 
 
+RELEASE_HEADING = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<when>.+))?$", re.M)
+
+
+def latest_release(changelog: str) -> tuple[str, str | None]:
+    """(version, date or "Unreleased") of the CHANGELOG's first release heading, skipping `## [Unreleased]`."""
+    for match in RELEASE_HEADING.finditer(changelog):
+        if match["version"] != "Unreleased":
+            return match["version"], match["when"]
+    raise AssertionError("the CHANGELOG has no `## [X.Y.Z]` release heading")
+
+
+def test_one_version_everywhere(manifest: dict[str, Any], pyproject: dict[str, Any]) -> None:
+    version = pyproject["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    released, when = latest_release(changelog)
+    assert {
+        "pyproject.toml": version,
+        "align_mcp.__version__": align_mcp.__version__,
+        "server.json version": manifest["version"],
+        "server.json packages[0].version": manifest["packages"][0]["version"],
+        "CHANGELOG latest release": released,
+    } == dict.fromkeys(
+        (
+            "pyproject.toml",
+            "align_mcp.__version__",
+            "server.json version",
+            "server.json packages[0].version",
+            "CHANGELOG latest release",
+        ),
+        version,
+    )
+    assert when == "Unreleased" or re.fullmatch(r"\d{4}-\d{2}-\d{2}", when or ""), when
+
+
+def test_latest_release_skips_the_unreleased_heading() -> None:
+    text = "# Changelog\n\n## [Unreleased]\n\n## [0.2.0] - 2027-01-05\n\n## [0.1.0] - 2026-12-02\n"
+    assert latest_release(text) == ("0.2.0", "2027-01-05")
+    with pytest.raises(AssertionError, match=re.escape("no `## [X.Y.Z]` release heading")):
+        latest_release("# Changelog\n\n## [Unreleased]\n")
+
+
+def test_readme_install_works_from_a_clone_today(readme: str) -> None:
+    install = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    for command in (
+        "uv tool install .",
+        "pipx install .",
+        ".venv/bin/pip install .",
+        "uvx --from /path/to/align-mcp",
+    ):
+        assert command in install, command
+    assert "not on PyPI yet" in install
+    assert "Once the package is published on PyPI, this becomes `pip install align-mcp`" in install
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "align-mcp demo" in quick and "[simulated judge]" in quick
+    assert "`pip install align-mcp`" not in readme.split("## Install", 1)[0]
+
+
 def test_readme_carries_the_mcp_name_marker(manifest: dict[str, Any], readme: str) -> None:
     markers = re.findall(r"mcp-name:\s*(\S+)", readme)
     assert markers == [manifest["name"]]
@@ -110,12 +168,17 @@ def _json_blocks(section: str) -> list[Any]:
 def test_readme_client_configs_launch_the_stdio_server(mcp_section: str, manifest: dict[str, Any]) -> None:
     claude, vscode = _json_blocks(mcp_section)
     package = manifest["packages"][0]
-    expected = [package["identifier"], package["packageArguments"][0]["value"]]
+    # Today (not on PyPI yet): uvx builds the clone; once published, server.json's `uvx align-mcp serve`.
+    published = [package["identifier"], package["packageArguments"][0]["value"]]
+    expected = ["--from", "/path/to/align-mcp", *published]
     desktop = claude["mcpServers"]["align-mcp"]
-    assert desktop["command"] == package["runtimeHint"] and desktop["args"] == expected
+    assert desktop["command"] == package["runtimeHint"] == "uvx" and desktop["args"] == expected
     assert config.ENV_JUDGE_MODEL in desktop["env"]
     server = vscode["servers"]["align-mcp"]
     assert server["type"] == "stdio" and server["command"] == "uvx" and server["args"] == expected
+    once = f'"command": "{package["runtimeHint"]}", "args": {json.dumps(published)}'
+    assert f"Once the package is published on PyPI, the configs become\n`{once}`" in mcp_section
+    assert '"command": "/full/path/to/align-mcp", "args": ["serve"]' in mcp_section
     inputs = {i["id"] for i in vscode["inputs"]}
     for value in server["env"].values():
         for ref in re.findall(r"\$\{input:([^}]+)\}", value):

@@ -47,6 +47,7 @@ SUBCOMMANDS = {
     "proposals": "optimize:proposals_cmd",
     "proposal": "optimize:proposal_cmd",
     "apply": "optimize:apply_cmd",
+    "demo": "demo:demo_cmd",
 }
 """Each subcommand's name -> "module:attribute" of the click command within align_mcp.cli."""
 

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import re
 import signal
 import socket
 import struct
@@ -19,9 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from align_mcp.testing.completions import JsonDict, Reply, prompt_text, schema_properties, section
+from align_mcp.testing.simulated import numbers, overlap, simulated_responder
 
 __all__ = [
     "FakeJudgeServer",
@@ -42,33 +44,10 @@ __all__ = [
     "wrong_shape",
 ]
 
-JsonDict = dict[str, Any]
-Responder = Callable[[JsonDict], "Reply"]
+Responder = Callable[[JsonDict], Reply]
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
-SIMULATED_PREFIX = "[simulated judge] "
-
-
-@dataclass
-class Reply:
-    """How the fake judge answers one chat completion request.
-
-    By default a 200 ``chat.completion`` whose message content is ``{"reasoning": ..., "score": ...}``.
-    ``content`` replaces that message content verbatim, ``body`` replaces the whole HTTP body, ``status`` and
-    ``headers`` shape the HTTP response, ``delay`` sleeps first, and ``reset`` drops the connection unanswered.
-    """
-
-    score: object = 1
-    reasoning: str = "The output is correct."
-    content: str | None = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-    delay: float = 0.0
-    reset: bool = False
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
 
 
 @dataclass
@@ -137,54 +116,9 @@ def _tokens(text: str) -> int:
     return len(text) // 4
 
 
-def _message_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict)]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    return ""
-
-
-def prompt_text(body: JsonDict) -> str:
-    """All message contents of a chat completion request, joined by blank lines."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return ""
-    texts = [_message_text(m.get("content")) for m in messages if isinstance(m, dict)]
-    return "\n\n".join(t for t in texts if t)
-
-
-def _section_span(text: str, tag: str) -> tuple[int, int, int, int] | None:
-    # The example comes last in a judge prompt, so take the last closing tag and the last opening tag before it:
-    # an instruction that merely mentions <outputs> earlier in the prompt is not mistaken for the example.
-    close = text.rfind(f"</{tag}>")
-    if close < 0:
-        return None
-    open_ = text.rfind(f"<{tag}>", 0, close)
-    if open_ < 0:
-        return None
-    return open_, open_ + len(tag) + 2, close, close + len(tag) + 3
-
-
-def section(text: str, tag: str) -> str | None:
-    """The stripped text between ``<tag>`` and ``</tag>`` (the last such pair), or None when absent."""
-    span = _section_span(text, tag)
-    return None if span is None else text[span[1] : span[2]].strip()
-
-
-def _schema_properties(body: JsonDict) -> dict[str, Any] | None:
-    """The ``properties`` of the request's ``response_format`` JSON schema, if it has one."""
-    fmt = body.get("response_format")
-    json_schema = fmt.get("json_schema") if isinstance(fmt, dict) else None
-    schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
-    props = schema.get("properties") if isinstance(schema, dict) else None
-    return props if isinstance(props, dict) else None
-
-
 def _reasoning_requested(body: JsonDict) -> bool:
     """False only when the request's schema has properties but no ``reasoning``."""
-    props = _schema_properties(body)
+    props = schema_properties(body)
     return props is None or "reasoning" in props
 
 
@@ -458,248 +392,6 @@ class FakeJudgeServer(ThreadingHTTPServer):
         finally:
             with self._lock:
                 self.in_flight -= 1
-
-
-# --- The simulated judge -------------------------------------------------------------------------------------
-#
-# A deterministic stand-in for an LLM judge, for the offline demo. Its base behaviour is a naive judge: it fails
-# refusals and hand-offs as "does not answer", and otherwise passes outputs that share enough words with the
-# reference output. Two instructions in the prompt switch on stricter rules: checking numbers against the
-# reference, and accepting a hand-off when the reference also declines.
-
-_HANDOFF = re.compile(
-    r"\bi\s*(?:can'?t|cannot|can not|am not able|'?m not able|am unable|'?m unable)\b"
-    r"|\b(?:not able|unable) to (?:help|give|advise|assist|answer|provide|offer|check|see)\b"
-    r"|\bconnect you with\b|\bcontact our (?:team|staff|station)\b|\bplease contact\b"
-    r"|\boutside (?:of )?what i can\b|\bnot something i can\b",
-    re.IGNORECASE,
-)
-_NUMBER_RULE_WORDS = re.compile(
-    r"\b(?:numbers?|numeric(?:al)?|prices?|amounts?|figures?|durations?|quantit(?:y|ies)|fees?)\b",
-    re.IGNORECASE,
-)
-_NUMBER_RULE_ANCHORS = re.compile(
-    r"\b(?:reference|match(?:es|ed|ing)?|exact(?:ly)?|identical|agree\w*|contradict\w*|consistent|differ\w*"
-    r"|wrong|incorrect|(?:in)?accura\w+|check\w*|verif\w+|compar\w+)\b",
-    re.IGNORECASE,
-)
-_HANDOFF_RULE = re.compile(
-    r"refus|declin|hand.?off|hand(?:s|ing|ed)?[ -](?:it |them |the (?:customer|user) )?(?:off|over)"
-    r"|escalat|out[ -]of[ -]scope",
-    re.IGNORECASE,
-)
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n\s*\n|\n\s*(?:[-*+]|\d+[.)])\s+")
-_NUMBER = re.compile(r"(?<![\w.])([$€£]\s?)?(\d+(?:[.,:]\d+)*)(?:[\s-]*(%|[a-z]+))?", re.IGNORECASE)
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-_STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before being below between
-    both but by can could did do does doing down during each few for from further had has have having he her here
-    hers him his how i if in into is it its itself just let me more most my no nor not now of off on once only or
-    other our ours out over own per please same she should so some such than that the their theirs them then there
-    these they this those through to too under until up very was we were what when where which while who whom why
-    will with would yes you your yours hi hello thanks thank best regards dear team pedalpoint""".split()  # noqa: SIM905
-)
-# Fail an answer below this share of the reference output's key words as not answering what was asked.
-OVERLAP_THRESHOLD = 0.3
-
-
-@dataclass(frozen=True)
-class _Rules:
-    numbers: bool
-    handoffs: bool
-
-
-def _instruction_text(text: str) -> str:
-    for tag in ("inputs", "outputs", "reference_outputs"):
-        span = _section_span(text, tag)
-        if span is not None:
-            text = text[: span[0]] + text[span[3] :]
-    return text
-
-
-def _rules(text: str) -> _Rules:
-    instructions = _instruction_text(text)
-    sentences = [" ".join(s.split()) for s in _SENTENCE_BREAK.split(instructions)]
-    numbers = any(_NUMBER_RULE_WORDS.search(s) and _NUMBER_RULE_ANCHORS.search(s) for s in sentences)
-    return _Rules(numbers=numbers, handoffs=_HANDOFF_RULE.search(instructions) is not None)
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    if value is None or isinstance(value, bool):
-        return []
-    return [str(value)]
-
-
-def _section_value(text: str, tag: str) -> str | None:
-    raw = section(text, tag)
-    if raw is None:
-        return None
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return raw.replace("’", "'")
-    return "\n".join(_strings(parsed)).replace("’", "'")
-
-
-def _stem(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("ed"):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def _key_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
-
-
-def overlap(output: str, reference: str) -> float:
-    """Share of the reference output's key words (stemmed, stopwords dropped) that the output also uses."""
-    ref = _key_words(reference)
-    return len(ref & _key_words(output)) / len(ref) if ref else 1.0
-
-
-def _normalize_number(raw: str) -> str:
-    if ":" in raw:
-        hours, _, minutes = raw.partition(":")
-        return str(int(hours)) if minutes.strip("0") == "" else f"{int(hours)}:{minutes}"
-    if re.fullmatch(r"\d{1,3}(?:,\d{3})+", raw):
-        raw = raw.replace(",", "")
-    raw = raw.replace(",", ".")
-    try:
-        value = float(raw)
-    except ValueError:
-        return raw
-    return str(int(value)) if value.is_integer() else str(value)
-
-
-_UNITS = frozenset(
-    """minute minutes min mins hour hours hrs h day days week weeks month months year years km kilometres kilometers
-    euro euros eur percent am pm bikes bike people riders business""".split()  # noqa: SIM905
-)
-_SINGULAR_UNITS = frozenset(["minute", "hour", "day", "week", "month", "year", "euro"])
-
-
-def numbers(text: str) -> dict[str, str]:
-    """The numbers a text states, normalized (``€25.00`` -> ``25``, ``9:00`` -> ``9``), mapped to how they read."""
-    found: dict[str, str] = {}
-    for match in _NUMBER.finditer(text):
-        currency, digits, unit = match.group(1) or "", match.group(2), match.group(3) or ""
-        display = currency.strip() + digits
-        if unit == "%":
-            display += "%"
-        elif unit.lower() in _UNITS:
-            # "a 45-minute grace period" reads as "45 minutes" in a verdict.
-            plural = unit.lower() in _SINGULAR_UNITS and _normalize_number(digits) != "1"
-            display += " " + unit + ("s" if plural else "")
-        found.setdefault(_normalize_number(digits), display)
-    return found
-
-
-def _quote(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _score_values(body: JsonDict) -> tuple[object, object]:
-    """The (pass, fail) scores the request's schema allows: 1/0 for binary, ends of an enum or integer range."""
-    props = _schema_properties(body)
-    score = props.get("score") if props is not None else None
-    if isinstance(score, dict):
-        enum = score.get("enum")
-        if isinstance(enum, list) and enum:
-            if all(isinstance(v, int) for v in enum):
-                return max(enum), min(enum)
-            return enum[0], enum[-1]
-        low, high = score.get("minimum"), score.get("maximum")
-        if isinstance(low, int) and isinstance(high, int):
-            return high, low
-    return 1, 0
-
-
-def _judge(text: str) -> tuple[bool, str]:
-    rules = _rules(text)
-    output = _section_value(text, "outputs")
-    if output is None:
-        return True, "The prompt has no <outputs> section to judge, so the output passes by default."
-    reference = _section_value(text, "reference_outputs")
-    if reference is not None and reference.strip() in ("", "null", "{}"):
-        reference = None
-    output_hands_off = _HANDOFF.search(output) is not None
-    reference_hands_off = reference is not None and _HANDOFF.search(reference) is not None
-
-    if output_hands_off:
-        if rules.handoffs and reference_hands_off:
-            return True, (
-                "The request is out of scope and the output declines it and points the customer elsewhere, as "
-                "the reference output also does; declining is the correct answer here."
-            )
-        if rules.handoffs and reference is not None:
-            return False, (
-                "The output hands the customer off, but this request is in scope: the reference output answers "
-                f'it ("{_quote(reference)}").'
-            )
-        return False, (
-            f'The output does not answer the question; it declines or hands the customer off ("{_quote(output)}").'
-        )
-    if reference is None:
-        return True, "The output answers the question; there is no reference output to compare it with."
-    if rules.handoffs and reference_hands_off:
-        return False, (
-            "The reference output declines this request as out of scope, but the output answers it anyway "
-            f'("{_quote(output)}").'
-        )
-    if rules.numbers:
-        stated, expected = numbers(output), numbers(reference)
-        wrong = [v for k, v in stated.items() if k not in expected]
-        missing = [v for k, v in expected.items() if k not in stated]
-        if wrong:
-            says = f"the reference says {', '.join(missing)}" if missing else "the reference does not say so"
-            return (
-                False,
-                f"The output states {', '.join(wrong)} but {says}; a wrong number makes it incorrect.",
-            )
-        if missing:
-            return False, f"The output leaves out {', '.join(missing)}, which the reference output gives."
-    share = overlap(output, reference)
-    if share < OVERLAP_THRESHOLD:
-        return False, (
-            f"The output shares little with the reference output ({share:.0%} of its key words); it does not "
-            "address what was asked."
-        )
-    checked = " and its numbers match the reference" if rules.numbers and numbers(output) else ""
-    return True, (
-        f"The output covers the reference output's key points ({share:.0%} of its key words){checked}, answers "
-        "the question, and contradicts nothing in the reference."
-    )
-
-
-def simulated_responder(body: JsonDict) -> Reply:
-    """A deterministic rule-based judge for offline demos; every reasoning starts with ``[simulated judge] ``.
-
-    Base behaviour: fail refusals and hand-offs as not answering the question; otherwise pass an output that
-    shares at least 30% of the reference output's key words, and fail one that does not. Two instructions in the
-    prompt (anywhere outside the example, matched case-insensitively) make it stricter:
-
-    - a sentence naming numbers / prices / amounts / figures / durations / fees / quantities together with a
-      word such as "reference", "match", "exact", "wrong" or "check": every number in the output must appear in
-      the reference output and vice versa;
-    - a mention of refusing, declining, hand-offs, escalation or out-of-scope requests: a hand-off passes when
-      the reference output also declines, and an answer fails when the reference output declines.
-    """
-    passed, reasoning = _judge(prompt_text(body))
-    pass_score, fail_score = _score_values(body)
-    return Reply(score=pass_score if passed else fail_score, reasoning=SIMULATED_PREFIX + reasoning)
 
 
 def _always_pass(body: JsonDict) -> Reply:
