@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +15,7 @@ from align_mcp.store import Store
 from align_mcp.web.app import create_app
 from webserver import chromium_path, live_server, screenshot
 
+T = TypeVar("T")
 CHROMIUM = chromium_path()
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -336,3 +338,86 @@ def test_the_page_sets_a_strict_content_security_policy(browser: Any, site: str)
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
     assert page.query_selector_all("script:not([src])") == []
     page.context.close()
+
+
+# ---- the review view ----------------------------------------------------------------------------------------
+
+HOSTILE_REASONING = "<img src=x onerror=\"window.__pwned='reasoning'\"> [see](javascript:window.__pwned='r')"
+
+
+def aside(fn: Callable[[], T]) -> T:
+    """Run fn in another thread: Playwright's sync API keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result(timeout=120)
+
+
+@pytest.fixture
+def aligned(store: Store, support_runs: list[dict[str, Any]], judge: Any) -> tuple[Store, int]:
+    """The support runs with their human labels, version 1 judged, then a draft judged against it (flips)."""
+    import anyio
+
+    from align_mcp.engine import alignment
+    from align_mcp.testing.fakejudge import Reply, simulated_responder
+
+    evaluators.create(store, "correctness", ScoreType(kind="binary"))
+    ingest.import_runs(store, "support", runs=support_runs)
+
+    def respond(body: dict[str, Any]) -> Reply:
+        reply = simulated_responder(body)
+        return Reply(score=reply.score, reasoning=reply.reasoning + " " + HOSTILE_REASONING)
+
+    judge.responder = respond
+    aside(lambda: anyio.run(lambda: alignment.run_alignment(store, "correctness", 1, split="all")))
+    evaluators.update_draft(
+        store,
+        "correctness",
+        replace=(
+            "Rubric:",
+            "Check every number, price and duration against the reference exactly.\n\nRubric:",
+        ),
+    )
+    report = aside(lambda: anyio.run(lambda: alignment.run_alignment(store, "correctness", split="all")))
+    return store, report.run.id
+
+
+def test_the_review_view_shows_misaligned_cases_side_by_side_and_sends_them_to_review(
+    browser: Any, aligned: tuple[Store, int]
+) -> None:
+    store, aid = aligned
+    from align_mcp.engine import alignment
+
+    expected = alignment.get_misaligned(store, "correctness", aid, limit=100)
+    assert expected.total > 0
+    with live_server(create_app(store=store)) as url:
+        page = browser.new_context().new_page()
+        page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+        page.goto(f"{url}/review/correctness")
+        cases = page.query_selector_all("article.case")
+        assert len(cases) == min(25, expected.total)
+        first = expected.cases[0]
+        box = page.inner_text("article.case >> nth=0")
+        assert first.run_id in box
+        assert f"Human: {'pass' if first.human_score == 1 else 'fail'}" in box
+        assert f"Judge: {'pass' if first.judge_score == 1 else 'fail'}" in box
+        assert (first.human_comment or "(no comment)")[:40] in box
+        assert "[simulated judge]" in box and "onerror" in box  # the reasoning, hostile part shown as text
+        assert page.evaluate("window.__pwned") is None
+        assert page.query_selector_all("article.case img, article.case script") == []
+        assert "Flips" in page.inner_text(".flips") and "Against v1" in page.inner_text(".flips")
+        screenshot(page, "review-view")
+        page.click("text=false pass")
+        assert "direction=false_pass" in page.url
+        shown = {el.inner_text() for el in page.query_selector_all("article.case .case-head .direction")}
+        assert shown <= {"false pass"} and shown
+        chosen = [el.get_attribute("value") for el in page.query_selector_all("input[name=run_ids]")][:2]
+        for rid in chosen:
+            page.check(f"input[name=run_ids][value='{rid}']")
+        page.fill("#reason", "judge looks right here")
+        page.click("text=Send checked runs to a blind second review")
+        page.wait_for_selector(".flash")
+        assert page.inner_text(".flash").startswith("Sent 2 run(s) to a blind second review (2 pending).")
+        screenshot(page, "review-sent")
+        page.context.close()
+    sent = reviews.list_reviews(store, "correctness").reviews
+    assert sorted(r.run_id for r in sent) == sorted(chosen)
+    assert {r.reason for r in sent} == {"judge looks right here"}

@@ -268,9 +268,9 @@ def review_page(
         unstable = f" · flips {c.flip_share:.0%} of samples" if c.flip_share else ""
         cases.append(
             f"<article class=case id='case-{esc(c.run_id)}'>"
-            f"<h3><label><input type=checkbox name=run_ids value='{esc(c.run_id)}' form=second-review> "
+            f"<h2 class=case-head><label><input type=checkbox name=run_ids value='{esc(c.run_id)}' form=second-review> "
             f"<code>{esc(c.run_id)}</code></label> <span class=direction>{esc(c.direction.replace('_', ' '))}"
-            f"{esc(unstable)}</span></h3>"
+            f"{esc(unstable)}</span></h2>"
             + fields_html("inputs", c.inputs)
             + fields_html("outputs", c.outputs)
             + fields_html("reference outputs", c.reference_outputs)
