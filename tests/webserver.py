@@ -31,6 +31,7 @@ def live_server(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `align-mcp ui` does
     sock.bind((host, 0))
     sock.listen(64)
     port = sock.getsockname()[1]

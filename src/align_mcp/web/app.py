@@ -256,11 +256,8 @@ async def next_run(request: Request) -> dict[str, Any]:
     data = await _json_body(request)
     evaluator = _text(data, "evaluator")
     labeler = _text(data, "labeler")
-    skip = data.get("skip") or []
-    if not isinstance(skip, list) or not all(isinstance(s, str) for s in skip):
-        raise InvalidInput("skip must be a list of run ids.")
     assert evaluator is not None and labeler is not None
-    return await _call(_next_run, _state(request).store, evaluator, labeler.strip(), skip)
+    return await _call(_next_run, _state(request).store, evaluator, labeler.strip(), _skips(data))
 
 
 def _show_run(store: Store, evaluator: str, run_id: str) -> dict[str, Any]:
@@ -282,23 +279,42 @@ async def show_run(request: Request) -> dict[str, Any]:
 
 
 def _label(
-    store: Store, evaluator: str, run_id: str, score: object, comment: str | None, labeler: str
+    store: Store,
+    evaluator: str,
+    run_id: str,
+    score: object,
+    comment: str | None,
+    labeler: str,
+    skip: list[str] | None,
 ) -> dict[str, Any]:
     from align_mcp.engine.labeling import store_label
 
     result = store_label(store, evaluator, run_id, score, comment, labeler)
-    return {"message": result.message, "progress_html": _progress(store, evaluator)}
+    answer: dict[str, Any] = {"message": result.message, "progress_html": _progress(store, evaluator)}
+    if skip is not None:
+        answer["next"] = _next_run(store, evaluator, labeler, skip)
+    return answer
+
+
+def _skips(data: dict[str, Any]) -> list[str]:
+    skip = data.get("skip") or []
+    if not isinstance(skip, list) or not all(isinstance(s, str) for s in skip):
+        raise InvalidInput("skip must be a list of run ids.")
+    return skip
 
 
 @api
 async def submit_label(request: Request) -> dict[str, Any]:
-    """One label through the same engine call as the CLI and the MCP tool; a refusal stores nothing."""
+    """One label through the same engine call as the CLI and the MCP tool; a refusal stores nothing. With
+    `then_next`, the answer also carries the labeler's next run (one round trip per keypress)."""
     data = await _json_body(request)
     evaluator, run_id, labeler = _text(data, "evaluator"), _text(data, "run_id"), _text(data, "labeler")
     comment = _text(data, "comment", required=False)
     assert evaluator is not None and run_id is not None and labeler is not None
     score = data.get("score")
-    return await _call(_label, _state(request).store, evaluator, run_id, score, comment, labeler.strip())
+    skip = _skips(data) if data.get("then_next") else None
+    store = _state(request).store
+    return await _call(_label, store, evaluator, run_id, score, comment, labeler.strip(), skip)
 
 
 def create_app(

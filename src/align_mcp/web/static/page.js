@@ -115,6 +115,10 @@
       say(data.error);
       return;
     }
+    showNext(data);
+  }
+
+  function showNext(data) {
     if (data.skips_cleared) state.skip = [];
     if (data.run_id) {
       const known = state.history.findIndex(function (e) { return e.runId === data.run_id; });
@@ -165,12 +169,17 @@
       say("No run is shown: nothing to label.");
       return;
     }
+    const last = state.history.length - 1;
+    const waiting = state.pos < last && state.history[last].score === null;
+    const skip = state.skip.filter(function (id) { return id !== entry.runId; });
     const payload = {
       evaluator: evaluator,
       run_id: entry.runId,
       score: value,
       comment: state.saved || null,
       labeler: state.labeler,
+      then_next: !waiting,  // the next run comes with the answer: one round trip per keypress
+      skip: skip,
     };
     const data = await post("/api/label", payload);
     if (data.error) {
@@ -181,12 +190,11 @@
     entry.score = value;
     entry.comment = state.saved;
     entry.skipped = false;
-    state.skip = state.skip.filter(function (id) { return id !== entry.runId; });
-    const last = state.history.length - 1;
-    if (state.pos < last && state.history[last].score === null) {
+    state.skip = skip;
+    if (waiting) {
       await showAt(last);
     } else {
-      await fetchNext();
+      showNext(data.next);
     }
   }
 
