@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
@@ -17,7 +21,7 @@ from align_mcp.web import pages
 from align_mcp.web.app import create_app
 from align_mcp.web.guard import CSP, TOKEN_COOKIE, cookie_value
 from align_mcp.web.markup import instructions, markdown, safe_href
-from conftest import snapshot
+from conftest import clean_env, snapshot
 
 HERE = "http://127.0.0.1:8766"
 
@@ -252,3 +256,61 @@ def test_serve_http_mounts_the_pages_under_ui_behind_their_own_guard(db_path: Pa
     assert 'data-base="/ui"' in page.text
     assert c.get("/ui/static/page.js").status_code == 200
     assert c.post("/mcp", json={}).status_code == 401  # the MCP endpoint still wants its bearer token
+
+
+def test_ui_serves_the_pages_and_prints_their_address(db_path: Path, runs_store: Store) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "align_mcp.cli", "ui", "--port", "0", "--evaluator", "correctness"],
+        env=clean_env(ALIGN_MCP_DB=str(db_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        match = re.fullmatch(
+            r"align-mcp: labeling and review pages at (http://127\.0\.0\.1:\d+/label/correctness) "
+            r"\(no token, this machine only\); Ctrl-C stops\.",
+            line,
+        )
+        assert match, line
+        page = httpx.get(match.group(1), timeout=10)
+        assert page.status_code == 200 and "<title>Label correctness · align-mcp</title>" in page.text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_reserving_the_next_run_reads_only_the_front_of_a_large_queue(store: Store) -> None:
+    """Each keypress on the label page reserves the next run: that must not cost a pass over the whole queue."""
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import evaluators, ingest
+
+    evaluators.create(store, "big", ScoreType(kind="binary"))
+    for start in range(0, 20_000, 10_000):
+        ingest.import_runs(
+            store,
+            "s",
+            runs=[{"id": f"r{i:05d}", "inputs": {}, "outputs": {}} for i in range(start, start + 10_000)],
+        )
+    queues.add_to_queue(store, "big", source="s")
+    assert [i.run_id for i in queues.next_items(store, "big", "alice", limit=2)] == ["r00000", "r00001"]
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store.conn.set_progress_handler(count, 100)  # called every 100 SQLite VM instructions
+    try:
+        assert [i.run_id for i in queues.next_items(store, "big", "alice", limit=3)] == [
+            "r00000",
+            "r00001",
+            "r00002",
+        ]
+        assert [i.run_id for i in queues.next_items(store, "big", "bob", limit=2)] == ["r00003", "r00004"]
+    finally:
+        store.conn.set_progress_handler(None, 0)
+    assert steps < 200  # a pass over the 20,000 queued runs takes thousands
