@@ -421,3 +421,18 @@ def test_the_review_view_shows_misaligned_cases_side_by_side_and_sends_them_to_r
     sent = reviews.list_reviews(store, "correctness").reviews
     assert sorted(r.run_id for r in sent) == sorted(chosen)
     assert {r.reason for r in sent} == {"judge looks right here"}
+
+
+def test_the_charts_render_as_images_in_the_browser(browser: Any, aligned: tuple[Store, int]) -> None:
+    pytest.importorskip("vl_convert", reason="the charts extra (in the dev extra)")
+    store, aid = aligned
+    with live_server(create_app(store=store)) as url:
+        page = browser.new_context().new_page()
+        page.goto(f"{url}/review/correctness")
+        page.click("text=charts")
+        page.wait_for_url(f"{url}/charts/correctness?run={aid}")
+        page.wait_for_load_state("networkidle")
+        sizes = page.eval_on_selector_all(".chart img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert len(sizes) == 2 and all(done and width > 100 for done, width in sizes), sizes
+        screenshot(page, "charts")
+        page.context.close()

@@ -48,6 +48,7 @@ SUBCOMMANDS = {
     "proposal": "optimize:proposal_cmd",
     "apply": "optimize:apply_cmd",
     "ui": "ui:ui_cmd",
+    "chart": "charts:chart_cmd",
 }
 """Each subcommand's name -> "module:attribute" of the click command within align_mcp.cli."""
 

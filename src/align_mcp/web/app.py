@@ -190,6 +190,35 @@ async def second_review(request: Request) -> Response:
     return RedirectResponse(back + "&sent=" + quote(said), status_code=303)
 
 
+async def charts_page(request: Request) -> Response:
+    from align_mcp.engine.evaluators import get
+
+    name = request.path_params["evaluator"]
+    try:
+        ev = await _call(get, _state(request).store, name)
+    except AlignError as e:
+        return HTMLResponse(pages.error_page(_base(request), pages.error_text(e)), status_code=404)
+    run = request.query_params.get("run") or ""
+    return HTMLResponse(pages.charts_page(ev, _base(request), run if run.isdigit() else None))
+
+
+async def chart_image(request: Request) -> Response:
+    """One chart as SVG, drawn on the server from the engine's alignment runs; the page shows it as an image."""
+    from align_mcp.web import charts
+
+    name, kind = request.path_params["evaluator"], request.path_params["kind"]
+    run = request.query_params.get("run") or ""
+    try:
+        if kind not in charts.CHART_KINDS:
+            raise InvalidInput(f"No chart named {kind!r}; charts: {', '.join(charts.CHART_KINDS)}.")
+        store = _state(request).store
+        spec = await _call(charts.chart_spec, store, name, kind, int(run) if run.isdigit() else None)
+        image = await _call(charts.svg, spec)
+    except AlignError as e:
+        return Response(pages.error_text(e), status_code=404, media_type="text/plain; charset=utf-8")
+    return Response(image, media_type="image/svg+xml")
+
+
 async def login_form(request: Request) -> Response:
     return HTMLResponse(pages.login_page(_base(request), request.query_params.get("next") or "/"))
 
@@ -333,6 +362,8 @@ def create_app(
             Route("/label/{evaluator}", label_page),
             Route("/review/{evaluator}", review_page),
             Route("/review/{evaluator}/second-review", second_review, methods=["POST"]),
+            Route("/charts/{evaluator}", charts_page),
+            Route("/charts/{evaluator}/{kind}.svg", chart_image),
             Route("/login", login_form),
             Route("/login", login, methods=["POST"]),
             Route("/api/next", next_run, methods=["POST"]),

@@ -169,7 +169,8 @@ def label_page(ev: Evaluator, summary: QueueSummary, base: str) -> str:
         "</div><aside class=side-col>"
         f"<section class=keys><h2>Keys</h2><ul>{help_rows}</ul></section>"
         f"<section class=rubric><h2>Rubric</h2><p class=hint>The draft's instructions to the judge.</p>{rubric}</section>"
-        f"<p><a href='{esc(base)}/review/{esc(ev.name)}'>Review the latest alignment run</a></p>"
+        f"<p><a href='{esc(base)}/review/{esc(ev.name)}'>Review the latest alignment run</a> · "
+        f"<a href='{esc(base)}/charts/{esc(ev.name)}'>charts</a></p>"
         "</aside></div>"
     )
     return document(
@@ -290,7 +291,8 @@ def review_page(
     notice = f"<p class=flash role=status>{esc(flash)}</p>" if flash else ""
     body = (
         notice
-        + f"<p class=runs>Alignment runs: {run_links}</p>"
+        + f"<p class=runs>Alignment runs: {run_links} · <a href='{esc(base)}/charts/{esc(ev.name)}?run="
+        + f"{page.alignment_run}'>charts</a></p>"
         + f"<h2>Run #{page.alignment_run} ({esc(page.prompt_ref)}) — {esc(headline)}</h2>"
         + f"<section class=flips><h2>Flips</h2>{flips}</section>"
         + f"<p class=filters>Show: {filters}</p>"
@@ -311,3 +313,20 @@ def no_alignment_page(ev: Evaluator, message: str, base: str) -> str:
         f"<p><a href='{esc(base)}/label/{esc(ev.name)}'>Label runs</a> meanwhile.</p>"
     )
     return document(f"Review {ev.name}", body, base, "review", {"evaluator": ev.name})
+
+
+def charts_page(ev: Evaluator, base: str, run: str | None) -> str:
+    """The charts, as images drawn by the server (an image runs no script, whatever its text holds)."""
+    here = f"{base}/charts/{ev.name}"
+    query = f"?run={esc(run)}" if run else ""
+    body = (
+        "<section class=chart><h2>Agreement and κ per saved version</h2>"
+        "<p class=hint>The latest alignment run of each saved version and of the draft on one split; the bars are "
+        "Wilson 95% intervals on agreement (κ is shown without one).</p>"
+        f"<img src='{esc(here)}/agreement.svg' alt='Agreement and kappa per saved version'></section>"
+        "<section class=chart><h2>Confusion matrix</h2>"
+        f"<p class=hint>{'Alignment run #' + esc(run) if run else 'The latest alignment run'}: human by judge.</p>"
+        f"<img src='{esc(here)}/confusion.svg{query}' alt='Confusion matrix'></section>"
+        f"<p><a href='{esc(base)}/review/{esc(ev.name)}'>Review the misaligned cases</a></p>"
+    )
+    return document(f"Charts {ev.name}", body, base, "charts", {"evaluator": ev.name})
