@@ -314,3 +314,13 @@ def test_reserving_the_next_run_reads_only_the_front_of_a_large_queue(store: Sto
     finally:
         store.conn.set_progress_handler(None, 0)
     assert steps < 200  # a pass over the 20,000 queued runs takes thousands
+
+
+def test_the_index_lists_the_queues_and_ui_evaluator_opens_one(queued: Store) -> None:
+    page = client(queued).get("/")
+    assert "<td>correctness</td><td>binary (0 = fail, 1 = pass)</td><td>0</td><td>46</td>" in page.text
+    assert "<a href='/label/correctness'>label</a>" in page.text
+    direct = TestClient(
+        create_app(store=queued, evaluator="correctness"), base_url=HERE, follow_redirects=False
+    )
+    assert direct.get("/").headers["location"] == "/label/correctness"

@@ -436,3 +436,29 @@ def test_the_charts_render_as_images_in_the_browser(browser: Any, aligned: tuple
         assert len(sizes) == 2 and all(done and width > 100 for done, width in sizes), sizes
         screenshot(page, "charts")
         page.context.close()
+
+
+def test_categorical_labels_take_their_digits_and_the_name_is_asked_once(browser: Any, store: Store) -> None:
+    ingest.import_runs(
+        store, "s", runs=[{"id": f"r{i}", "inputs": {"q": i}, "outputs": {"a": i}} for i in range(3)]
+    )
+    evaluators.create(store, "tone", ScoreType(kind="categorical", labels=["rude", "neutral", "warm"]))
+    queues.add_to_queue(store, "tone", source="s")
+    with live_server(create_app(store=store)) as url:
+        page = open_label_view(browser, url, "dana", "tone")
+        keys = page.inner_text(".keys")
+        assert "1 rude" in keys and "2 neutral" in keys and "3 warm" in keys
+        first = run_id(page)
+        page.keyboard.press("c")
+        page.keyboard.type("typed, then abandoned")
+        page.keyboard.press("Escape")
+        assert page.input_value("#comment") == ""
+        press(page, "3")
+        page.reload()  # the name is remembered: no question, straight to the next run
+        page.wait_for_function(READY, arg=[0])
+        assert page.is_hidden("#name-form") and page.inner_text("#labeler-shown") == "dana"
+        press(page, "2")
+        page.context.close()
+    current = {row.run_id: (row.score, row.comment, row.labeler) for row in store.current_labels("tone")}
+    assert current[first] == ("warm", None, "dana")
+    assert sorted(score for score, _, _ in current.values()) == ["neutral", "warm"]
