@@ -23,15 +23,8 @@ def test_wheel_contains_prompts_and_the_package(tmp_path: Path) -> None:
     assert {"binary.md", "categorical.md", "ordinal.md"} <= shipped_prompts
     for name in shipped_prompts:
         assert f"align_mcp/prompts/{name}" in names
-    for module in (
-        "cli/main",
-        "store/database",
-        "llm/judge",
-        "engine/alignment",
-        "testing/fakejudge",
-        "web/app",
-    ):
+    for module in ("cli/main", "store/database", "llm/judge", "engine/alignment", "testing/fakejudge"):
         assert f"align_mcp/{module}.py" in names
-    assert {"align_mcp/web/static/page.js", "align_mcp/web/static/style.css"} <= names
+    assert {"align_mcp/web/app.py", "align_mcp/web/static/page.js", "align_mcp/web/static/style.css"} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "align-mcp = align_mcp.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
