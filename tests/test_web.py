@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +326,32 @@ def test_the_index_lists_the_queues_and_ui_evaluator_opens_one(queued: Store) ->
         create_app(store=queued, evaluator="correctness"), base_url=HERE, follow_redirects=False
     )
     assert direct.get("/").headers["location"] == "/label/correctness"
+
+
+def test_serve_http_serves_the_pages_at_ui(tmp_path: Path, db_path: Path, runs_store: Store) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "align_mcp.cli", "serve", "--http", "--port", str(port)],
+        env=clean_env(ALIGN_MCP_DB=str(db_path)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/ui/label/correctness", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve --http did not start"
+                time.sleep(0.05)
+        assert page.status_code == 200
+        assert "src='/ui/static/page.js'" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/ui/static/page.js", timeout=2).status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert f"align-mcp: labeling and review pages at http://127.0.0.1:{port}/ui/" in err
