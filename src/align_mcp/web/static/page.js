@@ -82,6 +82,7 @@
   }
 
   function render(data) {
+    say("");
     runBox.innerHTML = data.html;
     runBox.dataset.runId = data.run_id || "";
     if (data.progress_html !== undefined) progress.innerHTML = data.progress_html;
