@@ -48,6 +48,8 @@ SUBCOMMANDS = {
     "proposal": "optimize:proposal_cmd",
     "apply": "optimize:apply_cmd",
     "demo": "demo:demo_cmd",
+    "ui": "ui:ui_cmd",
+    "chart": "charts:chart_cmd",
 }
 """Each subcommand's name -> "module:attribute" of the click command within align_mcp.cli."""
 
@@ -138,12 +140,18 @@ def main(ctx: click.Context, db: Path | None) -> None:
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.pass_context
 def serve_cmd(ctx: click.Context, use_http: bool, host: str, port: int) -> None:
-    """Run the MCP server (stdio by default)."""
+    """Run the MCP server (stdio by default); with --http, the labeling and review pages are served at /ui."""
     from align_mcp.mcp.transport import serve
 
     db = ctx.ensure_object(dict).get("db")
+
+    def pages(token: str | None) -> Any:
+        from align_mcp.web.app import create_app
+
+        return create_app(db, token=token, host=host)
+
     try:
-        serve(db=db, http=use_http, host=host, port=port)
+        serve(db=db, http=use_http, host=host, port=port, ui=pages if use_http else None)
     except AlignError as e:
         from align_mcp.cli.render import error_text
 

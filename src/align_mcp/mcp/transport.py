@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ from align_mcp.errors import InvalidInput
 from align_mcp.mcp.server import create_server
 
 LOOPBACK_NAMES = ("localhost",)
+UI_PREFIX = "/ui"
+"""Where `serve --http` mounts the labeling and review pages when it is given them."""
 
 
 def is_loopback(host: str) -> bool:
@@ -55,6 +58,9 @@ class HttpGuard:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith(UI_PREFIX + "/"):
+            await self.app(scope, receive, send)  # the pages have their own guard (login cookie, Origin, CSP)
+            return
         if scope["type"] == "http":
             headers = Headers(scope=scope)
             origin = headers.get("origin")
@@ -73,8 +79,11 @@ class HttpGuard:
         await self.app(scope, receive, send)
 
 
-def http_app(server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | None = None) -> ASGIApp:
-    """The streamable HTTP app at /mcp with Host/Origin validation and the optional bearer token."""
+def http_app(
+    server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | None = None, ui: ASGIApp | None = None
+) -> ASGIApp:
+    """The streamable HTTP app at /mcp with Host/Origin validation and the optional bearer token, and the pages
+    (`ui`, guarded by themselves) under /ui."""
     if is_loopback(host):
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
@@ -86,6 +95,10 @@ def http_app(server: MCPServer[Any], *, host: str = "127.0.0.1", token: str | No
         # (required off loopback) is what keeps other sites' pages out, and HttpGuard still checks Origin.
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = server.streamable_http_app(host=host, transport_security=security)
+    if ui is not None:
+        from starlette.routing import Mount
+
+        app.router.routes.append(Mount(UI_PREFIX, app=ui))
     return HttpGuard(app, token=token, host=host)
 
 
@@ -98,8 +111,15 @@ def check_http_bind(host: str, token: str | None) -> None:
         )
 
 
-def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the server: stdio by default, or streamable HTTP at http://host:port/mcp."""
+def serve(
+    db: Path | None = None,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    ui: Callable[[str | None], ASGIApp] | None = None,
+) -> None:
+    """Run the server: stdio by default, or streamable HTTP at http://host:port/mcp (and, given `ui`, a factory
+    of the pages taking the token, those at /ui)."""
     if not http:
         create_server(db).run("stdio")
         return
@@ -115,8 +135,10 @@ def serve(db: Path | None = None, http: bool = False, host: str = "127.0.0.1", p
             f"align-mcp: warning: import_runs can read any file this user can read; set {config.ENV_IMPORT_ROOT} "
             "to the directory clients may import from.\n"
         )
-    app = http_app(create_server(db), host=host, token=token)
+    if ui is not None:
+        sys.stderr.write(f"align-mcp: labeling and review pages at http://{shown}:{port}{UI_PREFIX}/\n")
+    app = http_app(create_server(db), host=host, token=token, ui=None if ui is None else ui(token))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-__all__ = ["HttpGuard", "check_http_bind", "http_app", "is_loopback", "serve"]
+__all__ = ["UI_PREFIX", "HttpGuard", "check_http_bind", "http_app", "is_loopback", "serve"]

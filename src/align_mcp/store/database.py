@@ -443,23 +443,41 @@ class Store:
     def reserve(self, evaluator: str, labeler: str, limit: int, ttl_s: float) -> list[str]:
         """Reserve up to `limit` unlabeled, unreserved (or expired, or already ours) items for a labeler.
 
-        A run under blind review is never handed to a labeler who already labeled it in that review.
+        The labeler's own reservations come first, then the queue in order. A run under blind review is never
+        handed to a labeler who already labeled it in that review.
         """
+        # Two reads, each walking an index (the live reservations, then the pending queue in order) and stopping
+        # at `limit`: one ordered read of both would sort the whole queue on every call (~0.3 s at 100k runs).
+        not_reviewed_by_them = (
+            "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
+            "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
+            "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
+            "AND lower(trim(l.labeler)) = lower(trim(?))) "
+        )
         with self.transaction():
             now = self.clock()
             ids = [
                 r["run_id"]
                 for r in self._rows(
-                    "SELECT run_id FROM queue_items q WHERE evaluator = ? AND labeled = 0 "
-                    "AND (reserved_until IS NULL OR reserved_until < ? OR reserved_by = ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
-                    "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
-                    "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
-                    "AND lower(trim(l.labeler)) = lower(trim(?))) "
-                    "ORDER BY (reserved_by = ?) DESC, added_at, rowid LIMIT ?",
-                    [evaluator, now, labeler, labeler, labeler, limit],
+                    "SELECT run_id FROM queue_items q INDEXED BY queue_items_reserved WHERE evaluator = ? "
+                    "AND labeled = 0 AND reserved_until IS NOT NULL AND reserved_by = ? "
+                    + not_reviewed_by_them
+                    + "ORDER BY added_at, rowid LIMIT ?",
+                    [evaluator, labeler, labeler, limit],
                 )
             ]
+            if len(ids) < limit:
+                ids += [
+                    r["run_id"]
+                    for r in self._rows(
+                        "SELECT run_id FROM queue_items q INDEXED BY queue_items_pending WHERE evaluator = ? "
+                        "AND labeled = 0 AND (reserved_until IS NULL OR reserved_until < ?) "
+                        "AND reserved_by IS NOT ? "
+                        + not_reviewed_by_them
+                        + "ORDER BY added_at, rowid LIMIT ?",
+                        [evaluator, now, labeler, labeler, limit - len(ids)],
+                    )
+                ]
             self.conn.executemany(
                 "UPDATE queue_items SET reserved_by = ?, reserved_until = ? WHERE evaluator = ? AND run_id = ?",
                 [(labeler, now + ttl_s, evaluator, rid) for rid in ids],
