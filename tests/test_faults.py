@@ -173,7 +173,8 @@ async def test_every_judge_fault_ends_judged_or_recorded_as_an_error_with_its_ca
 
     m = report.run.metrics
     assert m is not None
-    assert (report.run.status, report.run.judged, report.run.total) == ("completed", len(FAULTS), len(FAULTS))
+    assert (report.run.status, report.run.done, report.run.total) == ("completed", len(FAULTS), len(FAULTS))
+    assert (report.run.judged, report.run.errors) == (len(FAULTS) - len(errors), len(errors))
     assert (m.errors, m.n) == (len(errors), len(FAULTS) - len(errors))
     assert m.agreement.n == len(FAULTS) - len(errors), "errors are never counted as agreement or disagreement"
     assert len(report.error_examples) == 5 and all(e.error for e in report.error_examples)
@@ -204,7 +205,7 @@ async def test_a_connection_dropped_on_every_try_marks_that_example_as_error_and
     with FakeJudgeServer(responder=PerRun(plans)) as srv:
         judge_env(monkeypatch, srv)
         report = await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
-        assert (report.run.status, report.run.judged, report.run.total) == ("completed", 8, 8)
+        assert (report.run.status, report.run.done, report.run.total) == ("completed", 8, 8)
         assert report.run.metrics is not None
         assert (report.run.metrics.n, report.run.metrics.errors) == (7, 1)
         assert [(e.run_id, e.error) for e in report.error_examples] == [

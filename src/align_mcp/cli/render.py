@@ -250,10 +250,19 @@ def print_metrics(m: Metrics, model: str) -> None:
         click.echo(f"  within one {pct(m.within_one.value)}{sim}")
 
 
+def counts_line(s: AlignmentSummary) -> str:
+    """What a run did and cost: examples done, judged (from the cache) and in error; requests and re-asks."""
+    waited = f", {s.waited_s:.0f}s waiting" if s.waited_s >= 1 else ""
+    return (
+        f"{s.done}/{s.total} done: {s.judged} judged ({s.cache_hits} from cache), {s.errors} error(s); "
+        f"{s.requests} request(s) to the judge ({s.reasks} re-ask(s)){waited}"
+    )
+
+
 def print_summary(title: str, s: AlignmentSummary) -> None:
     click.echo(
         f"{title}: run {s.id}, {s.evaluator} {s.prompt_ref}, model {s.model}{simulated(s.model)} — {s.status}, "
-        f"{s.judged}/{s.total} judged, {s.judge_calls} judge call(s), {s.cache_hits} from cache"
+        + counts_line(s)
     )
     if s.metrics:
         print_metrics(s.metrics, s.model)

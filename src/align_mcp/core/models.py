@@ -404,28 +404,32 @@ class ExampleResult(Model):
         return self.judge_score == self.human_score
 
 
-AlignmentStatus = Literal["running", "completed", "interrupted"]
+AlignmentStatus = Literal["running", "completed", "interrupted", "failed"]
 
 
 class AlignmentSummary(Model):
-    """An alignment run: which prompt, over which examples, with what result."""
+    """An alignment run: which prompt, over which examples, with what result, and what it cost."""
 
     id: int
     evaluator: str
     prompt_ref: str = Field(description="'draft' or 'v<N>'")
     version: int | None = None
     split: str = Field(description="Which labeled examples: all, dev or test")
-    status: AlignmentStatus
+    status: AlignmentStatus = Field(
+        description="running, completed, interrupted (stopped before every example was done: resume it) or "
+        "failed (every example ended in an error: nothing was judged)"
+    )
     model: str
     started_at: datetime
     finished_at: datetime | None = None
     total: int = Field(description="Examples in the reference set when the run started")
-    judged: int = Field(description="Examples with a stored result (judged or error)")
-    judge_calls: int = Field(
-        description="Examples judged by a call to the judge without error (cache hits and errors excluded; "
-        "retries and re-asks are not counted separately)"
-    )
-    cache_hits: int
+    done: int = Field(description="Examples with a stored result: judged + errors")
+    judged: int = Field(description="Examples the judge scored (from the cache or by a request)")
+    errors: int = Field(description="Examples that could not be judged (each keeps its error)")
+    cache_hits: int = Field(description="Examples judged from the cache, with no request")
+    requests: int = Field(description="HTTP requests sent to the judge: retries and re-asks included")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
+    waited_s: float = Field(description="Seconds spent waiting between attempts (rate limits, backoff)")
     prompt_tokens: int
     completion_tokens: int
     metrics: Metrics | None = None

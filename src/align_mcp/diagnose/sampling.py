@@ -54,7 +54,7 @@ def lookup(
     jobs = []
     for rid, run in runs.items():
         messages = build_messages(prompt.text, run.as_dict(), prompt.settings.reasoning)
-        jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
+        jobs.append(Job(rid, messages, cache_key(prompt.endpoint, prompt.settings, messages, schema)))
     hits = store.cache_get([job.key for job in jobs])
     found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
     return found, [job for job in jobs if job.key not in hits]

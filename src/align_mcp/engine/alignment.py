@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+from collections import Counter
 from typing import Literal
 
 import anyio
@@ -28,7 +29,8 @@ from align_mcp.engine import holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
-from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NextStep, NotFound
+from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, JudgeFailed, NextStep, NotFound
+from align_mcp.llm.client import MAX_RETRY_AFTER_S
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["false_pass", "false_fail", "over", "under", "mismatch"]
 MAX_ERROR_EXAMPLES = 5
+MAX_FAILURE_CAUSES = 3
 DEFAULT_CASE_CHARS = 1200
 
 
@@ -209,7 +212,7 @@ async def _execute(
             cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
             continue
         messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
-        keyed.append((pending_id, messages, cache_key(endpoint.model, settings, messages, schema)))
+        keyed.append((pending_id, messages, cache_key(endpoint, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:
         hit = hits.get(key)
@@ -238,10 +241,17 @@ async def _execute(
 
     failure: AlignError | None = None
     completed = "interrupted"
+    tally = Tally(on_progress, total, what, done=done, detail=" judged")
+
+    async def waiting(seconds: float, why: str) -> None:
+        if on_progress is not None:
+            await on_progress(
+                tally.done, total, f"{what}: {tally.done}/{total} judged; waiting {seconds:.1f}s after {why}"
+            )
+
     try:
         if work:
-            tally = Tally(on_progress, total, what, done=done, detail=" judged")
-            async with open_judge(endpoint, settings, score_type) as judge:
+            async with open_judge(endpoint, settings, score_type, on_wait=waiting) as judge:
 
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
                     rid, messages, key = item
@@ -257,7 +267,9 @@ async def _execute(
             completed = "completed"
     finally:
         with anyio.CancelScope(shield=True):
-            _finish(store, aid, score_type, completed)
+            status = _finish(store, aid, score_type, completed)
+    if status == "failed":
+        raise _failed(store, aid)
     if failure is not None:
         kept = _run_row(store, aid).total - len(store.pending_examples(aid))
         raise type(failure)(
@@ -278,14 +290,38 @@ def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
         cached_tokens=verdict.cached_tokens,
         latency_ms=verdict.latency_ms,
         cached=False,
+        requests=verdict.calls,
+        reasks=verdict.reasks,
+        waited_s=verdict.waited_s,
     )
 
 
-def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
+def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> str:
+    """Store the run's end and metrics; a run that completed with every example in error has failed.
+    Returns the status stored."""
     results = store.alignment_results(aid)
     pairs = [(r.human_score, r.judge_score if r.error is None else None) for r in results]
     computed = metrics.compute_metrics(score_type, pairs) if pairs else None
+    if status == "completed" and results and all(r.error is not None for r in results):
+        status = "failed"
     store.finish_alignment_run(aid, status, computed)
+    return status
+
+
+def _failed(store: Store, aid: int) -> JudgeFailed:
+    """The error of a run in which every example failed: the counts and the first distinct causes."""
+    results = store.alignment_results(aid)
+    causes = Counter(r.error for r in results if r.error is not None)
+    shown = [
+        f"{cause} ({n} example{'' if n == 1 else 's'})" for cause, n in causes.most_common(MAX_FAILURE_CAUSES)
+    ]
+    more = len(causes) - len(shown)
+    return JudgeFailed(
+        f"Alignment run {aid} failed: 0 judged, {len(results)} errors. "
+        f"{'First causes' if len(shown) > 1 else 'Cause'}: {'; '.join(shown)}"
+        f"{f'; and {more} other cause(s)' if more > 0 else ''}. Fix the judge, then judge the run again.",
+        NextStep("resume_alignment", {"alignment_run": aid, "retry_errors": True}),
+    )
 
 
 def _run_row(store: Store, aid: int) -> AlignmentRunRow:
@@ -312,9 +348,13 @@ def summary(store: Store, aid: int) -> AlignmentSummary:
         started_at=row.started_at,
         finished_at=row.finished_at,
         total=row.total,
-        judged=totals.judged,
-        judge_calls=totals.judge_calls,
+        done=totals.judged,
+        judged=totals.judged - totals.errors,
+        errors=totals.errors,
         cache_hits=totals.cache_hits,
+        requests=totals.requests,
+        reasks=totals.reasks,
+        waited_s=round(totals.waited_s, 3),
         prompt_tokens=totals.prompt_tokens,
         completion_tokens=totals.completion_tokens,
         metrics=row.metrics,
@@ -352,11 +392,18 @@ def report(
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid, "retry_errors": True})],
             )
         )
-    if run.status != "completed":
+    if run.status in ("running", "interrupted"):
         notes.append(
             Note(
-                text=f"Run {aid} is {run.status}: {run.total - run.judged} example(s) not judged yet.",
+                text=f"Run {aid} is {run.status}: {run.total - run.done} example(s) not judged yet.",
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid})],
+            )
+        )
+    if run.waited_s >= 1:
+        notes.append(
+            Note(
+                text=f"{run.waited_s:.0f}s of this run were spent waiting between attempts, after rate limits "
+                f"or errors (each wait is capped at {MAX_RETRY_AFTER_S:.0f}s)."
             )
         )
     m = run.metrics

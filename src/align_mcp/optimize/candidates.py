@@ -132,7 +132,7 @@ class Judging:
 
     def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
         messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
-        return messages, cache_key(self.endpoint.model, self.settings, messages, self.schema)
+        return messages, cache_key(self.endpoint, self.settings, messages, self.schema)
 
     def uncached(self, template: str, run_ids: Sequence[str]) -> int:
         """How many calls judging these runs with this template would make now."""

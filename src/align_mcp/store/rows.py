@@ -281,6 +281,9 @@ class NewResult:
     cached_tokens: int | None
     latency_ms: float | None
     cached: bool
+    requests: int = 0
+    reasks: int = 0
+    waited_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,3 +409,7 @@ class AlignmentRunTotals:
     cache_hits: int
     prompt_tokens: int
     completion_tokens: int
+    errors: int = 0
+    requests: int = 0
+    reasks: int = 0
+    waited_s: float = 0.0
