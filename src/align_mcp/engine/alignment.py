@@ -313,7 +313,8 @@ def _failed(store: Store, aid: int) -> JudgeFailed:
     results = store.alignment_results(aid)
     causes = Counter(r.error for r in results if r.error is not None)
     shown = [
-        f"{cause} ({n} example{'' if n == 1 else 's'})" for cause, n in causes.most_common(MAX_FAILURE_CAUSES)
+        f"{cause.rstrip('.')} ({n} example{'' if n == 1 else 's'})"
+        for cause, n in causes.most_common(MAX_FAILURE_CAUSES)
     ]
     more = len(causes) - len(shown)
     return JudgeFailed(
