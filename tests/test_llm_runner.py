@@ -127,12 +127,15 @@ async def test_without_refused_a_budget_refusal_stops_the_batch() -> None:
         await run_batch(list(range(4)), call, concurrency=1)
 
 
-def test_try_take_keeps_the_calls_asked_for_in_reserve() -> None:
+def test_leaves_says_whether_a_request_keeps_the_reserve_and_a_taker_takes_each_request() -> None:
     budget = Budget(5)
     budget.take("analysis", 2)
-    assert budget.try_take("reflection", keep=2) is True  # 3 used, 2 left
-    assert budget.try_take("reflection", keep=2) is False  # would leave 1 of the 2 kept
-    assert budget.try_take("reflection") is True
+    assert budget.leaves(2) is True  # 3 used after it, 2 left
+    take = budget.taker("reflection")
+    take()
+    assert budget.leaves(2) is False  # would leave 1 of the 2 kept
+    assert budget.leaves(0) is True
+    take()
     assert (budget.used, budget.counts["reflection"]) == (4, 2)
     with pytest.raises(BudgetSpent):
         budget.take("judge", 2)

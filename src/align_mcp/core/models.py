@@ -717,28 +717,37 @@ class ModeOutcome(Model):
 
 
 class SplitComparison(Model):
-    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test."""
+    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test,
+    both measured on the same examples (those both prompts judged)."""
 
     split: Literal["dev", "test"]
     n: int = Field(description="Labeled examples in the split")
     before: Metrics = Field(description="The draft the optimizer started from")
     after: Metrics = Field(description="The proposal")
     flips: FlipReport
+    excluded: int = Field(
+        default=0,
+        description="Examples left out of both sides because the draft or the proposal could not judge them",
+    )
 
 
 class OptimizerBudget(Model):
-    """Model calls the optimizer made against the caller's budget (cache hits are free and not counted)."""
+    """Model requests the optimizer made against the caller's budget: every HTTP request counts, retries and
+    re-asks included; cache hits are free and not counted."""
 
-    budget: int = Field(description="The most model calls the optimizer was allowed to make")
+    budget: int = Field(description="The most model requests the optimizer was allowed to make")
     used: int = Field(
-        description="Model calls made in all: judge + reflection + analysis; never above budget"
+        description="Model requests made in all: judge + reflection + analysis; never above budget"
     )
     judge_calls: int = Field(
-        description="Judge calls: the draft and candidate prompts on dev and test examples"
+        description="Requests to the judge (retries and re-asks included): the draft and candidate prompts on "
+        "dev and test examples"
     )
-    reflection_calls: int = Field(description="Calls that proposed a rewritten prompt")
-    analysis_calls: int = Field(description="Calls that grouped the failures into failure modes")
-    cache_hits: int = Field(description="Judgements reused from the judge cache (no call made)")
+    reflection_calls: int = Field(description="Requests that proposed a rewritten prompt")
+    analysis_calls: int = Field(description="Requests that grouped the failures into failure modes")
+    examples_judged: int = Field(default=0, description="Examples judged by a request (not from the cache)")
+    reasks: int = Field(default=0, description="Judge requests that asked again after an unusable reply")
+    cache_hits: int = Field(description="Judgements reused from the judge cache (no request made)")
     stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
 
 

@@ -30,7 +30,7 @@ from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
 from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, JudgeFailed, NextStep, NotFound
-from align_mcp.llm.client import MAX_RETRY_AFTER_S
+from align_mcp.llm.client import MAX_RETRY_AFTER_S, OnRequest
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
@@ -65,12 +65,14 @@ async def run_alignment(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    on_request: OnRequest | None = None,
 ) -> AlignmentReport:
     """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
 
     `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
     counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
     saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
+    `on_request` is called before every request to the judge (a budget may refuse one by raising).
     """
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
@@ -86,7 +88,15 @@ async def run_alignment(
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
-    await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
+    await _execute(
+        store,
+        aid,
+        ev.score_type,
+        endpoint,
+        concurrency or env.concurrency,
+        on_progress,
+        on_request=on_request,
+    )
     baseline_id: int | None = None
     notes: list[Note] = []
     if baseline is not None:
@@ -112,6 +122,7 @@ async def run_alignment(
                 concurrency or env.concurrency,
                 on_progress,
                 base_ref,
+                on_request=on_request,
             )
     if baseline_id is not None:
         store.set_alignment_baseline(aid, baseline_id)
@@ -194,6 +205,8 @@ async def _execute(
     concurrency: int,
     on_progress: Progress | None,
     label: str | None = None,
+    *,
+    on_request: OnRequest | None = None,
 ) -> None:
     row = _run_row(store, aid)
     settings = row.judge
@@ -251,7 +264,9 @@ async def _execute(
 
     try:
         if work:
-            async with open_judge(endpoint, settings, score_type, on_wait=waiting) as judge:
+            async with open_judge(
+                endpoint, settings, score_type, on_wait=waiting, on_request=on_request
+            ) as judge:
 
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
                     rid, messages, key = item

@@ -41,6 +41,9 @@ REASK = (
 )
 OnWait = Callable[[float, str], Awaitable[None]]
 """Told before each wait between attempts: (seconds, why), e.g. (30.0, "HTTP 429 from the judge")."""
+OnRequest = Callable[[], None]
+"""Called before every HTTP request (retries and re-asks included), e.g. to take it from a budget; whatever it
+raises ends the call there, before the request is sent."""
 
 REDACTED = "[redacted]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s'\"]+")
@@ -161,7 +164,8 @@ class ModelClient:
 
     `transport` (an httpx2 async transport) replaces the network, so tests can answer in-process; `sleep`
     performs every backoff wait and `clock` dates Retry-After, so tests never wait for real; `on_wait` is told
-    of each wait before it starts (to report a rate limit in progress).
+    of each wait before it starts (to report a rate limit in progress); `on_request` is called before every
+    request is sent (to count it against a budget, which may refuse it by raising).
 
     `settings.timeout` bounds each request as a whole, reading the reply included. Every text that comes back
     from the HTTP layer or the model (errors, reply content) has the API key and header values redacted.
@@ -176,6 +180,7 @@ class ModelClient:
         sleep: Sleep = anyio.sleep,
         clock: Clock = time.time,
         on_wait: OnWait | None = None,
+        on_request: OnRequest | None = None,
     ) -> None:
         # Imported here: start-up never pays for the openai client.
         import httpx2
@@ -189,6 +194,7 @@ class ModelClient:
         self.sleep = sleep
         self.clock = clock
         self.on_wait = on_wait
+        self.on_request = on_request
         self._secrets = (endpoint.api_key,)
         self._connect_error = httpx2.ConnectError
         self._transport_errors = (httpx2.TransportError,)
@@ -236,6 +242,8 @@ class ModelClient:
         usage = Usage()
         problem = ""
         for attempt in range(attempts):
+            if self.on_request is not None:
+                self.on_request()
             usage.requests += 1
             wait: float | None = None
             try:
@@ -419,9 +427,12 @@ async def open_client(
     transport: httpx2.AsyncBaseTransport | None = None,
     sleep: Sleep = anyio.sleep,
     on_wait: OnWait | None = None,
+    on_request: OnRequest | None = None,
 ) -> AsyncIterator[ModelClient]:
     """A ModelClient, closed on exit even when the caller is cancelled."""
-    client = ModelClient(endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait)
+    client = ModelClient(
+        endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait, on_request=on_request
+    )
     try:
         yield client
     finally:

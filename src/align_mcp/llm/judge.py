@@ -20,6 +20,7 @@ from align_mcp.llm.client import (
     CallFailed,
     Message,
     ModelClient,
+    OnRequest,
     OnWait,
     ReplyError,
     Sleep,
@@ -207,7 +208,10 @@ async def open_judge(
     transport: httpx2.AsyncBaseTransport | None = None,
     sleep: Sleep = anyio.sleep,
     on_wait: OnWait | None = None,
+    on_request: OnRequest | None = None,
 ) -> AsyncIterator[Judge]:
     """A Judge over its own model client, closed on exit even when the caller is cancelled."""
-    async with open_client(endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait) as client:
+    async with open_client(
+        endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait, on_request=on_request
+    ) as client:
         yield Judge(client, score_type, settings.reasoning)

@@ -17,7 +17,7 @@ from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schem
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
 from align_mcp.store import CacheEntry, Store
 
-MAX_BUDGET = 100_000  # the most model calls one proposal may be given
+MAX_BUDGET = 100_000  # the most model requests one proposal may be given
 
 
 # ---- templates ----------------------------------------------------------------------------------------------
@@ -98,8 +98,9 @@ def is_wrong(outcome: Outcome | None, human: Score) -> bool:
 class Judging:
     """Judge (template, run) pairs exactly as run_alignment does: same rendering, schema, cache and endpoint.
 
-    A cache hit is free; every miss takes one call from the budget and is refused once the budget is spent.
-    Results are kept per template, so candidates can be compared on the same examples afterwards.
+    A cache hit is free; every request a miss makes (retries and the re-ask included) is taken from the budget,
+    and a request the spent budget refuses ends that example unjudged. Results are kept per template, so
+    candidates can be compared on the same examples afterwards.
     """
 
     def __init__(
@@ -168,7 +169,8 @@ class Judging:
             self.budget.cache_hits += 1
             outcome = found
         else:
-            self.budget.take("judge")
+            if self.budget.remaining <= 0:  # refuse before waiting on anything; the client takes each request
+                raise BudgetSpent(f"judge: {self.budget.used} of {self.budget.limit} model calls used")
             done = anyio.Event()
             self._inflight[key] = done
             try:
@@ -179,7 +181,9 @@ class Judging:
             finally:
                 del self._inflight[key]
                 done.set()
-            self.budget.requests += verdict.calls
+            self.budget.reasks += verdict.reasks
+            if verdict.error is None:
+                self.budget.judged += 1
             outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
             if verdict.error is None and verdict.score is not None:
                 self.store.cache_put([CacheEntry.of(key, verdict)])
@@ -228,9 +232,8 @@ class Judging:
 
     def _get_judge(self) -> Judge:
         if self._judge is None:
-            self._judge = Judge(
-                ModelClient(self.endpoint, self.settings), self.score_type, self.settings.reasoning
-            )
+            client = ModelClient(self.endpoint, self.settings, on_request=self.budget.taker("judge"))
+            self._judge = Judge(client, self.score_type, self.settings.reasoning)
         return self._judge
 
     async def aclose(self) -> None:
