@@ -22,7 +22,7 @@ from align_mcp.engine import evaluators, holdout, queues, reviews, samples
 from align_mcp.engine.ingest import import_runs
 from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NextStep, NotFound
 from align_mcp.store import Store
-from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, garbage, prompt_text, section
 
 pytestmark = pytest.mark.anyio
 
@@ -189,7 +189,7 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
 
     report = await triage.triage(store, NAME)
 
-    assert report.judge_calls == 2
+    assert (report.judge_calls, report.reasks) == (2, 1)
     assert [c.category for c in report.cases] == ["label_error", "rubric_gap", "judge_error"]
     assert (
         "That reply was invalid (run_id 'pp-999' was not among the cases sent; "
@@ -494,6 +494,28 @@ async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJud
         text="3 of 5 queued run(s) have no draft verdict: the budget of 3 judge calls ran out. Raise budget to "
         "rank them; verdicts are cached, so no call is repeated."
     )
+
+
+def prose_first(script: Script) -> Callable[[dict[str, Any]], Reply]:
+    """The script's judge, except that a first request gets prose: every judgement takes a re-ask."""
+    return lambda body: garbage("Looks right to me.") if len(body["messages"]) == 2 else script(body)
+
+
+async def test_self_consistency_counts_samples_judged_requests_and_re_asks_apart(
+    store: Store, script: Script, srv: FakeJudgeServer
+) -> None:
+    srv.responder = prose_first(script)
+    report = await consistency.self_consistency(store, NAME, k=2, run_ids=["pp-001", "pp-002"])
+    assert (report.judge_calls, report.judged, report.requests, report.reasks, srv.calls) == (4, 4, 8, 4, 8)
+
+
+async def test_suggestions_count_requests_and_re_asks_apart_from_judgements(
+    store: Store, script: Script, srv: FakeJudgeServer
+) -> None:
+    queue_new(store, 3)
+    srv.responder = prose_first(script)
+    report = await suggestions.suggest_labels(store, NAME, repeats=2)
+    assert (report.judge_calls, report.requests, report.reasks, srv.calls) == (9, 18, 9, 18)
 
 
 async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: Script) -> None:

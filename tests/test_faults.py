@@ -375,6 +375,47 @@ async def test_a_run_whose_every_example_errored_has_failed_and_says_why(
     )
 
 
+FAILED_RUN = (
+    "Alignment run 1 failed: 0 judged, 3 errors. Cause: unparseable reply after a re-ask: reply is not JSON: "
+    "'The output is fine.' (3 examples). Fix the judge, then judge the run again."
+)
+
+
+@pytest.mark.anyio
+async def test_through_mcp_a_run_whose_every_example_errored_is_an_error_result(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp import Client
+
+    from align_mcp.mcp.server import create_server
+
+    seed(store, {f"p{i}": i % 2 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=lambda body: garbage("The output is fine.")) as srv:
+        judge_env(monkeypatch, srv)
+        async with Client(create_server(db_path)) as client:
+            result = await client.call_tool("run_alignment", {"evaluator": NAME, "split": "all"})
+    assert result.is_error
+    assert result.content[0].text.startswith(f"Error executing tool run_alignment: {FAILED_RUN} ")  # type: ignore[union-attr]
+
+
+def test_through_the_cli_a_run_whose_every_example_errored_exits_1_with_the_causes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    with Store(db_path) as store:
+        seed(store, {f"p{i}": i % 2 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=lambda body: garbage("The output is fine.")) as srv:
+        judge_env(monkeypatch, srv)
+        result = CliRunner().invoke(main, ["--db", str(db_path), "align", NAME, "--split", "all"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert (
+        result.stderr == f"Error: {FAILED_RUN} Judge them again with `align-mcp resume 1 --retry-errors`.\n"
+    )
+
+
 # ---- 2. crash: kill -9 mid-alignment, restart, resume ------------------------------------------------------
 
 

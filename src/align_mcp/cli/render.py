@@ -294,16 +294,18 @@ def print_proposal(p: Proposal) -> None:
     click.echo(f"Proposal {p.id} ({p.mode}) for {p.evaluator!r}: {p.status}")
     for comp in (p.dev, p.test):
         b, a = comp.before.agreement, comp.after.agreement
+        left_out = f", {comp.excluded} left out: not judged by both" if comp.excluded else ""
         click.echo(
-            f"  {comp.split} (n = {comp.n}): agreement {pct(b.value)} -> {pct(a.value)}; "
+            f"  {comp.split} (n = {comp.n}{left_out}): agreement {pct(b.value)} -> {pct(a.value)}; "
             f"kappa {kappa(comp.before.kappa)} -> {kappa(comp.after.kappa)}; {comp.flips.verdict}"
         )
     for m in p.addresses:
         click.echo(f"  fixes {m.fixed}/{m.cases} of '{m.name}' ({m.direction})")
     spent = p.budget
     click.echo(
-        f"  model calls {spent.used}/{spent.budget} (judge {spent.judge_calls}, "
-        f"reflection {spent.reflection_calls})"
+        f"  model requests {spent.used}/{spent.budget} (judge {spent.judge_calls}, reflection "
+        f"{spent.reflection_calls}, analysis {spent.analysis_calls}); {spent.examples_judged} example(s) judged, "
+        f"{spent.reasks} re-ask(s), {spent.cache_hits} from cache"
     )
     click.echo(note_line(p.verdict))
     if p.diff:

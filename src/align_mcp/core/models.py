@@ -531,7 +531,8 @@ class TriageReport(Model):
     cases: list[TriagedCase]
     counts: dict[str, int] = Field(description="Cases per category (plus 'unclassified')")
     remaining: int = Field(description="Misaligned dev cases left out by `limit`")
-    judge_calls: int
+    judge_calls: int = Field(description="HTTP requests to the judge model (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     notes: list[Note] = Field(default_factory=list)
 
 
@@ -614,8 +615,11 @@ class ConsistencyReport(Model):
     n: int = Field(description="Runs sampled")
     flip_rate: Rate = Field(description="Share of runs (with at least 2 valid verdicts) whose verdict flips")
     mean_flip_share: float | None = Field(description="Mean per-run instability")
-    errors: int = Field(description="Failed judge calls (excluded from every rate)")
-    judge_calls: int
+    errors: int = Field(description="Samples that failed (excluded from every rate)")
+    judge_calls: int = Field(description="Samples taken: k per run, each a separate judgement")
+    judged: int = Field(description="Samples judged without error")
+    requests: int = Field(description="HTTP requests to the judge (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     examples: list[ExampleConsistency] = Field(description="Per run, most unstable first")
     notes: list[str] = Field(default_factory=list)
 
@@ -639,7 +643,9 @@ class SuggestionReport(Model):
     candidates: int = Field(description="Unlabeled runs in the queue")
     suggestions: list[LabelSuggestion]
     saved_version: int | None = Field(description="The saved version compared with the draft, if they differ")
-    judge_calls: int
+    judge_calls: int = Field(description="Judgements made (draft, saved version and repeated samples)")
+    requests: int = Field(description="HTTP requests to the judge (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     cache_hits: int
     budget: int
     unjudged: int = Field(description="Candidates without a draft verdict because the budget ran out")

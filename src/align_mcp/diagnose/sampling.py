@@ -133,6 +133,8 @@ async def sample_repeatedly(
                             prompt_tokens=verdict.prompt_tokens,
                             completion_tokens=verdict.completion_tokens,
                             latency_ms=verdict.latency_ms,
+                            requests=verdict.calls,
+                            reasks=verdict.reasks,
                         )
                     ],
                 )

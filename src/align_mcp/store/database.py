@@ -677,7 +677,8 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
-                "prompt_tokens, completion_tokens, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_tokens, completion_tokens, latency_ms, requests, reasks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         check_id,
@@ -689,18 +690,28 @@ class Store:
                         s.prompt_tokens,
                         s.completion_tokens,
                         s.latency_ms,
+                        s.requests,
+                        s.reasks,
                     )
                     for s in samples
                 ],
             )
 
     def consistency_samples(self, check_id: int) -> list[SampleRow]:
-        """A check's samples by run id and sample number, with scores decoded."""
+        """A check's samples by run id and sample number, with scores decoded and the requests each took."""
         return [
-            SampleRow(found, run_id, sample, None if judge_score is None else load_score(judge_score), error)
-            for found, run_id, sample, judge_score, error in self._tuples(
-                "SELECT check_id, run_id, sample, judge_score, error FROM judge_samples WHERE check_id = ? "
-                "ORDER BY run_id, sample",
+            SampleRow(
+                found,
+                run_id,
+                sample,
+                None if judge_score is None else load_score(judge_score),
+                error,
+                requests,
+                reasks,
+            )
+            for found, run_id, sample, judge_score, error, requests, reasks in self._tuples(
+                "SELECT check_id, run_id, sample, judge_score, error, requests, reasks FROM judge_samples "
+                "WHERE check_id = ? ORDER BY run_id, sample",
                 [check_id],
             )
         ]

@@ -141,6 +141,8 @@ class SampleRow:
     sample: int
     judge_score: Score | None
     error: str | None
+    requests: int = 0
+    reasks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,8 @@ class NewSample:
     prompt_tokens: int | None
     completion_tokens: int | None
     latency_ms: float | None
+    requests: int = 0
+    reasks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,13 @@ async def propose_prompt(
         ),
     ] = "gepa",
     budget: Annotated[
-        int, Field(ge=1, le=100_000, description="The most model calls it may make (cache hits are free)")
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="The most model requests it may make: every request counts, retries and re-asks "
+            "included (cache hits are free)",
+        ),
     ] = 300,
     *,
     ctx: Context,
