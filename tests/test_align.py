@@ -197,6 +197,32 @@ async def test_a_changed_prompt_model_or_temperature_misses_the_cache(
     assert report.baseline is not None and report.baseline.prompt_ref == "v1"
 
 
+async def test_changing_only_the_base_url_misses_the_cache(store: Store) -> None:
+    seed(store, HUMAN)
+    with (
+        FakeJudgeServer(responder=scripted(HUMAN)) as first,
+        FakeJudgeServer(responder=scripted(HUMAN)) as other,
+    ):
+        await align.run_alignment(store, NAME, env=env_for(first))
+        report = await align.run_alignment(store, NAME, env=env_for(other))
+        assert (first.calls, other.calls) == (8, 8), "the same model at another endpoint is judged again"
+    assert (report.run.cache_hits, report.run.requests) == (0, 8)
+
+
+async def test_requests_and_re_asks_are_counted_apart_from_the_examples_judged(store: Store) -> None:
+    seed(store, HUMAN)
+    verdicts = scripted(HUMAN)
+
+    def prose_first(body: dict[str, Any]) -> Reply:
+        return Reply(content="It looks right to me.") if len(body["messages"]) == 2 else verdicts(body)
+
+    with FakeJudgeServer(responder=prose_first) as srv:
+        report = await align.run_alignment(store, NAME, env=env_for(srv))
+        assert srv.calls == 16
+    run = report.run
+    assert (run.done, run.judged, run.errors, run.cache_hits, run.requests, run.reasks) == (8, 8, 0, 0, 16, 8)
+
+
 async def test_judge_calls_in_flight_never_exceed_the_concurrency(store: Store) -> None:
     seed(store, HUMAN)
     with FakeJudgeServer(responder=scripted(HUMAN, delay=0.3)) as srv:

@@ -286,7 +286,7 @@ class ModelClient:
             async for chunk in response.aiter_bytes():
                 raw += chunk
                 if len(raw) > MAX_REPLY_BYTES:
-                    raise BadBody(f"a body larger than {MAX_REPLY_BYTES // 2**20} MiB")
+                    raise BadBody(f"a body larger than {MAX_REPLY_BYTES:,} bytes")
         finally:
             await response.aclose()
         return completion_of(bytes(raw), self.redact)
