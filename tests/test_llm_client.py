@@ -504,7 +504,8 @@ async def test_a_key_that_cannot_be_a_header_value_is_refused_before_any_request
     with pytest.raises(JudgeConfigError) as e:
         ModelClient(endpoint, JudgeSettings())
     assert str(e.value) == (
-        "The judge API key contains a non-ASCII character (at position 7 of 11). Set it again without them."
+        "The judge API key contains a non-ASCII character (at position 7 of 11), so it cannot be sent in an HTTP "
+        "header."
     )
 
 

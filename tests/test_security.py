@@ -199,3 +199,13 @@ def test_the_cli_failure_of_a_key_echoing_gateway_never_shows_the_key(  # sync: 
         cli = CliRunner().invoke(main, ["--db", str(db_path), "align", NAME, "--split", "all"])
     assert cli.exit_code == 1, cli.output
     assert cli.stdout == "" and "[redacted]" in cli.stderr and KEY not in cli.stderr
+
+
+def test_an_evaluator_base_url_without_a_scheme_is_named_as_the_evaluator_s() -> None:
+    settings = JudgeSettings(model="m", base_url="judge.internal:8000/v1", api_key_env="TEAM_JUDGE_API_KEY")
+    with pytest.raises(JudgeConfigError) as e:
+        resolve_endpoint(settings, config.load())
+    assert str(e.value) == (
+        "The evaluator's base_url 'judge.internal:8000/v1' is not an http:// or https:// URL, so no judge can be "
+        "called at it. Start it with http:// or https:// (e.g. http://judge.internal:8000/v1)."
+    )

@@ -37,7 +37,7 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
             "Ollama/vLLM server serves) or give the evaluator a model."
         )
     base_url = settings.base_url or env.effective_base_url
-    _check_base_url(base_url, "The evaluator's base_url" if settings.base_url else env.judge_base_url_var)
+    _check_base_url(base_url, None if settings.base_url else env.judge_base_url_var)
     key_var = env.judge_api_key_var
     if settings.api_key_env:
         if not API_KEY_ENV.match(settings.api_key_env):
@@ -78,12 +78,13 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
     return Endpoint(base_url=base_url, api_key=key, model=model)
 
 
-def _check_base_url(url: str, where: str | None) -> None:
-    """Refuse a base URL that is not an absolute http(s) URL, naming where it came from and a likely fix."""
+def _check_base_url(url: str, variable: str | None) -> None:
+    """Refuse a base URL that is not an absolute http(s) URL, naming where it came from (the environment
+    `variable`, or the evaluator's setting when None) and a likely fix."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and parts.netloc:
         return
-    source = f"{where}={url!r}" if where and where.isupper() else f"{where or 'The judge base URL'} {url!r}"
+    source = f"{variable}={url!r}" if variable else f"The evaluator's base_url {url!r}"
     fix = f" (e.g. http://{url})" if "://" not in url else ""
     raise JudgeConfigError(
         f"{source} is not an http:// or https:// URL, so no judge can be called at it. Start it with http:// or "
