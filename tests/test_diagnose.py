@@ -586,11 +586,14 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     assert report.ci == expected.ci
     assert (report.n_unlabeled, report.n_labeled, report.test_evaluations) == (10, 13, 1)
     assert srv.calls == 13 + 10
+    assert (report.requests, report.reasks) == (10, 0), (
+        "the unlabeled runs' requests; the test run reports its own"
+    )
     assert "(judged now; counted as a test evaluation)" in report.notes[1]
 
     again = await pass_rate.corrected_pass_rate(store, NAME, run_ids=["u1", "u2", "pp-001"])
     assert srv.calls == 23  # the test run is reused and the verdicts come from the cache
-    assert (again.test_evaluations, again.already_labeled, again.observed) == (1, 1, 1.0)
+    assert (again.test_evaluations, again.already_labeled, again.observed, again.requests) == (1, 1, 1.0, 0)
     assert "(reused: no new look at the test split)" in again.notes[1]
 
 

@@ -233,6 +233,10 @@ def pass_rate_cmd(
             f"(95% CI {pct(r.ci.low)}–{pct(r.ci.high)}) over {r.n_unlabeled} run(s){sim}"
         )
         click.echo(f"TPR {pct(r.tpr.value)}  TNR {pct(r.tnr.value)} on {r.n_labeled} test example(s){sim}")
+        click.echo(
+            f"{r.n_unlabeled} unlabeled run(s) judged, {r.unlabeled_errors} error(s); {r.requests} request(s) to "
+            f"the judge ({r.reasks} re-ask(s))"
+        )
         notes(r.notes)
 
     emit(r, as_json, show)

@@ -671,6 +671,11 @@ class PassRateReport(Model):
     n_boot: int
     skipped_resamples: int
     unlabeled_errors: int = Field(description="Unlabeled runs whose judge call failed (left out)")
+    requests: int = Field(
+        default=0,
+        description="HTTP requests to the judge for the unlabeled runs (retries and re-asks included)",
+    )
+    reasks: int = Field(default=0, description="Requests that asked again after an unusable reply")
     already_labeled: int = Field(description="Given runs that have a human label and were left out")
     test_alignment_run: int = Field(description="The test-split alignment run TPR and TNR come from")
     test_evaluations: int = Field(description="How many times the test split has been judged so far")
