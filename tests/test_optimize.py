@@ -422,6 +422,10 @@ async def test_the_budget_counts_every_request_re_asks_included_and_stops_at_it(
     assert b.used == b.judge_calls + b.reflection_calls + b.analysis_calls
     assert b.judge_calls == len(model.requests["judge"]) == 2 * b.examples_judged + (b.judge_calls % 2)
     assert b.reasks == b.examples_judged > 0
+    assert b.stopped_by_budget and proposal.test.excluded > 0
+    assert any(
+        w.startswith("The budget ran out before every example was judged: ") for w in proposal.warnings
+    )
     assert any(
         note.startswith(
             f"{b.judge_calls} judge request(s) judged {b.examples_judged} example(s): {b.reasks} re-ask(s)"

@@ -759,7 +759,10 @@ class OptimizerBudget(Model):
     examples_judged: int = Field(default=0, description="Examples judged by a request (not from the cache)")
     reasks: int = Field(default=0, description="Judge requests that asked again after an unusable reply")
     cache_hits: int = Field(description="Judgements reused from the judge cache (no request made)")
-    stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
+    stopped_by_budget: bool = Field(
+        description="True when the search stopped because the budget ran low, or when the budget left some "
+        "examples unjudged"
+    )
 
 
 class Proposal(Model):

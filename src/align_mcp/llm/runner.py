@@ -108,6 +108,8 @@ class Budget:
         self.cache_hits = 0
         self.judged = 0
         self.reasks = 0
+        self.refused = 0
+        """Items a batch left unjudged because the budget refused their requests."""
         self._lock = threading.Lock()
 
     @property

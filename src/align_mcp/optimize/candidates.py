@@ -202,6 +202,7 @@ class Judging:
             out[rid] = await self.one(template, rid)
 
         def refused(rid: str) -> None:
+            self.budget.refused += 1
             out[rid] = Outcome(None, None, "not judged: the optimizer's call budget ran out")
             self.results.setdefault(template, {})[rid] = out[rid]
 

@@ -535,12 +535,18 @@ def _store_proposal(
             "used, keeping enough to judge the proposal on test); a larger budget lets it try more candidates."
         )
     spent = judging.budget
+    if spent.refused:
+        warnings.append(
+            f"The budget ran out before every example was judged: {spent.refused} judgement(s) were not made "
+            f"({spent.used} of {spent.limit} model calls used). Comparisons leave those examples out; pass a larger "
+            "budget for a complete check."
+        )
     extra = spent.counts["judge"] - spent.judged
     if extra > 0:
         notes.append(
             f"{spent.counts['judge']} judge request(s) judged {spent.judged} example(s): {spent.reasks} re-ask(s) "
-            f"after unusable replies, and {extra - spent.reasks} request(s) retried or ending in an error. The "
-            "budget counts every request."
+            f"after unusable replies, and {extra - spent.reasks} request(s) that were retried, failed, or were cut "
+            "off when the budget ran out. The budget counts every request."
         )
     notes.append(
         f"The draft and the proposal were judged once each on the held-out test split; the test split has now "
@@ -567,7 +573,7 @@ def _store_proposal(
         dev=dev_cmp,
         test=test_cmp,
         verdict=verdict,
-        budget=judging.budget.report(stopped),
+        budget=judging.budget.report(stopped or judging.budget.refused > 0),
         candidates=judging.full_candidates(dev),
         seen_examples=len(dev),
         alignment_run=aid,
