@@ -416,6 +416,53 @@ def test_through_the_cli_a_run_whose_every_example_errored_exits_1_with_the_caus
     )
 
 
+def prose_first(body: dict[str, Any]) -> Reply:
+    """Prose on the first request, a pass verdict when asked again: each example takes a re-ask."""
+    return garbage("Looks fine.") if len(body["messages"]) == 2 else verdict(1)
+
+
+@pytest.mark.anyio
+async def test_through_mcp_a_run_reports_examples_judged_requests_and_re_asks_apart(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp import Client
+
+    from align_mcp.mcp.server import create_server
+
+    seed(store, {f"p{i}": 1 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=prose_first) as srv:
+        judge_env(monkeypatch, srv)
+        async with Client(create_server(db_path)) as client:
+            result = await client.call_tool("run_alignment", {"evaluator": NAME, "split": "all"})
+    assert not result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert (
+        "3 of 3 done (all): 3 judged (0 from cache), 0 error(s); model fake-judge; 6 request(s) to the judge "
+        "(3 re-ask(s))" in text
+    )
+    run = result.structured_content["run"]  # type: ignore[index]
+    assert (run["done"], run["judged"], run["errors"], run["requests"], run["reasks"]) == (3, 3, 0, 6, 3)
+
+
+def test_through_the_cli_a_run_reports_examples_judged_requests_and_re_asks_apart(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    with Store(db_path) as store:
+        seed(store, {f"p{i}": 1 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=prose_first) as srv:
+        judge_env(monkeypatch, srv)
+        result = CliRunner().invoke(main, ["--db", str(db_path), "align", NAME, "--split", "all"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "completed, 3/3 done: 3 judged (0 from cache), 0 error(s); 6 request(s) to the judge (3 re-ask(s))"
+        in (result.stdout)
+    )
+
+
 # ---- 2. crash: kill -9 mid-alignment, restart, resume ------------------------------------------------------
 
 
