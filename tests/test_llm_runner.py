@@ -139,3 +139,14 @@ def test_leaves_says_whether_a_request_keeps_the_reserve_and_a_taker_takes_each_
     assert (budget.used, budget.counts["reflection"]) == (4, 2)
     with pytest.raises(BudgetSpent):
         budget.take("judge", 2)
+
+
+async def test_a_wait_is_reported_at_the_current_count_with_its_cause() -> None:
+    messages = Messages()
+    tally = Tally(messages, 4, "draft", done=1, detail=" judged")
+    await tally.waiting(30, "HTTP 429 from the judge")
+    await tally.advance()
+    assert messages == [
+        (1, 4, "draft: 1/4 judged; waiting 30.0s after HTTP 429 from the judge"),
+        (2, 4, "draft: 2/4 judged"),
+    ]

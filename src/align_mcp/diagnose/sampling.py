@@ -72,7 +72,7 @@ async def judge_jobs(
     verdicts: dict[str, Verdict] = {}
     if not jobs:
         return verdicts
-    async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+    async with open_judge(prompt.endpoint, prompt.settings, score_type, on_wait=tally.waiting) as judge:
 
         async def one(job: Job) -> None:
             verdict = await judge.judge_example(job.messages)
@@ -116,7 +116,7 @@ async def sample_repeatedly(
     jobs = [(rid, i) for i in range(k) for rid in run_ids]
     status = "interrupted"
     try:
-        async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+        async with open_judge(prompt.endpoint, prompt.settings, score_type, on_wait=tally.waiting) as judge:
 
             async def one(job: tuple[str, int]) -> None:
                 rid, i = job

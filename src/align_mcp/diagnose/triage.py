@@ -241,7 +241,7 @@ async def triage(
         on_progress, len(chunks), "triage", detail=lambda: f" chunks ({len(results)} of {len(cases)} cases)"
     )
 
-    async with open_client(endpoint, settings) as client:
+    async with open_client(endpoint, settings, on_wait=tally.waiting) as client:
 
         async def one(chunk: list[MisalignedCase]) -> None:
             nonlocal calls, reasks

@@ -256,16 +256,10 @@ async def _execute(
     completed = "interrupted"
     tally = Tally(on_progress, total, what, done=done, detail=" judged")
 
-    async def waiting(seconds: float, why: str) -> None:
-        if on_progress is not None:
-            await on_progress(
-                tally.done, total, f"{what}: {tally.done}/{total} judged; waiting {seconds:.1f}s after {why}"
-            )
-
     try:
         if work:
             async with open_judge(
-                endpoint, settings, score_type, on_wait=waiting, on_request=on_request
+                endpoint, settings, score_type, on_wait=tally.waiting, on_request=on_request
             ) as judge:
 
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:

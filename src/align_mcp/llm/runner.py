@@ -40,6 +40,13 @@ class Tally:
         self.done = done
         self.detail = detail
 
+    async def waiting(self, seconds: float, why: str) -> None:
+        """Report a wait between attempts at the current count (a ModelClient `on_wait`)."""
+        if self.on_progress is not None:
+            detail = self.detail if isinstance(self.detail, str) else self.detail()
+            message = f"{self.what}: {self.done}/{self.total}{detail}; waiting {seconds:.1f}s after {why}"
+            await self.on_progress(self.done, self.total, message)
+
     async def advance(self, detail: str | None = None) -> None:
         self.done += 1
         if self.on_progress is not None:
