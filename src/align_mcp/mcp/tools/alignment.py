@@ -29,8 +29,9 @@ async def run_alignment(
     kappa, TPR/TNR with 95% intervals, and (for the draft) the comparison with the last saved version, with
     McNemar's test on the runs it fixed and broke.
 
-    Calls the judge model once per labeled run (unchanged prompts come from the cache) and reports progress.
-    If cancelled or interrupted, finished results are kept: finish with resume_alignment.
+    Calls the judge model once per labeled run (unchanged prompts come from the cache; retries and re-asks are
+    counted apart) and reports progress. If cancelled or interrupted, finished results are kept: finish with
+    resume_alignment. A run in which every example failed is an error naming the first causes.
     """
     from align_mcp.engine.alignment import run_alignment as align_runs
 
