@@ -27,7 +27,7 @@ import pytest
 from align_mcp import config
 from align_mcp.core.models import JudgeSettings, Note, ScoreType
 from align_mcp.engine import alignment as align
-from align_mcp.engine import evaluators, ingest, queues
+from align_mcp.engine import evaluators, ingest, overview, queues
 from align_mcp.errors import (
     Conflict,
     ImportFormatError,
@@ -372,6 +372,13 @@ async def test_a_run_whose_every_example_errored_has_failed_and_says_why(
         3,
         6,
         3,
+    )
+    assert (
+        Note(
+            text="Alignment run 1 failed: 0 judged, 3 errors.",
+            next_steps=[NextStep("resume_alignment", {"alignment_run": 1, "retry_errors": True})],
+        )
+        in overview.evaluator_detail(store, NAME).notes
     )
 
 

@@ -78,6 +78,15 @@ def evaluator_detail(store: Store, name: str, max_chars: int | None = None) -> E
                     next_steps=[NextStep("resume_alignment", {"alignment_run": run.id})],
                 )
             )
+        elif run.status == "failed":
+            notes.append(
+                Note(
+                    text=f"Alignment run {run.id} failed: 0 judged, {run.errors} errors.",
+                    next_steps=[
+                        NextStep("resume_alignment", {"alignment_run": run.id, "retry_errors": True})
+                    ],
+                )
+            )
     if ev.draft_differs:
         notes.append(
             Note(
