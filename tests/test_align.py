@@ -209,6 +209,20 @@ async def test_changing_only_the_base_url_misses_the_cache(store: Store) -> None
     assert (report.run.cache_hits, report.run.requests) == (0, 8)
 
 
+async def test_a_saved_version_judged_at_another_endpoint_is_judged_again_to_compare(store: Store) -> None:
+    seed(store, HUMAN)
+    make_strict(store)
+    with (
+        FakeJudgeServer(responder=scripted(HUMAN)) as first,
+        FakeJudgeServer(responder=scripted(HUMAN)) as other,
+    ):
+        await align.run_alignment(store, NAME, env=env_for(first))
+        assert first.calls == 16, "the draft and v1"
+        report = await align.run_alignment(store, NAME, env=env_for(other))
+        assert other.calls == 16, "v1's run at the first endpoint does not stand in for it at this one"
+    assert report.baseline is not None and report.baseline.requests == 8
+
+
 async def test_requests_and_re_asks_are_counted_apart_from_the_examples_judged(store: Store) -> None:
     seed(store, HUMAN)
     verdicts = scripted(HUMAN)

@@ -50,8 +50,18 @@ MAX_FAILURE_CAUSES = 3
 DEFAULT_CASE_CHARS = 1200
 
 
-def _prompt_hash(prompt: str, settings: JudgeSettings, model: str) -> str:
-    material = json.dumps({"prompt": prompt, "judge": settings.model_dump(), "model": model}, sort_keys=True)
+def _prompt_hash(prompt: str, settings: JudgeSettings, endpoint: Endpoint) -> str:
+    """What a run judged with: the prompt, the settings, the model and where it was served (the same model name
+    at another endpoint may judge differently, so a run there never stands in for this one)."""
+    material = json.dumps(
+        {
+            "prompt": prompt,
+            "judge": settings.model_dump(),
+            "model": endpoint.model,
+            "endpoint": endpoint.base_url.rstrip("/").lower(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -101,8 +111,8 @@ async def run_alignment(
     notes: list[Note] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
-        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
-        if base_hash == _prompt_hash(text, settings, endpoint.model):
+        base_hash = _prompt_hash(base_text, base_settings, base_endpoint)
+        if base_hash == _prompt_hash(text, settings, endpoint):
             # Same prompt, settings and model: judging it again would only repeat this run (and its errors).
             notes.append(
                 Note(
@@ -178,7 +188,7 @@ def _create_run(
         text,
         settings,
         endpoint.model,
-        _prompt_hash(text, settings, endpoint.model),
+        _prompt_hash(text, settings, endpoint),
         split,
         examples,
     )
