@@ -33,6 +33,7 @@ from align_mcp.testing.fakejudge import (
     Reply,
     garbage,
     prompt_text,
+    rate_limited,
     section,
     server_error,
     simulated_responder,
@@ -432,6 +433,36 @@ async def test_the_budget_counts_every_request_re_asks_included_and_stops_at_it(
         )
         for note in proposal.notes
     ), proposal.notes
+
+
+async def test_a_rate_limit_while_judging_candidates_is_reported_in_progress(
+    store: Store, model: ScriptedModel
+) -> None:
+    limited: list[bool] = []
+    lock = threading.Lock()
+
+    def judge(body: dict[str, Any]) -> Reply:
+        """A 429 to the first request that judges with the revised prompt (the optimizer's own judging)."""
+        with lock:
+            first = NUMBERS_RULE in prompt_text(body) and not limited
+            if first:
+                limited.append(True)
+        return rate_limited(0) if first else simulated_responder(body)
+
+    model.judge = judge
+    progress: list[str] = []
+
+    async def on_progress(done: int, total: int, message: str) -> None:
+        progress.append(message)
+
+    proposal = await optimize.propose_prompt(
+        store, "correctness", mode="reflect", budget=200, on_progress=on_progress
+    )
+    waits = [m for m in progress if "waiting" in m]
+    assert len(waits) == 1 and re.fullmatch(
+        r"optimizer: \d+/200 model calls used; waiting 0\.0s after HTTP 429 from the judge", waits[0]
+    )
+    assert proposal.budget.used <= 200
 
 
 async def test_a_draft_dev_run_beyond_the_budget_stops_at_it_and_says_so(

@@ -233,9 +233,17 @@ class Judging:
 
     def _get_judge(self) -> Judge:
         if self._judge is None:
-            client = ModelClient(self.endpoint, self.settings, on_request=self.budget.taker("judge"))
+            client = ModelClient(
+                self.endpoint, self.settings, on_request=self.budget.taker("judge"), on_wait=self._waiting
+            )
             self._judge = Judge(client, self.score_type, self.settings.reasoning)
         return self._judge
+
+    async def _waiting(self, seconds: float, why: str) -> None:
+        if self.on_progress is not None:
+            used, limit = self.budget.used, self.budget.limit
+            message = f"optimizer: {used}/{limit} model calls used; waiting {seconds:.1f}s after {why}"
+            await self.on_progress(used, limit, message)
 
     async def aclose(self) -> None:
         if self._judge is not None:
