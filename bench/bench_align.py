@@ -69,7 +69,7 @@ async def _align_mcp(db: Path, k: int) -> dict[str, Any]:
     with Store(db) as store:
         report = await align.run_alignment(store, "correctness", split="all", compare=False, concurrency=k)
     m = report.run.metrics
-    return {"judged": report.run.judged, "errors": m.errors if m else None, "calls": report.run.judge_calls}
+    return {"judged": report.run.judged, "errors": m.errors if m else None, "calls": report.run.requests}
 
 
 async def _bare(base_url: str, messages: list[list[dict[str, str]]], schema: dict[str, Any], k: int) -> int:

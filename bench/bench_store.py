@@ -145,6 +145,7 @@ def _scale(
     from align_mcp.core.models import ScoreType
     from align_mcp.engine import alignment as align
     from align_mcp.engine import evaluators, holdout, ingest, queues
+    from align_mcp.llm.endpoint import Endpoint
     from align_mcp.llm.judge import build_messages, cache_key, response_schema
     from align_mcp.store import CacheEntry, Store
     from align_mcp.testing.fakejudge import FakeJudgeServer
@@ -178,6 +179,9 @@ def _scale(
         # Fill the judge cache so the real alignment run below judges every dev example without a call:
         # every 10th example gets the opposite of its human score, so ~10% are misaligned.
         ev = evaluators.get(store, "correctness")
+        endpoint = Endpoint(
+            base_url=srv.base_url, api_key=FAKE_KEY, model="m"
+        )  # the run's: the cache key names it
         schema = response_schema(ev.score_type, ev.judge.reasoning)
         human = dict(queues.reference_set(store, "correctness"))
         rows = []
@@ -187,7 +191,10 @@ def _scale(
             runs = store.get_runs(chunk)
             for rid in chunk:
                 key = cache_key(
-                    "m", ev.judge, build_messages(ev.draft, runs[rid].as_dict(), ev.judge.reasoning), schema
+                    endpoint,
+                    ev.judge,
+                    build_messages(ev.draft, runs[rid].as_dict(), ev.judge.reasoning),
+                    schema,
                 )
                 n = int(rid.split("-")[1])
                 score = human[rid] if n % 10 else 1 - int(human[rid])

@@ -124,7 +124,8 @@ async def test_every_result_is_stored_and_metrics_equal_those_of_the_stored_pair
         report = await align.run_alignment(store, NAME, env=env_for(srv))
     run = report.run
     assert (run.status, run.split, run.prompt_ref, run.model) == ("completed", "all", "draft", MODEL)
-    assert (run.total, run.judged, run.judge_calls, run.cache_hits) == (8, 8, 8, 0)
+    assert (run.total, run.done, run.judged, run.errors, run.cache_hits) == (8, 8, 8, 0, 0)
+    assert (run.requests, run.reasks, run.waited_s) == (8, 0, 0)
     results = stored(store, run.id)
     assert {rid: r.judge_score for rid, r in results.items()} == judge
     assert {rid: r.human_score for rid, r in results.items()} == HUMAN
@@ -160,7 +161,7 @@ async def test_an_unchanged_prompt_is_answered_from_the_cache_without_judge_call
         again = await align.run_alignment(store, NAME, env=env_for(srv))
         assert srv.calls == 8
     assert again.run.id != first.run.id
-    assert (again.run.cache_hits, again.run.judge_calls, again.run.judged) == (8, 0, 8)
+    assert (again.run.cache_hits, again.run.requests, again.run.judged) == (8, 0, 8)
     assert again.run.metrics == first.run.metrics
     assert all(r.cached == 1 for r in stored(store, again.run.id).values())
     assert (
@@ -192,8 +193,48 @@ async def test_a_changed_prompt_model_or_temperature_misses_the_cache(
         # Eight new calls for the draft; v1 is compared from its earlier run.
         assert srv.calls == 16
         assert all(body[k] == v for body in srv.chat_bodies[8:] for k, v in sent.items())
-    assert (report.run.cache_hits, report.run.judge_calls) == (0, 8)
+    assert (report.run.cache_hits, report.run.requests) == (0, 8)
     assert report.baseline is not None and report.baseline.prompt_ref == "v1"
+
+
+async def test_changing_only_the_base_url_misses_the_cache(store: Store) -> None:
+    seed(store, HUMAN)
+    with (
+        FakeJudgeServer(responder=scripted(HUMAN)) as first,
+        FakeJudgeServer(responder=scripted(HUMAN)) as other,
+    ):
+        await align.run_alignment(store, NAME, env=env_for(first))
+        report = await align.run_alignment(store, NAME, env=env_for(other))
+        assert (first.calls, other.calls) == (8, 8), "the same model at another endpoint is judged again"
+    assert (report.run.cache_hits, report.run.requests) == (0, 8)
+
+
+async def test_a_saved_version_judged_at_another_endpoint_is_judged_again_to_compare(store: Store) -> None:
+    seed(store, HUMAN)
+    make_strict(store)
+    with (
+        FakeJudgeServer(responder=scripted(HUMAN)) as first,
+        FakeJudgeServer(responder=scripted(HUMAN)) as other,
+    ):
+        await align.run_alignment(store, NAME, env=env_for(first))
+        assert first.calls == 16, "the draft and v1"
+        report = await align.run_alignment(store, NAME, env=env_for(other))
+        assert other.calls == 16, "v1's run at the first endpoint does not stand in for it at this one"
+    assert report.baseline is not None and report.baseline.requests == 8
+
+
+async def test_requests_and_re_asks_are_counted_apart_from_the_examples_judged(store: Store) -> None:
+    seed(store, HUMAN)
+    verdicts = scripted(HUMAN)
+
+    def prose_first(body: dict[str, Any]) -> Reply:
+        return Reply(content="It looks right to me.") if len(body["messages"]) == 2 else verdicts(body)
+
+    with FakeJudgeServer(responder=prose_first) as srv:
+        report = await align.run_alignment(store, NAME, env=env_for(srv))
+        assert srv.calls == 16
+    run = report.run
+    assert (run.done, run.judged, run.errors, run.cache_hits, run.requests, run.reasks) == (8, 8, 0, 0, 16, 8)
 
 
 async def test_judge_calls_in_flight_never_exceed_the_concurrency(store: Store) -> None:
@@ -284,7 +325,7 @@ async def test_a_changed_judge_model_re_judges_the_baseline_with_it(store: Store
         report = await align.run_alignment(store, NAME, env=env_for(srv, model="model-b"))
         assert [b["model"] for b in srv.chat_bodies[8:]] == ["model-b"] * 16
     assert report.baseline is not None
-    assert (report.baseline.prompt_ref, report.baseline.model, report.baseline.judge_calls) == (
+    assert (report.baseline.prompt_ref, report.baseline.model, report.baseline.requests) == (
         "v1",
         "model-b",
         8,
@@ -321,7 +362,7 @@ async def test_an_unreachable_judge_keeps_finished_results_and_resume_judges_onl
     judged_ok = sorted(rid for rid, r in results.items() if r.error is None)
     assert judged_ok == answered == ["r1", "r2", "r3"]
     assert all(r.error.startswith("connection failed") for r in results.values() if r.error is not None)
-    assert (interrupted.status, interrupted.judged, interrupted.total) == ("interrupted", len(results), 8)
+    assert (interrupted.status, interrupted.done, interrupted.total) == ("interrupted", len(results), 8)
     assert str(e.value).endswith(
         f"Check that the server is running and the base URL is right. Alignment run 1: {len(results)} of 8 "
         "results kept."

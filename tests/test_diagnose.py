@@ -22,7 +22,7 @@ from align_mcp.engine import evaluators, holdout, queues, reviews, samples
 from align_mcp.engine.ingest import import_runs
 from align_mcp.errors import Conflict, EmptyReferenceSet, InvalidInput, NextStep, NotFound
 from align_mcp.store import Store
-from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, garbage, prompt_text, section
 
 pytestmark = pytest.mark.anyio
 
@@ -189,7 +189,7 @@ async def test_triage_re_asks_once_when_the_reply_names_other_run_ids(store: Sto
 
     report = await triage.triage(store, NAME)
 
-    assert report.judge_calls == 2
+    assert (report.judge_calls, report.reasks) == (2, 1)
     assert [c.category for c in report.cases] == ["label_error", "rubric_gap", "judge_error"]
     assert (
         "That reply was invalid (run_id 'pp-999' was not among the cases sent; "
@@ -496,6 +496,28 @@ async def test_the_budget_caps_judge_calls_run_by_run(store: Store, srv: FakeJud
     )
 
 
+def prose_first(script: Script) -> Callable[[dict[str, Any]], Reply]:
+    """The script's judge, except that a first request gets prose: every judgement takes a re-ask."""
+    return lambda body: garbage("Looks right to me.") if len(body["messages"]) == 2 else script(body)
+
+
+async def test_self_consistency_counts_samples_judged_requests_and_re_asks_apart(
+    store: Store, script: Script, srv: FakeJudgeServer
+) -> None:
+    srv.responder = prose_first(script)
+    report = await consistency.self_consistency(store, NAME, k=2, run_ids=["pp-001", "pp-002"])
+    assert (report.judge_calls, report.judged, report.requests, report.reasks, srv.calls) == (4, 4, 8, 4, 8)
+
+
+async def test_suggestions_count_requests_and_re_asks_apart_from_judgements(
+    store: Store, script: Script, srv: FakeJudgeServer
+) -> None:
+    queue_new(store, 3)
+    srv.responder = prose_first(script)
+    report = await suggestions.suggest_labels(store, NAME, repeats=2)
+    assert (report.judge_calls, report.requests, report.reasks, srv.calls) == (9, 18, 9, 18)
+
+
 async def test_repeated_samples_that_disagree_raise_a_run(store: Store, script: Script) -> None:
     queue_new(store, 3)
     script.score = alternating({"u3": [1, 0]}, script.seen)
@@ -564,11 +586,14 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     assert report.ci == expected.ci
     assert (report.n_unlabeled, report.n_labeled, report.test_evaluations) == (10, 13, 1)
     assert srv.calls == 13 + 10
+    assert (report.requests, report.reasks) == (10, 0), (
+        "the unlabeled runs' requests; the test run reports its own"
+    )
     assert "(judged now; counted as a test evaluation)" in report.notes[1]
 
     again = await pass_rate.corrected_pass_rate(store, NAME, run_ids=["u1", "u2", "pp-001"])
     assert srv.calls == 23  # the test run is reused and the verdicts come from the cache
-    assert (again.test_evaluations, again.already_labeled, again.observed) == (1, 1, 1.0)
+    assert (again.test_evaluations, again.already_labeled, again.observed, again.requests) == (1, 1, 1.0, 0)
     assert "(reused: no new look at the test split)" in again.notes[1]
 
 

@@ -27,13 +27,14 @@ import pytest
 from align_mcp import config
 from align_mcp.core.models import JudgeSettings, Note, ScoreType
 from align_mcp.engine import alignment as align
-from align_mcp.engine import evaluators, ingest, queues
+from align_mcp.engine import evaluators, ingest, overview, queues
 from align_mcp.errors import (
     Conflict,
     ImportFormatError,
     InvalidInput,
     InvalidScore,
     JudgeConfigError,
+    JudgeFailed,
     JudgeUnreachable,
     NextStep,
     NotFound,
@@ -42,16 +43,21 @@ from align_mcp.store import ResultRow, Store
 from align_mcp.testing.fakejudge import (
     FakeJudgeServer,
     Reply,
+    dribble,
+    empty_body,
     garbage,
     hang,
+    html_page,
     prompt_text,
     rate_limited,
     reset,
     section,
     server_error,
+    truncated_json,
     verdict,
     wrong_shape,
 )
+from conftest import snapshot
 
 BINARY = ScoreType(kind="binary")
 NAME = "correctness"
@@ -145,6 +151,19 @@ FAULTS: dict[str, tuple[list[Reply], str | None]] = {
         [Reply(status=400)],
         "HTTP 400 from the judge: Error code: 400 - The fake judge returned HTTP 400 as scripted.",
     ),
+    # A 200 that is not a chat completion: retried like a gateway error, then that example's error.
+    "empty-200-then-ok": ([empty_body(), verdict(1)], None),
+    "empty-200-always": ([empty_body()], "HTTP 200 from the judge with an empty body (after 3 attempts)"),
+    "html-200-always": (
+        [html_page()],
+        "HTTP 200 from the judge with an HTML page: "
+        "'<!DOCTYPE html><html><head><title>Gateway</title></head><body><h1>Please sign in' (after 3 attempts)",
+    ),
+    "truncated-200-always": (
+        [truncated_json()],
+        "HTTP 200 from the judge with truncated or invalid JSON: "
+        """'{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"index": 0, "me' (after 3 attempts)""",
+    ),
 }
 
 
@@ -173,7 +192,8 @@ async def test_every_judge_fault_ends_judged_or_recorded_as_an_error_with_its_ca
 
     m = report.run.metrics
     assert m is not None
-    assert (report.run.status, report.run.judged, report.run.total) == ("completed", len(FAULTS), len(FAULTS))
+    assert (report.run.status, report.run.done, report.run.total) == ("completed", len(FAULTS), len(FAULTS))
+    assert (report.run.judged, report.run.errors) == (len(FAULTS) - len(errors), len(errors))
     assert (m.errors, m.n) == (len(errors), len(FAULTS) - len(errors))
     assert m.agreement.n == len(FAULTS) - len(errors), "errors are never counted as agreement or disagreement"
     assert len(report.error_examples) == 5 and all(e.error for e in report.error_examples)
@@ -204,7 +224,7 @@ async def test_a_connection_dropped_on_every_try_marks_that_example_as_error_and
     with FakeJudgeServer(responder=PerRun(plans)) as srv:
         judge_env(monkeypatch, srv)
         report = await align.run_alignment(store, NAME, split="all", compare=False, concurrency=1)
-        assert (report.run.status, report.run.judged, report.run.total) == ("completed", 8, 8)
+        assert (report.run.status, report.run.done, report.run.total) == ("completed", 8, 8)
         assert report.run.metrics is not None
         assert (report.run.metrics.n, report.run.metrics.errors) == (7, 1)
         assert [(e.run_id, e.error) for e in report.error_examples] == [
@@ -240,6 +260,214 @@ async def test_a_refused_connection_interrupts_the_run_and_names_the_url(
     )
     assert e.value.next_steps == (NextStep("resume_alignment", {"alignment_run": 1}),)
     assert align.summary(store, 1).status == "interrupted"
+
+
+@pytest.mark.anyio
+async def test_a_judge_dribbling_its_reply_times_out_as_a_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store, {"slow": 1, "ok": 1}, JudgeSettings(max_retries=0, timeout=1))
+    with FakeJudgeServer(responder=PerRun({"slow": [dribble(0.5)], "ok": [verdict(1)]})) as srv:
+        judge_env(monkeypatch, srv)
+        started = time.monotonic()
+        with anyio.fail_after(20):
+            report = await align.run_alignment(store, NAME, split="all", compare=False, concurrency=2)
+        elapsed = time.monotonic() - started
+    assert [(e.run_id, e.error) for e in report.error_examples] == [
+        ("slow", "timed out after 1s (after 1 attempt)")
+    ]
+    assert (report.run.status, report.run.judged, report.run.errors) == ("completed", 1, 1)
+    assert elapsed < 5, "each byte came within the read timeout, but the request as a whole did not"
+
+
+@pytest.mark.anyio
+async def test_a_huge_reasoning_is_cut_in_the_results_and_the_cache(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store, {"big": 1, "ok": 0})
+    huge = "The output is right. " * 250_000  # 5,250,000 characters
+    with FakeJudgeServer(
+        responder=PerRun({"big": [Reply(score=1, reasoning=huge)], "ok": [verdict(0)]})
+    ) as srv:
+        judge_env(monkeypatch, srv)
+        report = await align.run_alignment(store, NAME, split="all", compare=False)
+    assert (report.run.judged, report.run.errors) == (2, 0)
+    kept = results(store, report.run.id)["big"].reasoning
+    assert kept is not None and kept.startswith(huge[:8000])
+    assert kept.endswith(" … [cut: the judge's reasoning was 5,250,000 characters; the first 8,000 are kept]")
+    with sqlite3.connect(db_path) as conn:
+        (cached,) = conn.execute("SELECT max(length(reasoning)) FROM judge_cache").fetchone()
+    assert cached == len(kept)
+    assert sum(p.stat().st_size for p in db_path.parent.glob(db_path.name + "*")) < 2 * 2**20
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("url", ["127.0.0.1:8000/v1", "localhost:11434/v1", "ftp://judge.example/v1"])
+async def test_a_base_url_without_an_http_scheme_stops_the_run_before_any_call(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    seed(store, {"r1": 1, "r2": 0})
+    before = snapshot(db_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
+    with pytest.raises(JudgeConfigError) as e:
+        await align.run_alignment(store, NAME, split="all", compare=False)
+    fix = f" (e.g. http://{url})" if "://" not in url else ""
+    assert str(e.value) == (
+        f"OPENAI_BASE_URL={url!r} is not an http:// or https:// URL, so no judge can be called at it. Start it "
+        f"with http:// or https://{fix}."
+    )
+    assert snapshot(db_path) == before
+
+
+@pytest.mark.anyio
+async def test_rate_limit_waits_are_reported_in_progress_and_summed_in_the_summary(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store, {"r1": 1}, JudgeSettings(max_retries=2))
+    progress: list[str] = []
+
+    async def on_progress(done: int, total: int, message: str) -> None:
+        progress.append(message)
+
+    with FakeJudgeServer(responder=PerRun({"r1": [rate_limited(1), verdict(1)]})) as srv:
+        judge_env(monkeypatch, srv)
+        report = await align.run_alignment(store, NAME, split="all", compare=False, on_progress=on_progress)
+    assert progress == [
+        "draft: 0/1 judged (0 from cache)",
+        "draft: 0/1 judged; waiting 1.0s after HTTP 429 from the judge",
+        "draft: 1/1 judged",
+    ]
+    assert (report.run.requests, report.run.reasks, report.run.waited_s) == (2, 0, 1.0)
+    assert (
+        Note(
+            text="1s of this run were spent waiting between attempts, after rate limits or errors (each wait is "
+            "capped at 60s)."
+        )
+        in report.notes
+    )
+
+
+@pytest.mark.anyio
+async def test_a_run_whose_every_example_errored_has_failed_and_says_why(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels = {f"p{i}": i % 2 for i in range(1, 4)}
+    seed(store, labels, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=lambda body: garbage("The output is fine.")) as srv:
+        judge_env(monkeypatch, srv)
+        with pytest.raises(JudgeFailed) as e:
+            await align.run_alignment(store, NAME, split="all")
+        assert len(srv.chat_bodies) == 6, "each example asked once and re-asked once; no baseline judged"
+    assert str(e.value) == (
+        "Alignment run 1 failed: 0 judged, 3 errors. Cause: unparseable reply after a re-ask: reply is not JSON: "
+        "'The output is fine.' (3 examples). Fix the judge, then judge the run again."
+    )
+    assert e.value.next_steps == (NextStep("resume_alignment", {"alignment_run": 1, "retry_errors": True}),)
+    run = align.summary(store, 1)
+    assert (run.status, run.done, run.judged, run.errors, run.requests, run.reasks) == (
+        "failed",
+        3,
+        0,
+        3,
+        6,
+        3,
+    )
+    assert (
+        Note(
+            text="Alignment run 1 failed: 0 judged, 3 errors.",
+            next_steps=[NextStep("resume_alignment", {"alignment_run": 1, "retry_errors": True})],
+        )
+        in overview.evaluator_detail(store, NAME).notes
+    )
+
+
+FAILED_RUN = (
+    "Alignment run 1 failed: 0 judged, 3 errors. Cause: unparseable reply after a re-ask: reply is not JSON: "
+    "'The output is fine.' (3 examples). Fix the judge, then judge the run again."
+)
+
+
+@pytest.mark.anyio
+async def test_through_mcp_a_run_whose_every_example_errored_is_an_error_result(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp import Client
+
+    from align_mcp.mcp.server import create_server
+
+    seed(store, {f"p{i}": i % 2 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=lambda body: garbage("The output is fine.")) as srv:
+        judge_env(monkeypatch, srv)
+        async with Client(create_server(db_path)) as client:
+            result = await client.call_tool("run_alignment", {"evaluator": NAME, "split": "all"})
+    assert result.is_error
+    assert result.content[0].text.startswith(f"Error executing tool run_alignment: {FAILED_RUN} ")  # type: ignore[union-attr]
+
+
+def test_through_the_cli_a_run_whose_every_example_errored_exits_1_with_the_causes(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    with Store(db_path) as store:
+        seed(store, {f"p{i}": i % 2 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=lambda body: garbage("The output is fine.")) as srv:
+        judge_env(monkeypatch, srv)
+        result = CliRunner().invoke(main, ["--db", str(db_path), "align", NAME, "--split", "all"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert (
+        result.stderr == f"Error: {FAILED_RUN} Judge them again with `align-mcp resume 1 --retry-errors`.\n"
+    )
+
+
+def prose_first(body: dict[str, Any]) -> Reply:
+    """Prose on the first request, a pass verdict when asked again: each example takes a re-ask."""
+    return garbage("Looks fine.") if len(body["messages"]) == 2 else verdict(1)
+
+
+@pytest.mark.anyio
+async def test_through_mcp_a_run_reports_examples_judged_requests_and_re_asks_apart(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp import Client
+
+    from align_mcp.mcp.server import create_server
+
+    seed(store, {f"p{i}": 1 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=prose_first) as srv:
+        judge_env(monkeypatch, srv)
+        async with Client(create_server(db_path)) as client:
+            result = await client.call_tool("run_alignment", {"evaluator": NAME, "split": "all"})
+    assert not result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert (
+        "3 of 3 done (all): 3 judged (0 from cache), 0 error(s); model fake-judge; 6 request(s) to the judge "
+        "(3 re-ask(s))" in text
+    )
+    run = result.structured_content["run"]  # type: ignore[index]
+    assert (run["done"], run["judged"], run["errors"], run["requests"], run["reasks"]) == (3, 3, 0, 6, 3)
+
+
+def test_through_the_cli_a_run_reports_examples_judged_requests_and_re_asks_apart(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    with Store(db_path) as store:
+        seed(store, {f"p{i}": 1 for i in range(1, 4)}, JudgeSettings(max_retries=0))
+    with FakeJudgeServer(responder=prose_first) as srv:
+        judge_env(monkeypatch, srv)
+        result = CliRunner().invoke(main, ["--db", str(db_path), "align", NAME, "--split", "all"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "completed, 3/3 done: 3 judged (0 from cache), 0 error(s); 6 request(s) to the judge (3 re-ask(s))"
+        in (result.stdout)
+    )
 
 
 # ---- 2. crash: kill -9 mid-alignment, restart, resume ------------------------------------------------------

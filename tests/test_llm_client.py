@@ -5,16 +5,19 @@ mapping with its user-facing texts, structured replies with one re-ask, and usag
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
 from align_mcp.core.models import JudgeSettings, ScoreType
 from align_mcp.errors import JudgeConfigError, JudgeUnreachable
+from align_mcp.llm import client as client_module
 from align_mcp.llm.client import (
+    MAX_REASK_ECHO_CHARS,
     MAX_RETRY_AFTER_S,
     CallFailed,
     ModelClient,
@@ -25,7 +28,7 @@ from align_mcp.llm.client import (
     retry_after_seconds,
 )
 from align_mcp.llm.endpoint import Endpoint
-from align_mcp.llm.judge import Verdict, open_judge, response_schema
+from align_mcp.llm.judge import MAX_REASONING_CHARS, Verdict, open_judge, parse_reply, response_schema
 from align_mcp.llm.structured import StructuredReply, ask, parse_model
 
 pytestmark = pytest.mark.anyio
@@ -407,3 +410,161 @@ async def test_pydantic_replies_are_validated_and_fenced_ones_accepted() -> None
     assert answer.value == Pick(choice="b") and answer.usage.requests == 2
     assert judge.bodies[0]["response_format"] == json_schema_format("pick", Pick.model_json_schema())
     assert judge.bodies[0]["response_format"]["json_schema"]["schema"]["additionalProperties"] is False
+
+
+# ---- replies that are not a completion, whole-request timeouts, redaction, waits and the request hook -------
+
+
+@pytest.mark.parametrize(
+    ("response", "what"),
+    [
+        (httpx2.Response(200, content=b""), "an empty body"),
+        (httpx2.Response(200, content=b"  \n"), "an empty body"),
+        (
+            httpx2.Response(200, content=b"<html><body>502 Bad Gateway</body></html>"),
+            "an HTML page: '<html><body>502 Bad Gateway</body></html>'",
+        ),
+        (
+            httpx2.Response(
+                200, content=b'{"id": "chatcmpl-1", "choi', headers={"content-type": "application/json"}
+            ),
+            """truncated or invalid JSON: '{"id": "chatcmpl-1", "choi'""",
+        ),
+        (
+            httpx2.Response(200, content=b"upstream timed out"),
+            "a body that is not JSON: 'upstream timed out'",
+        ),
+        (httpx2.Response(200, json={"ok": True}), """JSON that is not a chat completion: '{"ok":true}'"""),
+        (httpx2.Response(200, json=[1, 2]), "JSON that is not a chat completion: '[1,2]'"),
+    ],
+    ids=["empty", "blank", "html", "truncated", "text", "other-object", "array"],
+)
+async def test_a_200_that_is_not_a_completion_is_retried_then_ends_the_call_naming_what_came(
+    response: httpx2.Response, what: str
+) -> None:
+    judge = Judge(response)
+    waits = Waits()
+    with pytest.raises(CallFailed) as e:
+        await client_for(judge, waits, JudgeSettings(max_retries=1)).complete(MESSAGES, SCHEMA)
+    assert e.value.problem == f"HTTP 200 from the judge with {what} (after 2 attempts)"
+    assert len(judge.requests) == 2 and len(waits) == 1
+
+
+async def test_a_200_that_is_not_a_completion_then_a_completion_succeeds() -> None:
+    judge = Judge(httpx2.Response(200, content=b""), completion(VALID))
+    result = await client_for(judge, Waits()).complete(MESSAGES, SCHEMA)
+    assert (result.content, result.usage.requests) == (VALID, 2)
+
+
+async def test_a_body_beyond_the_size_limit_ends_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "MAX_REPLY_BYTES", 100)
+    judge = Judge(completion("x" * 200))
+    with pytest.raises(CallFailed) as e:
+        await client_for(judge, Waits(), JudgeSettings(max_retries=0)).complete(MESSAGES, SCHEMA)
+    assert e.value.problem == "HTTP 200 from the judge with a body larger than 100 bytes (after 1 attempt)"
+
+
+async def test_the_timeout_bounds_the_whole_request_not_each_read() -> None:
+    async def dribble() -> AsyncIterator[bytes]:
+        for byte in completion(VALID).content:
+            await anyio.sleep(0.05)
+            yield bytes([byte])
+
+    judge = Judge(lambda request: httpx2.Response(200, content=dribble()))
+    with anyio.fail_after(5):
+        with pytest.raises(CallFailed) as e:
+            await client_for(judge, Waits(), JudgeSettings(timeout=0.3, max_retries=0)).complete(
+                MESSAGES, SCHEMA
+            )
+    assert e.value.problem == "timed out after 0.3s (after 1 attempt)"
+
+
+async def test_the_key_and_header_values_are_redacted_from_errors_and_replies() -> None:
+    key = ENDPOINT.api_key
+    dropped = Judge(lambda request: httpx2.ReadError(f"peer closed; sent Bearer {key}", request=request))
+    with pytest.raises(CallFailed) as e:
+        await client_for(dropped, Waits(), JudgeSettings(max_retries=0)).complete(MESSAGES, SCHEMA)
+    assert e.value.problem == "connection failed (peer closed; sent Bearer [redacted]) (after 1 attempt)"
+
+    rejected = Judge(status(400, message=f"Invalid request for key {key}."))
+    with pytest.raises(CallFailed) as e:
+        await client_for(rejected, Waits()).complete(MESSAGES, SCHEMA)
+    assert e.value.problem == "HTTP 400 from the judge: Error code: 400 - Invalid request for key [redacted]."
+    assert e.value.__cause__ is None and e.value.__suppress_context__, (
+        "the SDK's error, quoting the key, is dropped"
+    )
+
+    echoed = Judge(completion(json.dumps({"reasoning": f"Your key is {key}.", "score": 1})))
+    verdict = await verdict_of(echoed, Waits())
+    assert verdict.reasoning == "Your key is [redacted]."
+
+
+async def test_a_key_that_cannot_be_a_header_value_is_refused_before_any_request() -> None:
+    endpoint = Endpoint(base_url=BASE_URL, api_key="sk-caf\u00e9-key", model="judge-model")
+    with pytest.raises(JudgeConfigError) as e:
+        ModelClient(endpoint, JudgeSettings())
+    assert str(e.value) == (
+        "The judge API key contains a non-ASCII character (at position 7 of 11), so it cannot be sent in an HTTP "
+        "header."
+    )
+
+
+async def test_waits_are_told_before_they_start_and_summed_in_usage() -> None:
+    told: list[tuple[float, str]] = []
+
+    async def on_wait(seconds: float, why: str) -> None:
+        told.append((seconds, why))
+
+    judge = Judge(status(429, {"Retry-After": "2"}), status(503, {"Retry-After": "90"}), completion(VALID))
+    waits = Waits()
+    client = ModelClient(
+        ENDPOINT, JudgeSettings(max_retries=2), transport=judge.transport(), sleep=waits, on_wait=on_wait
+    )
+    result = await client.complete(MESSAGES, SCHEMA)
+    assert told == [(2.0, "HTTP 429 from the judge"), (60.0, "HTTP 503 from the judge")]
+    assert waits == [2.0, 60.0] and result.usage.waited_s == 62.0
+
+
+async def test_on_request_is_called_before_every_request_and_may_refuse_one() -> None:
+    class Spent(Exception):
+        pass
+
+    taken: list[int] = []
+
+    def take() -> None:
+        if len(taken) == 2:
+            raise Spent
+        taken.append(1)
+
+    judge = Judge(completion("not json"), completion("still not json"))
+    client = ModelClient(
+        ENDPOINT, JudgeSettings(max_retries=0), transport=judge.transport(), sleep=Waits(), on_request=take
+    )
+    with pytest.raises(UnusableReply) as e:
+        await client.structured(MESSAGES, SCHEMA, _reject)
+    assert (len(taken), len(judge.requests), e.value.usage.reasks) == (2, 2, 1)
+    with pytest.raises(Spent):
+        await client.complete(MESSAGES, SCHEMA)
+    assert len(judge.requests) == 2, "the refused request was never sent"
+
+
+def _reject(content: str | None) -> Any:
+    raise ReplyError(f"rejected: {content}")
+
+
+async def test_a_re_ask_shows_the_model_at_most_the_start_of_its_unusable_reply() -> None:
+    long_prose = "word " * 2000
+    judge = Judge(completion(long_prose), completion(VALID))
+    result = await verdict_of(judge, Waits())
+    assert result.error is None and result.reasks == 1
+    echoed = judge.bodies[1]["messages"][-2]
+    assert echoed == {"role": "assistant", "content": long_prose[:MAX_REASK_ECHO_CHARS]}
+
+
+def test_a_long_reasoning_is_cut_and_says_how_long_it_was() -> None:
+    score, reasoning = parse_reply(json.dumps({"reasoning": "a" * 10_000, "score": 1}), BINARY)
+    assert score == 1 and reasoning is not None
+    assert reasoning == "a" * MAX_REASONING_CHARS + (
+        " … [cut: the judge's reasoning was 10,000 characters; the first 8,000 are kept]"
+    )
+    assert parse_reply(json.dumps({"reasoning": "short", "score": 0}), BINARY) == (0, "short")

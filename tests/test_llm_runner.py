@@ -127,12 +127,26 @@ async def test_without_refused_a_budget_refusal_stops_the_batch() -> None:
         await run_batch(list(range(4)), call, concurrency=1)
 
 
-def test_try_take_keeps_the_calls_asked_for_in_reserve() -> None:
+def test_leaves_says_whether_a_request_keeps_the_reserve_and_a_taker_takes_each_request() -> None:
     budget = Budget(5)
     budget.take("analysis", 2)
-    assert budget.try_take("reflection", keep=2) is True  # 3 used, 2 left
-    assert budget.try_take("reflection", keep=2) is False  # would leave 1 of the 2 kept
-    assert budget.try_take("reflection") is True
+    assert budget.leaves(2) is True  # 3 used after it, 2 left
+    take = budget.taker("reflection")
+    take()
+    assert budget.leaves(2) is False  # would leave 1 of the 2 kept
+    assert budget.leaves(0) is True
+    take()
     assert (budget.used, budget.counts["reflection"]) == (4, 2)
     with pytest.raises(BudgetSpent):
         budget.take("judge", 2)
+
+
+async def test_a_wait_is_reported_at_the_current_count_with_its_cause() -> None:
+    messages = Messages()
+    tally = Tally(messages, 4, "draft", done=1, detail=" judged")
+    await tally.waiting(30, "HTTP 429 from the judge")
+    await tally.advance()
+    assert messages == [
+        (1, 4, "draft: 1/4 judged; waiting 30.0s after HTTP 429 from the judge"),
+        (2, 4, "draft: 2/4 judged"),
+    ]

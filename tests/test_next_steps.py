@@ -226,3 +226,24 @@ def test_progress_adds_up_phases_and_never_goes_back() -> None:
         (11, 16),
     ]
     assert recorder.sent[-1][2] == "optimizer: 5/10 model calls used"
+
+
+def test_a_new_message_at_the_same_count_still_goes_out_with_a_slightly_higher_value() -> None:
+    recorder = Recorder()
+    report = ProgressReporter(recorder)  # type: ignore[arg-type]
+
+    async def waits() -> None:
+        await report(1, 3, "draft: 1/3 judged")
+        await report(1, 3, "draft: 1/3 judged; waiting 30.0s after HTTP 429 from the judge")
+        await report(
+            1, 3, "draft: 1/3 judged; waiting 30.0s after HTTP 429 from the judge"
+        )  # the same: dropped
+        await report(2, 3, "draft: 2/3 judged")
+
+    anyio.run(waits)
+
+    assert recorder.sent == [
+        (1, 3, "draft: 1/3 judged"),
+        (pytest.approx(1.001), 3, "draft: 1/3 judged; waiting 30.0s after HTTP 429 from the judge"),
+        (2, 3, "draft: 2/3 judged"),
+    ]

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from align_mcp.testing.fakejudge import (
     Reply,
     garbage,
     prompt_text,
+    rate_limited,
     section,
+    server_error,
     simulated_responder,
 )
 
@@ -399,6 +402,114 @@ async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
     assert "The judge's current template:" in user and "keep every one exactly as written" in user
     assert proposal.changed and proposal.prompt.startswith(woven.strip())
     assert proposal.dev.after.agreement.value > proposal.dev.before.agreement.value  # type: ignore[operator]
+
+
+def reasked(body: dict[str, Any]) -> Reply:
+    """A judge that answers prose first and a verdict only when asked again: two requests per example."""
+    if len(body["messages"]) == 2:
+        return garbage("The output looks fine to me.")
+    return simulated_responder(body)
+
+
+async def test_the_budget_counts_every_request_re_asks_included_and_stops_at_it(
+    store: Store, server: FakeJudgeServer, model: ScriptedModel
+) -> None:
+    model.judge = reasked
+    proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=161)
+    b = proposal.budget
+    assert b.used == server.calls <= 161, (
+        "every request the server received is counted, and never above budget"
+    )
+    assert b.used == b.judge_calls + b.reflection_calls + b.analysis_calls
+    assert b.judge_calls == len(model.requests["judge"]) == 2 * b.examples_judged + (b.judge_calls % 2)
+    assert b.reasks == b.examples_judged > 0
+    assert b.stopped_by_budget and proposal.test.excluded > 0
+    assert any(
+        w.startswith("The budget ran out before every example was judged: ") for w in proposal.warnings
+    )
+    assert any(
+        note.startswith(
+            f"{b.judge_calls} judge request(s) judged {b.examples_judged} example(s): {b.reasks} re-ask(s)"
+        )
+        for note in proposal.notes
+    ), proposal.notes
+
+
+async def test_a_rate_limit_while_judging_candidates_is_reported_in_progress(
+    store: Store, model: ScriptedModel
+) -> None:
+    limited: list[bool] = []
+    lock = threading.Lock()
+
+    def judge(body: dict[str, Any]) -> Reply:
+        """A 429 to the first request that judges with the revised prompt (the optimizer's own judging)."""
+        with lock:
+            first = NUMBERS_RULE in prompt_text(body) and not limited
+            if first:
+                limited.append(True)
+        return rate_limited(0) if first else simulated_responder(body)
+
+    model.judge = judge
+    progress: list[str] = []
+
+    async def on_progress(done: int, total: int, message: str) -> None:
+        progress.append(message)
+
+    proposal = await optimize.propose_prompt(
+        store, "correctness", mode="reflect", budget=200, on_progress=on_progress
+    )
+    waits = [m for m in progress if "waiting" in m]
+    assert len(waits) == 1 and re.fullmatch(
+        r"optimizer: \d+/200 model calls used; waiting 0\.0s after HTTP 429 from the judge", waits[0]
+    )
+    assert proposal.budget.used <= 200
+
+
+async def test_a_draft_dev_run_beyond_the_budget_stops_at_it_and_says_so(
+    store: Store, server: FakeJudgeServer, model: ScriptedModel
+) -> None:
+    asked: set[str] = set()
+    lock = threading.Lock()
+
+    def judge(body: dict[str, Any]) -> Reply:
+        """A server error first, then prose, then a verdict when asked again: three requests per example."""
+        with lock:
+            first = (text := prompt_text(body)) not in asked
+            asked.add(text)
+        return server_error(500) if first else reasked(body)
+
+    model.judge = judge
+    with pytest.raises(InvalidInput) as e:
+        await optimize.propose_prompt(store, "correctness", mode="reflect", budget=93)
+    assert server.calls == 93, "the 33 dev examples need 99 requests; the budget stops them at 93"
+    assert str(e.value).startswith(
+        "budget=93 model calls ran out while judging the draft on dev (93 requests, retries and re-asks included)"
+    )
+
+
+async def test_before_and_after_on_test_are_measured_on_the_examples_both_prompts_judged(
+    store: Store, model: ScriptedModel
+) -> None:
+    holdout.ensure_split(store, "correctness")
+    broken = sorted(holdout.split_ids(store, "correctness", "test"))[:2]
+
+    def judge(body: dict[str, Any]) -> Reply:
+        text = prompt_text(body)
+        if NUMBERS_RULE in text and any(RUNS[rid]["outputs"]["answer"] in text for rid in broken):
+            return garbage("Cannot say.")
+        return simulated_responder(body)
+
+    model.judge = judge
+    proposal = await optimize.propose_prompt(store, "correctness", mode="reflect", budget=200)
+    t = proposal.test
+    assert (t.n, t.excluded) == (13, 2)
+    assert t.before.n == t.after.n == t.flips.n == 11, "both sides on the same 11 examples"
+    assert t.before.errors == t.after.errors == 0
+    assert (
+        "On test, 2 of 13 example(s) are left out of the comparison, so both sides are measured on the same 11: "
+        "the proposal could not judge 2 (first: unparseable reply after a re-ask: reply is not JSON: "
+        "'Cannot say.')."
+    ) in proposal.notes
 
 
 async def test_apply_refuses_to_overwrite_draft_edits_unless_forced(store: Store) -> None:

@@ -532,7 +532,7 @@ async def test_cancelled_alignment_keeps_finished_results_and_resumes(
     assert resumed["run"]["id"] == interrupted["id"]
     assert resumed["run"]["status"] == "completed"
     assert resumed["run"]["judged"] == resumed["run"]["total"]
-    assert resumed["run"]["judge_calls"] >= resumed["run"]["total"] - interrupted["judged"]
+    assert resumed["run"]["requests"] >= resumed["run"]["total"] - interrupted["judged"]
     assert "No alignment run 999" in await fails(client, "run_alignment", evaluator="correctness", resume=999)
 
 

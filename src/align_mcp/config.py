@@ -53,19 +53,39 @@ def tool_selection() -> list[str]:
     return names or [DEFAULT_TOOLS]
 
 
-def _first(*names: str) -> tuple[str | None, str | None]:
+def _first(*names: str, strip: bool = False) -> tuple[str | None, str | None]:
     for name in names:
         value = os.environ.get(name)
+        if value and strip:
+            value = value.strip()
         if value:
             return value, name
     return None, None
+
+
+def read_api_key(name: str) -> str | None:
+    """The API key in environment variable `name`, without surrounding whitespace (a pasted key often ends in
+    a newline); None when unset or blank."""
+    return (os.environ.get(name) or "").strip() or None
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent in an HTTP header (a control or non-ASCII character, and where), or None.
+
+    The answer never quotes the key or any part of it.
+    """
+    for i, ch in enumerate(key, start=1):
+        if not " " <= ch <= "~":
+            kind = "a non-ASCII character" if ord(ch) > 127 else "a control character"
+            return f"contains {kind} (at position {i} of {len(key)})"
+    return None
 
 
 def load() -> Settings:
     """Read the settings from the environment."""
     db = os.environ.get(ENV_DB)
     base_url, base_var = _first(ENV_JUDGE_BASE_URL, "OPENAI_BASE_URL")
-    api_key, key_var = _first(ENV_JUDGE_API_KEY, "OPENAI_API_KEY")
+    api_key, key_var = _first(ENV_JUDGE_API_KEY, "OPENAI_API_KEY", strip=True)
     raw_conc = os.environ.get(ENV_CONCURRENCY)
     try:
         concurrency = int(raw_conc) if raw_conc else DEFAULT_CONCURRENCY

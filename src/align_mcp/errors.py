@@ -126,6 +126,10 @@ class JudgeUnreachable(AlignError):
     """The judge endpoint could not be reached; finished results are kept."""
 
 
+class JudgeFailed(AlignError):
+    """Every example of a run ended in an error, so nothing was judged; the errors are kept."""
+
+
 class EmptyReferenceSet(AlignError):
     """An evaluator has no labeled runs to align against."""
 

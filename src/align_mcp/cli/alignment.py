@@ -95,13 +95,14 @@ def runs_cmd(ctx: click.Context, evaluator: str, as_json: bool) -> None:
         runs,
         as_json,
         lambda: table(
-            ["run", "prompt", "status", "judged", "agreement", "kappa", "model"],
+            ["run", "prompt", "status", "done", "errors", "agreement", "kappa", "model"],
             [
                 [
                     s.id,
                     s.prompt_ref,
                     s.status,
-                    f"{s.judged}/{s.total}",
+                    f"{s.done}/{s.total}",
+                    s.errors,
                     pct(s.metrics.agreement.value) if s.metrics else "n/a",
                     kappa(s.metrics.kappa if s.metrics else None),
                     s.model + simulated(s.model),

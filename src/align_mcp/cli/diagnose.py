@@ -42,6 +42,7 @@ def triage_cmd(
         click.echo(
             f"Triage of run {r.alignment_run} ({r.prompt_ref}): "
             + ", ".join(f"{k} {v}" for k, v in r.counts.items())
+            + f"; {r.judge_calls} request(s) to the judge ({r.reasks} re-ask(s))"
             + sim
         )
         for c in r.cases:
@@ -163,7 +164,8 @@ def consistency_cmd(
         sim = simulated(r.model)
         click.echo(
             f"{r.n} run(s) x {r.k} verdicts at temperature {r.temperature:g}: verdict flips on "
-            f"{pct(r.flip_rate.value)} of runs, errors {r.errors}{sim}"
+            f"{pct(r.flip_rate.value)} of runs, errors {r.errors}; {r.judged} of {r.judge_calls} sample(s) judged, "
+            f"{r.requests} request(s) to the judge ({r.reasks} re-ask(s)){sim}"
         )
         for e in r.examples:
             if e.flipped:
@@ -195,7 +197,10 @@ def suggest_cmd(ctx: click.Context, evaluator: str, n: int, budget: int, repeats
 
     def show() -> None:
         table(["run", "value", "reason"], [[x.run_id, f"{x.value:.2f}", x.reason] for x in r.suggestions])
-        click.echo(f"{r.judge_calls} judge call(s), {r.cache_hits} from cache, budget {r.budget}")
+        click.echo(
+            f"{r.judge_calls} judgement(s), {r.cache_hits} from cache, budget {r.budget}; {r.requests} request(s) "
+            f"to the judge ({r.reasks} re-ask(s))"
+        )
         notes(r.notes)
 
     emit(r, as_json, show)
@@ -228,6 +233,10 @@ def pass_rate_cmd(
             f"(95% CI {pct(r.ci.low)}–{pct(r.ci.high)}) over {r.n_unlabeled} run(s){sim}"
         )
         click.echo(f"TPR {pct(r.tpr.value)}  TNR {pct(r.tnr.value)} on {r.n_labeled} test example(s){sim}")
+        click.echo(
+            f"{r.n_unlabeled} unlabeled run(s) judged, {r.unlabeled_errors} error(s); {r.requests} request(s) to "
+            f"the judge ({r.reasks} re-ask(s))"
+        )
         notes(r.notes)
 
     emit(r, as_json, show)

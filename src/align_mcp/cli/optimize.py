@@ -39,7 +39,14 @@ def failures_cmd(
 @command("propose")
 @click.argument("evaluator")
 @click.option("--mode", type=click.Choice(["gepa", "reflect"]), default="gepa", show_default=True)
-@click.option("--budget", type=int, default=300, show_default=True, help="Most model calls to make.")
+@click.option(
+    "--budget",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Most model requests to make: every request to the judge, reflection or analysis model counts, retries "
+    "and re-asks included (cache hits are free). The optimizer stops at it.",
+)
 @click.pass_context
 def propose_cmd(ctx: click.Context, evaluator: str, mode: str, budget: int, as_json: bool) -> None:
     """Propose a revised prompt (DSPy GEPA or one reflective rewrite), validated on the held-out test split.

@@ -250,10 +250,19 @@ def print_metrics(m: Metrics, model: str) -> None:
         click.echo(f"  within one {pct(m.within_one.value)}{sim}")
 
 
+def counts_line(s: AlignmentSummary) -> str:
+    """What a run did and cost: examples done, judged (from the cache) and in error; requests and re-asks."""
+    waited = f", {s.waited_s:.0f}s waiting" if s.waited_s >= 1 else ""
+    return (
+        f"{s.done}/{s.total} done: {s.judged} judged ({s.cache_hits} from cache), {s.errors} error(s); "
+        f"{s.requests} request(s) to the judge ({s.reasks} re-ask(s)){waited}"
+    )
+
+
 def print_summary(title: str, s: AlignmentSummary) -> None:
     click.echo(
         f"{title}: run {s.id}, {s.evaluator} {s.prompt_ref}, model {s.model}{simulated(s.model)} — {s.status}, "
-        f"{s.judged}/{s.total} judged, {s.judge_calls} judge call(s), {s.cache_hits} from cache"
+        + counts_line(s)
     )
     if s.metrics:
         print_metrics(s.metrics, s.model)
@@ -285,16 +294,18 @@ def print_proposal(p: Proposal) -> None:
     click.echo(f"Proposal {p.id} ({p.mode}) for {p.evaluator!r}: {p.status}")
     for comp in (p.dev, p.test):
         b, a = comp.before.agreement, comp.after.agreement
+        left_out = f", {comp.excluded} left out: not judged by both" if comp.excluded else ""
         click.echo(
-            f"  {comp.split} (n = {comp.n}): agreement {pct(b.value)} -> {pct(a.value)}; "
+            f"  {comp.split} (n = {comp.n}{left_out}): agreement {pct(b.value)} -> {pct(a.value)}; "
             f"kappa {kappa(comp.before.kappa)} -> {kappa(comp.after.kappa)}; {comp.flips.verdict}"
         )
     for m in p.addresses:
         click.echo(f"  fixes {m.fixed}/{m.cases} of '{m.name}' ({m.direction})")
     spent = p.budget
     click.echo(
-        f"  model calls {spent.used}/{spent.budget} (judge {spent.judge_calls}, "
-        f"reflection {spent.reflection_calls})"
+        f"  model requests {spent.used}/{spent.budget} (judge {spent.judge_calls}, reflection "
+        f"{spent.reflection_calls}, analysis {spent.analysis_calls}); {spent.examples_judged} example(s) judged, "
+        f"{spent.reasks} re-ask(s), {spent.cache_hits} from cache"
     )
     click.echo(note_line(p.verdict))
     if p.diff:

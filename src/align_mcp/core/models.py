@@ -404,28 +404,32 @@ class ExampleResult(Model):
         return self.judge_score == self.human_score
 
 
-AlignmentStatus = Literal["running", "completed", "interrupted"]
+AlignmentStatus = Literal["running", "completed", "interrupted", "failed"]
 
 
 class AlignmentSummary(Model):
-    """An alignment run: which prompt, over which examples, with what result."""
+    """An alignment run: which prompt, over which examples, with what result, and what it cost."""
 
     id: int
     evaluator: str
     prompt_ref: str = Field(description="'draft' or 'v<N>'")
     version: int | None = None
     split: str = Field(description="Which labeled examples: all, dev or test")
-    status: AlignmentStatus
+    status: AlignmentStatus = Field(
+        description="running, completed, interrupted (stopped before every example was done: resume it) or "
+        "failed (every example ended in an error: nothing was judged)"
+    )
     model: str
     started_at: datetime
     finished_at: datetime | None = None
     total: int = Field(description="Examples in the reference set when the run started")
-    judged: int = Field(description="Examples with a stored result (judged or error)")
-    judge_calls: int = Field(
-        description="Examples judged by a call to the judge without error (cache hits and errors excluded; "
-        "retries and re-asks are not counted separately)"
-    )
-    cache_hits: int
+    done: int = Field(description="Examples with a stored result: judged + errors")
+    judged: int = Field(description="Examples the judge scored (from the cache or by a request)")
+    errors: int = Field(description="Examples that could not be judged (each keeps its error)")
+    cache_hits: int = Field(description="Examples judged from the cache, with no request")
+    requests: int = Field(description="HTTP requests sent to the judge: retries and re-asks included")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
+    waited_s: float = Field(description="Seconds spent waiting between attempts (rate limits, backoff)")
     prompt_tokens: int
     completion_tokens: int
     metrics: Metrics | None = None
@@ -527,7 +531,8 @@ class TriageReport(Model):
     cases: list[TriagedCase]
     counts: dict[str, int] = Field(description="Cases per category (plus 'unclassified')")
     remaining: int = Field(description="Misaligned dev cases left out by `limit`")
-    judge_calls: int
+    judge_calls: int = Field(description="HTTP requests to the judge model (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     notes: list[Note] = Field(default_factory=list)
 
 
@@ -610,8 +615,11 @@ class ConsistencyReport(Model):
     n: int = Field(description="Runs sampled")
     flip_rate: Rate = Field(description="Share of runs (with at least 2 valid verdicts) whose verdict flips")
     mean_flip_share: float | None = Field(description="Mean per-run instability")
-    errors: int = Field(description="Failed judge calls (excluded from every rate)")
-    judge_calls: int
+    errors: int = Field(description="Samples that failed (excluded from every rate)")
+    judge_calls: int = Field(description="Samples taken: k per run, each a separate judgement")
+    judged: int = Field(description="Samples judged without error")
+    requests: int = Field(description="HTTP requests to the judge (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     examples: list[ExampleConsistency] = Field(description="Per run, most unstable first")
     notes: list[str] = Field(default_factory=list)
 
@@ -635,7 +643,9 @@ class SuggestionReport(Model):
     candidates: int = Field(description="Unlabeled runs in the queue")
     suggestions: list[LabelSuggestion]
     saved_version: int | None = Field(description="The saved version compared with the draft, if they differ")
-    judge_calls: int
+    judge_calls: int = Field(description="Judgements made (draft, saved version and repeated samples)")
+    requests: int = Field(description="HTTP requests to the judge (retries and re-asks included)")
+    reasks: int = Field(description="Requests that asked again after an unusable reply")
     cache_hits: int
     budget: int
     unjudged: int = Field(description="Candidates without a draft verdict because the budget ran out")
@@ -661,6 +671,11 @@ class PassRateReport(Model):
     n_boot: int
     skipped_resamples: int
     unlabeled_errors: int = Field(description="Unlabeled runs whose judge call failed (left out)")
+    requests: int = Field(
+        default=0,
+        description="HTTP requests to the judge for the unlabeled runs (retries and re-asks included)",
+    )
+    reasks: int = Field(default=0, description="Requests that asked again after an unusable reply")
     already_labeled: int = Field(description="Given runs that have a human label and were left out")
     test_alignment_run: int = Field(description="The test-split alignment run TPR and TNR come from")
     test_evaluations: int = Field(description="How many times the test split has been judged so far")
@@ -713,29 +728,41 @@ class ModeOutcome(Model):
 
 
 class SplitComparison(Model):
-    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test."""
+    """The current draft vs the proposal on one split: metrics with 95% intervals and the McNemar flip test,
+    both measured on the same examples (those both prompts judged)."""
 
     split: Literal["dev", "test"]
     n: int = Field(description="Labeled examples in the split")
     before: Metrics = Field(description="The draft the optimizer started from")
     after: Metrics = Field(description="The proposal")
     flips: FlipReport
+    excluded: int = Field(
+        default=0,
+        description="Examples left out of both sides because the draft or the proposal could not judge them",
+    )
 
 
 class OptimizerBudget(Model):
-    """Model calls the optimizer made against the caller's budget (cache hits are free and not counted)."""
+    """Model requests the optimizer made against the caller's budget: every HTTP request counts, retries and
+    re-asks included; cache hits are free and not counted."""
 
-    budget: int = Field(description="The most model calls the optimizer was allowed to make")
+    budget: int = Field(description="The most model requests the optimizer was allowed to make")
     used: int = Field(
-        description="Model calls made in all: judge + reflection + analysis; never above budget"
+        description="Model requests made in all: judge + reflection + analysis; never above budget"
     )
     judge_calls: int = Field(
-        description="Judge calls: the draft and candidate prompts on dev and test examples"
+        description="Requests to the judge (retries and re-asks included): the draft and candidate prompts on "
+        "dev and test examples"
     )
-    reflection_calls: int = Field(description="Calls that proposed a rewritten prompt")
-    analysis_calls: int = Field(description="Calls that grouped the failures into failure modes")
-    cache_hits: int = Field(description="Judgements reused from the judge cache (no call made)")
-    stopped_by_budget: bool = Field(description="True when the search stopped because the budget ran low")
+    reflection_calls: int = Field(description="Requests that proposed a rewritten prompt")
+    analysis_calls: int = Field(description="Requests that grouped the failures into failure modes")
+    examples_judged: int = Field(default=0, description="Examples judged by a request (not from the cache)")
+    reasks: int = Field(default=0, description="Judge requests that asked again after an unusable reply")
+    cache_hits: int = Field(description="Judgements reused from the judge cache (no request made)")
+    stopped_by_budget: bool = Field(
+        description="True when the search stopped because the budget ran low, or when the budget left some "
+        "examples unjudged"
+    )
 
 
 class Proposal(Model):

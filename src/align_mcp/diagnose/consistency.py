@@ -83,10 +83,13 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
         raise NotFound(f"No self-consistency check {check_id}.")
     k = check.k
     scores: dict[str, list[Score | None]] = {}
-    calls = 0
+    calls = judged = requests = reasks = 0
     for r in store.consistency_samples(check_id):
         scores.setdefault(r.run_id, [None] * k)[r.sample] = r.judge_score if r.error is None else None
         calls += 1
+        judged += r.error is None
+        requests += r.requests
+        reasks += r.reasks
     examples = []
     for rid, verdicts in scores.items():
         valid = [s for s in verdicts if s is not None]
@@ -125,7 +128,7 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
             "The misaligned view flags them as unstable."
         )
     if errors:
-        notes.append(f"{errors} judge call(s) failed and are left out of every rate.")
+        notes.append(f"{errors} sample(s) failed and are left out of every rate.")
     if check.status != "completed":
         notes.append(f"Check {check_id} is {check.status}: some samples are missing.")
     return ConsistencyReport(
@@ -140,6 +143,9 @@ def consistency_report(store: Store, check_id: int) -> ConsistencyReport:
         mean_flip_share=(sum(e.flip_share or 0 for e in measured) / len(measured) if measured else None),
         errors=errors,
         judge_calls=calls,
+        judged=judged,
+        requests=requests,
+        reasks=reasks,
         examples=examples,
         notes=notes,
     )

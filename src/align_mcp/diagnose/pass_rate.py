@@ -191,6 +191,8 @@ async def corrected_pass_rate(
         n_boot=estimate.n_boot,
         skipped_resamples=estimate.skipped_resamples,
         unlabeled_errors=len(failed),
+        requests=sum(v.calls for v in verdicts.values()),
+        reasks=sum(v.reasks for v in verdicts.values()),
         already_labeled=already_labeled,
         test_alignment_run=aid,
         test_evaluations=split.test_evaluations if split else 0,

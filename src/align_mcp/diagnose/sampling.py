@@ -54,7 +54,7 @@ def lookup(
     jobs = []
     for rid, run in runs.items():
         messages = build_messages(prompt.text, run.as_dict(), prompt.settings.reasoning)
-        jobs.append(Job(rid, messages, cache_key(prompt.endpoint.model, prompt.settings, messages, schema)))
+        jobs.append(Job(rid, messages, cache_key(prompt.endpoint, prompt.settings, messages, schema)))
     hits = store.cache_get([job.key for job in jobs])
     found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
     return found, [job for job in jobs if job.key not in hits]
@@ -72,7 +72,7 @@ async def judge_jobs(
     verdicts: dict[str, Verdict] = {}
     if not jobs:
         return verdicts
-    async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+    async with open_judge(prompt.endpoint, prompt.settings, score_type, on_wait=tally.waiting) as judge:
 
         async def one(job: Job) -> None:
             verdict = await judge.judge_example(job.messages)
@@ -116,7 +116,7 @@ async def sample_repeatedly(
     jobs = [(rid, i) for i in range(k) for rid in run_ids]
     status = "interrupted"
     try:
-        async with open_judge(prompt.endpoint, prompt.settings, score_type) as judge:
+        async with open_judge(prompt.endpoint, prompt.settings, score_type, on_wait=tally.waiting) as judge:
 
             async def one(job: tuple[str, int]) -> None:
                 rid, i = job
@@ -133,6 +133,8 @@ async def sample_repeatedly(
                             prompt_tokens=verdict.prompt_tokens,
                             completion_tokens=verdict.completion_tokens,
                             latency_ms=verdict.latency_ms,
+                            requests=verdict.calls,
+                            reasks=verdict.reasks,
                         )
                     ],
                 )

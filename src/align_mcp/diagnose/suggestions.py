@@ -91,13 +91,21 @@ async def suggest_labels(
     repeat_ids = candidates[: spare // repeats] if repeats else []
     tally = Tally(on_progress, len(planned) + len(repeat_ids) * repeats, "suggest labels")
     limit = concurrency or env.concurrency
+    requests = reasks = 0
     for which, scores, prompt in ((0, draft_scores, draft), (1, saved_scores, saved)):
         jobs = [job for w, job in planned if w == which]
         if prompt is not None and jobs:
             verdicts = await judge_jobs(store, score_type, prompt, jobs, limit, tally)
             scores.update({rid: v.score for rid, v in verdicts.items() if v.score is not None})
+            requests += sum(v.calls for v in verdicts.values())
+            reasks += sum(v.reasks for v in verdicts.values())
     if repeat_ids:
-        await sample_repeatedly(store, evaluator, score_type, draft, repeat_ids, repeats, limit, tally)
+        check = await sample_repeatedly(
+            store, evaluator, score_type, draft, repeat_ids, repeats, limit, tally
+        )
+        taken = store.consistency_samples(check)
+        requests += sum(s.requests for s in taken)
+        reasks += sum(s.reasks for s in taken)
     samples = latest_samples(store, evaluator)
 
     counts = balance(store, evaluator, score_type).counts
@@ -173,6 +181,8 @@ async def suggest_labels(
         suggestions=suggestions[:n],
         saved_version=int(saved.ref[1:]) if saved else None,
         judge_calls=len(planned) + len(repeat_ids) * repeats,
+        requests=requests,
+        reasks=reasks,
         cache_hits=hits,
         budget=budget,
         unjudged=unjudged,

@@ -21,7 +21,7 @@ from align_mcp.core.text import shown, strip_code_fence
 from align_mcp.engine.alignment import get_misaligned
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.errors import AlignError, InvalidInput, NextStep
-from align_mcp.llm.client import CallFailed, ModelClient, ReplyError, json_schema_format, open_client
+from align_mcp.llm.client import CallFailed, ModelClient, ReplyError, Usage, json_schema_format, open_client
 from align_mcp.llm.endpoint import resolve_endpoint
 from align_mcp.llm.runner import Progress, Tally, run_batch
 from align_mcp.store import Store, TriageRow
@@ -144,8 +144,8 @@ def parse_triage(content: str | None, run_ids: Sequence[str]) -> Classes:
 
 async def _triage_chunk(
     client: ModelClient, messages: list[dict[str, str]], run_ids: list[str]
-) -> tuple[Classes, str | None, int]:
-    """One structured call, re-asked once when the reply is invalid: (classifications, problem, requests).
+) -> tuple[Classes, str | None, Usage]:
+    """One structured call, re-asked once when the reply is invalid: (classifications, problem, usage).
 
     When no reply classifies every case, the reply that classified the most is kept.
     """
@@ -158,8 +158,8 @@ async def _triage_chunk(
         )
     except CallFailed as e:
         partial = [reply.found for reply in e.replies if isinstance(reply, PartialTriage)]
-        return max(partial, key=len, default={}), e.problem, e.usage.requests
-    return answer.value, None, answer.usage.requests
+        return max(partial, key=len, default={}), e.problem, e.usage
+    return answer.value, None, answer.usage
 
 
 def _all_misaligned(
@@ -231,23 +231,25 @@ async def triage(
             counts={**dict.fromkeys(CATEGORIES, 0), "unclassified": 0},
             remaining=0,
             judge_calls=0,
+            reasks=0,
             notes=[Note(text=f"Alignment run {aid} has no misaligned dev cases: nothing to triage.")],
         )
     chunks = [cases[i : i + chunk_size] for i in range(0, len(cases), chunk_size)]
     results: dict[str, tuple[TriageCategory | None, str | None, str | None]] = {}
-    calls = 0
+    calls = reasks = 0
     tally = Tally(
         on_progress, len(chunks), "triage", detail=lambda: f" chunks ({len(results)} of {len(cases)} cases)"
     )
 
-    async with open_client(endpoint, settings) as client:
+    async with open_client(endpoint, settings, on_wait=tally.waiting) as client:
 
         async def one(chunk: list[MisalignedCase]) -> None:
-            nonlocal calls
+            nonlocal calls, reasks
             ids = [c.run_id for c in chunk]
             messages = triage_messages(evaluator, ev.score_type, row.prompt, chunk)
-            found, problem, n = await _triage_chunk(client, messages, ids)
-            calls += n
+            found, problem, usage = await _triage_chunk(client, messages, ids)
+            calls += usage.requests
+            reasks += usage.reasks
             stored = []
             for rid in ids:
                 category, reason = found.get(rid, (None, None))
@@ -286,6 +288,7 @@ async def triage(
         counts=counts,
         remaining=remaining,
         judge_calls=calls,
+        reasks=reasks,
         notes=_triage_notes(evaluator, aid, triaged, remaining),
     )
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+from collections import Counter
 from typing import Literal
 
 import anyio
@@ -28,7 +29,8 @@ from align_mcp.engine import holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
-from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, NextStep, NotFound
+from align_mcp.errors import AlignError, EmptyReferenceSet, InvalidInput, JudgeFailed, NextStep, NotFound
+from align_mcp.llm.client import MAX_RETRY_AFTER_S, OnRequest
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
@@ -44,11 +46,22 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["false_pass", "false_fail", "over", "under", "mismatch"]
 MAX_ERROR_EXAMPLES = 5
+MAX_FAILURE_CAUSES = 3
 DEFAULT_CASE_CHARS = 1200
 
 
-def _prompt_hash(prompt: str, settings: JudgeSettings, model: str) -> str:
-    material = json.dumps({"prompt": prompt, "judge": settings.model_dump(), "model": model}, sort_keys=True)
+def _prompt_hash(prompt: str, settings: JudgeSettings, endpoint: Endpoint) -> str:
+    """What a run judged with: the prompt, the settings, the model and where it was served (the same model name
+    at another endpoint may judge differently, so a run there never stands in for this one)."""
+    material = json.dumps(
+        {
+            "prompt": prompt,
+            "judge": settings.model_dump(),
+            "model": endpoint.model,
+            "endpoint": endpoint.base_url.rstrip("/").lower(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -62,12 +75,14 @@ async def run_alignment(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    on_request: OnRequest | None = None,
 ) -> AlignmentReport:
     """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
 
     `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
     counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
     saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
+    `on_request` is called before every request to the judge (a budget may refuse one by raising).
     """
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
@@ -83,13 +98,21 @@ async def run_alignment(
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
-    await _execute(store, aid, ev.score_type, endpoint, concurrency or env.concurrency, on_progress)
+    await _execute(
+        store,
+        aid,
+        ev.score_type,
+        endpoint,
+        concurrency or env.concurrency,
+        on_progress,
+        on_request=on_request,
+    )
     baseline_id: int | None = None
     notes: list[Note] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
-        base_hash = _prompt_hash(base_text, base_settings, base_endpoint.model)
-        if base_hash == _prompt_hash(text, settings, endpoint.model):
+        base_hash = _prompt_hash(base_text, base_settings, base_endpoint)
+        if base_hash == _prompt_hash(text, settings, endpoint):
             # Same prompt, settings and model: judging it again would only repeat this run (and its errors).
             notes.append(
                 Note(
@@ -109,6 +132,7 @@ async def run_alignment(
                 concurrency or env.concurrency,
                 on_progress,
                 base_ref,
+                on_request=on_request,
             )
     if baseline_id is not None:
         store.set_alignment_baseline(aid, baseline_id)
@@ -164,7 +188,7 @@ def _create_run(
         text,
         settings,
         endpoint.model,
-        _prompt_hash(text, settings, endpoint.model),
+        _prompt_hash(text, settings, endpoint),
         split,
         examples,
     )
@@ -191,6 +215,8 @@ async def _execute(
     concurrency: int,
     on_progress: Progress | None,
     label: str | None = None,
+    *,
+    on_request: OnRequest | None = None,
 ) -> None:
     row = _run_row(store, aid)
     settings = row.judge
@@ -209,7 +235,7 @@ async def _execute(
             cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
             continue
         messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
-        keyed.append((pending_id, messages, cache_key(endpoint.model, settings, messages, schema)))
+        keyed.append((pending_id, messages, cache_key(endpoint, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:
         hit = hits.get(key)
@@ -238,10 +264,13 @@ async def _execute(
 
     failure: AlignError | None = None
     completed = "interrupted"
+    tally = Tally(on_progress, total, what, done=done, detail=" judged")
+
     try:
         if work:
-            tally = Tally(on_progress, total, what, done=done, detail=" judged")
-            async with open_judge(endpoint, settings, score_type) as judge:
+            async with open_judge(
+                endpoint, settings, score_type, on_wait=tally.waiting, on_request=on_request
+            ) as judge:
 
                 async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
                     rid, messages, key = item
@@ -257,7 +286,9 @@ async def _execute(
             completed = "completed"
     finally:
         with anyio.CancelScope(shield=True):
-            _finish(store, aid, score_type, completed)
+            status = _finish(store, aid, score_type, completed)
+    if status == "failed":
+        raise _failed(store, aid)
     if failure is not None:
         kept = _run_row(store, aid).total - len(store.pending_examples(aid))
         raise type(failure)(
@@ -278,14 +309,39 @@ def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
         cached_tokens=verdict.cached_tokens,
         latency_ms=verdict.latency_ms,
         cached=False,
+        requests=verdict.calls,
+        reasks=verdict.reasks,
+        waited_s=verdict.waited_s,
     )
 
 
-def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> None:
+def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> str:
+    """Store the run's end and metrics; a run that completed with every example in error has failed.
+    Returns the status stored."""
     results = store.alignment_results(aid)
     pairs = [(r.human_score, r.judge_score if r.error is None else None) for r in results]
     computed = metrics.compute_metrics(score_type, pairs) if pairs else None
+    if status == "completed" and results and all(r.error is not None for r in results):
+        status = "failed"
     store.finish_alignment_run(aid, status, computed)
+    return status
+
+
+def _failed(store: Store, aid: int) -> JudgeFailed:
+    """The error of a run in which every example failed: the counts and the first distinct causes."""
+    results = store.alignment_results(aid)
+    causes = Counter(r.error for r in results if r.error is not None)
+    shown = [
+        f"{cause.rstrip('.')} ({n} example{'' if n == 1 else 's'})"
+        for cause, n in causes.most_common(MAX_FAILURE_CAUSES)
+    ]
+    more = len(causes) - len(shown)
+    return JudgeFailed(
+        f"Alignment run {aid} failed: 0 judged, {len(results)} errors. "
+        f"{'First causes' if len(shown) > 1 else 'Cause'}: {'; '.join(shown)}"
+        f"{f'; and {more} other cause(s)' if more > 0 else ''}. Fix the judge, then judge the run again.",
+        NextStep("resume_alignment", {"alignment_run": aid, "retry_errors": True}),
+    )
 
 
 def _run_row(store: Store, aid: int) -> AlignmentRunRow:
@@ -312,9 +368,13 @@ def summary(store: Store, aid: int) -> AlignmentSummary:
         started_at=row.started_at,
         finished_at=row.finished_at,
         total=row.total,
-        judged=totals.judged,
-        judge_calls=totals.judge_calls,
+        done=totals.judged,
+        judged=totals.judged - totals.errors,
+        errors=totals.errors,
         cache_hits=totals.cache_hits,
+        requests=totals.requests,
+        reasks=totals.reasks,
+        waited_s=round(totals.waited_s, 3),
         prompt_tokens=totals.prompt_tokens,
         completion_tokens=totals.completion_tokens,
         metrics=row.metrics,
@@ -352,11 +412,18 @@ def report(
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid, "retry_errors": True})],
             )
         )
-    if run.status != "completed":
+    if run.status in ("running", "interrupted"):
         notes.append(
             Note(
-                text=f"Run {aid} is {run.status}: {run.total - run.judged} example(s) not judged yet.",
+                text=f"Run {aid} is {run.status}: {run.total - run.done} example(s) not judged yet.",
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid})],
+            )
+        )
+    if run.waited_s >= 1:
+        notes.append(
+            Note(
+                text=f"{run.waited_s:.0f}s of this run were spent waiting between attempts, after rate limits "
+                f"or errors (each wait is capped at {MAX_RETRY_AFTER_S:.0f}s)."
             )
         )
     m = run.metrics

@@ -74,8 +74,17 @@ def evaluator_detail(store: Store, name: str, max_chars: int | None = None) -> E
         if run.status == "interrupted":
             notes.append(
                 Note(
-                    text=f"Alignment run {run.id} was interrupted: {run.judged} of {run.total} judged.",
+                    text=f"Alignment run {run.id} was interrupted: {run.done} of {run.total} examples done.",
                     next_steps=[NextStep("resume_alignment", {"alignment_run": run.id})],
+                )
+            )
+        elif run.status == "failed":
+            notes.append(
+                Note(
+                    text=f"Alignment run {run.id} failed: 0 judged, {run.errors} errors.",
+                    next_steps=[
+                        NextStep("resume_alignment", {"alignment_run": run.id, "retry_errors": True})
+                    ],
                 )
             )
     if ev.draft_differs:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -30,9 +32,38 @@ Clock = Callable[[], float]
 """The current time as a Unix timestamp (for Retry-After given as an HTTP date)."""
 
 MAX_RETRY_AFTER_S = 60.0
+MAX_REPLY_BYTES = 16 * 2**20
+"""The most of a reply body read: a larger one ends the request as an error (16 MiB)."""
+MAX_REASK_ECHO_CHARS = 2000
+"""The most of an unusable reply shown back to the model when it is asked again."""
 REASK = (
     "That reply was invalid ({problem}). Reply again with only the JSON object that matches the schema{hint}."
 )
+OnWait = Callable[[float, str], Awaitable[None]]
+"""Told before each wait between attempts: (seconds, why), e.g. (30.0, "HTTP 429 from the judge")."""
+OnRequest = Callable[[], None]
+"""Called before every HTTP request (retries and re-asks included), e.g. to take it from a budget; whatever it
+raises ends the call there, before the request is sent."""
+
+REDACTED = "[redacted]"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s'\"]+")
+_ILLEGAL_HEADER = re.compile(
+    r"(?i)(illegal header value)\s*(?:b?'(?:[^'\\]|\\.)*'|b?\"(?:[^\"\\]|\\.)*\"|\S+)"
+)
+_MIN_SECRET_CHARS = 6
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """`text` without any of `secrets` (e.g. the API key), bearer tokens, or header values quoted in an error."""
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET_CHARS:
+            text = text.replace(secret, REDACTED)
+    text = _ILLEGAL_HEADER.sub(rf"\1 {REDACTED}", text)
+    return _BEARER.sub(rf"\1 {REDACTED}", text)
+
+
+class BadBody(Exception):
+    """An HTTP 200 whose body is not a chat completion (empty, truncated, an HTML page, too large)."""
 
 
 @dataclass
@@ -43,12 +74,18 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    reasks: int = 0
+    """Requests that asked again after an unusable reply (counted in `requests` too)."""
+    waited_s: float = 0.0
+    """Seconds spent waiting between attempts (rate limits, backoff)."""
 
     def add(self, other: Usage) -> None:
         self.requests += other.requests
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
+        self.reasks += other.reasks
+        self.waited_s += other.waited_s
 
 
 class ReplyError(ValueError):
@@ -126,7 +163,12 @@ class ModelClient:
     """An OpenAI-compatible chat endpoint called with one set of settings; share one across a batch of calls.
 
     `transport` (an httpx2 async transport) replaces the network, so tests can answer in-process; `sleep`
-    performs every backoff wait and `clock` dates Retry-After, so tests never wait for real.
+    performs every backoff wait and `clock` dates Retry-After, so tests never wait for real; `on_wait` is told
+    of each wait before it starts (to report a rate limit in progress); `on_request` is called before every
+    request is sent (to count it against a budget, which may refuse it by raising).
+
+    `settings.timeout` bounds each request as a whole, reading the reply included. Every text that comes back
+    from the HTTP layer or the model (errors, reply content) has the API key and header values redacted.
     """
 
     def __init__(
@@ -137,19 +179,28 @@ class ModelClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         sleep: Sleep = anyio.sleep,
         clock: Clock = time.time,
+        on_wait: OnWait | None = None,
+        on_request: OnRequest | None = None,
     ) -> None:
         # Imported here: start-up never pays for the openai client.
         import httpx2
         import openai
-        from openai.types.chat import ChatCompletion
 
+        problem = config.api_key_problem(endpoint.api_key)
+        if problem is not None:
+            raise JudgeConfigError(f"The judge API key {problem}, so it cannot be sent in an HTTP header.")
         self.endpoint = endpoint
         self.settings = settings
         self.sleep = sleep
         self.clock = clock
+        self.on_wait = on_wait
+        self.on_request = on_request
+        self._secrets = (endpoint.api_key,)
         self._connect_error = httpx2.ConnectError
-        self._completion = ChatCompletion
+        self._transport_errors = (httpx2.TransportError,)
+        self._read_timeout = httpx2.TimeoutException
         self._failures = (openai.APIConnectionError, openai.APIStatusError)  # timeouts are connection errors
+        self._raw = httpx2.Response
         http_client = openai.DefaultAsyncHttpxClient(transport=transport) if transport is not None else None
         self.client: AsyncOpenAI = openai.AsyncOpenAI(
             api_key=endpoint.api_key,
@@ -168,9 +219,13 @@ class ModelClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def redact(self, text: str) -> str:
+        """`text` without the API key or any header value."""
+        return redact(text, self._secrets)
+
     async def complete(self, messages: Sequence[Message], response_format: Mapping[str, Any]) -> Completion:
-        """One chat completion, retried with backoff on rate limits, server errors, timeouts and dropped
-        connections.
+        """One chat completion, retried with backoff on rate limits, server errors, timeouts, dropped
+        connections and 200 replies that are not a completion (empty, truncated, an HTML page).
 
         Raises JudgeUnreachable / JudgeConfigError for failures that would hit every call alike (a refused
         connection, a rejected key, an unknown model), and CallFailed for those that concern this call only.
@@ -187,31 +242,66 @@ class ModelClient:
         usage = Usage()
         problem = ""
         for attempt in range(attempts):
+            if self.on_request is not None:
+                self.on_request()
             usage.requests += 1
+            wait: float | None = None
             try:
-                # client.post skips the SDK's per-call TypedDict transform of the params (plain JSON here):
-                # about 1 ms of CPU per request, which is most of the client's cost at high request rates.
-                response = await self.client.post("/chat/completions", body=body, cast_to=self._completion)
+                # The whole request, the reply's last byte included: a judge that dribbles its reply times out.
+                with anyio.fail_after(self.settings.timeout):
+                    content, tokens = await self._post(body)
+            except TimeoutError:
+                problem = f"timed out after {self.settings.timeout:g}s"
             except self._failures as e:
                 problem, wait = self.failure(e, last=attempt == attempts - 1, usage=usage)
+            except self._read_timeout:
+                problem = f"timed out after {self.settings.timeout:g}s"
+            except self._transport_errors as e:  # the connection failed while the reply was being read
+                problem = f"connection failed ({self.redact(str(e)) or type(e).__name__})"
+            except BadBody as e:
+                problem = f"HTTP 200 from the judge with {e}"
             else:
-                tokens = response.usage
-                if tokens is not None:
-                    usage.prompt_tokens += tokens.prompt_tokens
-                    usage.completion_tokens += tokens.completion_tokens
-                    if tokens.prompt_tokens_details is not None:
-                        usage.cached_tokens += tokens.prompt_tokens_details.cached_tokens or 0
-                content = response.choices[0].message.content if response.choices else None
-                return Completion(content, usage)
+                usage.prompt_tokens += tokens.prompt_tokens
+                usage.completion_tokens += tokens.completion_tokens
+                usage.cached_tokens += tokens.cached_tokens
+                return Completion(None if content is None else self.redact(content), usage)
             if attempt < attempts - 1:
-                await self.sleep(min(backoff_seconds(attempt) if wait is None else wait, MAX_RETRY_AFTER_S))
+                seconds = min(backoff_seconds(attempt) if wait is None else wait, MAX_RETRY_AFTER_S)
+                usage.waited_s += seconds
+                if self.on_wait is not None:
+                    await self.on_wait(seconds, problem)
+                await self.sleep(seconds)
         raise CallFailed(f"{problem} (after {attempts} attempt{'s' if attempts > 1 else ''})", usage)
+
+    async def _post(self, body: dict[str, Any]) -> tuple[str | None, Usage]:
+        """Send one request and read its reply, at most MAX_REPLY_BYTES of it: (message content, tokens)."""
+        # client.post skips the SDK's per-call TypedDict transform of the params (plain JSON here): about 1 ms of
+        # CPU per request. The body is streamed and read here, bounded, rather than read whole and parsed by the
+        # SDK, which fails with a traceback on a 200 that is not a completion.
+        streaming = True
+        response = await self.client.post("/chat/completions", body=body, cast_to=self._raw, stream=streaming)
+        # cast_to=Response makes the SDK return the response itself: this narrows the SDK's union type.
+        if not isinstance(response, self._raw):  # pragma: no cover
+            raise TypeError(f"expected an HTTP response, got {type(response).__name__}")
+        try:
+            raw = bytearray()
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > MAX_REPLY_BYTES:
+                    raise BadBody(f"a body larger than {MAX_REPLY_BYTES:,} bytes")
+        finally:
+            await response.aclose()
+        return completion_of(bytes(raw), self.redact)
 
     def failure(
         self, e: APIConnectionError | APIStatusError, *, last: bool, usage: Usage
     ) -> tuple[str, float | None]:
         """The one error mapping. Returns (problem, seconds the server asked to wait) for a failure worth a
-        retry; raises AlignError for one that stops every call, CallFailed for one that ends this call."""
+        retry; raises AlignError for one that stops every call, CallFailed for one that ends this call.
+
+        Every text taken from the error is redacted, and the SDK's exception is not chained (`from None`): its
+        message and body may quote the key, and a chained cause reaches any traceback that is logged.
+        """
         import openai
 
         base_url = self.endpoint.base_url
@@ -220,29 +310,29 @@ class ModelClient:
         if isinstance(e, openai.APIConnectionError):
             # A dropped connection's cause often has an empty message (ReadError('')): name its type then.
             cause = e.__cause__ or e
-            detail = str(cause) or type(cause).__name__
+            detail = self.redact(str(cause)) or type(cause).__name__
             # Refused or unresolvable: nothing can be judged, so stop. A connection dropped mid-reply concerns
             # this request only: the call ends as an error and the others go on.
             if last and isinstance(cause, self._connect_error):
                 raise JudgeUnreachable(
                     f"Cannot reach the judge at {base_url}: {detail}. Check that the server is running and the "
                     "base URL is right."
-                ) from e
+                ) from None
             return f"connection failed ({detail})", None
         if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
             raise JudgeConfigError(
                 f"The judge at {base_url} rejected the API key ({e.status_code}). Check OPENAI_API_KEY / "
                 f"{config.ENV_JUDGE_API_KEY}."
-            ) from e
+            ) from None
         if isinstance(e, openai.NotFoundError):
             raise JudgeConfigError(
                 f"The judge at {base_url} answered 404 for model {self.endpoint.model!r}. Check the model name "
                 f"({config.ENV_JUDGE_MODEL}) and the base URL (it usually ends in /v1)."
-            ) from e
+            ) from None
         status = e.status_code
         if status in (408, 429) or status >= 500:
             return f"HTTP {status} from the judge", retry_after_seconds(e.response.headers, self.clock)
-        raise CallFailed(f"HTTP {status} from the judge: {e.message}", usage) from e
+        raise CallFailed(f"HTTP {status} from the judge: {self.redact(e.message)}", usage) from None
 
     async def structured(
         self,
@@ -278,12 +368,57 @@ class ModelClient:
                 rejected.append(e)
             if attempt == 1 or (may_reask is not None and not may_reask()):
                 break
+            usage.reasks += 1
+            echo = (completion.content or "")[:MAX_REASK_ECHO_CHARS]
             convo = [
                 *messages,
-                {"role": "assistant", "content": completion.content or ""},
+                {"role": "assistant", "content": echo},
                 {"role": "user", "content": REASK.format(problem=rejected[-1], hint=reask_hint)},
             ]
         raise UnusableReply(str(rejected[-1]), usage, rejected)
+
+
+def _tokens(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _excerpt(raw: bytes, redact: Callable[[str], str]) -> str:
+    text = " ".join(raw[:200].decode("utf-8", errors="replace").split())
+    return repr(redact(text)[:80])
+
+
+def completion_of(raw: bytes, redact: Callable[[str], str] = lambda text: text) -> tuple[str | None, Usage]:
+    """The message content (None when there is none) and token usage of a chat completion body; BadBody says
+    what the body is instead (empty, truncated JSON, an HTML page, JSON of another shape), quoting its start."""
+    text = raw.strip()
+    if not text:
+        raise BadBody("an empty body")
+    try:
+        data = json.loads(text)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        if text[:1] == b"<":
+            kind = "an HTML page" if re.match(rb"(?i)<(!doctype html|html|head|body)", text) else "markup"
+        elif text[:1] in (b"{", b"["):
+            kind = "truncated or invalid JSON"
+        else:
+            kind = "a body that is not JSON"
+        raise BadBody(f"{kind}: {_excerpt(text, redact)}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list):
+        raise BadBody(f"JSON that is not a chat completion: {_excerpt(text, redact)}")
+    usage = Usage()
+    tokens = data.get("usage")
+    if isinstance(tokens, dict):
+        usage.prompt_tokens = _tokens(tokens, "prompt_tokens")
+        usage.completion_tokens = _tokens(tokens, "completion_tokens")
+        details = tokens.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            usage.cached_tokens = _tokens(details, "cached_tokens")
+    first = choices[0] if choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    return (content if isinstance(content, str) else None), usage
 
 
 @asynccontextmanager
@@ -293,9 +428,13 @@ async def open_client(
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
     sleep: Sleep = anyio.sleep,
+    on_wait: OnWait | None = None,
+    on_request: OnRequest | None = None,
 ) -> AsyncIterator[ModelClient]:
     """A ModelClient, closed on exit even when the caller is cancelled."""
-    client = ModelClient(endpoint, settings, transport=transport, sleep=sleep)
+    client = ModelClient(
+        endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait, on_request=on_request
+    )
     try:
         yield client
     finally:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from align_mcp import config
 from align_mcp.core.models import JudgeSettings
@@ -37,13 +37,16 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
             "Ollama/vLLM server serves) or give the evaluator a model."
         )
     base_url = settings.base_url or env.effective_base_url
+    _check_base_url(base_url, None if settings.base_url else env.judge_base_url_var)
+    key_var = env.judge_api_key_var
     if settings.api_key_env:
         if not API_KEY_ENV.match(settings.api_key_env):
             raise JudgeConfigError(
                 f"api_key_env={settings.api_key_env!r} is not allowed: name a variable ending in _API_KEY (e.g. "
                 "AZURE_OPENAI_API_KEY), so no other secret can be sent to a judge endpoint."
             )
-        key = os.environ.get(settings.api_key_env)
+        key_var = settings.api_key_env
+        key = config.read_api_key(key_var)
         if not key:
             raise JudgeConfigError(
                 f"The evaluator reads its judge API key from {settings.api_key_env}, which is not set. "
@@ -67,4 +70,23 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
                 "OpenAI-compatible server such as Ollama (http://localhost:11434/v1)."
             )
         key = "not-needed"  # local servers (Ollama, vLLM, llama.cpp) accept any key
+    elif (problem := config.api_key_problem(key)) is not None:
+        raise JudgeConfigError(
+            f"{key_var or 'The judge API key'} {problem}, so it cannot be sent in an HTTP header. Set "
+            f"{key_var or 'it'} again to the key alone."
+        )
     return Endpoint(base_url=base_url, api_key=key, model=model)
+
+
+def _check_base_url(url: str, variable: str | None) -> None:
+    """Refuse a base URL that is not an absolute http(s) URL, naming where it came from (the environment
+    `variable`, or the evaluator's setting when None) and a likely fix."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return
+    source = f"{variable}={url!r}" if variable else f"The evaluator's base_url {url!r}"
+    fix = f" (e.g. http://{url})" if "://" not in url else ""
+    raise JudgeConfigError(
+        f"{source} is not an http:// or https:// URL, so no judge can be called at it. Start it with http:// or "
+        f"https://{fix}."
+    )

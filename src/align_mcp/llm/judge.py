@@ -20,6 +20,8 @@ from align_mcp.llm.client import (
     CallFailed,
     Message,
     ModelClient,
+    OnRequest,
+    OnWait,
     ReplyError,
     Sleep,
     UnusableReply,
@@ -71,12 +73,14 @@ def build_messages(template: str, run: Mapping[str, Any], reasoning: bool) -> li
 
 
 def cache_key(
-    model: str, settings: JudgeSettings, messages: list[dict[str, str]], schema: dict[str, Any]
+    endpoint: Endpoint, settings: JudgeSettings, messages: list[dict[str, str]], schema: dict[str, Any]
 ) -> str:
-    """Identity of a judge call: any change to prompt, example, model or sampling settings misses the cache."""
+    """Identity of a judge call: any change to prompt, example, endpoint, model or sampling settings misses the
+    cache (the same model name served elsewhere may judge differently)."""
     material = json.dumps(
         {
-            "model": model,
+            "endpoint": endpoint.base_url.rstrip("/").lower(),
+            "model": endpoint.model,
             "temperature": settings.temperature,
             "max_tokens": settings.max_tokens,
             "messages": messages,
@@ -103,6 +107,25 @@ class Verdict:
     cached_tokens: int | None = None
     latency_ms: float | None = None
     calls: int = 0
+    """HTTP requests made (retries and the re-ask included)."""
+    reasks: int = 0
+    waited_s: float = 0.0
+    """Seconds waited between attempts (rate limits, backoff)."""
+
+
+MAX_REASONING_CHARS = 8000
+"""The most of a verdict's reasoning kept in results and the cache; the rest is cut, and the cut is said."""
+
+
+def cut_reasoning(reasoning: str) -> str:
+    """`reasoning` within MAX_REASONING_CHARS, ending with a note of how much was cut when it was longer."""
+    if len(reasoning) <= MAX_REASONING_CHARS:
+        return reasoning
+    return (
+        reasoning[:MAX_REASONING_CHARS]
+        + f" … [cut: the judge's reasoning was {len(reasoning):,} characters; the first {MAX_REASONING_CHARS:,} "
+        "are kept]"
+    )
 
 
 def parse_reply(content: str | None, score_type: ScoreType) -> tuple[Score, str | None]:
@@ -122,7 +145,7 @@ def parse_reply(content: str | None, score_type: ScoreType) -> tuple[Score, str 
             f"score {data['score']!r} is outside the score type ({score_type.describe()})"
         ) from e
     reasoning = data.get("reasoning")
-    return score, reasoning if isinstance(reasoning, str) else None
+    return score, cut_reasoning(reasoning) if isinstance(reasoning, str) else None
 
 
 class Judge:
@@ -159,6 +182,8 @@ class Judge:
                 cached_tokens=usage.cached_tokens,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 calls=usage.requests,
+                reasks=usage.reasks,
+                waited_s=usage.waited_s,
             )
         return Verdict(
             score=None,
@@ -169,6 +194,8 @@ class Judge:
             cached_tokens=usage.cached_tokens if replied else None,
             latency_ms=(time.perf_counter() - started) * 1000,
             calls=usage.requests,
+            reasks=usage.reasks,
+            waited_s=usage.waited_s,
         )
 
 
@@ -180,7 +207,11 @@ async def open_judge(
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
     sleep: Sleep = anyio.sleep,
+    on_wait: OnWait | None = None,
+    on_request: OnRequest | None = None,
 ) -> AsyncIterator[Judge]:
     """A Judge over its own model client, closed on exit even when the caller is cancelled."""
-    async with open_client(endpoint, settings, transport=transport, sleep=sleep) as client:
+    async with open_client(
+        endpoint, settings, transport=transport, sleep=sleep, on_wait=on_wait, on_request=on_request
+    ) as client:
         yield Judge(client, score_type, settings.reasoning)

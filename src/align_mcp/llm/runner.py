@@ -40,6 +40,13 @@ class Tally:
         self.done = done
         self.detail = detail
 
+    async def waiting(self, seconds: float, why: str) -> None:
+        """Report a wait between attempts at the current count (a ModelClient `on_wait`)."""
+        if self.on_progress is not None:
+            detail = self.detail if isinstance(self.detail, str) else self.detail()
+            message = f"{self.what}: {self.done}/{self.total}{detail}; waiting {seconds:.1f}s after {why}"
+            await self.on_progress(self.done, self.total, message)
+
     async def advance(self, detail: str | None = None) -> None:
         self.done += 1
         if self.on_progress is not None:
@@ -96,13 +103,20 @@ class BudgetSpent(Exception):
 
 
 class Budget:
-    """Counts model calls by kind and refuses the one that would go over the limit (thread-safe)."""
+    """Counts model requests by kind and refuses the one that would go over the limit (thread-safe).
+
+    Every HTTP request counts, retries and re-asks included: give `take` to a ModelClient as its `on_request`.
+    `judged` (examples judged by a request), `reasks` and `cache_hits` (free) are tallied for the report.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.counts: Counter[str] = Counter()
         self.cache_hits = 0
-        self.requests = 0
+        self.judged = 0
+        self.reasks = 0
+        self.refused = 0
+        """Items a batch left unjudged because the budget refused their requests."""
         self._lock = threading.Lock()
 
     @property
@@ -119,13 +133,14 @@ class Budget:
                 raise BudgetSpent(f"{kind}: {self.used} of {self.limit} model calls used")
             self.counts[kind] += n
 
-    def try_take(self, kind: str, keep: int = 0) -> bool:
-        """Take one call when at least `keep` calls stay left after it; False (nothing taken) otherwise."""
+    def taker(self, kind: str) -> Callable[[], None]:
+        """A ModelClient `on_request` that takes each request from this budget as `kind`."""
+        return lambda: self.take(kind)
+
+    def leaves(self, keep: int) -> bool:
+        """Whether one more request leaves at least `keep` of the budget (nothing is taken)."""
         with self._lock:
-            if self.used + 1 > self.limit - keep:
-                return False
-            self.counts[kind] += 1
-            return True
+            return self.used + 1 <= self.limit - keep
 
     def report(self, stopped: bool) -> OptimizerBudget:
         return OptimizerBudget(
@@ -134,6 +149,8 @@ class Budget:
             judge_calls=self.counts["judge"],
             reflection_calls=self.counts["reflection"],
             analysis_calls=self.counts["analysis"],
+            examples_judged=self.judged,
+            reasks=self.reasks,
             cache_hits=self.cache_hits,
             stopped_by_budget=stopped,
         )

@@ -277,9 +277,10 @@ def _confusion(m: Metrics) -> list[str]:
 
 def _run_line(s: AlignmentSummary) -> str:
     return (
-        f"- {s.prompt_ref} (run {s.id}): {s.status}, judged {s.judged} of {s.total} ({s.split}), model "
-        f"{s.model}; {s.judge_calls} judge call(s), {s.cache_hits} from cache, "
-        f"{s.prompt_tokens + s.completion_tokens} tokens"
+        f"- {s.prompt_ref} (run {s.id}): {s.status}, {s.done} of {s.total} done ({s.split}): {s.judged} judged "
+        f"({s.cache_hits} from cache), {s.errors} error(s); model {s.model}; {s.requests} request(s) to the "
+        f"judge ({s.reasks} re-ask(s)), {s.prompt_tokens + s.completion_tokens} tokens"
+        + (f", {s.waited_s:.0f}s waiting" if s.waited_s >= 1 else "")
     )
 
 
@@ -360,13 +361,18 @@ class ProgressReporter:
         self.phase_done = 0
         self.phase_total: int | None = None
         self.last: float = -1
+        self.last_message = ""
 
     async def __call__(self, done: int, total: int, message: str) -> None:
         if self.phase_total is not None and (done < self.phase_done or total != self.phase_total):
             self.base += self.phase_total
         self.phase_done, self.phase_total = done, total
-        value = self.base + done
+        value: float = self.base + done
         if value <= self.last:
-            return
-        self.last = value
+            # A new message at the same count (a rate-limit wait) still goes out: progress must increase, so
+            # it moves by a thousandth.
+            if int(self.last) != value or message == self.last_message:
+                return
+            value = self.last + 0.001
+        self.last, self.last_message = value, message
         await self.ctx.report_progress(value, self.base + total, message)

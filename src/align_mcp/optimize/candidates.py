@@ -17,7 +17,7 @@ from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schem
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
 from align_mcp.store import CacheEntry, Store
 
-MAX_BUDGET = 100_000  # the most model calls one proposal may be given
+MAX_BUDGET = 100_000  # the most model requests one proposal may be given
 
 
 # ---- templates ----------------------------------------------------------------------------------------------
@@ -98,8 +98,9 @@ def is_wrong(outcome: Outcome | None, human: Score) -> bool:
 class Judging:
     """Judge (template, run) pairs exactly as run_alignment does: same rendering, schema, cache and endpoint.
 
-    A cache hit is free; every miss takes one call from the budget and is refused once the budget is spent.
-    Results are kept per template, so candidates can be compared on the same examples afterwards.
+    A cache hit is free; every request a miss makes (retries and the re-ask included) is taken from the budget,
+    and a request the spent budget refuses ends that example unjudged. Results are kept per template, so
+    candidates can be compared on the same examples afterwards.
     """
 
     def __init__(
@@ -135,7 +136,7 @@ class Judging:
 
     def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
         messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
-        return messages, cache_key(self.endpoint.model, self.settings, messages, self.schema)
+        return messages, cache_key(self.endpoint, self.settings, messages, self.schema)
 
     def uncached(self, template: str, run_ids: Sequence[str]) -> int:
         """How many calls judging these runs with this template would make now."""
@@ -171,7 +172,8 @@ class Judging:
             self.budget.cache_hits += 1
             outcome = found
         else:
-            self.budget.take("judge")
+            if self.budget.remaining <= 0:  # refuse before waiting on anything; the client takes each request
+                raise BudgetSpent(f"judge: {self.budget.used} of {self.budget.limit} model calls used")
             done = anyio.Event()
             self._inflight[key] = done
             try:
@@ -182,7 +184,9 @@ class Judging:
             finally:
                 del self._inflight[key]
                 done.set()
-            self.budget.requests += verdict.calls
+            self.budget.reasks += verdict.reasks
+            if verdict.error is None:
+                self.budget.judged += 1
             outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
             if verdict.error is None and verdict.score is not None:
                 self.store.cache_put([CacheEntry.of(key, verdict)])
@@ -202,6 +206,7 @@ class Judging:
             out[rid] = await self.one(template, rid)
 
         def refused(rid: str) -> None:
+            self.budget.refused += 1
             out[rid] = Outcome(None, None, "not judged: the optimizer's call budget ran out")
             self.results.setdefault(template, {})[rid] = out[rid]
 
@@ -232,10 +237,17 @@ class Judging:
 
     def _get_judge(self) -> Judge:
         if self._judge is None:
-            self._judge = Judge(
-                ModelClient(self.endpoint, self.settings), self.score_type, self.settings.reasoning
+            client = ModelClient(
+                self.endpoint, self.settings, on_request=self.budget.taker("judge"), on_wait=self._waiting
             )
+            self._judge = Judge(client, self.score_type, self.settings.reasoning)
         return self._judge
+
+    async def _waiting(self, seconds: float, why: str) -> None:
+        if self.on_progress is not None:
+            used, limit = self.budget.used, self.budget.limit
+            message = f"optimizer: {used}/{limit} model calls used; waiting {seconds:.1f}s after {why}"
+            await self.on_progress(used, limit, message)
 
     async def aclose(self) -> None:
         if self._judge is not None:

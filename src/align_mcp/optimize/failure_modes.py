@@ -148,7 +148,8 @@ async def _analyze(
 ) -> tuple[Literal["llm", "keywords"], list[FailureMode], int, list[str]]:
     """(method, modes, model calls, notes): the judge model groups the cases, else comment terms do.
 
-    A re-ask of an unusable reply is a model call too: it is made only while `keep` calls stay in the budget.
+    Every request the client sends is taken from the budget (retries included); a re-ask of an unusable reply
+    is made only while `keep` requests stay in the budget after it.
     """
     spend = spend or Budget(MAX_BUDGET)
     before = spend.counts["analysis"]
@@ -165,7 +166,7 @@ async def _analyze(
             try:
                 # The analysis answers for many examples at once: the judge's max_tokens would cut it short.
                 settings = ev.judge.model_copy(update={"max_tokens": None})
-                async with open_client(endpoint, settings) as client:
+                async with open_client(endpoint, settings, on_request=spend.taker("analysis")) as client:
                     modes = await _llm_modes(ev, client, cases, spend, keep)
             except (CallFailed, BudgetSpent, AlignError) as e:
                 notes.append(
@@ -188,11 +189,8 @@ async def _llm_modes(
         user = f"Score type: {ev.score_type.describe()}.\n\n" + "\n\n".join(
             case_text(c, ev.score_type) for c in chunk
         )
-        spend.take("analysis")
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        reply = await ask(
-            client, messages, "failure_modes", _Modes, may_reask=lambda: spend.try_take("analysis", keep)
-        )
+        reply = await ask(client, messages, "failure_modes", _Modes, may_reask=lambda: spend.leaves(keep))
         found.extend(_modes_from_reply(reply.value, chunk, by_id))
     if len(chunks) > 1:
         found = await _merge_modes(client, found, by_id, spend, keep)
@@ -211,7 +209,6 @@ async def _merge_modes(
     listing = "\n".join(
         f"- {key}: {m.name} ({len(m.run_ids)} example(s)): {m.description}" for key, m in keys.items()
     )
-    spend.take("analysis")
     messages = [
         {"role": "system", "content": prompt_file("optimizer_merge_modes.md")},
         {"role": "user", "content": f"Failure modes found in separate batches:\n{listing}"},
@@ -222,7 +219,7 @@ async def _merge_modes(
             messages,
             "failure_mode_merge",
             _Merged,
-            may_reask=lambda: spend.try_take("analysis", keep),
+            may_reask=lambda: spend.leaves(keep),
         )
     except CallFailed:
         return found

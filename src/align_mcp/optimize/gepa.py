@@ -19,6 +19,7 @@ from align_mcp.core.models import Evaluator, JsonDict, Score
 from align_mcp.core.templates import ROOTS, prompt_file
 from align_mcp.engine import alignment
 from align_mcp.errors import AlignError, JudgeConfigError, JudgeUnreachable, OptimizerUnavailable
+from align_mcp.llm.client import redact
 from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.runner import BudgetSpent
 from align_mcp.optimize.candidates import Judging, Outcome, Template, example_credit, is_wrong
@@ -294,10 +295,13 @@ class _GepaSearch:
                 return {}
             except LMError as e:
                 where = f"the reflection model {search.endpoint.model!r} at {search.endpoint.base_url}"
+                said = redact(str(e), [search.endpoint.api_key])  # a provider's error may quote the key
                 failure: AlignError = (
-                    JudgeConfigError(f"{where} refused the request: {e}. Check the API key and model name.")
+                    JudgeConfigError(
+                        f"{where} refused the request: {said}. Check the API key and model name."
+                    )
                     if isinstance(e, LMAuthError)
-                    else JudgeUnreachable(f"{where} failed: {e}. Check the server; nothing was stored.")
+                    else JudgeUnreachable(f"{where} failed: {said}. Check the server; nothing was stored.")
                 )
                 search.judging.fatal = search.judging.fatal or failure
                 return {}

@@ -32,7 +32,7 @@ from align_mcp.engine.queues import reference_set
 from align_mcp.errors import AlignError, Conflict, InvalidInput, NextStep, NotFound
 from align_mcp.llm.client import CallFailed, ReplyError, open_client
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
-from align_mcp.llm.runner import Budget, Progress
+from align_mcp.llm.runner import Budget, BudgetSpent, Progress
 from align_mcp.llm.structured import StructuredReply, parse_model, reply_format
 from align_mcp.optimize.candidates import MAX_BUDGET, Judging, Outcome, Template, is_wrong
 from align_mcp.optimize.failure_modes import analysis_for, case_text, direction_label, misaligned_cases
@@ -63,8 +63,8 @@ async def propose_prompt(
     `mode='gepa'` (default) searches with DSPy's GEPA optimizer: candidate prompts are judged on dev examples
     and a reflection model rewrites the instructions from feedback carrying the human score and comment and
     the judge's score and reasoning. `mode='reflect'` makes one rewrite from the failure modes, for small
-    budgets, and needs no DSPy. `budget` caps the model calls (judge, reflection and analysis calls; cache
-    hits are free) and is never exceeded. The result holds the revised prompt (same template variables), its
+    budgets, and needs no DSPy. `budget` caps the model calls: every HTTP request to the judge, reflection or
+    analysis model counts, retries and re-asks included (cache hits are free), and it is never exceeded. The result holds the revised prompt (same template variables), its
     diff against the draft, the failure modes it addresses, and dev and test agreement and kappa of the draft
     vs the proposal with 95% intervals and McNemar's flip test. The proposal is stored but not applied:
     apply_proposal copies it into the draft, and only save_prompt makes it a version.
@@ -261,11 +261,27 @@ def _covering_dev_run(
 async def _judge_draft_on_dev(
     store: Store, ev: Evaluator, spend: Budget, on_progress: Progress | None, env: config.Settings
 ) -> int:
-    """Judge the draft on dev with run_alignment (stored like any alignment run); its calls count."""
-    report = await alignment.run_alignment(
-        store, ev.name, "draft", split="dev", compare=False, on_progress=on_progress, env=env
-    )
-    spend.take("judge", max(0, report.run.judged - report.run.cache_hits))
+    """Judge the draft on dev with run_alignment (stored like any alignment run); each of its requests is taken
+    from the budget, retries and re-asks included."""
+    try:
+        report = await alignment.run_alignment(
+            store,
+            ev.name,
+            "draft",
+            split="dev",
+            compare=False,
+            on_progress=on_progress,
+            env=env,
+            on_request=spend.taker("judge"),
+        )
+    except BudgetSpent:
+        raise InvalidInput(
+            f"budget={spend.limit} model calls ran out while judging the draft on dev ({spend.used} requests, "
+            "retries and re-asks included), before anything could be proposed. Pass a larger budget.",
+            NextStep("propose_prompt", {"evaluator": ev.name, "budget": spend.limit * 2}),
+        ) from None
+    spend.judged += report.run.judged - report.run.cache_hits
+    spend.reasks += report.run.reasks
     spend.cache_hits += report.run.cache_hits
     if _run_prompt(store, report.run.id) != ev.draft:
         raise Conflict(f"The draft of {ev.name!r} changed while the optimizer started; propose again.")
@@ -360,16 +376,15 @@ async def _reflect(
             raise ReplyError(f"the revised {kind} {found}")
         return candidate
 
-    judging.budget.take("reflection")
     # The reflection answers at length: the judge's max_tokens would cut it short.
     settings = ev.judge.model_copy(update={"max_tokens": None})
     try:
-        async with open_client(endpoint, settings) as client:
+        async with open_client(endpoint, settings, on_request=judging.budget.taker("reflection")) as client:
             answer = await client.structured(
                 messages,
                 reply_format("prompt_revision", _Revision),
                 usable,
-                may_reask=lambda: judging.budget.try_take("reflection", keep=reserve),
+                may_reask=lambda: judging.budget.leaves(reserve),
             )
     except CallFailed as e:
         raise AlignError(
@@ -401,19 +416,21 @@ def _compare(
     def outcome(template: str, rid: str) -> Outcome | None:
         return judging.results.get(template, {}).get(rid)
 
+    def judged(template: str, rid: str) -> Score | None:
+        o = outcome(template, rid)
+        return o.score if o is not None and o.error is None else None
+
+    # Both sides are measured on the examples both prompts judged: an example one of them could not judge would
+    # otherwise count on one side only, and the two rates would describe different sets.
+    common = [
+        (rid, h) for rid, h in examples if judged(base, rid) is not None and judged(chosen, rid) is not None
+    ]
+
     def pairs(template: str) -> list[tuple[Score, Score | None]]:
-        out: list[tuple[Score, Score | None]] = []
-        for rid, human in examples:
-            o = outcome(template, rid)
-            out.append((human, o.score if o is not None and o.error is None else None))
-        return out
+        return [(human, judged(template, rid)) for rid, human in common]
 
     def correct(template: str) -> dict[str, bool]:
-        return {
-            rid: o.score == human
-            for rid, human in examples
-            if (o := outcome(template, rid)) is not None and o.error is None and o.score is not None
-        }
+        return {rid: judged(template, rid) == human for rid, human in common}
 
     return SplitComparison(
         split=split,
@@ -421,6 +438,36 @@ def _compare(
         before=metrics.compute_metrics(score_type, pairs(base)),
         after=metrics.compute_metrics(score_type, pairs(chosen)),
         flips=metrics.flip_report(correct(base), correct(chosen), "draft", "proposal"),
+        excluded=len(examples) - len(common),
+    )
+
+
+def _excluded_note(
+    comparison: SplitComparison,
+    examples: Sequence[tuple[str, Score]],
+    judging: Judging,
+    base: str,
+    chosen: str,
+) -> str | None:
+    """Which examples a comparison left out, and why (the first error of each side)."""
+    if not comparison.excluded:
+        return None
+
+    def failed(template: str) -> list[Outcome | None]:
+        found = [judging.results.get(template, {}).get(rid) for rid, _ in examples]
+        return [o for o in found if o is None or o.error is not None or o.score is None]
+
+    sides = []
+    for name, template in (("the draft", base), ("the proposal", chosen)):
+        bad = failed(template)
+        if bad and (name == "the draft" or template != base):
+            first = next((o.error for o in bad if o is not None and o.error), "not judged")
+            sides.append(f"{name} could not judge {len(bad)} (first: {first})")
+    return (
+        f"On {comparison.split}, {comparison.excluded} of {comparison.n} example(s) are left out of the "
+        f"comparison, so both sides are measured on the same {comparison.n - comparison.excluded}: "
+        + "; ".join(sides)
+        + "."
     )
 
 
@@ -498,16 +545,27 @@ def _store_proposal(
     ]
     verdict, warnings = _verdict(dev_cmp, test_cmp, changed)
     notes = list(notes)
+    for comparison, examples in ((dev_cmp, dev), (test_cmp, test)):
+        if (excluded := _excluded_note(comparison, examples, judging, base, chosen)) is not None:
+            notes.append(excluded)
     if stopped:
         notes.append(
             f"The search stopped when the budget ran low ({judging.budget.used} of {judging.budget.limit} calls "
             "used, keeping enough to judge the proposal on test); a larger budget lets it try more candidates."
         )
-    retries = judging.budget.requests - judging.budget.counts["judge"]
-    if retries > 0:
+    spent = judging.budget
+    if spent.refused:
+        warnings.append(
+            f"The budget ran out before every example was judged: {spent.refused} judgement(s) were not made "
+            f"({spent.used} of {spent.limit} model calls used). Comparisons leave those examples out; pass a larger "
+            "budget for a complete check."
+        )
+    extra = spent.counts["judge"] - spent.judged
+    if extra > 0:
         notes.append(
-            f"{retries} judge request(s) were retried (rate limits, timeouts or unparseable replies); the budget "
-            "counts each judged example once."
+            f"{spent.counts['judge']} judge request(s) judged {spent.judged} example(s): {spent.reasks} re-ask(s) "
+            f"after unusable replies, and {extra - spent.reasks} request(s) that were retried, failed, or were cut "
+            "off when the budget ran out. The budget counts every request."
         )
     notes.append(
         f"The draft and the proposal were judged once each on the held-out test split; the test split has now "
@@ -534,7 +592,7 @@ def _store_proposal(
         dev=dev_cmp,
         test=test_cmp,
         verdict=verdict,
-        budget=judging.budget.report(stopped),
+        budget=judging.budget.report(stopped or judging.budget.refused > 0),
         candidates=judging.full_candidates(dev),
         seen_examples=len(dev),
         alignment_run=aid,

@@ -695,7 +695,8 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO judge_samples (check_id, run_id, sample, judge_score, reasoning, error, "
-                "prompt_tokens, completion_tokens, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_tokens, completion_tokens, latency_ms, requests, reasks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         check_id,
@@ -707,18 +708,28 @@ class Store:
                         s.prompt_tokens,
                         s.completion_tokens,
                         s.latency_ms,
+                        s.requests,
+                        s.reasks,
                     )
                     for s in samples
                 ],
             )
 
     def consistency_samples(self, check_id: int) -> list[SampleRow]:
-        """A check's samples by run id and sample number, with scores decoded."""
+        """A check's samples by run id and sample number, with scores decoded and the requests each took."""
         return [
-            SampleRow(found, run_id, sample, None if judge_score is None else load_score(judge_score), error)
-            for found, run_id, sample, judge_score, error in self._tuples(
-                "SELECT check_id, run_id, sample, judge_score, error FROM judge_samples WHERE check_id = ? "
-                "ORDER BY run_id, sample",
+            SampleRow(
+                found,
+                run_id,
+                sample,
+                None if judge_score is None else load_score(judge_score),
+                error,
+                requests,
+                reasks,
+            )
+            for found, run_id, sample, judge_score, error, requests, reasks in self._tuples(
+                "SELECT check_id, run_id, sample, judge_score, error, requests, reasks FROM judge_samples "
+                "WHERE check_id = ? ORDER BY run_id, sample",
                 [check_id],
             )
         ]
@@ -1004,7 +1015,9 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE alignment_results SET done = 1, judge_score = ?, reasoning = ?, error = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ? "
+                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ?, "
+                # Added, not set: an example judged again after an error keeps the requests of its first try.
+                "requests = requests + ?, reasks = reasks + ?, waited_s = waited_s + ? "
                 "WHERE alignment_id = ? AND run_id = ? AND done = 0",
                 [
                     (
@@ -1016,6 +1029,9 @@ class Store:
                         r.cached_tokens,
                         r.latency_ms,
                         int(r.cached),
+                        r.requests,
+                        r.reasks,
+                        r.waited_s,
                         alignment_id,
                         r.run_id,
                     )
@@ -1055,28 +1071,36 @@ class Store:
         return None if row is None else _alignment_run(row)
 
     def get_alignment_run(self, alignment_id: int) -> AlignmentRunTotals | None:
-        """The alignment run with the totals of its results: judged, judge calls, cache hits and tokens."""
-        # One pass over the run's results for all five counters (five correlated subqueries read them 5x).
+        """The alignment run with the totals of its results: done, judged, errors, cache hits, HTTP requests,
+        re-asks, seconds waited and tokens."""
+        # One pass over the run's results for every counter (a correlated subquery each would read them n times).
         row = self._tuple(
             f"SELECT {_RUN_COLUMNS}, coalesce(s.judged, 0), coalesce(s.judge_calls, 0), "
-            "coalesce(s.cache_hits, 0), coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0) "
+            "coalesce(s.cache_hits, 0), coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0), "
+            "coalesce(s.errors, 0), coalesce(s.requests, 0), coalesce(s.reasks, 0), coalesce(s.waited_s, 0) "
             "FROM alignment_runs a, (SELECT sum(done = 1) AS judged, "
             "sum(done = 1 AND cached = 0 AND error IS NULL) AS judge_calls, sum(cached = 1) AS cache_hits, "
             "sum(CASE WHEN cached = 0 THEN prompt_tokens END) AS prompt_tokens, "
-            "sum(CASE WHEN cached = 0 THEN completion_tokens END) AS completion_tokens "
+            "sum(CASE WHEN cached = 0 THEN completion_tokens END) AS completion_tokens, "
+            "sum(done = 1 AND error IS NOT NULL) AS errors, sum(requests) AS requests, sum(reasks) AS reasks, "
+            "sum(waited_s) AS waited_s "
             "FROM alignment_results WHERE alignment_id = ?) s WHERE a.id = ?",
             [alignment_id, alignment_id],
         )
         if row is None:
             return None
-        judged, calls, hits, prompt_tokens, completion_tokens = row[-5:]
+        judged, calls, hits, prompt_tokens, completion_tokens, errors, requests, reasks, waited = row[-9:]
         return AlignmentRunTotals(
-            _alignment_run(row[:-5]),
+            _alignment_run(row[:-9]),
             int(judged),
             int(calls),
             int(hits),
             int(prompt_tokens),
             int(completion_tokens),
+            int(errors),
+            int(requests),
+            int(reasks),
+            float(waited),
         )
 
     def alignment_run_ids(self, evaluator: str) -> list[int]:

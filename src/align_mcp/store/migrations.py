@@ -290,3 +290,19 @@ def m006_tallies(db: Database) -> None:
             WHERE done = 1 AND error IS NULL AND judge_score != human_score;
         """
     )
+
+
+@migrations()
+def m009_result_requests(db: Database) -> None:
+    """Per example (and per consistency sample): the HTTP requests made for it (retries and re-asks included)
+    and the re-asks, and for examples the seconds waited between attempts, so a run reports what it cost and
+    not only how many examples it judged."""
+    db.executescript(
+        """
+        ALTER TABLE alignment_results ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE alignment_results ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE alignment_results ADD COLUMN waited_s REAL NOT NULL DEFAULT 0;
+        ALTER TABLE judge_samples ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
+        """
+    )

@@ -141,6 +141,8 @@ class SampleRow:
     sample: int
     judge_score: Score | None
     error: str | None
+    requests: int = 0
+    reasks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,9 @@ class NewResult:
     cached_tokens: int | None
     latency_ms: float | None
     cached: bool
+    requests: int = 0
+    reasks: int = 0
+    waited_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +335,8 @@ class NewSample:
     prompt_tokens: int | None
     completion_tokens: int | None
     latency_ms: float | None
+    requests: int = 0
+    reasks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,3 +413,7 @@ class AlignmentRunTotals:
     cache_hits: int
     prompt_tokens: int
     completion_tokens: int
+    errors: int = 0
+    requests: int = 0
+    reasks: int = 0
+    waited_s: float = 0.0

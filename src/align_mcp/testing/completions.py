@@ -18,6 +18,8 @@ class Reply:
     By default a 200 ``chat.completion`` whose message content is ``{"reasoning": ..., "score": ...}``.
     ``content`` replaces that message content verbatim, ``body`` replaces the whole HTTP body, ``status`` and
     ``headers`` shape the HTTP response, ``delay`` sleeps first, and ``reset`` drops the connection unanswered.
+    ``dribble`` sends the body one byte every that many seconds; ``echo_key`` answers HTTP 400 with an error
+    message that quotes the request's API key (as some gateways do).
     """
 
     score: object = 1
@@ -30,6 +32,8 @@ class Reply:
     reset: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    dribble: float = 0.0
+    echo_key: bool = False
 
 
 def _message_text(content: object) -> str:

@@ -29,8 +29,12 @@ __all__ = [
     "FakeJudgeServer",
     "ReceivedRequest",
     "Reply",
+    "dribble",
+    "echo_key",
+    "empty_body",
     "garbage",
     "hang",
+    "html_page",
     "main",
     "numbers",
     "overlap",
@@ -40,6 +44,7 @@ __all__ = [
     "section",
     "server_error",
     "simulated_responder",
+    "truncated_json",
     "verdict",
     "wrong_shape",
 ]
@@ -106,6 +111,38 @@ def hang(seconds: float) -> Reply:
 def reset() -> Reply:
     """Close the connection without sending any response."""
     return Reply(reset=True)
+
+
+def empty_body() -> Reply:
+    """HTTP 200 with an empty body."""
+    return Reply(body=b"")
+
+
+def html_page() -> Reply:
+    """HTTP 200 with an HTML page, as a proxy or captive portal in front of the judge may send."""
+    page = (
+        b"<!DOCTYPE html><html><head><title>Gateway</title></head><body><h1>Please sign in</h1></body></html>"
+    )
+    return Reply(body=page, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def truncated_json() -> Reply:
+    """HTTP 200 with a chat completion cut off mid-way (a complete response of incomplete JSON)."""
+    return Reply(
+        body=b'{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"index": 0, "message": {"ro',
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def dribble(interval: float = 0.5) -> Reply:
+    """A pass verdict whose body is sent one byte every ``interval`` seconds (each read is quick; the whole is
+    not)."""
+    return Reply(dribble=interval)
+
+
+def echo_key() -> Reply:
+    """HTTP 400 whose error message quotes the API key the request carried."""
+    return Reply(status=400, echo_key=True)
 
 
 def _error_body(message: str, type_: str, code: str | None) -> bytes:
@@ -193,6 +230,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
+
+    def send_slowly(self, status: int, body: bytes, interval: float, stopping: threading.Event) -> None:
+        """Send the headers at once, then the body one byte every `interval` seconds (until stopped)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(body)):
+            if stopping.wait(interval):
+                self.abort()
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
     def abort(self) -> None:
         """Drop the connection without a response: SO_LINGER 0 makes the close a TCP reset."""
@@ -377,7 +428,15 @@ class FakeJudgeServer(ThreadingHTTPServer):
             if reply.reset:
                 handler.abort()
                 return
-            if reply.body is not None:
+            if reply.echo_key:
+                auth = handler.headers.get("Authorization", "")
+                key = auth.removeprefix("Bearer ").strip()
+                message = f"Invalid request for key {key}: the model does not accept this response_format."
+                handler.send(400, _error_body(message, "invalid_request_error", None))
+            elif reply.dribble > 0:
+                body_bytes = _completion(body, reply, next(self._ids))
+                handler.send_slowly(200, body_bytes, reply.dribble, self._stopping)
+            elif reply.body is not None:
                 headers = dict(reply.headers)
                 if reply.body[:1] not in (b"{", b"[") and not any(
                     k.lower() == "content-type" for k in headers

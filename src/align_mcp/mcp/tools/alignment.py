@@ -34,7 +34,8 @@ async def run_alignment(
 ) -> Annotated[CallToolResult, AlignmentReport]:
     """Judge the labeled runs with a prompt and measure agreement with the human labels: agreement, Cohen's
     kappa, TPR/TNR with 95% intervals and, for the draft, the flips against the last saved version. One judge
-    call per run (cached when unchanged); reports progress."""
+    call per run (cached when unchanged); reports progress.
+    A run where every example failed is an error naming the causes."""
     from align_mcp.engine import alignment
 
     store = store_of(ctx)
