@@ -77,7 +77,12 @@ async def propose_prompt(
         ),
     ] = "gepa",
     budget: Annotated[
-        int, Field(ge=1, le=100_000, description="Most model requests, retries and re-asks included (cache hits are free)")
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="Most model requests, retries and re-asks included (cache hits are free)",
+        ),
     ] = 300,
     *,
     ctx: Context,
