@@ -56,7 +56,7 @@ def test_demo_runs_the_whole_loop_offline_with_the_simulated_judge(
         "grouped by llm:",
         "Misses wrong figures [false_pass] (4): [simulated judge]",
         "Penalises correct hand-offs [false_fail] (4): [simulated judge]",
-        "Triage of run 1 (v1): judge_error 1, label_error 0, rubric_gap 9, unclassified 0 [simulated judge]",
+        "Triage of run 1 (v1): judge_error 1, label_error 0, rubric_gap 9, unclassified 0; 1 request(s) to the judge",
         "Proposal 1 (reflect) for 'correctness': proposed",
         "+Rules added by the [simulated judge] from the failure modes:",
         "Proposal 1 is now the draft of 'correctness'.",

@@ -46,9 +46,9 @@ def triage_cmd(
             + sim
         )
         for c in r.cases:
-            click.echo(
-                f"  {c.run_id} [{c.direction}] {c.category or 'unclassified'}: {c.reason or c.error or ''}{sim}"
-            )
+            text = c.reason or c.error or ""
+            tag = "" if text.startswith("[simulated judge]") else sim
+            click.echo(f"  {c.run_id} [{c.direction}] {c.category or 'unclassified'}: {text}{tag}")
         notes(r.notes)
 
     emit(r, as_json, show)
