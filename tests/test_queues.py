@@ -137,7 +137,11 @@ def test_a_sample_larger_than_the_selection_takes_it_all(runs_store: Store) -> N
             NotFound,
             'No runs match source=\'support\' metadata={"channel": "phone"}.',
         ),
-        ({"source": "support", "sample": 0}, InvalidInput, "sample=0 must be at least 1."),
+        (
+            {"source": "support", "sample": 0},
+            InvalidInput,
+            "sample=0: the sample size must be a positive number of runs (at least 1).",
+        ),
         (
             {"source": "support", "stratify_by": "channel"},
             InvalidInput,

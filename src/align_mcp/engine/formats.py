@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -84,6 +86,8 @@ class ParsedRun:
     reference_outputs: dict[str, Any] | None
     metadata: dict[str, Any]
     feedback: tuple[FeedbackItem, ...]
+    derived_id: bool = False
+    """True when the record had no id and got one derived from its content."""
 
 
 def _error(where: str, line: int, problem: str) -> ImportFormatError:
@@ -124,6 +128,31 @@ def _check_file(path: Path) -> None:
         raise ImportFormatError(
             f"No file at {path}. Check the path; it is read by the machine running align-mcp."
         )
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ImportFormatError(
+            f"Cannot read {path}: {e.strerror or e}. Check the file's permissions; "
+            "it is read by the machine running align-mcp."
+        ) from e
+    if not stat.S_ISREG(mode):
+        # Reading a named pipe or a device blocks until a writer shows up, or forever: never open one.
+        raise ImportFormatError(
+            f"{path} is {_special_kind(mode)}, not a regular file; runs are imported from regular files only. "
+            "Save the runs to a .jsonl or .csv file and import that."
+        )
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -208,6 +237,16 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON; write null or a number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"the number {text[:40]} is too large to store (it would become Infinity, which is not JSON); "
+            "write it as a string, or a smaller number"
+        )
+    return value
+
+
 def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
     where = str(path)
     with _open(path) as f:
@@ -215,7 +254,7 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text, parse_constant=_reject_constant)
+                obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
             except json.JSONDecodeError as e:
                 raise _error(where, number, f"invalid JSON ({e.msg} at column {e.colno})") from e
             except (ValueError, RecursionError) as e:
@@ -237,10 +276,61 @@ def parse_record(obj: object, line: int, where: str) -> ParsedRun:
     """
     if not isinstance(obj, dict):
         raise _error(where, line, f"not a JSON object (got {_kind(obj)})")
+    problem = value_problem(obj)
+    if problem is not None:
+        raise _error(where, line, problem)
     run = obj.get("run")
     if isinstance(run, dict) and "outputs" not in obj and "output" not in obj:
         return _parse_experiment_row(obj, run, line, where)
     return _parse_run(obj, line, where, langsmith=bool(_LANGSMITH_MARKERS & obj.keys()))
+
+
+MAX_DEPTH = 64
+"""How many objects and arrays a record may nest, itself included: deeper ones cannot be shown to a judge."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def value_problem(value: object) -> str | None:
+    """Why a JSON value cannot be stored and shown to a judge, or None: nesting deeper than MAX_DEPTH, a string
+    or key with a lone surrogate (not Unicode, so not UTF-8), or a number that is not finite."""
+    stack: list[tuple[object, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict | list | tuple) and len(path) >= MAX_DEPTH:
+            return (
+                f"the record nests objects and arrays more than {MAX_DEPTH} levels deep (at {_path(path)}); "
+                f"at most {MAX_DEPTH} levels are accepted, so flatten the record or store the deep part as a string"
+            )
+        if isinstance(item, str):
+            if (found := _SURROGATE.search(item)) is not None:
+                return _surrogate_problem(f"the string at {_path(path)}", found.group())
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return (
+                    f"the number at {_path(path)} is {item}, which is not JSON; write a finite number or null"
+                )
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and (found := _SURROGATE.search(key)) is not None:
+                    return _surrogate_problem(f"a key at {_path(path)}", found.group())
+                stack.append((child, (*path, str(key))))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, (*path, str(i))) for i, child in enumerate(item))
+    return None
+
+
+def _surrogate_problem(what: str, char: str) -> str:
+    return (
+        f"{what} holds a lone surrogate (\\u{ord(char):04x}), which is not a Unicode character and cannot be "
+        "stored as UTF-8; write the character itself (or both halves of its surrogate pair), or drop it"
+    )
+
+
+def _path(parts: tuple[str, ...]) -> str:
+    if not parts:
+        return "the top level"
+    shown = ".".join(parts[:6]) + (f"… ({len(parts)} levels)" if len(parts) > 6 else "")
+    return shown[:200]
 
 
 def _parse_experiment_row(row: dict[str, Any], run: dict[str, Any], line: int, where: str) -> ParsedRun:
@@ -336,8 +426,9 @@ def _parse_run(
     metadata.update(explicit or {})
 
     feedback = _parse_feedback(obj.get("feedback"), line, where)
-    run_id = _parse_id(obj.get("id"), line, where) or _content_id(inputs, outputs, reference, line, where)
-    return ParsedRun(line, run_id, inputs, outputs, reference, metadata, feedback)
+    given = _parse_id(obj.get("id"), line, where)
+    run_id = given or _content_id(inputs, outputs, reference, line, where)
+    return ParsedRun(line, run_id, inputs, outputs, reference, metadata, feedback, derived_id=given is None)
 
 
 def _parse_id(value: object, line: int, where: str) -> str | None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from align_mcp import config
-from align_mcp.core.models import JudgeSettings
+from align_mcp.core.models import JudgeSettings, api_key_env_problem
 from align_mcp.errors import JudgeConfigError
-
-API_KEY_ENV = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
 
 
 def _norm(url: str) -> str:
@@ -38,11 +35,8 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
         )
     base_url = settings.base_url or env.effective_base_url
     if settings.api_key_env:
-        if not API_KEY_ENV.match(settings.api_key_env):
-            raise JudgeConfigError(
-                f"api_key_env={settings.api_key_env!r} is not allowed: name a variable ending in _API_KEY (e.g. "
-                "AZURE_OPENAI_API_KEY), so no other secret can be sent to a judge endpoint."
-            )
+        if (problem := api_key_env_problem(settings.api_key_env)) is not None:
+            raise JudgeConfigError(problem)
         key = os.environ.get(settings.api_key_env)
         if not key:
             raise JudgeConfigError(

@@ -290,3 +290,20 @@ def m006_tallies(db: Database) -> None:
             WHERE done = 1 AND error IS NULL AND judge_score != human_score;
         """
     )
+
+
+@migrations()
+def m007_alignment_leases(db: Database) -> None:
+    """A lease per alignment run being judged: one process at a time, until it stops renewing (heartbeat)."""
+    db.executescript(
+        """
+        CREATE TABLE alignment_leases (
+            alignment_id INTEGER PRIMARY KEY REFERENCES alignment_runs(id),
+            token TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            renewed_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        """
+    )

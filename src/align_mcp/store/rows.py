@@ -406,3 +406,16 @@ class AlignmentRunTotals:
     cache_hits: int
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who is judging an alignment run right now: the holder's token, process id and host, and until when (seconds
+    since the epoch, on the store's clock) the lease holds unless it is renewed."""
+
+    alignment_id: int
+    token: str
+    pid: int
+    host: str
+    renewed_at: float
+    expires_at: float
