@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,7 +19,7 @@ from align_mcp.engine import leases
 from align_mcp.errors import Conflict, InvalidInput, NextStep
 from align_mcp.store import NewLabel, NewResult, Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply
-from conftest import ManualClock
+from conftest import ManualClock, clean_env
 from test_align import HUMAN, NAME, env_for, rid_of, scripted, seed
 
 pytestmark = pytest.mark.anyio
@@ -61,6 +64,53 @@ async def test_resume_of_a_run_another_process_is_judging_is_refused_naming_that
         assert srv.calls == 8
     assert (report.run.status, report.run.judged) == ("completed", 8)
     assert store.live_lease(aid) is None
+
+
+LEASE_HOLDER = r"""
+import sys
+from align_mcp.engine import leases
+from align_mcp.store import Store
+
+with Store(sys.argv[1]) as store, leases.judging(store, int(sys.argv[2])):
+    print("holding", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+async def test_a_run_judged_in_another_process_is_refused_until_that_process_lets_go(
+    store: Store, db_path: Path
+) -> None:
+    aid = interrupted_run(store)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER, str(db_path), str(aid)],
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "holding"
+        with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
+            with pytest.raises(Conflict) as raised:
+                await align.resume(store, aid, env=env_for(srv))
+            assert srv.calls == 0
+        assert str(raised.value).startswith(
+            f"Alignment run {aid} is being judged right now by process {proc.pid} on {socket.gethostname()!r};"
+        )
+
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "released"
+        assert proc.wait(timeout=30) == 0
+        with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
+            report = await align.resume(store, aid, env=env_for(srv))
+        assert (report.run.status, report.run.judged) == ("completed", 8)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()  # closes the pipes
 
 
 async def test_a_running_alignment_holds_its_lease_and_frees_it_when_done(store: Store) -> None:
