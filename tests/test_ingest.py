@@ -289,20 +289,20 @@ def test_a_repeated_id_with_other_content_is_refused_naming_both_lines(store: St
 
 
 def test_a_repeated_id_across_the_batch_boundary_is_refused_and_nothing_is_stored(
-    store: Store, tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, tmp_path: Path, db_path: Path
 ) -> None:
-    monkeypatch.setattr(ingest, "BATCH", 2)  # line 1 is flushed in the first batch, line 4 in the second
     evaluators.create(store, "correctness", BINARY)
-    path = write_jsonl(
-        tmp_path / "runs.jsonl", run("x", 1), run("b", 1), run("c", 0), run("x", 0, outputs={"a": "other"})
-    )
+    # Line 1 is flushed with the first 2,000-record batch; its repeat on line 2,001 comes in the second.
+    records = [run("x", 1)] + [run(f"r{i}", i % 2) for i in range(2, ingest.BATCH + 1)]
+    path = write_jsonl(tmp_path / "runs.jsonl", *records, run("x", 0, outputs={"a": "other"}))
     before = snapshot(db_path)
 
     with pytest.raises(ImportFormatError) as raised:
         ingest.import_runs(store, "s", path=path)
 
+    assert ingest.BATCH == 2000
     assert str(raised.value).startswith(
-        f"{path}:4: id 'x' is already used on line 1 by a record with different"
+        f"{path}:2001: id 'x' is already used on line 1 by a record with different content"
     )
     assert snapshot(db_path) == before
 

@@ -45,3 +45,19 @@ async def test_labels_that_differ_only_in_case_are_refused_by_create_evaluator(c
         "label a distinct name."
     )
     assert (await ok(client, "list_evaluators"))["evaluators"] == []
+
+
+async def test_a_sample_below_one_says_the_sample_size_must_be_positive(
+    client: Client, db_path: Path
+) -> None:
+    await seed(client)
+    await ok(client, "add_to_queue", evaluator="correctness", source="support")
+    before = snapshot(db_path)
+
+    message = await fails(client, "add_to_queue", evaluator="correctness", source="support", sample=-5)
+
+    assert message == (
+        "Error executing tool add_to_queue: sample=-5: the sample size must be a positive number of runs "
+        "(at least 1)."
+    )
+    assert snapshot(db_path) == before

@@ -29,7 +29,7 @@ def add_to_queue(
     ] = None,
     sample: Annotated[
         int | None,
-        Field(ge=1, description="Draw this many runs at random (not already queued) instead of all"),
+        Field(description="Draw this many runs (at least 1) at random (not already queued) instead of all"),
     ] = None,
     stratify_by: Annotated[
         str | None, Field(description="With sample: keep the proportions of this metadata key (e.g. 'topic')")
