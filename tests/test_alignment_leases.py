@@ -113,6 +113,23 @@ async def test_a_run_judged_in_another_process_is_refused_until_that_process_let
         proc.communicate()  # closes the pipes
 
 
+async def test_the_lease_of_a_killed_process_on_this_machine_is_taken_over_at_once(store: Store) -> None:
+    aid = interrupted_run(store)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)  # that process has exited: its lease is stale though it has not lapsed
+    assert (
+        store.acquire_lease(aid, "killed", dead_pid, socket.gethostname(), ttl_s=leases.LEASE_TTL_S) is None
+    )
+
+    with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
+        report = await align.resume(store, aid, env=env_for(srv))
+
+    assert (report.run.status, report.run.judged) == ("completed", 8)
+    assert store.live_lease(aid) is None
+
+
 async def test_a_running_alignment_holds_its_lease_and_frees_it_when_done(store: Store) -> None:
     seed(store, HUMAN)
     seen: list[tuple[int, str] | None] = []

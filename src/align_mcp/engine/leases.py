@@ -54,8 +54,9 @@ def judging(
 ) -> Iterator[None]:
     """Hold the run's lease while the block runs, renewing it every `every_s` seconds from a helper thread.
 
-    Raises Conflict (naming the holder's process and host) when another holder's lease is live. Re-entrant:
-    a block already holding this run's lease (in this context) does not take it again.
+    Raises Conflict (naming the holder's process and host) when another holder's lease is live, unless that
+    holder was a process on this machine that is gone (a lease of a killed process is taken over at once).
+    Re-entrant: a block already holding this run's lease (in this context) does not take it again.
     """
     if alignment_id in _held.get():
         yield
@@ -63,6 +64,12 @@ def judging(
     token = uuid.uuid4().hex
     pid, host = holder()
     held = store.acquire_lease(alignment_id, token, pid, host, ttl_s)
+    if held is not None and held.host == host and not _alive(held.pid):
+        # Killed on this machine (kill -9, a crash): no need to wait for its lease to lapse.
+        if store.take_over_lease(alignment_id, held.token, token, pid, host, ttl_s):
+            held = None
+        else:
+            held = store.acquire_lease(alignment_id, token, pid, host, ttl_s)
     if held is not None:
         raise busy_error(alignment_id, held)
     stop = threading.Event()
@@ -81,6 +88,17 @@ def judging(
         stop.set()
         beat.join()
         store.release_lease(alignment_id, token)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def holding(

@@ -1046,6 +1046,19 @@ class Store:
             )
         return None
 
+    def take_over_lease(
+        self, alignment_id: int, stale_token: str, token: str, pid: int, host: str, ttl_s: float
+    ) -> bool:
+        """Replace a lease whose holder is known to be gone, if it still carries `stale_token`; False when
+        someone else has taken or freed it meanwhile."""
+        now = self.clock()
+        cur = self._write(
+            "UPDATE alignment_leases SET token = ?, pid = ?, host = ?, renewed_at = ?, expires_at = ? "
+            "WHERE alignment_id = ? AND token = ?",
+            [token, pid, host, now, now + ttl_s, alignment_id, stale_token],
+        )
+        return cur.rowcount > 0
+
     def renew_lease(self, alignment_id: int, token: str, ttl_s: float) -> bool:
         """Extend our lease by `ttl_s` seconds from now; False when it is no longer ours."""
         now = self.clock()
