@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -92,6 +93,8 @@ def judging(
 
 def _alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine (signal 0 checks without signalling)."""
+    if sys.platform == "win32":  # there os.kill(pid, 0) would send CTRL_C_EVENT: wait for the lease to lapse
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
