@@ -266,17 +266,21 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
                     "not a JSON object (got an array); this looks like a JSON array file, but each line must "
                     "be one JSON object (convert with: jq -c '.[]' file.json > file.jsonl)",
                 )
-            yield parse_record(obj, number, where)
+            if isinstance(obj, dict) and (problem := _jsonl_value_problem(obj, text)) is not None:
+                raise _error(where, number, problem)
+            yield parse_record(obj, number, where, checked=True)
 
 
-def parse_record(obj: object, line: int, where: str) -> ParsedRun:
+def parse_record(obj: object, line: int, where: str, *, checked: bool = False) -> ParsedRun:
     """Normalize one JSON object (native, plain, or a LangSmith run / experiment row) into a ParsedRun.
+
+    Values the store cannot hold (see value_problem) are refused, unless the caller `checked` them already.
 
     Raises ImportFormatError as "{where}:{line}: {problem}. Fix that line ...".
     """
     if not isinstance(obj, dict):
         raise _error(where, line, f"not a JSON object (got {_kind(obj)})")
-    problem = value_problem(obj)
+    problem = None if checked else value_problem(obj)
     if problem is not None:
         raise _error(where, line, problem)
     run = obj.get("run")
@@ -288,11 +292,41 @@ def parse_record(obj: object, line: int, where: str) -> ParsedRun:
 MAX_DEPTH = 64
 """How many objects and arrays a record may nest, itself included: deeper ones cannot be shown to a judge."""
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def value_problem(value: object) -> str | None:
     """Why a JSON value cannot be stored and shown to a judge, or None: nesting deeper than MAX_DEPTH, a string
     or key with a lone surrogate (not Unicode, so not UTF-8), or a number that is not finite."""
+    return _locate_problem(value)
+
+
+def _jsonl_value_problem(value: object, text: str) -> str | None:
+    """value_problem for a value just parsed from the JSONL line `text`, at a fraction of its cost.
+
+    The parser already refused non-finite numbers, and a lone surrogate can only come from a \\uD800-\\uDFFF
+    escape in the line (UTF-8 cannot carry one), so the common case is a walk over the containers alone.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None and _within_depth(value):
+        return None
+    return _locate_problem(value)
+
+
+def _within_depth(value: object) -> bool:
+    stack: list[tuple[dict[Any, Any] | list[Any] | tuple[Any, ...], int]] = []
+    if isinstance(value, dict | list | tuple):
+        stack.append((value, 1))
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple):
+                if depth >= MAX_DEPTH:
+                    return False
+                stack.append((child, depth + 1))
+    return True
+
+
+def _locate_problem(value: object) -> str | None:
     stack: list[tuple[object, tuple[str, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()
