@@ -317,6 +317,22 @@ def test_an_exact_repeat_inside_one_import_is_stored_once_and_reported(store: St
     assert queues.reference_set(store, "correctness") == [("x", 1), ("y", 0)]
 
 
+def test_a_repeat_written_with_other_key_order_and_spacing_is_the_same_record(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "runs.jsonl"
+    path.write_text(
+        '{"id": "x", "inputs": {"q": "1", "r": 2}, "outputs": {"a": "b"}}\n'
+        '{"id": "y", "inputs": {"q": "2"}, "outputs": {"a": "c"}}\n'
+        '{"outputs":{"a":"b"},  "inputs":{"r":2,"q":"1"},"id":"x"}\n',
+        encoding="utf-8",
+    )
+
+    report = ingest.import_runs(store, "s", path=path)
+
+    assert (report.inserted, report.duplicates) == (2, 1)
+
+
 def test_records_without_ids_that_differ_only_in_metadata_are_refused(store: Store) -> None:
     same = {"inputs": {"q": "1"}, "outputs": {"a": "2"}}
 

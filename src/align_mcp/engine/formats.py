@@ -88,6 +88,8 @@ class ParsedRun:
     feedback: tuple[FeedbackItem, ...]
     derived_id: bool = False
     """True when the record had no id and got one derived from its content."""
+    fingerprint: bytes | None = None
+    """A digest of the line the record was read from (JSONL), to spot a line repeated exactly at little cost."""
 
 
 def _error(where: str, line: int, problem: str) -> ImportFormatError:
@@ -268,7 +270,10 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
                 )
             if isinstance(obj, dict) and (problem := _jsonl_value_problem(obj, text)) is not None:
                 raise _error(where, number, problem)
-            yield parse_record(obj, number, where, checked=True)
+            record = parse_record(obj, number, where, checked=True)
+            yield replace(
+                record, fingerprint=hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
+            )
 
 
 def parse_record(obj: object, line: int, where: str, *, checked: bool = False) -> ParsedRun:
