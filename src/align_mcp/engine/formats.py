@@ -9,7 +9,7 @@ import math
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -88,7 +88,7 @@ class ParsedRun:
     feedback: tuple[FeedbackItem, ...]
     derived_id: bool = False
     """True when the record had no id and got one derived from its content."""
-    fingerprint: bytes | None = None
+    fingerprint: bytes | None = field(default=None, compare=False)
     """A digest of the line the record was read from (JSONL), to spot a line repeated exactly at little cost."""
 
 

@@ -64,29 +64,24 @@ def import_runs(
     inserted = seen = duplicates = 0
     feedback_counts: dict[str, int] = defaultdict(int)
     label_counts: dict[str, int] = defaultdict(int)
-    first_seen: dict[str, tuple[int, bytes]] = {}
-    batch: list[ParsedRun] = []
+    pending: list[ParsedRun] = []
     with store.transaction():
         if existing is None:
             store.insert_source(source, kind)
+        store.start_import_ids()
         for record in records:
-            digest = record.fingerprint or _content_digest(record)
-            earlier = first_seen.get(record.id)
-            if earlier is not None:
-                first_line, first_digest = earlier
-                if first_digest != digest and not _same_as_line(path, fmt, first_line, record):
-                    raise _duplicate_error(where, record, first_line)
-                duplicates += 1
-                continue
-            first_seen[record.id] = (record.line, digest)
-            batch.append(record)
-            if len(batch) >= BATCH:
+            pending.append(record)
+            if len(pending) >= BATCH:
+                batch = _drop_repeats(store, pending, path, fmt, where)
+                duplicates += len(pending) - len(batch)
                 inserted += _flush(store, source, batch, feedback_counts, label_counts)
                 seen += len(batch)
-                batch = []
+                pending = []
                 if on_progress is not None:
                     on_progress(seen)
-        if batch:
+        if pending:
+            batch = _drop_repeats(store, pending, path, fmt, where)
+            duplicates += len(pending) - len(batch)
             inserted += _flush(store, source, batch, feedback_counts, label_counts)
             seen += len(batch)
         if seen == 0 and duplicates == 0:
@@ -140,6 +135,32 @@ def _flush(
                 [(f.run_id, f.score, f.comment, f.labeler, lines[f.run_id]) for f in items],
             )
     return inserted
+
+
+def _drop_repeats(
+    store: Store, records: list[ParsedRun], path: str | Path | None, fmt: Format | None, where: str
+) -> list[ParsedRun]:
+    """The records whose id is new to this import; a repeat of an earlier record (in this batch or an earlier
+    one) is dropped when it stores the same, and refused naming both lines when it does not.
+
+    The ids seen so far live in the store's import scratch table, so a long import holds no growing index here.
+    """
+    earlier = store.import_ids_seen([r.id for r in records])
+    kept: list[ParsedRun] = []
+    new_ids: list[tuple[str, int, bytes]] = []
+    for record in records:
+        digest = record.fingerprint or _content_digest(record)
+        first = earlier.get(record.id)
+        if first is not None:
+            first_line, first_digest = first
+            if first_digest != digest and not _same_as_line(path, fmt, first_line, record):
+                raise _duplicate_error(where, record, first_line)
+            continue
+        earlier[record.id] = (record.line, digest)
+        new_ids.append((record.id, record.line, digest))
+        kept.append(record)
+    store.note_import_ids(new_ids)
+    return kept
 
 
 def _same_as_line(path: str | Path | None, fmt: Format | None, line: int, record: ParsedRun) -> bool:

@@ -252,6 +252,32 @@ class Store:
             )
             return max(cur.rowcount, 0)
 
+    def start_import_ids(self) -> None:
+        """Start an empty scratch list of the ids one import has read (a temporary table of this connection,
+        off the Python heap). Call inside the import's `transaction()`."""
+        with self._lock:
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL, "
+                "digest BLOB NOT NULL) WITHOUT ROWID"
+            )
+            self.conn.execute("DELETE FROM temp.import_ids")
+
+    def import_ids_seen(self, ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """Of these ids, those the current import has read already: id -> (its first line, its digest)."""
+        out: dict[str, tuple[int, bytes]] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            for run_id, line, digest in self._tuples(
+                f"SELECT id, line, digest FROM temp.import_ids WHERE id IN ({marks})", chunk
+            ):
+                out[run_id] = (line, bytes(digest))
+        return out
+
+    def note_import_ids(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Add (id, first line, digest) rows to the current import's scratch list."""
+        with self._lock:
+            self.conn.executemany("INSERT INTO temp.import_ids (id, line, digest) VALUES (?, ?, ?)", rows)
+
     def get_runs(self, ids: Sequence[str]) -> dict[str, RunRow]:
         """The stored runs among these ids, by id, with their JSON decoded.
 
