@@ -249,6 +249,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+"""One decoder for every line (json.loads with hooks would build a new one per call)."""
+
+
 def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
     where = str(path)
     with _open(path) as f:
@@ -256,7 +260,7 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+                obj = _DECODER.decode(text)
             except json.JSONDecodeError as e:
                 raise _error(where, number, f"invalid JSON ({e.msg} at column {e.colno})") from e
             except (ValueError, RecursionError) as e:
@@ -270,13 +274,13 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
                 )
             if isinstance(obj, dict) and (problem := _jsonl_value_problem(obj, text)) is not None:
                 raise _error(where, number, problem)
-            record = parse_record(obj, number, where, checked=True)
-            yield replace(
-                record, fingerprint=hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
-            )
+            fingerprint = hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
+            yield parse_record(obj, number, where, checked=True, fingerprint=fingerprint)
 
 
-def parse_record(obj: object, line: int, where: str, *, checked: bool = False) -> ParsedRun:
+def parse_record(
+    obj: object, line: int, where: str, *, checked: bool = False, fingerprint: bytes | None = None
+) -> ParsedRun:
     """Normalize one JSON object (native, plain, or a LangSmith run / experiment row) into a ParsedRun.
 
     Values the store cannot hold (see value_problem) are refused, unless the caller `checked` them already.
@@ -290,8 +294,10 @@ def parse_record(obj: object, line: int, where: str, *, checked: bool = False) -
         raise _error(where, line, problem)
     run = obj.get("run")
     if isinstance(run, dict) and "outputs" not in obj and "output" not in obj:
-        return _parse_experiment_row(obj, run, line, where)
-    return _parse_run(obj, line, where, langsmith=bool(_LANGSMITH_MARKERS & obj.keys()))
+        return replace(_parse_experiment_row(obj, run, line, where), fingerprint=fingerprint)
+    return _parse_run(
+        obj, line, where, langsmith=bool(_LANGSMITH_MARKERS & obj.keys()), fingerprint=fingerprint
+    )
 
 
 MAX_DEPTH = 64
@@ -312,7 +318,9 @@ def _jsonl_value_problem(value: object, text: str) -> str | None:
     The parser already refused non-finite numbers, and a lone surrogate can only come from a \\uD800-\\uDFFF
     escape in the line (UTF-8 cannot carry one), so the common case is a walk over the containers alone.
     """
-    if _SURROGATE_ESCAPE.search(text) is None and _within_depth(value):
+    # Fewer brackets in the line than the limit (counting those inside strings too) cannot nest past it.
+    shallow = text.count("{") + text.count("[") <= MAX_DEPTH or _within_depth(value)
+    if shallow and _SURROGATE_ESCAPE.search(text) is None:
         return None
     return _locate_problem(value)
 
@@ -405,6 +413,7 @@ def _parse_run(
     *,
     langsmith: bool,
     base_metadata: dict[str, Any] | None = None,
+    fingerprint: bytes | None = None,
 ) -> ParsedRun:
     used = {"id", "metadata", "feedback"}
 
@@ -467,7 +476,17 @@ def _parse_run(
     feedback = _parse_feedback(obj.get("feedback"), line, where)
     given = _parse_id(obj.get("id"), line, where)
     run_id = given or _content_id(inputs, outputs, reference, line, where)
-    return ParsedRun(line, run_id, inputs, outputs, reference, metadata, feedback, derived_id=given is None)
+    return ParsedRun(
+        line,
+        run_id,
+        inputs,
+        outputs,
+        reference,
+        metadata,
+        feedback,
+        derived_id=given is None,
+        fingerprint=fingerprint,
+    )
 
 
 def _parse_id(value: object, line: int, where: str) -> str | None:
