@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from align_mcp.cli import main
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer
-from conftest import EXAMPLE_RUNS
+from conftest import EXAMPLE_RUNS, snapshot
 
 Cli = Callable[..., Result]
 
@@ -377,3 +377,61 @@ def test_align_without_a_judge_model_is_refused_and_leaves_no_run(support: Cli, 
 
     with Store(db_path) as store:
         assert store.alignment_run_ids("correctness") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("align", "correctness", "--concurrency", "0"),
+            "Invalid value for '--concurrency': 0: the number of parallel judge calls must be a positive number "
+            "(at least 1).",
+        ),
+        (
+            ("resume", "1", "--concurrency", "-1"),
+            "Invalid value for '--concurrency': -1: the number of parallel judge calls must be a positive number "
+            "(at least 1).",
+        ),
+        (
+            ("queue", "add", "correctness", "--source", "support", "--sample", "-5"),
+            "Invalid value for '--sample': -5: the sample size must be a positive number (at least 1).",
+        ),
+    ],
+)
+def test_a_count_flag_below_one_is_refused_before_anything_runs(
+    support: Cli, db_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = snapshot(db_path)
+
+    result = support(*args)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == f"Error: {message}"
+    assert snapshot(db_path) == before
+
+
+def test_import_says_how_many_repeated_records_were_stored_once(cli: Cli, tmp_path: Path) -> None:
+    record = {"id": "a", "inputs": {"q": "1"}, "outputs": {"a": "2"}}
+    path = tmp_path / "runs.jsonl"
+    path.write_text((json.dumps(record) + "\n") * 3, encoding="utf-8")
+
+    out = ok(cli("import", str(path), "--source", "s"))
+
+    assert out == (
+        "Imported 1 new run(s) into 's' (experiment); 0 already stored.\n"
+        "  2 record(s) repeated an earlier record of this file (same id and content) and were stored once.\n"
+    )
+
+
+def test_evaluator_create_prints_the_note_on_a_path_no_run_has(support: Cli, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("Q: {{inputs.question}}\nA: {{outputs.answr}}\n", encoding="utf-8")
+
+    out = ok(support("evaluator", "create", "strict", "--prompt-file", str(prompt)))
+
+    lines = out.splitlines()
+    assert lines[0] == "Created evaluator 'strict' (binary (0 = fail, 1 = pass)); prompt saved as v1."
+    assert lines[1].startswith(
+        "note: None of the 46 stored run(s) has {{outputs.answr}}, so the judge would see '(missing)' there. "
+        "Their paths: outputs.answer."
+    )

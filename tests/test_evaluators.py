@@ -89,7 +89,9 @@ def test_a_taken_name_is_refused(small: Store) -> None:
     assert evaluators.get(small, "small").score_type == BINARY
 
 
-@pytest.mark.parametrize("name", ["", "has space", "-leading-dash", "a" * 65, "slash/name", "ünïcode"])
+@pytest.mark.parametrize(
+    "name", ["", "has space", "-leading-dash", "a" * 65, "slash/name", "ünïcode", "neweval\n", "a\n"]
+)
 def test_an_invalid_name_is_refused(store: Store, name: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         evaluators.create(store, name, BINARY)
@@ -207,8 +209,23 @@ def test_a_full_prompt_and_a_replacement_together_are_refused(small: Store) -> N
             "{{outputs.answer}}) to the template.",
         ),
         ("  \n", "The prompt is empty. Write grading instructions that include {{outputs}}."),
+        (
+            "Grade {{{outputs}}}.",
+            "The prompt uses triple braces ({{{outputs}}}), which align-mcp does not support; write {{outputs}}: "
+            "values are always inserted as they are (never HTML-escaped).",
+        ),
+        (
+            "{{> rubric}}\nGrade {{outputs}}.",
+            "The prompt uses a partial ({{> rubric}}), which align-mcp does not support; only plain variables "
+            "such as {{inputs}} or {{outputs.answer}} are filled in.",
+        ),
+        (
+            "{{#inputs.context}}Context: {{inputs.context}}{{/inputs.context}}\nGrade {{outputs}}.",
+            "The prompt uses a section ({{#inputs.context}}), which align-mcp does not support; only plain "
+            "variables such as {{inputs}} or {{outputs.answer}} are filled in.",
+        ),
     ],
-    ids=["unknown-variable", "no-outputs", "empty"],
+    ids=["unknown-variable", "no-outputs", "empty", "triple-braces", "partial", "section"],
 )
 def test_an_invalid_template_is_refused_and_the_draft_kept(small: Store, prompt: str, message: str) -> None:
     with pytest.raises(InvalidInput) as raised:
@@ -407,3 +424,86 @@ def test_evaluators_are_listed_by_name(store: Store) -> None:
     evaluators.create(store, "correctness", BINARY)
 
     assert [ev.name for ev in evaluators.list_all(store)] == ["correctness", "tone"]
+
+
+def test_a_source_name_with_a_trailing_newline_is_refused(store: Store) -> None:
+    from align_mcp.engine import ingest
+
+    with pytest.raises(InvalidInput) as raised:
+        ingest.import_runs(store, "support\n", runs=[{"inputs": {"q": "1"}, "outputs": {"a": "2"}}])
+
+    assert str(raised.value).startswith("Source name 'support\\n' is not allowed")
+    assert store.list_sources() == []
+
+
+def test_categorical_labels_that_differ_only_in_case_are_refused(store: Store) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        evaluators.create(store, "tone", ScoreType(kind="categorical", labels=["Good", "good", "bad"]))
+
+    assert str(raised.value) == (
+        "Categorical labels 'Good' and 'good' differ only in case or spaces, and scores are matched ignoring both, "
+        "so a score such as 'GOOD' could mean either. Give every label a distinct name."
+    )
+    assert store.evaluator_names() == []
+
+
+@pytest.mark.parametrize("variable", ["AWS_SECRET_ACCESS_KEY", "HOME", "OPENAI_API_KEY\n"])
+def test_an_api_key_env_a_run_would_refuse_is_refused_on_create_and_on_edit(
+    small: Store, variable: str
+) -> None:
+    message = (
+        f"api_key_env={variable!r} is not allowed: name a variable ending in _API_KEY (e.g. AZURE_OPENAI_API_KEY), "
+        "so no other secret can be sent to a judge endpoint."
+    )
+    with pytest.raises(InvalidInput) as raised:
+        evaluators.create(small, "other", BINARY, judge=JudgeSettings(api_key_env=variable))
+    assert str(raised.value) == message
+    assert small.evaluator_names() == ["small"]
+
+    with pytest.raises(InvalidInput) as raised:
+        evaluators.update_draft(small, "small", judge={"api_key_env": variable})
+    assert str(raised.value) == message
+    assert evaluators.get(small, "small").judge == JudgeSettings()
+
+
+def test_a_variable_ending_in_api_key_is_accepted_on_edit(small: Store) -> None:
+    ev = evaluators.update_draft(small, "small", judge={"api_key_env": "AZURE_OPENAI_API_KEY"})
+
+    assert ev.judge.api_key_env == "AZURE_OPENAI_API_KEY"
+
+
+def test_a_template_path_no_stored_run_has_gets_a_note_naming_the_paths_they_have(small: Store) -> None:
+    from align_mcp.engine import ingest, queues
+
+    ingest.import_runs(
+        small,
+        "s",
+        runs=[
+            {"id": "a", "inputs": {"question": "q"}, "outputs": {"answer": "x", "score": 1}},
+            {"id": "b", "inputs": {"question": "q"}, "outputs": {"answer": "y"}},
+        ],
+    )
+    queues.add_to_queue(small, "small", source="s")
+
+    update = evaluators.edit_draft(small, "small", prompt="Q: {{inputs.question}}\nA: {{outputs.answr}}")
+
+    assert update.notes[0].text == (
+        "None of the 2 run(s) in the queue of 'small' has {{outputs.answr}}, so the judge would see '(missing)' "
+        "there. Their paths: outputs.answer, outputs.score."
+    )
+    assert update.notes[0].next_steps == [NextStep("show_draft", {"evaluator": "small"})]
+    fixed = evaluators.edit_draft(small, "small", prompt="Q: {{inputs.question}}\nA: {{outputs.answer}}")
+    assert not any("(missing)" in n.text for n in fixed.notes)
+
+
+def test_a_new_evaluator_is_told_of_a_path_no_stored_run_has(store: Store) -> None:
+    from align_mcp.engine import ingest
+
+    ingest.import_runs(store, "s", runs=[{"id": "a", "inputs": {"q": "1"}, "outputs": {"answer": "2"}}])
+
+    ev = evaluators.create(store, "strict", BINARY, prompt="{{inputs.q}} {{outputs.text}}")
+
+    assert [n.text for n in ev.notes] == [
+        "None of the 1 stored run(s) has {{outputs.text}}, so the judge would see '(missing)' there. Their "
+        "paths: outputs.answer."
+    ]

@@ -1066,7 +1066,7 @@ BAD_INPUTS: list[Bad] = [
         "path-device",
         lambda c: ingest.import_runs(c.store, "s", path="/dev/zero"),
         ImportFormatError,
-        "Cannot tell the format of /dev/zero. Supported: JSON Lines (.jsonl, .ndjson: one JSON object per line) or CSV (.csv, .tsv: a header row, then one run per row). Rename the file with one of those extensions.",
+        "/dev/zero is a character device, not a regular file; runs are imported from regular files only. Save the runs to a .jsonl or .csv file and import that.",
     ),
     Bad(
         "path-nul-byte",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from align_mcp.core.models import ImportedFeedback, ScoreType
 from align_mcp.engine import evaluators, ingest, queues
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NotFound
 from align_mcp.store import Store
-from conftest import EXAMPLE_RUNS, write_jsonl
+from conftest import EXAMPLE_RUNS, snapshot, write_jsonl
 
 BINARY = ScoreType(kind="binary")
 GOOD_BAD = ScoreType(kind="categorical", labels=["good", "bad"])
@@ -271,13 +272,82 @@ def test_a_bad_inline_record_names_its_position_and_stores_nothing(store: Store)
     assert store.get_source("inline") is None
 
 
-def test_a_repeated_id_inside_one_import_keeps_the_first_record(store: Store) -> None:
-    report = ingest.import_runs(
-        store, "s", runs=[run("x", outputs={"a": "first"}), run("x", outputs={"a": "second"})]
+def test_a_repeated_id_with_other_content_is_refused_naming_both_lines(store: Store, db_path: Path) -> None:
+    ingest.import_runs(store, "s", runs=[run("a")])
+    before = snapshot(db_path)
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(
+            store, "s", runs=[run("x", outputs={"a": "first"}), run("y"), run("x", outputs={"a": "second"})]
+        )
+
+    assert str(raised.value) == (
+        "runs:3: id 'x' is already used on line 1 by a record with different content; give each run its own id "
+        "(or drop one of the two records). Fix that line and import again; nothing from this import was stored."
+    )
+    assert snapshot(db_path) == before
+
+
+def test_a_repeated_id_across_the_batch_boundary_is_refused_and_nothing_is_stored(
+    store: Store, tmp_path: Path, db_path: Path
+) -> None:
+    evaluators.create(store, "correctness", BINARY)
+    # Line 1 is flushed with the first 2,000-record batch; its repeat on line 2,001 comes in the second.
+    records = [run("x", 1)] + [run(f"r{i}", i % 2) for i in range(2, ingest.BATCH + 1)]
+    path = write_jsonl(tmp_path / "runs.jsonl", *records, run("x", 0, outputs={"a": "other"}))
+    before = snapshot(db_path)
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(store, "s", path=path)
+
+    assert ingest.BATCH == 2000
+    assert str(raised.value).startswith(
+        f"{path}:2001: id 'x' is already used on line 1 by a record with different content"
+    )
+    assert snapshot(db_path) == before
+
+
+def test_an_exact_repeat_inside_one_import_is_stored_once_and_reported(store: Store, tmp_path: Path) -> None:
+    evaluators.create(store, "correctness", BINARY)
+    path = write_jsonl(tmp_path / "runs.jsonl", run("x", 1), run("y", 0), run("x", 1))
+
+    report = ingest.import_runs(store, "s", path=path)
+
+    assert (report.inserted, report.skipped, report.duplicates, report.labels) == (2, 0, 1, 2)
+    assert queues.reference_set(store, "correctness") == [("x", 1), ("y", 0)]
+
+
+def test_a_repeat_written_with_other_key_order_and_spacing_is_the_same_record(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "runs.jsonl"
+    path.write_text(
+        '{"id": "x", "inputs": {"q": "1", "r": 2}, "outputs": {"a": "b"}}\n'
+        '{"id": "y", "inputs": {"q": "2"}, "outputs": {"a": "c"}}\n'
+        '{"outputs":{"a":"b"},  "inputs":{"r":2,"q":"1"},"id":"x"}\n',
+        encoding="utf-8",
     )
 
-    assert (report.inserted, report.skipped) == (1, 1)
-    assert store.get_runs(["x"])["x"].outputs == {"a": "first"}
+    report = ingest.import_runs(store, "s", path=path)
+
+    assert (report.inserted, report.duplicates) == (2, 1)
+
+
+def test_records_without_ids_that_differ_only_in_metadata_are_refused(store: Store) -> None:
+    same = {"inputs": {"q": "1"}, "outputs": {"a": "2"}}
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(store, "s", runs=[{**same, "metadata": {"k": 1}}, {**same, "metadata": {"k": 2}}])
+
+    message = str(raised.value)
+    assert message.startswith(
+        "runs:2: this record has the same inputs, outputs and reference outputs as line 1 (so the same derived id "
+    )
+    assert message.endswith(
+        "but a different metadata or feedback; give the two runs their own ids. Fix that line and import again; "
+        "nothing from this import was stored."
+    )
+    assert store.get_source("s") is None
 
 
 def test_importing_into_a_source_of_another_kind_is_refused(store: Store) -> None:
@@ -358,3 +428,78 @@ def test_reimporting_changed_feedback_updates_the_label(store: Store) -> None:
     assert again.labels == 1
     assert queues.reference_set(store, "correctness") == [("r1", 0)]
     assert [h.score for h in queues.label_history(store, "correctness", "r1")] == [1, 0]
+
+
+# ---- values a store cannot hold, and paths that are not files -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            '{"id": "b", "inputs": {"q": "\\ud800"}, "outputs": {"a": "x"}}',
+            "the string at inputs.q holds a lone surrogate (\\ud800), which is not a Unicode character and cannot "
+            "be stored as UTF-8; write the character itself (or both halves of its surrogate pair), or drop it",
+        ),
+        (
+            '{"id": "b", "inputs": {"q": 1e400}, "outputs": {"a": "x"}}',
+            "invalid JSON (the number 1e400 is too large to store (it would become Infinity, which is not JSON); "
+            "write it as a string, or a smaller number)",
+        ),
+    ],
+)
+def test_a_value_the_store_cannot_hold_is_refused_with_its_line(
+    store: Store, tmp_path: Path, db_path: Path, line: str, problem: str
+) -> None:
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(run("a")) + "\n" + line + "\n", encoding="utf-8")
+    before = snapshot(db_path)
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(store, "s", path=path)
+
+    assert str(raised.value) == (
+        f"{path}:2: {problem}. Fix that line and import again; nothing from this file was stored."
+    )
+    assert snapshot(db_path) == before
+
+
+def test_a_record_nested_deeper_than_the_limit_is_refused_with_the_limit_and_line(store: Store) -> None:
+    deep: Any = "x"
+    for _ in range(63):
+        deep = {"a": deep}
+    # The record and 63 objects below it: 64 levels pass, one more is refused.
+    ingest.import_runs(store, "s", runs=[{"id": "ok", "inputs": deep, "outputs": {"a": "x"}}])
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(
+            store, "s", runs=[run("b"), {"id": "deep", "inputs": {"a": deep}, "outputs": {"a": "x"}}]
+        )
+
+    assert str(raised.value) == (
+        "runs:2: the record nests objects and arrays more than 64 levels deep (at inputs.a.a.a.a.a… (64 levels)); "
+        "at most 64 levels are accepted, so flatten the record or store the deep part as a string. Fix that line "
+        "and import again; nothing from this file was stored."
+    )
+    assert store.existing_run_ids(["b", "deep"]) == set()
+
+
+def test_a_named_pipe_is_refused_without_being_opened(store: Store, tmp_path: Path) -> None:
+    fifo = tmp_path / "runs.jsonl"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: the test would hang
+
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(store, "s", path=fifo)
+
+    assert str(raised.value) == (
+        f"{fifo} is a named pipe (FIFO), not a regular file; runs are imported from regular files only. Save the "
+        "runs to a .jsonl or .csv file and import that."
+    )
+    assert store.get_source("s") is None
+
+
+def test_a_character_device_is_refused(store: Store) -> None:
+    with pytest.raises(ImportFormatError) as raised:
+        ingest.import_runs(store, "s", path="/dev/null")
+
+    assert str(raised.value).startswith("/dev/null is a character device, not a regular file;")

@@ -137,7 +137,11 @@ def test_a_sample_larger_than_the_selection_takes_it_all(runs_store: Store) -> N
             NotFound,
             'No runs match source=\'support\' metadata={"channel": "phone"}.',
         ),
-        ({"source": "support", "sample": 0}, InvalidInput, "sample=0 must be at least 1."),
+        (
+            {"source": "support", "sample": 0},
+            InvalidInput,
+            "sample=0: the sample size must be a positive number of runs (at least 1).",
+        ),
         (
             {"source": "support", "stratify_by": "channel"},
             InvalidInput,
@@ -430,6 +434,49 @@ def test_one_bad_label_stores_none_of_the_batch(
     assert str(raised.value) == message
     assert runs_store.current_labels("correctness") == []
     assert queues.summary(runs_store, "correctness").pending == 46
+
+
+def test_one_batch_labeling_a_run_twice_with_different_scores_is_refused_naming_the_run(
+    runs_store: Store,
+) -> None:
+    batch = [
+        {"run_id": "pp-001", "score": 1},
+        {"run_id": "pp-002", "score": 1},
+        {"run_id": "pp-001", "score": 0},
+    ]
+
+    with pytest.raises(InvalidInput) as raised:
+        queues.submit_labels(runs_store, "correctness", batch)
+
+    assert str(raised.value) == (
+        "Labels 1 and 3 both label run 'pp-001', with scores 1 and 0. Send one label per run (a later batch can "
+        "relabel it; history is kept)."
+    )
+    assert runs_store.current_labels("correctness") == []
+    assert runs_store.label_history("correctness", "pp-001") == []
+
+
+def test_an_exact_repeat_in_one_batch_is_stored_once(runs_store: Store) -> None:
+    batch = [
+        {"run_id": "pp-001", "score": "pass", "comment": "ok"},
+        {"run_id": "pp-001", "score": 1, "comment": "ok"},
+    ]
+
+    receipts = queues.submit_labels(runs_store, "correctness", batch)
+
+    assert [(r.run_id, r.score, r.relabeled) for r in receipts] == [("pp-001", 1, False)]
+    assert len(runs_store.label_history("correctness", "pp-001")) == 1
+
+
+def test_a_negative_sample_says_the_size_must_be_positive_even_when_every_run_is_queued(
+    runs_store: Store,
+) -> None:
+    queues.add_to_queue(runs_store, "correctness", source="support")
+
+    with pytest.raises(InvalidInput) as raised:
+        queues.add_to_queue(runs_store, "correctness", source="support", sample=-5)
+
+    assert str(raised.value) == "sample=-5: the sample size must be a positive number of runs (at least 1)."
 
 
 def test_an_empty_batch_is_refused(runs_store: Store) -> None:

@@ -42,8 +42,9 @@ from align_mcp.store import (
     open_store,
 )
 from align_mcp.store.codec import judge_matches, load_score
+from align_mcp.store.database import schema_version
 from align_mcp.store.migrations import migrations
-from conftest import run_labeler_processes
+from conftest import run_labeler_processes, snapshot
 
 CORE_TABLES = {
     "sources",
@@ -163,6 +164,84 @@ def test_another_apps_database_is_a_store_error_and_is_left_untouched(db_path: P
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     conn.close()
     assert tables == ["sources"]
+
+
+def test_a_store_records_its_schema_version(db_path: Path) -> None:
+    open_store().close()
+
+    conn = sqlite3.connect(db_path)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    assert version == schema_version() >= 7  # m007_alignment_leases, or a later migration
+
+
+def test_a_store_of_a_newer_schema_version_is_refused_and_left_untouched(db_path: Path) -> None:
+    open_store().close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = snapshot(db_path)
+
+    with pytest.raises(StoreError) as raised:
+        open_store()
+
+    assert str(raised.value) == (
+        f"The align-mcp store at {db_path} was written by a newer align-mcp (schema version 99); this align-mcp "
+        f"reads schema version {schema_version()} at most, so it left the store untouched. Upgrade align-mcp "
+        "(pip install --upgrade align-mcp), or point ALIGN_MCP_DB at another file."
+    )
+    assert snapshot(db_path) == before
+
+
+def test_a_store_with_a_migration_this_version_does_not_know_is_refused(db_path: Path) -> None:
+    open_store().close()
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('align_mcp', 'm042_from_the_future', '2030-01-01')"
+    )
+    conn.execute("CREATE TABLE from_the_future (x)")
+    conn.commit()
+    conn.close()
+    before = snapshot(db_path)
+
+    with pytest.raises(StoreError) as raised:
+        open_store()
+
+    assert str(raised.value).startswith(
+        f"The align-mcp store at {db_path} was written by a newer align-mcp (a newer schema, with migration(s) "
+        f"m042_from_the_future); this align-mcp reads schema version {schema_version()} at most"
+    )
+    assert snapshot(db_path) == before
+
+
+def test_a_lease_is_refused_to_others_until_it_lapses_and_is_freed_on_release(
+    runs_store: Store, clock: Any
+) -> None:
+    store = runs_store
+    aid = store.create_alignment_run("correctness", "draft", None, "p", JudgeSettings(), "m", "h", "all", [])
+    assert aid == 1
+    assert store.acquire_lease(1, "mine", 101, "box-a", ttl_s=60) is None
+    assert store.acquire_lease(1, "mine", 101, "box-a", ttl_s=60) is None  # the holder may take it again
+
+    held = store.acquire_lease(1, "theirs", 202, "box-b", ttl_s=60)
+    assert held is not None and (held.token, held.pid, held.host) == ("mine", 101, "box-a")
+    assert held.expires_at == clock.now + 60
+
+    clock.advance(30)
+    assert store.renew_lease(1, "mine", ttl_s=60)
+    clock.advance(59)
+    assert store.acquire_lease(1, "theirs", 202, "box-b", ttl_s=60) is not None
+    clock.advance(2)  # 61 s after the last renewal: the lease has lapsed
+    assert store.live_lease(1) is None
+    assert store.acquire_lease(1, "theirs", 202, "box-b", ttl_s=60) is None
+    assert not store.renew_lease(1, "mine", ttl_s=60)  # taken over: the old holder cannot renew it
+
+    store.release_lease(1, "mine")  # not ours any more: left alone
+    live = store.live_lease(1)
+    assert live is not None and live.pid == 202
+    store.release_lease(1, "theirs")
+    assert store.live_lease(1) is None
 
 
 def test_a_directory_at_align_mcp_db_is_a_store_error(db_path: Path) -> None:

@@ -50,6 +50,7 @@ CONVERTED = {
     "engine/formats.py",
     "engine/holdout.py",
     "engine/ingest.py",
+    "engine/leases.py",
     "engine/labeling.py",
     "engine/overview.py",
     "engine/queues.py",

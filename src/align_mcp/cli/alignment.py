@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from align_mcp import config
-from align_mcp.cli.main import command, store_of
+from align_mcp.cli.main import PositiveInt, command, store_of
 from align_mcp.cli.render import (
     emit,
     json_line,
@@ -31,7 +31,9 @@ from align_mcp.cli.render import (
 )
 @click.option("--no-compare", is_flag=True, help="Do not compare with the last saved version.")
 @click.option(
-    "--concurrency", type=int, help=f"Parallel judge calls (default ${config.ENV_CONCURRENCY} or 8)."
+    "--concurrency",
+    type=PositiveInt("the number of parallel judge calls"),
+    help=f"Parallel judge calls, at least 1 (default ${config.ENV_CONCURRENCY} or 8).",
 )
 @click.pass_context
 def align_cmd(
@@ -65,7 +67,11 @@ def align_cmd(
 @command("resume")
 @click.argument("alignment_id", type=int)
 @click.option("--retry-errors", is_flag=True, help="Judge examples that errored again too.")
-@click.option("--concurrency", type=int)
+@click.option(
+    "--concurrency",
+    type=PositiveInt("the number of parallel judge calls"),
+    help="Parallel judge calls, at least 1.",
+)
 @click.pass_context
 def resume_cmd(
     ctx: click.Context, alignment_id: int, retry_errors: bool, concurrency: int | None, as_json: bool

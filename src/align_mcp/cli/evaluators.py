@@ -89,13 +89,12 @@ def evaluator_create(
     )
     prompt = prompt_file.read_text(encoding="utf-8") if prompt_file else None
     ev = evaluators.create(store_of(ctx), name, score_type, feedback_key, prompt, judge, description)
-    emit(
-        ev,
-        as_json,
-        lambda: click.echo(
-            f"Created evaluator {ev.name!r} ({ev.score_type.describe()}); prompt saved as v1."
-        ),
-    )
+
+    def show() -> None:
+        click.echo(f"Created evaluator {ev.name!r} ({ev.score_type.describe()}); prompt saved as v1.")
+        notes(ev.notes)
+
+    emit(ev, as_json, show)
 
 
 @command("list", evaluator_group)

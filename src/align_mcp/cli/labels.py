@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from align_mcp.cli.main import command, store_of
+from align_mcp.cli.main import PositiveInt, command, store_of
 from align_mcp.cli.render import emit, json_line, notes, table
 from align_mcp.errors import ImportFormatError, InvalidInput
 
@@ -23,7 +23,7 @@ def queue_group() -> None:
 @click.option("--source", help="Queue runs of this source.")
 @click.option("--ids", help="Comma-separated run ids.")
 @click.option("--where", multiple=True, metavar="KEY=VALUE", help="Metadata filter (repeatable).")
-@click.option("--sample", type=int, help="Draw N runs at random.")
+@click.option("--sample", type=PositiveInt("the sample size"), help="Draw N runs at random (N at least 1).")
 @click.option(
     "--stratify-by", metavar="KEY", help="With --sample: keep the proportions of this metadata key."
 )

@@ -75,6 +75,21 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+class PositiveInt(click.ParamType[int]):
+    """An integer option that must be at least 1, refused with what it counts (e.g. "the sample size")."""
+
+    name = "integer"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        number: int = click.INT.convert(value, param, ctx)
+        if number < 1:
+            self.fail(f"{number}: {self.what} must be a positive number (at least 1).", param, ctx)
+        return number
+
+
 def store_of(ctx: click.Context) -> Store:
     """The store of this invocation, opened on first use and closed when the command ends."""
     obj = ctx.ensure_object(dict)

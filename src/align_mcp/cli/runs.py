@@ -38,6 +38,11 @@ def import_cmd(
             f"Imported {report.inserted} new run(s) into {report.source!r} ({report.kind}); "
             f"{report.skipped} already stored."
         )
+        if report.duplicates:
+            click.echo(
+                f"  {report.duplicates} record(s) repeated an earlier record of this file (same id and content) "
+                "and were stored once."
+            )
         for fb in report.feedback:
             target = (
                 ", ".join(fb.evaluators) if fb.evaluators else "no evaluator yet (kept for one created later)"

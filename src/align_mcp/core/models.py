@@ -1,5 +1,6 @@
 """Shared pydantic types: the shapes the Python API, the CLI and the MCP server exchange."""
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Self
@@ -109,6 +110,19 @@ class ScoreType(Model):
                 )
         return self
 
+    def ambiguous_labels(self) -> list[tuple[str, str]]:
+        """Pairs of categorical labels a score cannot tell apart (scores match labels ignoring case and
+        surrounding spaces), e.g. ('Good', 'good')."""
+        seen: dict[str, str] = {}
+        pairs: list[tuple[str, str]] = []
+        for label in self.labels or []:
+            folded = label.strip().casefold()
+            if folded in seen:
+                pairs.append((seen[folded], label))
+            else:
+                seen[folded] = label
+        return pairs
+
     def values(self) -> list[Score]:
         """Allowed values, in order."""
         if self.kind == "binary":
@@ -175,6 +189,20 @@ class ScoreType(Model):
         return value == (self.labels or [""])[0]
 
 
+API_KEY_ENV = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
+"""The variables an evaluator may read its judge key from: names ending in _API_KEY, matched whole."""
+
+
+def api_key_env_problem(name: str) -> str | None:
+    """Why `name` may not be an evaluator's api_key_env, or None: the one rule for writing and for calling."""
+    if API_KEY_ENV.fullmatch(name):
+        return None
+    return (
+        f"api_key_env={name!r} is not allowed: name a variable ending in _API_KEY (e.g. AZURE_OPENAI_API_KEY), "
+        "so no other secret can be sent to a judge endpoint."
+    )
+
+
 class JudgeSettings(Model):
     """How the judge model is called. Secrets are never stored: only the name of the env var holding the key."""
 
@@ -230,6 +258,9 @@ class Evaluator(Model):
     draft_differs: bool = Field(description="True when the draft differs from the last saved version")
     versions: list[VersionSummary] = Field(default_factory=list)
     created_at: datetime
+    notes: list[Note] = Field(
+        default_factory=list, description="Remarks on the prompt just written, e.g. a path no stored run has"
+    )
 
     @property
     def latest_version(self) -> int | None:
@@ -267,6 +298,10 @@ class ImportReport(Model):
     kind: SourceKind
     inserted: int = Field(description="New runs stored")
     skipped: int = Field(description="Runs whose id was already stored (imports are idempotent by run id)")
+    duplicates: int = Field(
+        default=0,
+        description="Records repeating an earlier record of this import (same id, same content): stored once",
+    )
     labels: int = Field(default=0, description="Human labels imported from `feedback`")
     feedback: list[ImportedFeedback] = Field(default_factory=list)
     unmatched_feedback_keys: list[str] = Field(

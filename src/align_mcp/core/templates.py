@@ -53,6 +53,7 @@ def validate_template(template: str) -> None:
             f"The prompt is {len(template):,} characters; a judge prompt may have at most {MAX_PROMPT_CHARS:,}. "
             "Keep the grading instructions and let {{inputs}} / {{outputs}} bring in each example."
         )
+    _refuse_mustache_tags(template)
     variables = template_variables(template)
     unknown = sorted({v for v in variables if v.split(".")[0] not in ROOTS})
     if unknown:
@@ -68,7 +69,39 @@ def validate_template(template: str) -> None:
         )
 
 
-def _lookup(run: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+_TAG = re.compile(r"\{\{\s*([{>#^/&!=])\s*([^}]{0,60})")
+_TAG_KINDS = {
+    "{": "triple braces",
+    ">": "a partial",
+    "#": "a section",
+    "^": "an inverted section",
+    "/": "a section end",
+    "&": "an unescaped variable",
+    "!": "a comment",
+    "=": "a delimiter change",
+}
+
+
+def _refuse_mustache_tags(template: str) -> None:
+    """Refuse the mustache tags this renderer does not implement, rather than send them to the judge verbatim."""
+    found = _TAG.search(template)
+    if found is None:
+        return
+    sigil, rest = found.group(1), found.group(2).strip().rstrip("}").strip()
+    shown = found.group(0) + ("}}}" if sigil == "{" else "}}")
+    hint = (
+        f"write {{{{{rest}}}}}: values are always inserted as they are (never HTML-escaped)"
+        if sigil in "{&" and rest
+        else "only plain variables such as {{inputs}} or {{outputs.answer}} are filled in"
+    )
+    raise InvalidInput(
+        f"The prompt uses {_TAG_KINDS[sigil]} ({shown.replace(chr(10), ' ')}), which align-mcp does not support; "
+        f"{hint}."
+    )
+
+
+def lookup(run: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted path in a run dict, as render reads it (digits index lists)."""
     parts = path.split(".")
     value: Any = run.get(parts[0])
     for part in parts[1:]:
@@ -93,7 +126,7 @@ def render(template: str, run: Mapping[str, Any]) -> str:
     """Fill {{inputs}}, {{outputs.answer}}, ... from a run dict; missing paths render as '(missing)'."""
 
     def fill(match: re.Match[str]) -> str:
-        found, value = _lookup(run, match.group(1))
+        found, value = lookup(run, match.group(1))
         return _show(value) if found else "(missing)"
 
     return VARIABLE.sub(fill, template)

@@ -25,7 +25,7 @@ from align_mcp.core.models import (
     ScoreType,
 )
 from align_mcp.core.text import clip
-from align_mcp.engine import holdout
+from align_mcp.engine import holdout, leases
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -84,6 +84,7 @@ async def run_alignment(
     saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
     `on_request` is called before every request to the judge (a budget may refuse one by raising).
     """
+    _check_concurrency(concurrency)
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
@@ -149,14 +150,21 @@ async def resume(
     env: config.Settings | None = None,
 ) -> AlignmentReport:
     """Finish an interrupted alignment run: only examples without a stored result are judged."""
+    _check_concurrency(concurrency)
     env = env or config.load()
     row = _run_row(store, alignment_id)
     score_type = get_evaluator(store, row.evaluator).score_type
     endpoint = resolve_endpoint(row.judge.model_copy(update={"model": row.model}), env)
-    if retry_errors:
-        store.reset_errors(alignment_id)
-    await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
+    with leases.judging(store, alignment_id):
+        if retry_errors:
+            store.reset_errors(alignment_id)
+        await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
     return report(store, alignment_id)
+
+
+def _check_concurrency(concurrency: int | None) -> None:
+    if concurrency is not None and concurrency < 1:
+        raise InvalidInput(f"concurrency={concurrency}: parallel judge calls must be at least 1.")
 
 
 def _examples(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple[str, Score]]]:
@@ -207,6 +215,7 @@ def _covering_run(
     return aid if have == wanted else None
 
 
+@leases.holding
 async def _execute(
     store: Store,
     aid: int,
@@ -231,10 +240,17 @@ async def _execute(
     keyed = []
     for pending_id, _ in pending:
         run = runs.get(pending_id)
-        if run is None:
-            cached_results.append(_verdict_row(pending_id, Verdict(None, None, "run no longer in the store")))
+        problem = "run no longer in the store" if run is None else None
+        if run is None and (unreadable := store.unreadable_run(pending_id)) is not None:
+            problem = f"the stored run cannot be read: {unreadable}"
+        if run is not None:
+            try:
+                messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
+            except RecursionError:
+                problem = "the run nests objects and arrays too deeply to be shown to the judge"
+        if problem is not None:
+            cached_results.append(_verdict_row(pending_id, Verdict(None, None, problem)))
             continue
-        messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
         keyed.append((pending_id, messages, cache_key(endpoint, settings, messages, schema)))
     hits = store.cache_get([k for _, _, k in keyed])
     for rid, messages, key in keyed:

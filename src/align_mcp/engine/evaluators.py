@@ -17,25 +17,33 @@ from align_mcp.core.models import (
     PromptVersion,
     ScoreType,
     VersionSummary,
+    api_key_env_problem,
 )
-from align_mcp.core.templates import default_prompt, validate_template
+from align_mcp.core.templates import default_prompt, lookup, template_variables, validate_template
 from align_mcp.core.text import clip
 from align_mcp.core.views import DraftUpdate, SavedVersion, VersionEntry, VersionList
 from align_mcp.engine.feedback import apply_stored_feedback
 from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
 from align_mcp.store import EvaluatorRow, Store, VersionRow
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""An evaluator or source name, matched whole (fullmatch: `$` would let a trailing newline through)."""
 DEFAULT_DIFF_CHARS = 20_000
 
 
 def check_name(name: str, what: str = "evaluator") -> str:
-    if not NAME.match(name or ""):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidInput(
             f"{what.capitalize()} name {name!r} is not allowed: use 1–64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit."
         )
     return name
+
+
+def _check_judge(settings: JudgeSettings) -> None:
+    """Refuse judge settings a run would refuse, when they are written rather than at the first run."""
+    if settings.api_key_env is not None and (problem := api_key_env_problem(settings.api_key_env)):
+        raise InvalidInput(problem)
 
 
 def _row(store: Store, name: str) -> EvaluatorRow:
@@ -70,14 +78,66 @@ def create(
             f"An evaluator named {name!r} already exists; pick another name.",
             NextStep("show_evaluator", {"evaluator": name}),
         )
+    ambiguous = score_type.ambiguous_labels()
+    if ambiguous:
+        first, second = ambiguous[0]
+        raise InvalidInput(
+            f"Categorical labels {first!r} and {second!r} differ only in case or spaces, and scores are matched "
+            "ignoring both, so a score such as "
+            f"{first.strip().upper()!r} could mean either. Give every label a distinct name."
+        )
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text)
     settings = judge or JudgeSettings()
+    _check_judge(settings)
     with store.transaction():
         store.insert_evaluator(name, key, description, score_type, settings, text)
         store.insert_version(name, text, settings, "initial prompt")
         apply_stored_feedback(store, name, score_type, key)
-    return get(store, name)
+    return get(store, name).model_copy(update={"notes": path_notes(store, name, text)})
+
+
+PATH_SAMPLE = 1000
+"""How many recent runs a template's paths are checked against."""
+
+
+def path_notes(store: Store, name: str, template: str) -> list[Note]:
+    """A note per dotted template path that none of the runs the evaluator will judge has (checked on up to
+    PATH_SAMPLE recent ones), naming the keys those runs do have there. Such a path renders as '(missing)'."""
+    paths = sorted({v for v in template_variables(template) if "." in v})
+    if not paths:
+        return []
+    scope, runs = store.run_samples(name, PATH_SAMPLE)
+    if not runs:
+        return []
+    where = (
+        f"the {len(runs)} run(s) in the queue of {name!r}"
+        if scope == "queue"
+        else f"the {len(runs)} stored run(s)"
+    )
+    if len(runs) == PATH_SAMPLE:
+        where = f"the latest {where.removeprefix('the ')}"
+    notes = []
+    for path in paths:
+        if any(lookup(run, path)[0] for run in runs):
+            continue
+        parent = path.rsplit(".", 1)[0]
+        keys: dict[str, None] = {}
+        for run in runs:
+            found, value = lookup(run, parent)
+            if found and isinstance(value, dict):
+                keys.update(dict.fromkeys(f"{parent}.{k}" for k in value))
+            if len(keys) > 20:
+                break
+        have = ", ".join(list(keys)[:20]) if keys else f"nothing under {parent}"
+        notes.append(
+            Note(
+                text=f"None of {where} has {{{{{path}}}}}, so the judge would see '(missing)' there. Their "
+                f"paths: {have}.",
+                next_steps=[NextStep("show_draft", {"evaluator": name})],
+            )
+        )
+    return notes
 
 
 def get(store: Store, name: str) -> Evaluator:
@@ -164,6 +224,8 @@ def update_draft(
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
             raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
+        if "api_key_env" in judge:
+            _check_judge(settings)
     store.update_draft(name, text, settings)
     return get(store, name)
 
@@ -303,8 +365,11 @@ def edit_draft(
     max_chars: int | None = DEFAULT_DIFF_CHARS,
 ) -> DraftUpdate:
     """Edit the draft (as update_draft) and return its diff against the last saved version."""
-    update_draft(store, name, prompt=prompt, replace=replace, judge=judge)
-    return draft_update(store, name, max_chars)
+    ev = update_draft(store, name, prompt=prompt, replace=replace, judge=judge)
+    update = draft_update(store, name, max_chars)
+    if prompt is None and replace is None:
+        return update
+    return update.model_copy(update={"notes": [*path_notes(store, name, ev.draft), *update.notes]})
 
 
 def save_version(store: Store, name: str, message: str | None = None) -> SavedVersion:

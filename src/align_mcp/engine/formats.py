@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -84,6 +86,10 @@ class ParsedRun:
     reference_outputs: dict[str, Any] | None
     metadata: dict[str, Any]
     feedback: tuple[FeedbackItem, ...]
+    derived_id: bool = False
+    """True when the record had no id and got one derived from its content."""
+    fingerprint: bytes | None = field(default=None, compare=False)
+    """A digest of the line the record was read from (JSONL), to spot a line repeated exactly at little cost."""
 
 
 def _error(where: str, line: int, problem: str) -> ImportFormatError:
@@ -124,6 +130,31 @@ def _check_file(path: Path) -> None:
         raise ImportFormatError(
             f"No file at {path}. Check the path; it is read by the machine running align-mcp."
         )
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ImportFormatError(
+            f"Cannot read {path}: {e.strerror or e}. Check the file's permissions; "
+            "it is read by the machine running align-mcp."
+        ) from e
+    if not stat.S_ISREG(mode):
+        # Reading a named pipe or a device blocks until a writer shows up, or forever: never open one.
+        raise ImportFormatError(
+            f"{path} is {_special_kind(mode)}, not a regular file; runs are imported from regular files only. "
+            "Save the runs to a .jsonl or .csv file and import that."
+        )
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -208,6 +239,20 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON; write null or a number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"the number {text[:40]} is too large to store (it would become Infinity, which is not JSON); "
+            "write it as a string, or a smaller number"
+        )
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+"""One decoder for every line (json.loads with hooks would build a new one per call)."""
+
+
 def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
     where = str(path)
     with _open(path) as f:
@@ -215,7 +260,7 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text, parse_constant=_reject_constant)
+                obj = _DECODER.decode(text)
             except json.JSONDecodeError as e:
                 raise _error(where, number, f"invalid JSON ({e.msg} at column {e.colno})") from e
             except (ValueError, RecursionError) as e:
@@ -227,20 +272,112 @@ def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
                     "not a JSON object (got an array); this looks like a JSON array file, but each line must "
                     "be one JSON object (convert with: jq -c '.[]' file.json > file.jsonl)",
                 )
-            yield parse_record(obj, number, where)
+            if isinstance(obj, dict) and (problem := _jsonl_value_problem(obj, text)) is not None:
+                raise _error(where, number, problem)
+            fingerprint = hashlib.blake2b(text.strip().encode("utf-8"), digest_size=16).digest()
+            yield parse_record(obj, number, where, checked=True, fingerprint=fingerprint)
 
 
-def parse_record(obj: object, line: int, where: str) -> ParsedRun:
+def parse_record(
+    obj: object, line: int, where: str, *, checked: bool = False, fingerprint: bytes | None = None
+) -> ParsedRun:
     """Normalize one JSON object (native, plain, or a LangSmith run / experiment row) into a ParsedRun.
+
+    Values the store cannot hold (see value_problem) are refused, unless the caller `checked` them already.
 
     Raises ImportFormatError as "{where}:{line}: {problem}. Fix that line ...".
     """
     if not isinstance(obj, dict):
         raise _error(where, line, f"not a JSON object (got {_kind(obj)})")
+    problem = None if checked else value_problem(obj)
+    if problem is not None:
+        raise _error(where, line, problem)
     run = obj.get("run")
     if isinstance(run, dict) and "outputs" not in obj and "output" not in obj:
-        return _parse_experiment_row(obj, run, line, where)
-    return _parse_run(obj, line, where, langsmith=bool(_LANGSMITH_MARKERS & obj.keys()))
+        return replace(_parse_experiment_row(obj, run, line, where), fingerprint=fingerprint)
+    return _parse_run(
+        obj, line, where, langsmith=bool(_LANGSMITH_MARKERS & obj.keys()), fingerprint=fingerprint
+    )
+
+
+MAX_DEPTH = 64
+"""How many objects and arrays a record may nest, itself included: deeper ones cannot be shown to a judge."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def value_problem(value: object) -> str | None:
+    """Why a JSON value cannot be stored and shown to a judge, or None: nesting deeper than MAX_DEPTH, a string
+    or key with a lone surrogate (not Unicode, so not UTF-8), or a number that is not finite."""
+    return _locate_problem(value)
+
+
+def _jsonl_value_problem(value: object, text: str) -> str | None:
+    """value_problem for a value just parsed from the JSONL line `text`, at a fraction of its cost.
+
+    The parser already refused non-finite numbers, and a lone surrogate can only come from a \\uD800-\\uDFFF
+    escape in the line (UTF-8 cannot carry one), so the common case is a walk over the containers alone.
+    """
+    # Fewer brackets in the line than the limit (counting those inside strings too) cannot nest past it.
+    shallow = text.count("{") + text.count("[") <= MAX_DEPTH or _within_depth(value)
+    if shallow and _SURROGATE_ESCAPE.search(text) is None:
+        return None
+    return _locate_problem(value)
+
+
+def _within_depth(value: object) -> bool:
+    stack: list[tuple[dict[Any, Any] | list[Any] | tuple[Any, ...], int]] = []
+    if isinstance(value, dict | list | tuple):
+        stack.append((value, 1))
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple):
+                if depth >= MAX_DEPTH:
+                    return False
+                stack.append((child, depth + 1))
+    return True
+
+
+def _locate_problem(value: object) -> str | None:
+    stack: list[tuple[object, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict | list | tuple) and len(path) >= MAX_DEPTH:
+            return (
+                f"the record nests objects and arrays more than {MAX_DEPTH} levels deep (at {_path(path)}); "
+                f"at most {MAX_DEPTH} levels are accepted, so flatten the record or store the deep part as a string"
+            )
+        if isinstance(item, str):
+            if (found := _SURROGATE.search(item)) is not None:
+                return _surrogate_problem(f"the string at {_path(path)}", found.group())
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return (
+                    f"the number at {_path(path)} is {item}, which is not JSON; write a finite number or null"
+                )
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and (found := _SURROGATE.search(key)) is not None:
+                    return _surrogate_problem(f"a key at {_path(path)}", found.group())
+                stack.append((child, (*path, str(key))))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, (*path, str(i))) for i, child in enumerate(item))
+    return None
+
+
+def _surrogate_problem(what: str, char: str) -> str:
+    return (
+        f"{what} holds a lone surrogate (\\u{ord(char):04x}), which is not a Unicode character and cannot be "
+        "stored as UTF-8; write the character itself (or both halves of its surrogate pair), or drop it"
+    )
+
+
+def _path(parts: tuple[str, ...]) -> str:
+    if not parts:
+        return "the top level"
+    shown = ".".join(parts[:6]) + (f"… ({len(parts)} levels)" if len(parts) > 6 else "")
+    return shown[:200]
 
 
 def _parse_experiment_row(row: dict[str, Any], run: dict[str, Any], line: int, where: str) -> ParsedRun:
@@ -276,6 +413,7 @@ def _parse_run(
     *,
     langsmith: bool,
     base_metadata: dict[str, Any] | None = None,
+    fingerprint: bytes | None = None,
 ) -> ParsedRun:
     used = {"id", "metadata", "feedback"}
 
@@ -336,8 +474,19 @@ def _parse_run(
     metadata.update(explicit or {})
 
     feedback = _parse_feedback(obj.get("feedback"), line, where)
-    run_id = _parse_id(obj.get("id"), line, where) or _content_id(inputs, outputs, reference, line, where)
-    return ParsedRun(line, run_id, inputs, outputs, reference, metadata, feedback)
+    given = _parse_id(obj.get("id"), line, where)
+    run_id = given or _content_id(inputs, outputs, reference, line, where)
+    return ParsedRun(
+        line,
+        run_id,
+        inputs,
+        outputs,
+        reference,
+        metadata,
+        feedback,
+        derived_id=given is None,
+        fingerprint=fingerprint,
+    )
 
 
 def _parse_id(value: object, line: int, where: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -58,25 +60,31 @@ def import_runs(
             f"Source {source!r} already exists with kind {existing.kind!r}, not {kind!r}. Use kind="
             f"{existing.kind!r} or another source name."
         )
-    inserted = seen = 0
+    where = "runs" if path is None else str(Path(path).expanduser())
+    inserted = seen = duplicates = 0
     feedback_counts: dict[str, int] = defaultdict(int)
     label_counts: dict[str, int] = defaultdict(int)
-    batch: list[ParsedRun] = []
+    pending: list[ParsedRun] = []
     with store.transaction():
         if existing is None:
             store.insert_source(source, kind)
+        store.start_import_ids()
         for record in records:
-            batch.append(record)
-            if len(batch) >= BATCH:
+            pending.append(record)
+            if len(pending) >= BATCH:
+                batch = _drop_repeats(store, pending, path, fmt, where)
+                duplicates += len(pending) - len(batch)
                 inserted += _flush(store, source, batch, feedback_counts, label_counts)
                 seen += len(batch)
-                batch = []
+                pending = []
                 if on_progress is not None:
                     on_progress(seen)
-        if batch:
+        if pending:
+            batch = _drop_repeats(store, pending, path, fmt, where)
+            duplicates += len(pending) - len(batch)
             inserted += _flush(store, source, batch, feedback_counts, label_counts)
             seen += len(batch)
-        if seen == 0:
+        if seen == 0 and duplicates == 0:
             raise ImportFormatError(
                 f"{path or 'runs'}: no runs found (the input is empty). Nothing was stored."
             )
@@ -91,6 +99,7 @@ def import_runs(
         kind=kind,
         inserted=inserted,
         skipped=seen - inserted,
+        duplicates=duplicates,
         labels=sum(label_counts.values()),
         feedback=feedback,
         unmatched_feedback_keys=[f.key for f in feedback if not f.evaluators],
@@ -104,11 +113,6 @@ def _flush(
     feedback_counts: dict[str, int],
     label_counts: dict[str, int],
 ) -> int:
-    # A repeated id inside one import keeps its first record, as a repeat across imports does.
-    unique: dict[str, ParsedRun] = {}
-    for r in batch:
-        unique.setdefault(r.id, r)
-    batch = list(unique.values())
     inserted = store.insert_runs(source, batch)
     # Only feedback that is new or changed since the last import becomes a label: re-importing a file
     # must not undo a relabel made by hand in the meantime.
@@ -133,9 +137,79 @@ def _flush(
     return inserted
 
 
+def _drop_repeats(
+    store: Store, records: list[ParsedRun], path: str | Path | None, fmt: Format | None, where: str
+) -> list[ParsedRun]:
+    """The records whose id is new to this import; a repeat of an earlier record (in this batch or an earlier
+    one) is dropped when it stores the same, and refused naming both lines when it does not.
+
+    The ids seen so far live in the store's import scratch table, so a long import holds no growing index here.
+    """
+    earlier = store.import_ids_seen([r.id for r in records])
+    kept: list[ParsedRun] = []
+    new_ids: list[tuple[str, int, bytes]] = []
+    for record in records:
+        digest = record.fingerprint or _content_digest(record)
+        first = earlier.get(record.id)
+        if first is not None:
+            first_line, first_digest = first
+            if first_digest != digest and not _same_as_line(path, fmt, first_line, record):
+                raise _duplicate_error(where, record, first_line)
+            continue
+        earlier[record.id] = (record.line, digest)
+        new_ids.append((record.id, record.line, digest))
+        kept.append(record)
+    store.note_import_ids(new_ids)
+    return kept
+
+
+def _same_as_line(path: str | Path | None, fmt: Format | None, line: int, record: ParsedRun) -> bool:
+    """Whether the file's record on `line` stores exactly what `record` does: read again only when two lines
+    with one id differ as text (key order, spacing), which is rare."""
+    if path is None or record.fingerprint is None:
+        return False  # inline and CSV records are compared by content digest already
+    for first in read_runs(Path(path).expanduser(), fmt):
+        if first.line == line:
+            return _content_digest(first) == _content_digest(record)
+    return False
+
+
+def _content_digest(record: ParsedRun) -> bytes:
+    """A fingerprint of everything a record stores, to tell a repeated record from a different one with its id."""
+    material = [
+        record.inputs,
+        record.outputs,
+        record.reference_outputs,
+        record.metadata,
+        [[f.key, f.score, f.comment, f.labeler] for f in record.feedback],
+    ]
+    text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _duplicate_error(where: str, record: ParsedRun, first_line: int) -> ImportFormatError:
+    if record.derived_id:
+        problem = (
+            f"this record has the same inputs, outputs and reference outputs as line {first_line} (so the same "
+            f"derived id {record.id!r}) but a different metadata or feedback; give the two runs their own ids"
+        )
+    else:
+        problem = (
+            f"id {record.id!r} is already used on line {first_line} by a record with different content; give "
+            "each run its own id (or drop one of the two records)"
+        )
+    return ImportFormatError(
+        f"{where}:{record.line}: {problem}. Fix that line and import again; nothing from this import was stored."
+    )
+
+
 def get_run(store: Store, run_id: str) -> Run:
     """One stored run in full."""
     row = store.get_runs([run_id]).get(run_id)
+    if row is None and (problem := store.unreadable_run(run_id)) is not None:
+        raise InvalidInput(
+            f"Run {run_id!r} is stored but cannot be shown: {problem}. Re-import it flattened."
+        )
     if row is None:
         raise NotFound(f"No run with id {run_id!r}. Check the id.", NextStep("import_runs"))
     return Run.model_validate(row.as_dict())

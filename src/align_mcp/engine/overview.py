@@ -98,7 +98,7 @@ def evaluator_detail(store: Store, name: str, max_chars: int | None = None) -> E
             )
         )
     return EvaluatorDetail(
-        **{**ev.model_dump(), "draft": draft},
+        **{**ev.model_dump(exclude={"notes"}), "draft": draft},
         queue=queue,
         recent_alignment_runs=[_alignment_brief(r) for r in runs],
         notes=notes,

@@ -42,6 +42,10 @@ def add_to_queue(
 ) -> AddToQueueReport:
     """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N."""
     get_evaluator(store, evaluator)
+    if sample is not None and sample < 1:
+        raise InvalidInput(
+            f"sample={sample}: the sample size must be a positive number of runs (at least 1)."
+        )
     if run_ids:
         if source is not None or metadata:
             raise InvalidInput("Give run ids, or a source/metadata filter, not both.")
@@ -69,8 +73,6 @@ def add_to_queue(
         if not ids:
             raise NotFound(f"No runs match source={source!r} metadata={json.dumps(metadata or {})}.")
     if sample is not None:
-        if sample < 1:
-            raise InvalidInput(f"sample={sample} must be at least 1.")
         ids = _sample(store, ids, sample, stratify_by, seed)
     elif stratify_by:
         raise InvalidInput("stratify_by needs sample=N (how many runs to draw).")
@@ -119,7 +121,9 @@ def next_items(
     reservations = store.reservations(evaluator, ids)
     items = []
     for rid in ids:
-        run = runs[rid]
+        run = runs.get(rid)
+        if run is None:  # stored but unreadable (see Store.get_runs): never hand a labeler a broken item
+            continue
         held = reservations.get(rid)
         items.append(
             QueueItem(
@@ -191,7 +195,32 @@ def _label_rows(
                 f"{MAX_COMMENT_CHARS:,} (say why the score is right, not the whole case)."
             )
         rows.append(NewLabel(rid, score, comment or None, item.get("labeler") or labeler))
-    return rows
+    return _one_per_run(rows)
+
+
+def _one_per_run(rows: list[NewLabel]) -> list[NewLabel]:
+    """The labels with exact repeats dropped; two different labels for one run in one batch are refused, since
+    neither can be told to be the one meant."""
+    first: dict[str, int] = {}
+    kept: list[NewLabel] = []
+    for i, row in enumerate(rows):
+        j = first.get(row.run_id)
+        if j is None:
+            first[row.run_id] = i
+            kept.append(row)
+            continue
+        earlier = rows[j]
+        if (earlier.score, earlier.comment, earlier.labeler) != (row.score, row.comment, row.labeler):
+            what = (
+                f"scores {earlier.score!r} and {row.score!r}"
+                if earlier.score != row.score
+                else "the same score with different comments or labelers"
+            )
+            raise InvalidInput(
+                f"Labels {j + 1} and {i + 1} both label run {row.run_id!r}, with {what}. Send one label per run "
+                "(a later batch can relabel it; history is kept)."
+            )
+    return kept
 
 
 def submit_label(

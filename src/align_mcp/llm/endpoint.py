@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from align_mcp import config
-from align_mcp.core.models import JudgeSettings
+from align_mcp.core.models import JudgeSettings, api_key_env_problem
 from align_mcp.errors import JudgeConfigError
-
-API_KEY_ENV = re.compile(r"^[A-Z][A-Z0-9_]*_API_KEY$")
 
 
 def _norm(url: str) -> str:
@@ -40,11 +37,8 @@ def resolve_endpoint(settings: JudgeSettings, env: config.Settings | None = None
     _check_base_url(base_url, None if settings.base_url else env.judge_base_url_var)
     key_var = env.judge_api_key_var
     if settings.api_key_env:
-        if not API_KEY_ENV.match(settings.api_key_env):
-            raise JudgeConfigError(
-                f"api_key_env={settings.api_key_env!r} is not allowed: name a variable ending in _API_KEY (e.g. "
-                "AZURE_OPENAI_API_KEY), so no other secret can be sent to a judge endpoint."
-            )
+        if (problem := api_key_env_problem(settings.api_key_env)) is not None:
+            raise JudgeConfigError(problem)
         key_var = settings.api_key_env
         key = config.read_api_key(key_var)
         if not key:

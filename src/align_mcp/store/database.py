@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import re
 import sqlite3
 import threading
 import time
@@ -35,6 +38,7 @@ from align_mcp.store.rows import (
     FailureAnalysisRow,
     FeedbackRow,
     LabelRow,
+    LeaseRow,
     NewLabel,
     NewProposal,
     NewResult,
@@ -55,6 +59,8 @@ from align_mcp.store.rows import (
     TriageVerdict,
     VersionRow,
 )
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
 _MISALIGNED_SQL = {
@@ -102,7 +108,13 @@ class Store:
         self._lock = threading.RLock()
         try:
             with self.transaction():
+                self._refuse_newer_schema()
                 migrations.apply(self.db)
+                if self._scalar("PRAGMA user_version") != schema_version():
+                    self.conn.execute(f"PRAGMA user_version = {schema_version()}")
+        except StoreError:
+            conn.close()
+            raise
         except sqlite3.OperationalError as e:
             conn.close()
             if "locked" in str(e) or "busy" in str(e):
@@ -118,6 +130,23 @@ class Store:
             raise StoreError(
                 f"{self.path} is not an align-mcp store ({e}). Point ALIGN_MCP_DB at another file."
             ) from e
+
+    def _refuse_newer_schema(self) -> None:
+        """Refuse a store that a newer align-mcp has migrated past what this one knows, before writing to it."""
+        found = int(self._scalar("PRAGMA user_version") or 0)
+        unknown: list[str] = []
+        if self._scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"):
+            unknown = sorted({m.name for m in migrations.applied(self.db)} - set(known_migrations()))
+        if found <= schema_version() and not unknown:
+            return
+        what = f"schema version {found}" if found > schema_version() else "a newer schema"
+        if unknown:
+            what += f", with migration(s) {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}"
+        raise StoreError(
+            f"The align-mcp store at {self.path} was written by a newer align-mcp ({what}); this align-mcp "
+            f"reads schema version {schema_version()} at most, so it left the store untouched. Upgrade align-mcp "
+            "(pip install --upgrade align-mcp), or point ALIGN_MCP_DB at another file."
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -223,8 +252,38 @@ class Store:
             )
             return max(cur.rowcount, 0)
 
+    def start_import_ids(self) -> None:
+        """Start an empty scratch list of the ids one import has read (a temporary table of this connection,
+        off the Python heap). Call inside the import's `transaction()`."""
+        with self._lock:
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL, "
+                "digest BLOB NOT NULL) WITHOUT ROWID"
+            )
+            self.conn.execute("DELETE FROM temp.import_ids")
+
+    def import_ids_seen(self, ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """Of these ids, those the current import has read already: id -> (its first line, its digest)."""
+        out: dict[str, tuple[int, bytes]] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            for run_id, line, digest in self._tuples(
+                f"SELECT id, line, digest FROM temp.import_ids WHERE id IN ({marks})", chunk
+            ):
+                out[run_id] = (line, bytes(digest))
+        return out
+
+    def note_import_ids(self, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Add (id, first line, digest) rows to the current import's scratch list."""
+        with self._lock:
+            self.conn.executemany("INSERT INTO temp.import_ids (id, line, digest) VALUES (?, ?, ?)", rows)
+
     def get_runs(self, ids: Sequence[str]) -> dict[str, RunRow]:
-        """The stored runs among these ids, by id, with their JSON decoded."""
+        """The stored runs among these ids, by id, with their JSON decoded.
+
+        A run whose JSON cannot be decoded (nested too deep for Python, from before imports bounded nesting) is
+        left out rather than failing every run read with it; `unreadable_run` says why.
+        """
         out: dict[str, RunRow] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
@@ -233,15 +292,67 @@ class Store:
                 f"WHERE id IN ({marks})",
                 chunk,
             ):
-                out[run_id] = RunRow(
-                    run_id,
-                    source,
-                    loads(inputs),
-                    loads(outputs),
-                    loads(reference_outputs),
-                    loads(metadata) or {},
-                )
+                try:
+                    out[run_id] = RunRow(
+                        run_id,
+                        source,
+                        loads(inputs),
+                        loads(outputs),
+                        loads(reference_outputs),
+                        loads(metadata) or {},
+                    )
+                except (RecursionError, ValueError) as e:
+                    log.warning("Run %r cannot be decoded and is left out: %s", run_id, e)
         return out
+
+    def unreadable_run(self, run_id: str) -> str | None:
+        """Why a stored run cannot be decoded (see get_runs), or None when it decodes or is not stored."""
+        row = self._tuple(
+            "SELECT inputs, outputs, reference_outputs, metadata FROM runs WHERE id = ?", [run_id]
+        )
+        if row is None:
+            return None
+        for column, text in zip(("inputs", "outputs", "reference_outputs", "metadata"), row, strict=True):
+            try:
+                loads(text)
+            except RecursionError:
+                return f"its {column} nest objects and arrays too deeply to be read"
+            except ValueError as e:
+                return f"its {column} are not valid JSON ({e})"
+        return None
+
+    def run_samples(self, evaluator: str, limit: int) -> tuple[str, list[dict[str, Any]]]:
+        """Up to `limit` runs a template of the evaluator will be filled from, newest first, as dicts of their
+        inputs, outputs, reference_outputs and metadata: its queued (and labeled) runs, or every run when its
+        queue is empty. Returns ("queue" or "all", the runs); runs that cannot be decoded are left out."""
+        columns = "r.inputs, r.outputs, r.reference_outputs, r.metadata"
+        scope, rows = (
+            "queue",
+            self._tuples(
+                f"SELECT {columns} FROM queue_items q JOIN runs r ON r.id = q.run_id WHERE q.evaluator = ? "
+                "ORDER BY q.rowid DESC LIMIT ?",
+                [evaluator, limit],
+            ),
+        )
+        if not rows:
+            scope, rows = (
+                "all",
+                self._tuples(f"SELECT {columns} FROM runs r ORDER BY r.rowid DESC LIMIT ?", [limit]),
+            )
+        out: list[dict[str, Any]] = []
+        for inputs, outputs, reference_outputs, metadata in rows:
+            try:
+                out.append(
+                    {
+                        "inputs": loads(inputs),
+                        "outputs": loads(outputs),
+                        "reference_outputs": loads(reference_outputs),
+                        "metadata": loads(metadata) or {},
+                    }
+                )
+            except (RecursionError, ValueError):
+                continue
+        return scope, out
 
     def existing_run_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -969,6 +1080,68 @@ class Store:
                 )
         return out
 
+    # ---- alignment leases -------------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, alignment_id: int, token: str, pid: int, host: str, ttl_s: float
+    ) -> LeaseRow | None:
+        """Take the run's lease for `ttl_s` seconds, unless another holder's lease is still live.
+
+        Returns None when the lease is now ours, else the live lease of whoever holds it (nothing is written).
+        """
+        with self.transaction():
+            now = self.clock()
+            held = self._lease(alignment_id)
+            if held is not None and held.token != token and held.expires_at > now:
+                return held
+            self.conn.execute(
+                "INSERT OR REPLACE INTO alignment_leases (alignment_id, token, pid, host, renewed_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [alignment_id, token, pid, host, now, now + ttl_s],
+            )
+        return None
+
+    def take_over_lease(
+        self, alignment_id: int, stale_token: str, token: str, pid: int, host: str, ttl_s: float
+    ) -> bool:
+        """Replace a lease whose holder is known to be gone, if it still carries `stale_token`; False when
+        someone else has taken or freed it meanwhile."""
+        now = self.clock()
+        cur = self._write(
+            "UPDATE alignment_leases SET token = ?, pid = ?, host = ?, renewed_at = ?, expires_at = ? "
+            "WHERE alignment_id = ? AND token = ?",
+            [token, pid, host, now, now + ttl_s, alignment_id, stale_token],
+        )
+        return cur.rowcount > 0
+
+    def renew_lease(self, alignment_id: int, token: str, ttl_s: float) -> bool:
+        """Extend our lease by `ttl_s` seconds from now; False when it is no longer ours."""
+        now = self.clock()
+        cur = self._write(
+            "UPDATE alignment_leases SET renewed_at = ?, expires_at = ? WHERE alignment_id = ? AND token = ?",
+            [now, now + ttl_s, alignment_id, token],
+        )
+        return cur.rowcount > 0
+
+    def release_lease(self, alignment_id: int, token: str) -> None:
+        """Give up our lease (a lease taken over by someone else since is left alone)."""
+        self._write(
+            "DELETE FROM alignment_leases WHERE alignment_id = ? AND token = ?", [alignment_id, token]
+        )
+
+    def live_lease(self, alignment_id: int) -> LeaseRow | None:
+        """The run's lease if it has not expired on the store's clock."""
+        held = self._lease(alignment_id)
+        return held if held is not None and held.expires_at > self.clock() else None
+
+    def _lease(self, alignment_id: int) -> LeaseRow | None:
+        row = self._tuple(
+            "SELECT alignment_id, token, pid, host, renewed_at, expires_at FROM alignment_leases "
+            "WHERE alignment_id = ?",
+            [alignment_id],
+        )
+        return None if row is None else LeaseRow(*row)
+
     # ---- alignment runs ---------------------------------------------------------------------------------
 
     def create_alignment_run(
@@ -1212,6 +1385,19 @@ class Store:
                 [evaluator, prompt_hash],
             )
         ]
+
+
+@functools.cache
+def known_migrations() -> tuple[str, ...]:
+    """The names of every migration this align-mcp knows, in order."""
+    return tuple(m.name for m in migrations.pending(Database(memory=True)))
+
+
+@functools.cache
+def schema_version() -> int:
+    """The store's schema version: the number of the newest known migration (m007_... is 7), kept in
+    PRAGMA user_version so an older align-mcp can tell a store it must not write."""
+    return max(int(m.group(1)) for name in known_migrations() if (m := re.match(r"m(\d+)", name)))
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

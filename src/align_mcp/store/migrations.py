@@ -293,6 +293,23 @@ def m006_tallies(db: Database) -> None:
 
 
 @migrations()
+def m007_alignment_leases(db: Database) -> None:
+    """A lease per alignment run being judged: one process at a time, until it stops renewing (heartbeat)."""
+    db.executescript(
+        """
+        CREATE TABLE alignment_leases (
+            alignment_id INTEGER PRIMARY KEY REFERENCES alignment_runs(id),
+            token TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            renewed_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
 def m009_result_requests(db: Database) -> None:
     """Per example (and per consistency sample): the HTTP requests made for it (retries and re-asks included)
     and the re-asks, and for examples the seconds waited between attempts, so a run reports what it cost and

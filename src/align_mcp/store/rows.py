@@ -417,3 +417,16 @@ class AlignmentRunTotals:
     requests: int = 0
     reasks: int = 0
     waited_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who is judging an alignment run right now: the holder's token, process id and host, and until when (seconds
+    since the epoch, on the store's clock) the lease holds unless it is renewed."""
+
+    alignment_id: int
+    token: str
+    pid: int
+    host: str
+    renewed_at: float
+    expires_at: float

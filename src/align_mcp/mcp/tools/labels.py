@@ -27,7 +27,9 @@ def add_to_queue(
         dict[str, Any] | None,
         Field(description='Runs whose metadata has these values, e.g. {"topic": "billing"}'),
     ] = None,
-    sample: Annotated[int | None, Field(ge=1, description="Draw this many at random instead of all")] = None,
+    sample: Annotated[
+        int | None, Field(description="Draw this many (at least 1) at random instead of all")
+    ] = None,
     stratify_by: Annotated[
         str | None, Field(description="With sample: keep the proportions of this metadata key")
     ] = None,
