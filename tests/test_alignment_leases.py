@@ -106,7 +106,7 @@ async def test_a_run_judged_in_another_process_is_refused_until_that_process_let
         assert proc.wait(timeout=30) == 0
         with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
             report = await align.resume(store, aid, env=env_for(srv))
-        assert (report.run.status, report.run.judged) == ("completed", 8)
+        assert (report.run.status, report.run.done) == ("completed", 8)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -126,7 +126,7 @@ async def test_the_lease_of_a_killed_process_on_this_machine_is_taken_over_at_on
     with FakeJudgeServer(responder=scripted(HUMAN)) as srv:
         report = await align.resume(store, aid, env=env_for(srv))
 
-    assert (report.run.status, report.run.judged) == ("completed", 8)
+    assert (report.run.status, report.run.done) == ("completed", 8)
     assert store.live_lease(aid) is None
 
 
@@ -175,7 +175,12 @@ async def test_a_stored_run_nested_too_deep_to_read_is_one_errored_example(store
         report = await align.run_alignment(store, NAME, env=env_for(srv))
         assert srv.calls == 8
 
-    assert (report.run.status, report.run.judged) == ("completed", 9)
+    assert (report.run.status, report.run.done, report.run.judged, report.run.errors) == (
+        "completed",
+        9,
+        8,
+        1,
+    )
     assert [(e.run_id, e.error) for e in report.error_examples] == [
         ("deep", "the stored run cannot be read: its inputs nest objects and arrays too deeply to be read")
     ]
