@@ -548,6 +548,8 @@ def get_misaligned(
                 flip_share=unstable.get(r.run_id),
             )
         )
+    # Shown with labels and verdicts before a split exists, these runs must never become test examples.
+    holdout.record_shown(store, evaluator, [c.run_id for c in cases])
     notes = []
     if any(c.flip_share for c in cases):
         notes.append(

@@ -290,3 +290,19 @@ def m006_tallies(db: Database) -> None:
             WHERE done = 1 AND error IS NULL AND judge_score != human_score;
         """
     )
+
+
+@migrations()
+def m008_shown_runs(db: Database) -> None:
+    """Runs a view showed with their labels and verdicts before they had a holdout split: the split keeps them in
+    dev, so the test split stays unseen."""
+    db.executescript(
+        """
+        CREATE TABLE shown_runs (
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL,
+            shown_at TEXT NOT NULL,
+            PRIMARY KEY (evaluator, run_id)
+        );
+        """
+    )
