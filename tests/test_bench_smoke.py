@@ -26,6 +26,7 @@ EXPECTED = {
     ],
     "prefix": ["prompt tokens in the common prefix"],
     "context": ["run_alignment + first get_misaligned page"],
+    "load": ["failed requests", "labels stored twice", "runs reserved by two labelers", "read p95"],
 }
 
 
@@ -35,7 +36,7 @@ def test_every_bench_runs_in_quick_mode_and_reports_its_figures(tmp_path: Path) 
         [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -55,6 +56,12 @@ def test_every_bench_runs_in_quick_mode_and_reports_its_figures(tmp_path: Path) 
     assert cache["re-run: judge calls"] == 0
     context = {f["name"]: f["value"] for f in results["benches"]["context"]["figures"]}
     assert context["sample data: misaligned cases in the run"] == 50
+    load = {f["name"]: f["value"] for f in results["benches"]["load"]["figures"]}
+    assert (load["failed requests"], load["labels stored twice"], load["runs reserved by two labelers"]) == (
+        0,
+        0,
+        0,
+    )
     assert "align" in done.stdout and "wrote" in done.stdout
 
 

@@ -247,7 +247,11 @@ async def _execute(
                     rid, messages, key = item
                     verdict = await judge.judge_example(messages)
                     cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
-                    store.record_results(aid, [_verdict_row(rid, verdict)], cache)
+                    # In a worker thread: while a label or another request holds the store, a write made here
+                    # would stop the event loop, and with it every other request of a shared server.
+                    await anyio.to_thread.run_sync(
+                        store.record_results, aid, [_verdict_row(rid, verdict)], cache
+                    )
 
                 try:
                     await run_batch(work, one, concurrency=concurrency, progress=tally)

@@ -445,21 +445,38 @@ class Store:
 
         A run under blind review is never handed to a labeler who already labeled it in that review.
         """
+        # Two reads, each an index walk that stops at `limit`: the labeler's own reservations (the partial index of
+        # reserved items), then the oldest free or expired items (the pending index, in queue order). One query
+        # ordered by "ours first" sorted the whole queue inside the write lock (80 ms at 40k pending items, which
+        # serialized every other request of a shared server behind it).
+        not_theirs = (
+            "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
+            "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
+            "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
+            "AND lower(trim(l.labeler)) = lower(trim(?))) "
+        )
         with self.transaction():
             now = self.clock()
             ids = [
-                r["run_id"]
-                for r in self._rows(
-                    "SELECT run_id FROM queue_items q WHERE evaluator = ? AND labeled = 0 "
-                    "AND (reserved_until IS NULL OR reserved_until < ? OR reserved_by = ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
-                    "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
-                    "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
-                    "AND lower(trim(l.labeler)) = lower(trim(?))) "
-                    "ORDER BY (reserved_by = ?) DESC, added_at, rowid LIMIT ?",
-                    [evaluator, now, labeler, labeler, labeler, limit],
+                run_id
+                for (run_id,) in self._tuples(
+                    "SELECT run_id FROM queue_items q INDEXED BY queue_items_reserved WHERE evaluator = ? "
+                    f"AND labeled = 0 AND reserved_until IS NOT NULL AND reserved_by = ? {not_theirs}"
+                    "ORDER BY added_at, rowid LIMIT ?",
+                    [evaluator, labeler, labeler, limit],
                 )
             ]
+            if len(ids) < limit:
+                ids += [
+                    run_id
+                    for (run_id,) in self._tuples(
+                        "SELECT run_id FROM queue_items q INDEXED BY queue_items_pending "
+                        "WHERE evaluator = ? AND labeled = 0 AND (reserved_until IS NULL OR reserved_until < ?) "
+                        f"AND (reserved_by IS NULL OR reserved_by != ?) {not_theirs}"
+                        "ORDER BY added_at, rowid LIMIT ?",
+                        [evaluator, now, labeler, labeler, limit - len(ids)],
+                    )
+                ]
             self.conn.executemany(
                 "UPDATE queue_items SET reserved_by = ?, reserved_until = ? WHERE evaluator = ? AND run_id = ?",
                 [(labeler, now + ttl_s, evaluator, rid) for rid in ids],
