@@ -10,10 +10,12 @@ labelers, no request failed. Read latency is measured at the client; the server'
     .venv/bin/python bench/bench_load.py --soak           # 50 clients for 10 minutes: is the RSS flat?
     .venv/bin/python bench/bench_load.py --quick          # a few clients for a few seconds
 
-Adding a kind of client (the label page, when it lands): write an `async def role(load, name)` that loops
-`while load.running()`, makes its requests through `load.timed(kind, ...)` (so latencies and failures are
-counted) and records what it reserved and labeled in `load.reserved` / `load.labeled`; register it in `ROLES`
-and give it a count in `Mix`. The checks after the run then cover it too.
+Adding a kind of client (the label page, when it lands): write an `async def role(load, session, name)` that
+loops `while load.running()`, times its requests with `load.timed(...)` or by appending to `load.latencies[kind]`
+(and to `load.failures` when one fails), and records the runs it was handed and labeled in `load.reserved[name]`
+and `load.labeled[name]` (the store check reads every label of a queued run). `session` is an MCP
+client; a page client opens its own `httpx2.AsyncClient` to the page instead. Register the role in `ROLES`, give
+it a count in `Mix` and deal it in `clients_of`; the checks after the run then cover it too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -54,6 +57,9 @@ from _common import (  # noqa: E402
 
 DESCRIPTION = "50 MCP-over-HTTP clients on one `align-mcp serve --http`: labelers, readers, an alignment"
 EVALUATOR = "correctness"
+STEADY = (
+    "steady"  # the aligner's evaluator: the seed labels only, so every round judges the same number of runs
+)
 READ_P95_MS = 50.0
 RSS_FLAT = 0.05  # the soak's RSS may grow by at most this share between its second minute and its end
 READS = ("list_queues", "get_misaligned")
@@ -91,6 +97,8 @@ class Load:
     queue_emptied: bool = False
     server_cpu: float | None = None  # the server's CPU seconds over the measured window (set by the parent)
     client_cpu: float = 0.0  # the client processes' CPU seconds over the measured window
+    idle_reads: list[float] = field(default_factory=list)  # one client's reads before the load (the floor)
+    oversleep: list[float] = field(default_factory=list)  # how late a 10 ms sleep wakes up during the load
 
     def running(self) -> bool:
         return time.time() < self.deadline and not self.queue_emptied
@@ -176,14 +184,17 @@ async def reader(load: Load, session: Any, name: str) -> None:
 
 
 async def aligner(load: Load, session: Any, name: str) -> None:
-    """Keep one alignment running: a new draft each round (so every example is judged), then run_alignment."""
+    """Keep one alignment running: a new draft each round (so every example is judged), then run_alignment.
+
+    It aligns a second evaluator over the seed labels, so every round does the same work and the server's memory
+    over a soak shows leaks, not a reference set that grows with the labelers' work."""
     rounds = 0
     while load.running():
         rounds += 1
         prompt = f"{load.draft}\n\n(load round {rounds})"
-        if await load.timed(session, "update_draft", {"evaluator": EVALUATOR, "prompt": prompt}) is None:
+        if await load.timed(session, "update_draft", {"evaluator": STEADY, "prompt": prompt}) is None:
             continue
-        report = await load.timed(session, "run_alignment", {"evaluator": EVALUATOR, "compare": False})
+        report = await load.timed(session, "run_alignment", {"evaluator": STEADY, "compare": False})
         if report is not None:
             run = report["run"]
             load.alignments.append({k: run[k] for k in ("id", "status", "judged", "total", "judge_calls")})
@@ -217,11 +228,8 @@ class Server:
             OPENAI_API_KEY=FAKE_KEY,
             PYTHONUNBUFFERED="1",
         )
-        command = [sys.executable, "-m", "align_mcp.cli", "serve", "--http", "--port", str(self.port)]
-        if os.environ.get("BENCH_SERVER_COMMAND"):  # a profiling wrapper, say
-            command = [sys.executable, os.environ["BENCH_SERVER_COMMAND"], str(self.port)]
         self.proc = subprocess.Popen(
-            command,
+            [sys.executable, "-m", "align_mcp.cli", "serve", "--http", "--port", str(self.port)],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -285,6 +293,7 @@ def seed(db: Path, queue_runs: int, labeled_runs: int, judge_url: str) -> str:
             count = min(10_000, labeled_runs + queue_runs - start)
             ingest.import_runs(store, "queue", runs=synthetic_runs(count, start=start, labeled=False))
         evaluators.create(store, EVALUATOR, ScoreType(kind="binary"))
+        evaluators.create(store, STEADY, ScoreType(kind="binary"), feedback_key=EVALUATOR)
         queues.add_to_queue(store, EVALUATOR, source="queue")
         settings = config.Settings(
             db_path=db,
@@ -296,7 +305,7 @@ def seed(db: Path, queue_runs: int, labeled_runs: int, judge_url: str) -> str:
             concurrency=8,
         )
         anyio.run(lambda: alignment.run_alignment(store, EVALUATOR, compare=False, env=settings))
-        return evaluators.get(store, EVALUATOR).draft
+        return evaluators.get(store, STEADY).draft
 
 
 def check_store(db: Path, load: Load) -> dict[str, Any]:
@@ -304,8 +313,8 @@ def check_store(db: Path, load: Load) -> dict[str, Any]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            "SELECT run_id, labeler, count(*) FROM labels WHERE evaluator = ? AND labeler LIKE 'labeler-%' "
-            "GROUP BY run_id",
+            "SELECT run_id, labeler, count(*) FROM labels WHERE evaluator = ? AND labeler != 'warm-up' "
+            "AND run_id IN (SELECT id FROM runs WHERE source = 'queue') GROUP BY run_id",
             [EVALUATOR],
         ).fetchall()
     finally:
@@ -363,7 +372,7 @@ async def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return load.report()
 
 
-async def warm_up(url: str, draft: str) -> None:
+async def warm_up(url: str, draft: str, idle_reads: list[float]) -> None:
     """Call every tool the clients use once, so the measured window starts with the server's modules loaded
     (a tool imports its engine code on first use) rather than with 50 requests queued behind those imports."""
     async with AsyncExitStack() as stack:
@@ -371,13 +380,18 @@ async def warm_up(url: str, draft: str) -> None:
         calls: list[tuple[str, dict[str, Any]]] = [
             ("list_queues", {}),
             ("get_misaligned", {"evaluator": EVALUATOR, "limit": 5}),
-            ("update_draft", {"evaluator": EVALUATOR, "prompt": draft}),
-            ("run_alignment", {"evaluator": EVALUATOR, "compare": False}),  # every verdict from the cache
+            ("update_draft", {"evaluator": STEADY, "prompt": draft}),
+            ("run_alignment", {"evaluator": STEADY, "compare": False}),
         ]
         for tool, arguments in calls:
             result = await session.call_tool(tool, arguments)
             if result.is_error:
                 raise RuntimeError(f"warm-up {tool}: {result.content}")
+        for _ in range(20):  # the same reads by one client on an idle server: the floor under the figures
+            for tool, arguments in calls[:2]:
+                started = time.perf_counter()
+                await session.call_tool(tool, arguments)
+                idle_reads.append(time.perf_counter() - started)
         page = await session.call_tool(
             "next_items", {"evaluator": EVALUATOR, "labeler": "warm-up", "limit": 1}
         )
@@ -394,6 +408,15 @@ def clients_of(mix: Mix, per_process: int) -> list[list[tuple[str, str]]]:
     everyone = [(kind, f"{kind}-{i:02d}") for kind, n in kinds for i in range(1, n + 1)]
     groups = max(1, -(-len(everyone) // per_process))
     return [everyone[g::groups] for g in range(groups)]
+
+
+def _oversleep(load: Load) -> None:
+    """How late this machine wakes a thread that sleeps 10 ms, all through the load: a CPU shared with other
+    work delays every request by about this much at each hop (client, server loop, worker thread)."""
+    while load.running():
+        started = time.perf_counter()
+        time.sleep(0.01)
+        load.oversleep.append(time.perf_counter() - started - 0.01)
 
 
 def _stderr(proc: subprocess.Popen[str]) -> str:
@@ -413,7 +436,7 @@ def drive(
     per_process: int,
 ) -> None:
     """Start the client processes, let them all connect, run them for `seconds`, sample the server's RSS."""
-    anyio.run(warm_up, load.url, load.draft)
+    anyio.run(warm_up, load.url, load.draft, load.idle_reads)
     spec = {"url": load.url, "mix": load.mix.__dict__, "draft": load.draft}
     procs = []
     for clients in clients_of(load.mix, per_process):
@@ -442,6 +465,7 @@ def drive(
             proc.stdin.close()
         time.sleep(max(0.0, start - time.time()))
         load.server_cpu = server.cpu_seconds()
+        threading.Thread(target=_oversleep, args=(load,), daemon=True).start()
         while time.time() < load.deadline:
             value = server.rss_mib()
             if value is not None:
@@ -518,6 +542,10 @@ def measure(
             if v
         },
         "read_p95_ms": 1000 * percentile(reads, 95) if reads else None,
+        "idle_read_p50_ms": 1000 * median(load.idle_reads),
+        "idle_read_p95_ms": 1000 * percentile(load.idle_reads, 95),
+        "oversleep_p50_ms": 1000 * median(load.oversleep) if load.oversleep else None,
+        "oversleep_p95_ms": 1000 * percentile(load.oversleep, 95) if load.oversleep else None,
         "read_p50_ms": 1000 * median(reads) if reads else None,
         "alignments": load.alignments,
         "rss_idle_mib": idle,
@@ -590,6 +618,23 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
             note=f"p50 {m['read_p50_ms']:.1f} ms" if m["read_p50_ms"] is not None else "",
         ),
     )
+    result.add(
+        Figure(
+            "the same reads by one client on the idle server, p50 / p95",
+            f"{m['idle_read_p50_ms']:.1f} / {m['idle_read_p95_ms']:.1f}",
+            "ms",
+            note="before the load: the floor of an MCP-over-HTTP call on this machine",
+        )
+    )
+    if m["oversleep_p50_ms"] is not None:
+        result.add(
+            Figure(
+                "machine: a 10 ms sleep wakes late by, p50 / p95",
+                f"{m['oversleep_p50_ms']:.1f} / {m['oversleep_p95_ms']:.1f}",
+                "ms",
+                note="during the load; each request waits about this long at every hop when the CPU is shared",
+            )
+        )
     for tool, lat in m["latency_ms"].items():
         result.add(
             Figure(f"{tool} p50 / p95", f"{lat['p50']:.1f} / {lat['p95']:.1f}", "ms", note=f"n = {lat['n']}")
