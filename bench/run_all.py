@@ -3,6 +3,7 @@
 .venv/bin/python bench/run_all.py                 # everything (a few minutes)
 .venv/bin/python bench/run_all.py --quick         # a fast smoke run with tiny sizes
 .venv/bin/python bench/run_all.py align cache     # only some benches, by name
+.venv/bin/python bench/bench_load.py --soak       # the shared server for 10 minutes: is its memory flat?
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if str(HERE) not in sys.path:
 
 from _common import BenchResult, machine  # noqa: E402
 
-BENCHES = ["align", "cache", "startup", "store", "prefix", "context", "listing"]
+BENCHES = ["align", "cache", "startup", "store", "prefix", "context", "listing", "load"]
 
 
 def _module(name: str) -> Any:

@@ -27,6 +27,7 @@ EXPECTED = {
     "prefix": ["prompt tokens in the common prefix"],
     "context": ["run_alignment + first get_misaligned page"],
     "listing": ["tools/list on the wire", "model-visible"],
+    "load": ["failed requests", "labels stored twice", "runs reserved by two labelers", "read p95"],
 }
 
 
@@ -36,7 +37,7 @@ def test_every_bench_runs_in_quick_mode_and_reports_its_figures(tmp_path: Path) 
         [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=480,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -58,6 +59,12 @@ def test_every_bench_runs_in_quick_mode_and_reports_its_figures(tmp_path: Path) 
     assert context["sample data: misaligned cases in the run"] == 50
     listing = [f for f in results["benches"]["listing"]["figures"] if f["target"]]
     assert len(listing) == 2 and all(f["met"] for f in listing), listing  # sizes do not depend on --quick
+    load = {f["name"]: f["value"] for f in results["benches"]["load"]["figures"]}
+    assert (load["failed requests"], load["labels stored twice"], load["runs reserved by two labelers"]) == (
+        0,
+        0,
+        0,
+    )
     assert "align" in done.stdout and "wrote" in done.stdout
 
 

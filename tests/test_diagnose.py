@@ -591,9 +591,10 @@ async def test_corrected_pass_rate_matches_the_hand_computation(
     )
     assert "(judged now; counted as a test evaluation)" in report.notes[1]
 
-    again = await pass_rate.corrected_pass_rate(store, NAME, run_ids=["u1", "u2", "pp-001"])
+    again = await pass_rate.corrected_pass_rate(store, NAME, run_ids=[r["id"] for r in NEW] + ["pp-001"])
     assert srv.calls == 23  # the test run is reused and the verdicts come from the cache
-    assert (again.test_evaluations, again.already_labeled, again.observed, again.requests) == (1, 1, 1.0, 0)
+    assert (again.test_evaluations, again.already_labeled, again.observed, again.requests) == (1, 1, 0.6, 0)
+    assert not again.ci_widened
     assert "(reused: no new look at the test split)" in again.notes[1]
 
 
@@ -605,6 +606,66 @@ async def test_a_raw_estimate_below_zero_is_clipped(store: Store, script: Script
 
     # p_obs = 0: (0 + 0.8 − 1)/0.55 = −4/11, clipped to 0.
     assert (report.observed, report.corrected, report.clipped) == (0.0, 0.0, True)
+
+
+async def test_fewer_unlabeled_runs_than_the_minimum_are_refused_with_the_number_needed(
+    store: Store, script: Script, srv: FakeJudgeServer
+) -> None:
+    import_runs(store, "new", runs=NEW)
+    holdout.ensure_split(store, NAME)
+    for ids, more in ((["u1"], 9), ([r["id"] for r in NEW[:9]], 1)):
+        with pytest.raises(InvalidInput) as e:
+            await pass_rate.corrected_pass_rate(store, NAME, run_ids=ids)
+        assert str(e.value) == (
+            f"Only {len(ids)} unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs at "
+            f"least 10 ({more} more), since an interval over fewer says nothing about the runs they stand "
+            "for. Give more unlabeled runs: more ids, or a source with more of them."
+        )
+    assert srv.calls == 0
+
+
+def test_the_cli_refuses_a_pass_rate_over_one_run_instead_of_claiming_100_to_100(
+    store: Store, srv: FakeJudgeServer
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    import_runs(store, "new", runs=NEW)
+    result = CliRunner().invoke(main, ["--db", str(store.path), "pass-rate", NAME, "--ids", "u1"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Error: Only 1 unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs at least 10 "
+        "(9 more), since an interval over fewer says nothing about the runs they stand for. Give more unlabeled "
+        "runs: more ids, or a source with more of them.\n"
+    )
+    assert srv.calls == 0
+
+
+async def test_all_unlabeled_runs_passing_widens_the_interval_and_says_so(
+    store: Store, script: Script
+) -> None:
+    import_runs(store, "new", runs=NEW)
+    script.score = pass_rate_judge(10)
+
+    report = await pass_rate.corrected_pass_rate(store, NAME, source="new")
+
+    # p_obs = 1 in every resample: the bootstrap alone gives 100%–100%. Wilson(10, 10) = [0.722, 1];
+    # θ(0.722) = (0.722 + 0.8 − 1)/0.55 = 0.949.
+    labeled = [(True, True)] * 6 + [(True, False)] * 2 + [(False, False)] * 4 + [(False, True)]
+    boot = metrics.corrected_pass_rate([True] * 10, labeled).ci
+    assert (boot.low, boot.high) == (1.0, 1.0)
+    wilson = metrics.wilson(10, 10)
+    assert wilson is not None
+    low = (wilson.low + 0.8 - 1) / (0.75 + 0.8 - 1)
+    assert report.ci_widened and report.ci.low == pytest.approx(low) and report.ci.high == 1.0
+    assert report.corrected == 1.0
+    assert report.notes[0].endswith(f"(95% interval {low:.0%}–100%).")
+    assert (
+        "The judge passed all 10 unlabeled runs, so resampling them cannot show how far the pass rate of the "
+        "runs they stand for could be from 100%: the interval was widened to carry the Wilson 95% interval of "
+        f"that pass rate ({wilson.low:.0%}–100%) through the correction (the bootstrap alone gave 100%–100%)."
+    ) in report.notes
 
 
 async def test_a_judge_no_better_than_chance_is_refused_before_judging_unlabeled_runs(

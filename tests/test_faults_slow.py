@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from align_mcp.engine import evaluators, formats, ingest, queues
 from align_mcp.errors import ImportFormatError
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, rate_limited
-from conftest import rid_of, run_labeler_processes, snapshot
+from conftest import ROOT, rid_of, run_labeler_processes, snapshot
 from test_faults import (
     BINARY,
     NAME,
@@ -153,3 +154,23 @@ def test_an_import_line_over_the_real_64_mib_limit_is_rejected_and_stores_nothin
         "nothing from this file was stored."
     )
     assert snapshot(store.path) == before
+
+
+def test_fifty_http_clients_on_one_server_store_every_label_once_and_never_share_a_run() -> None:
+    """The shared-server bench (bench/bench_load.py), shorter: `align-mcp serve --http` as a subprocess, 32
+    labelers, 17 readers and one alignment over MCP-over-HTTP. Latency and memory are measured by the bench; here
+    the outcome must be exact whatever the machine's load."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_load
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    m = bench_load.measure(20.0, bench_load.Mix(), queue_runs=5_000)
+
+    assert m["failure_count"] == 0, m["failures"]
+    assert m["labels_stored"] == m["labels_submitted"] > 0
+    assert (m["labels_stored_twice"], m["labels_missing"], m["labels_unexpected"]) == ([], [], [])
+    assert (m["labels_by_someone_else"], m["runs_reserved_twice"]) == ([], [])
+    assert all(m["latency_ms"][tool]["n"] > 0 for tool in ("list_queues", "get_misaligned", "next_items"))
+    assert any(a["status"] == "completed" and a["judge_calls"] > 0 for a in m["alignments"]), m["alignments"]

@@ -279,3 +279,51 @@ async def test_no_overfitting_warning_when_dev_and_test_agree(store: Store) -> N
         test = await align.run_alignment(store, NAME, split="test", env=env_for(srv))
     assert test.run.metrics is not None and test.run.metrics.agreement.value == 1.0
     assert not any(w.text.startswith("Possible overfitting") for w in test.warnings)
+
+
+async def test_runs_shown_as_misaligned_before_the_split_stay_in_dev(
+    tmp_path: Path, store: Store, judge: FakeJudgeServer, client: Any
+) -> None:
+    # The split the same labels get when nothing was shown: these fail runs land in test.
+    with Store(tmp_path / "control.db") as control:
+        create(control)
+        label(control, LABELS)
+        holdout.ensure_split(control, NAME)
+        held_out = {rid for rid, split in assignments(control).items() if split == "test"}
+    test_fails = sorted(held_out & set(FAIL))
+    assert len(test_fails) == 3
+    early_fails = [*test_fails, next(rid for rid in FAIL if rid not in held_out)]
+    create(store)
+    label(store, {rid: LABELS[rid] for rid in [*PASS[:5], *early_fails]})  # 9 labels: no holdout yet
+    judge.responder = lambda body: Reply(score=1)  # passes everything: the four fails are misaligned
+
+    first = await client.call_tool("run_alignment", {"evaluator": NAME})
+    assert not first.is_error and first.structured_content["run"]["split"] == "all"
+    page = await client.call_tool("get_misaligned", {"evaluator": NAME, "limit": 20})
+    shown = {case["run_id"] for case in page.structured_content["cases"]}
+    assert shown == set(early_fails)
+
+    label(store, LABELS)
+    report = (await client.call_tool("run_alignment", {"evaluator": NAME})).structured_content
+
+    split = assignments(store)
+    assert {rid: split[rid] for rid in shown} == dict.fromkeys(shown, "dev")
+    # The test share is filled from runs nobody saw judged: still 3 of the 10 fails, 9 of 30 in all.
+    assert sorted(rid for rid in FAIL if split[rid] == "test") != test_fails
+    assert sum(1 for rid in FAIL if split[rid] == "test") == 3
+    assert (report["holdout"]["dev"], report["holdout"]["test"], report["holdout"]["kept_in_dev"]) == (
+        21,
+        9,
+        4,
+    )
+    assert report["run"]["split"] == "dev"
+
+
+def test_a_view_of_runs_that_already_have_a_split_records_nothing(store: Store) -> None:
+    create(store)
+    label(store, LABELS)
+    holdout.ensure_split(store, NAME)
+    holdout.record_shown(store, NAME, [*PASS, *FAIL])
+    assert store.shown_run_ids(NAME) == set()
+    info = holdout.info(store, NAME)
+    assert info is not None and info.kept_in_dev == 0

@@ -680,3 +680,37 @@ def test_server_cli_and_optimize_do_not_import_dspy_at_start_up() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def pct_ci(rate: Any) -> str:
+    return f"{rate.value:.1%} (95% CI {rate.ci.low:.1%}–{rate.ci.high:.1%})"
+
+
+def test_cli_propose_proposal_and_proposals_show_every_agreement_with_its_interval(store: Store) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(main, ["--db", str(store.path), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    proposed = cli("propose", "correctness", "--mode", "reflect", "--budget", "120")
+    p = optimize.list_proposals(store, "correctness")[-1]
+    full = optimize.get_proposal(store, p.id)
+    for comp in (full.dev, full.test):
+        line = (
+            f"  {comp.split} (n = {comp.n}): agreement {pct_ci(comp.before.agreement)} -> "
+            f"{pct_ci(comp.after.agreement)}; "
+        )
+        assert line in proposed
+        assert line in cli("proposal", str(p.id))
+
+    listing = cli("proposals", "correctness")
+    row = next(line for line in listing.splitlines() if line.startswith(str(p.id)))
+    for rate in (full.dev.before, full.dev.after, full.test.before, full.test.after):
+        r = rate.agreement
+        assert r.ci is not None
+        assert f"{r.value:.1%} ({r.ci.low * 100:.1f}–{r.ci.high:.1%})" in row
+    assert "Agreement with its 95% confidence interval (Wilson) in parentheses." in listing

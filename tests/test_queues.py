@@ -733,3 +733,80 @@ def test_a_label_write_loads_no_judge_alignment_optimizer_or_mcp_code(db_path: P
         m for m in result["modules"] if any(m == name or m.startswith(name + ".") for name in NOT_FOR_A_LABEL)
     ]
     assert loaded == []
+
+
+# ---- a disputed blind review, as the surfaces report it ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_disagreeing_blind_review_says_disputed_and_keeps_counts_to_the_reference_set(
+    runs_store: Store, client: Any
+) -> None:
+    label_n(runs_store, passes=2, fails=1)  # pp-001, pp-002 pass; pp-003 fails
+    first = runs_store.run_ids(source="support")[0]
+    reviews.request_review(runs_store, "correctness", [first])
+
+    result = await client.call_tool(
+        "submit_label", {"evaluator": "correctness", "run_id": first, "score": 0, "labeler": "bea"}
+    )
+
+    assert not result.is_error
+    data = result.structured_content
+    assert data["message"] == (
+        f"Relabeled {first} = 0 (disputed: out of the reference set until settled); 2 labeled, 1 pending."
+    )
+    receipt = data["receipt"]
+    assert (receipt["disputed"], receipt["labeled"], receipt["pending"]) == (True, 2, 1)
+    assert receipt["notes"] == [
+        f"Run {first!r} is now disputed for 'correctness': this blind second label (0) differs from the first "
+        "(1), so the run left the reference set and is back in the queue until a final label settles it. "
+        "Settle it with the human's final label: adjudicate_label(evaluator='correctness', "
+        f"run_id={first!r}, score=..., labeler=...)."
+    ]
+    assert data["balance"]["counts"] == {"1": 1, "0": 1} and data["balance"]["total"] == 2
+    assert len(queues.reference_set(runs_store, "correctness")) == 2
+
+    listed = (await client.call_tool("list_queues", {})).structured_content
+    [queue] = [q for q in listed["queues"] if q["evaluator"] == "correctness"]
+    assert (queue["labeled"], queue["pending"], queue["balance"]["counts"]) == (2, 1, {"1": 1, "0": 1})
+
+    reviews.adjudicate(runs_store, "correctness", first, 1, labeler="lead")
+    assert queues.summary(runs_store, "correctness").labeled == 3
+    assert queues.balance(runs_store, "correctness").counts == {"1": 2, "0": 1}
+
+
+def test_a_batch_that_disputes_a_run_names_it_and_the_cli_says_how_to_settle_it(
+    runs_store: Store, db_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli.main import main
+    from align_mcp.engine.labeling import store_labels
+
+    label_n(runs_store, passes=2, fails=1)
+    first, second = runs_store.run_ids(source="support")[:2]
+    reviews.request_review(runs_store, "correctness", [first, second])
+
+    batch = store_labels(
+        runs_store, "correctness", [{"run_id": first, "score": 0}, {"run_id": second, "score": 1}], "bea"
+    )
+    assert (batch.disputed, batch.labeled) == ([first], 2)
+    assert [n.next_steps for n in batch.notes] == [
+        [NextStep("adjudicate_label", {"evaluator": "correctness", "run_id": first})]
+    ]
+
+    reviews.adjudicate(runs_store, "correctness", first, 1, labeler="lead")
+    reviews.request_review(runs_store, "correctness", [first])
+    out = CliRunner().invoke(
+        main,
+        ["--db", str(db_path), "label", "correctness", first, "0", "--labeler", "cem"],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines() == [
+        f"Relabeled {first} = 0 (disputed: out of the reference set until settled); 2 labeled, 1 pending.",
+        f"note: Run {first!r} is now disputed for 'correctness': this blind second label (0) differs from the "
+        "first (1 by 'lead'), so the run left the reference set and is back in the queue until a final label "
+        "settles it. Settle it with the human's final label: "
+        f"`align-mcp adjudicate correctness {first} SCORE --labeler NAME`.",
+    ]

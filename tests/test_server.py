@@ -283,6 +283,8 @@ async def test_queue_next_items_and_label_with_a_score(client: Client) -> None:
         "relabeled": False,
         "labeled": 1,
         "pending": 5,
+        "disputed": False,
+        "notes": [],
     }
     assert "label at least 20" in stored["balance"]["warnings"][0]
 

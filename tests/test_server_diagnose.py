@@ -105,15 +105,31 @@ async def test_corrected_pass_rate_of_unlabeled_runs(client: Client, judge: Fake
     await seed(client)
     fresh = [
         {"id": f"u-{i}", "inputs": {"question": "Is a helmet included?"}, "outputs": {"answer": "Yes, free."}}
-        for i in range(4)
+        for i in range(10)
     ]
     await ok(client, "import_runs", source="prod", runs=fresh)
 
     report = await ok(client, "corrected_pass_rate", evaluator="correctness", source="prod")
 
-    assert report["n_unlabeled"] == 4
+    assert report["n_unlabeled"] == 10
     assert 0.0 <= report["ci"]["low"] <= report["corrected"] <= report["ci"]["high"] <= 1.0
     assert report["test_evaluations"] >= 1
+
+
+async def test_corrected_pass_rate_over_too_few_runs_says_how_many_more_it_needs(
+    client: Client, judge: FakeJudgeServer
+) -> None:
+    await seed(client)
+    await ok(
+        client, "import_runs", source="prod", runs=[{"id": "u-1", "inputs": {}, "outputs": {"a": "Yes."}}]
+    )
+    message = await fails(client, "corrected_pass_rate", evaluator="correctness", run_ids=["u-1"])
+    assert message == (
+        "Error executing tool corrected_pass_rate: Only 1 unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs at least 10 (9 more), "
+        "since an interval over fewer says nothing about the runs they stand for. Give more unlabeled runs: more "
+        "ids, or a source with more of them."
+    )
+    assert judge.calls == 0
 
 
 async def test_corrected_pass_rate_refuses_labeled_runs_only(client: Client, judge: FakeJudgeServer) -> None:

@@ -139,11 +139,13 @@ def label_cmd(
 
     r = submit_label(store_of(ctx), evaluator, run_id, score, comment, labeler)
     verb = "Relabeled" if r.relabeled else "Labeled"
-    emit(
-        r,
-        as_json,
-        lambda: click.echo(f"{verb} {run_id} = {r.score}; {r.labeled} labeled, {r.pending} pending."),
-    )
+    disputed = " (disputed: out of the reference set until settled)" if r.disputed else ""
+
+    def show() -> None:
+        click.echo(f"{verb} {run_id} = {r.score}{disputed}; {r.labeled} labeled, {r.pending} pending.")
+        notes(r.notes)
+
+    emit(r, as_json, show)
 
 
 @command("labels")
@@ -166,4 +168,9 @@ def labels_cmd(ctx: click.Context, evaluator: str, path: Path, labeler: str, as_
                         f"{path}:{n}: invalid JSON ({e.msg}); no label was stored."
                     ) from None
     receipts = submit_labels(store_of(ctx), evaluator, items, labeler)
-    emit(receipts, as_json, lambda: click.echo(f"Stored {len(receipts)} label(s) for {evaluator!r}."))
+
+    def show() -> None:
+        click.echo(f"Stored {len(receipts)} label(s) for {evaluator!r}.")
+        notes([note for r in receipts for note in r.notes])
+
+    emit(receipts, as_json, show)

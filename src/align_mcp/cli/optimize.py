@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio
 import click
 
 from align_mcp.cli.main import command, store_of
-from align_mcp.cli.render import emit, notes, pct, print_proposal, table, with_progress
+from align_mcp.cli.render import emit, kappa, note_line, notes, pct, table, with_ci, with_progress
+
+if TYPE_CHECKING:
+    from align_mcp.core.models import Interval, Proposal
+
+
+def print_proposal(p: Proposal) -> None:
+    """A proposal as the CLI shows it: agreement before -> after on dev and test, each with its 95% interval."""
+    click.echo(f"Proposal {p.id} ({p.mode}) for {p.evaluator!r}: {p.status}")
+    for comp in (p.dev, p.test):
+        b, a = comp.before.agreement, comp.after.agreement
+        left_out = f", {comp.excluded} left out: not judged by both" if comp.excluded else ""
+        click.echo(
+            f"  {comp.split} (n = {comp.n}{left_out}): agreement {with_ci(b)} -> {with_ci(a)}; "
+            f"kappa {kappa(comp.before.kappa)} -> {kappa(comp.after.kappa)}; {comp.flips.verdict}"
+        )
+    for m in p.addresses:
+        click.echo(f"  fixes {m.fixed}/{m.cases} of '{m.name}' ({m.direction})")
+    spent = p.budget
+    click.echo(
+        f"  model requests {spent.used}/{spent.budget} (judge {spent.judge_calls}, reflection "
+        f"{spent.reflection_calls}, analysis {spent.analysis_calls}); {spent.examples_judged} example(s) judged, "
+        f"{spent.reasks} re-ask(s), {spent.cache_hits} from cache"
+    )
+    click.echo(note_line(p.verdict))
+    if p.diff:
+        click.echo("\n" + p.diff)
+
+
+def _cell(value: float | None, ci: Interval | None) -> str:
+    """A table cell: the agreement and its 95% interval, "72.7% (51.8–86.8%)"."""
+    if value is None or ci is None:
+        return pct(value)
+    return f"{pct(value)} ({ci.low * 100:.1f}–{ci.high:.1%})"
 
 
 @command("failures")
@@ -80,15 +115,17 @@ def proposals_cmd(ctx: click.Context, evaluator: str, as_json: bool) -> None:
                     p.id,
                     p.mode,
                     p.status,
-                    pct(p.dev_before),
-                    pct(p.dev_after),
-                    pct(p.test_before),
-                    pct(p.test_after),
+                    _cell(p.dev_before, p.dev_before_ci),
+                    _cell(p.dev_after, p.dev_after_ci),
+                    _cell(p.test_before, p.test_before_ci),
+                    _cell(p.test_after, p.test_after_ci),
                     p.calls_used,
                 ]
                 for p in listing.proposals
             ],
         )
+        if listing.proposals:
+            click.echo("Agreement with its 95% confidence interval (Wilson) in parentheses.")
         notes(listing.notes)
 
     emit(listing.proposals, as_json, show)

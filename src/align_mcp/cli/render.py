@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from align_mcp.errors import AlignError, NextStep, StepArg
 
 if TYPE_CHECKING:  # the models load with the first command that needs them, not with `align-mcp serve`
-    from align_mcp.core.models import AlignmentReport, AlignmentSummary, Metrics, Note, Proposal
+    from align_mcp.core.models import AlignmentReport, AlignmentSummary, Metrics, Note, Rate
 
 COMMENT = "'...'"
 
@@ -202,6 +202,11 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def with_ci(r: Rate) -> str:
+    """A rate with its 95% interval: "72.7% (95% CI 51.8%–86.8%)", or just the rate when it has none."""
+    return pct(r.value) if r.ci is None else f"{pct(r.value)} (95% CI {r.ci.low:.1%}–{r.ci.high:.1%})"
+
+
 def kappa(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -288,25 +293,3 @@ def print_report(r: AlignmentReport) -> None:
         click.echo(f"  error {e.run_id}: {e.error}")
     notes(r.warnings, "warning")
     notes(r.notes)
-
-
-def print_proposal(p: Proposal) -> None:
-    click.echo(f"Proposal {p.id} ({p.mode}) for {p.evaluator!r}: {p.status}")
-    for comp in (p.dev, p.test):
-        b, a = comp.before.agreement, comp.after.agreement
-        left_out = f", {comp.excluded} left out: not judged by both" if comp.excluded else ""
-        click.echo(
-            f"  {comp.split} (n = {comp.n}{left_out}): agreement {pct(b.value)} -> {pct(a.value)}; "
-            f"kappa {kappa(comp.before.kappa)} -> {kappa(comp.after.kappa)}; {comp.flips.verdict}"
-        )
-    for m in p.addresses:
-        click.echo(f"  fixes {m.fixed}/{m.cases} of '{m.name}' ({m.direction})")
-    spent = p.budget
-    click.echo(
-        f"  model requests {spent.used}/{spent.budget} (judge {spent.judge_calls}, reflection "
-        f"{spent.reflection_calls}, analysis {spent.analysis_calls}); {spent.examples_judged} example(s) judged, "
-        f"{spent.reasks} re-ask(s), {spent.cache_hits} from cache"
-    )
-    click.echo(note_line(p.verdict))
-    if p.diff:
-        click.echo("\n" + p.diff)

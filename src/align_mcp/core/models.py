@@ -362,8 +362,14 @@ class LabelReceipt(Model):
     run_id: str
     score: Score
     relabeled: bool = Field(description="True when this replaced an earlier label (history is kept)")
-    labeled: int = Field(description="Labeled runs for this evaluator now")
+    labeled: int = Field(description="Runs in the reference set now (labeled and not disputed)")
     pending: int
+    disputed: bool = Field(
+        default=False,
+        description="True when this blind second label differs from the first: the run left the reference set "
+        "until a final label settles it",
+    )
+    notes: list[Note] = Field(default_factory=list)
 
 
 class Interval(Model):
@@ -478,6 +484,11 @@ class SplitInfo(Model):
     test_share: float = 0.3
     by_class: dict[str, dict[str, int]] = Field(description="by_class[score] = {'dev': n, 'test': n}")
     test_evaluations: int = Field(description="How many times the test split has been judged so far")
+    kept_in_dev: int = Field(
+        default=0,
+        description="Dev runs kept out of test because a view showed them with their labels and verdicts "
+        "before the split was made (a prompt tuned on them must not be validated on them)",
+    )
 
 
 class AlignmentReport(Model):
@@ -698,6 +709,11 @@ class PassRateReport(Model):
         description="Estimated true pass rate: (p_obs + TNR − 1) / (TPR + TNR − 1), clipped to [0, 1]"
     )
     ci: Interval = Field(description="Percentile bootstrap 95% interval over the labeled and unlabeled runs")
+    ci_widened: bool = Field(
+        default=False,
+        description="True when the judge gave every unlabeled run the same verdict and the interval was widened "
+        "to the Wilson bounds of its pass rate (the bootstrap alone would be a single point)",
+    )
     tpr: Rate = Field(description="Judge pass among human pass, on the labeled test split")
     tnr: Rate = Field(description="Judge fail among human fail, on the labeled test split")
     clipped: bool = Field(description="True when the raw estimate fell outside [0, 1]")
@@ -842,6 +858,10 @@ class ProposalSummary(Model):
     dev_after: float | None = Field(description="Dev agreement of the proposal")
     test_before: float | None
     test_after: float | None
+    dev_before_ci: Interval | None = Field(default=None, description="Wilson 95% interval of dev_before")
+    dev_after_ci: Interval | None = None
+    test_before_ci: Interval | None = None
+    test_after_ci: Interval | None = None
     calls_used: int
     created_at: datetime
     applied_at: datetime | None = None

@@ -89,9 +89,14 @@ class LabelsResult(Model):
     evaluator: str
     stored: int
     relabeled: int = Field(description="Labels that replaced an earlier one (history is kept)")
-    labeled: int = Field(description="Labeled runs for this evaluator now")
+    labeled: int = Field(description="Runs in the reference set now (labeled and not disputed)")
     pending: int
     balance: Balance
+    disputed: list[str] = Field(
+        default_factory=list,
+        description="Runs this batch put in dispute: out of the reference set until settled",
+    )
+    notes: list[Note] = Field(default_factory=list)
 
 
 class RunDetail(Run):

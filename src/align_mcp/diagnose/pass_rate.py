@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from align_mcp import config
 from align_mcp.core import metrics
-from align_mcp.core.models import PassRateReport, Score
+from align_mcp.core.models import Interval, PassRateReport, Score
 from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, resolve
 from align_mcp.engine import holdout
 from align_mcp.engine.alignment import run_alignment
@@ -15,6 +15,10 @@ from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import InvalidInput, JudgeUnreachable, NextStep, NotFound
 from align_mcp.llm.runner import Progress, Tally
 from align_mcp.store import Store
+
+MIN_UNLABELED = 10
+"""Fewest judged unlabeled runs an estimate is given for. Below it the percentile bootstrap has so few distinct
+resamples that its interval says little about the runs they stand for (one run gives "100%–100%")."""
 
 
 def _unlabeled_ids(
@@ -98,6 +102,13 @@ async def corrected_pass_rate(
     humans = [(score_type.is_pass(h), score_type.is_pass(h)) for _, h in examples]
     if len({h for h, _ in humans}) < 2:
         metrics.corrected_pass_rate([True], humans)  # refuses a missing class before any bootstrap: its words
+    if len(ids) < MIN_UNLABELED:
+        raise InvalidInput(
+            f"Only {len(ids)} unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs at "
+            f"least {MIN_UNLABELED} ({MIN_UNLABELED - len(ids)} more), since an interval over fewer says "
+            "nothing about the runs they stand for. Give more unlabeled runs: more ids, or a source with more "
+            "of them."
+        )
 
     aid = _test_run(store, evaluator, chosen, examples)
     reused = aid is not None
@@ -138,15 +149,22 @@ async def corrected_pass_rate(
             f"None of the {len(ids)} unlabeled runs could be judged (first error: {failed[0]}). Check the "
             "judge and call this again; verdicts that succeed are cached."
         )
-    estimate = metrics.corrected_pass_rate(
-        [score_type.is_pass(found[rid]) for rid in ids if rid in found], labeled, n_boot=n_boot, seed=seed
+    if len(found) < MIN_UNLABELED:
+        raise JudgeUnreachable(
+            f"Only {len(found)} of the {len(ids)} unlabeled runs could be judged (first error: {failed[0]}); "
+            f"the corrected pass rate needs at least {MIN_UNLABELED}. Check the judge and call this again; "
+            "verdicts that succeed are cached."
+        )
+    verdicts_pass = [score_type.is_pass(found[rid]) for rid in ids if rid in found]
+    estimate = metrics.corrected_pass_rate(verdicts_pass, labeled, n_boot=n_boot, seed=seed)
+    ci, widened = _honest_interval(
+        estimate.ci, sum(verdicts_pass), len(verdicts_pass), estimate.tpr, estimate.tnr
     )
     split = holdout.info(store, evaluator)
     notes = [
         f"The judge passes {estimate.observed:.0%} of {estimate.n_unlabeled} unlabeled run(s); corrected "
         f"for its test-split error rates (TPR {estimate.tpr:.0%}, TNR {estimate.tnr:.0%}) the true pass "
-        f"rate is about {estimate.corrected:.0%} (95% interval "
-        f"{estimate.ci.low:.0%}–{estimate.ci.high:.0%}).",
+        f"rate is about {estimate.corrected:.0%} (95% interval {ci.low:.0%}–{ci.high:.0%}).",
         f"TPR and TNR come from alignment run {aid} on the test split "
         + (
             "(reused: no new look at the test split)."
@@ -154,6 +172,15 @@ async def corrected_pass_rate(
             else "(judged now; counted as a test evaluation)."
         ),
     ]
+    if widened is not None:
+        verdict = "passed" if estimate.observed == 1 else "failed"
+        notes.append(
+            f"The judge {verdict} all {estimate.n_unlabeled} unlabeled runs, so resampling them cannot show how "
+            f"far the pass rate of the runs they stand for could be from {estimate.observed:.0%}: the interval "
+            f"was widened to carry the Wilson 95% interval of that pass rate ({widened.low:.0%}–"
+            f"{widened.high:.0%}) through the correction (the bootstrap alone gave "
+            f"{estimate.ci.low:.0%}–{estimate.ci.high:.0%})."
+        )
     if score_type.kind == "ordinal":
         notes.append(f"'Pass' means a score above the middle of {score_type.min}..{score_type.max}.")
     elif score_type.kind == "categorical":
@@ -182,7 +209,8 @@ async def corrected_pass_rate(
         model=chosen.endpoint.model,
         observed=estimate.observed,
         corrected=estimate.corrected,
-        ci=estimate.ci,
+        ci=ci,
+        ci_widened=widened is not None,
         tpr=metrics.rate(tp, p),
         tnr=metrics.rate(tn, f),
         clipped=estimate.clipped,
@@ -198,3 +226,25 @@ async def corrected_pass_rate(
         test_evaluations=split.test_evaluations if split else 0,
         notes=notes,
     )
+
+
+def _honest_interval(
+    boot: Interval, passes: int, m: int, tpr: float, tnr: float
+) -> tuple[Interval, Interval | None]:
+    """The reported interval, and the Wilson interval of p_obs when it had to widen the bootstrap's.
+
+    When the judge gave every unlabeled run the same verdict, every resample of them has the same pass rate, so
+    the percentile bootstrap sees no sampling error in p_obs at all. Then the interval is widened to include the
+    corrected rate at both Wilson 95% bounds of p_obs (TPR and TNR as measured).
+    """
+    if 0 < passes < m:
+        return boot, None
+    p_obs = metrics.wilson(passes, m)
+    assert p_obs is not None  # m >= MIN_UNLABELED
+
+    def corrected(p: float) -> float:
+        return min(1.0, max(0.0, (p + tnr - 1) / (tpr + tnr - 1)))
+
+    return Interval(
+        low=min(boot.low, corrected(p_obs.low)), high=max(boot.high, corrected(p_obs.high))
+    ), p_obs

@@ -292,7 +292,11 @@ async def _execute(
                     rid, messages, key = item
                     verdict = await judge.judge_example(messages)
                     cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
-                    store.record_results(aid, [_verdict_row(rid, verdict)], cache)
+                    # In a worker thread: while a label or another request holds the store, a write made here
+                    # would stop the event loop, and with it every other request of a shared server.
+                    await anyio.to_thread.run_sync(
+                        store.record_results, aid, [_verdict_row(rid, verdict)], cache
+                    )
 
                 try:
                     await run_batch(work, one, concurrency=concurrency, progress=tally)
@@ -631,6 +635,8 @@ def get_misaligned(
                 flip_share=unstable.get(r.run_id),
             )
         )
+    # Shown with labels and verdicts before a split exists, these runs must never become test examples.
+    holdout.record_shown(store, evaluator, [c.run_id for c in cases])
     notes = []
     if any(c.flip_share for c in cases):
         notes.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 from align_mcp.core.models import Score, SplitInfo
 from align_mcp.engine.queues import reference_set
@@ -37,27 +38,45 @@ def needed_labels(examples: list[tuple[str, Score]]) -> str | None:
     return None
 
 
+def record_shown(store: Store, evaluator: str, run_ids: Sequence[str]) -> None:
+    """Remember runs a view showed with their human label and the judge's verdict before they had a split.
+
+    A person who tunes the prompt by hand on them has fitted it to them, so the split keeps them in dev (see
+    ensure_split). Runs that already have a split are left alone; a view of runs all split writes nothing.
+    """
+    fresh = store.unsplit_unshown(evaluator, run_ids)
+    if fresh:
+        store.record_shown(evaluator, fresh)
+
+
 def ensure_split(store: Store, evaluator: str) -> SplitInfo | None:
     """Assign labeled runs without a split, keeping ~30% of every stratum (human score) in test.
 
     Assignments never change, so a run that was held out stays held out; new labels fill each stratum
-    toward its target ratio in a seeded, order-independent way. Returns None while too few labels exist.
+    toward its target ratio in a seeded, order-independent way. Runs shown with their labels before they had a
+    split (record_shown) go to dev, and the stratum's test share is filled from the others. Returns None while
+    too few labels exist.
     """
     examples = reference_set(store, evaluator)
     rows = store.split_rows(evaluator)
     if not rows and needed_labels(examples) is not None:
         return None
-    if _additions(examples, rows):
+    if _additions(examples, rows, set()):
         # Decided again inside the write transaction: another process may have assigned splits meanwhile.
         with store.transaction():
-            additions = _additions(reference_set(store, evaluator), store.split_rows(evaluator))
+            additions = _additions(
+                reference_set(store, evaluator), store.split_rows(evaluator), store.shown_run_ids(evaluator)
+            )
             if additions:
                 store.insert_splits(evaluator, additions)
     return info(store, evaluator)
 
 
-def _additions(examples: list[tuple[str, Score]], rows: list[SplitRow]) -> list[SplitRow]:
-    """The split of every labeled run that has none yet, filling each stratum toward its test share."""
+def _additions(examples: list[tuple[str, Score]], rows: list[SplitRow], shown: set[str]) -> list[SplitRow]:
+    """The split of every labeled run that has none yet, filling each stratum toward its test share.
+
+    Shown runs go to dev first, so the test share is filled from runs nobody has seen judged.
+    """
     assigned = {r.run_id for r in rows}
     have: dict[Score, Counter[HoldoutSplit]] = defaultdict(Counter)
     for r in rows:
@@ -69,9 +88,10 @@ def _additions(examples: list[tuple[str, Score]], rows: list[SplitRow]) -> list[
     additions: list[SplitRow] = []
     for stratum, ids in new.items():
         counts = have[stratum]
-        for run_id in sorted(ids, key=_order):
+        for run_id in sorted(ids, key=lambda rid: (rid not in shown, _order(rid))):
             total = counts["dev"] + counts["test"] + 1
-            split: HoldoutSplit = "test" if counts["test"] + 1 <= round(TEST_SHARE * total) else "dev"
+            fill = counts["test"] + 1 <= round(TEST_SHARE * total)
+            split: HoldoutSplit = "test" if fill and run_id not in shown else "dev"
             counts[split] += 1
             additions.append(SplitRow(run_id, split, stratum))
     return additions
@@ -85,7 +105,9 @@ def info(store: Store, evaluator: str) -> SplitInfo | None:
     for r in rows:
         by_class[str(r.stratum)][r.split] += 1
     row = store.get_evaluator(evaluator)
+    shown = store.shown_run_ids(evaluator)
     return SplitInfo(
+        kept_in_dev=sum(1 for r in rows if r.split == "dev" and r.run_id in shown),
         dev=sum(1 for r in rows if r.split == "dev"),
         test=sum(1 for r in rows if r.split == "test"),
         by_class=dict(by_class),

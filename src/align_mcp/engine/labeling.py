@@ -70,11 +70,13 @@ def store_label(
     """Store one human label and report the queue's new counts and label balance."""
     receipt = queues.submit_label(store, evaluator, run_id, score, comment, labeler)
     verb = "Relabeled" if receipt.relabeled else "Labeled"
+    disputed = " (disputed: out of the reference set until settled)" if receipt.disputed else ""
     return LabelResult(
         status="stored",
         receipt=receipt,
         balance=queues.balance(store, evaluator),
-        message=f"{verb} {run_id} = {receipt.score}; {receipt.labeled} labeled, {receipt.pending} pending.",
+        message=f"{verb} {run_id} = {receipt.score}{disputed}; {receipt.labeled} labeled, "
+        f"{receipt.pending} pending.",
     )
 
 
@@ -91,4 +93,6 @@ def store_labels(
         labeled=last.labeled,
         pending=last.pending,
         balance=queues.balance(store, evaluator),
+        disputed=[r.run_id for r in receipts if r.disputed],
+        notes=[note for r in receipts for note in r.notes],
     )

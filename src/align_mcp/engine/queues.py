@@ -154,7 +154,7 @@ def submit_labels(
         rows = _label_rows(store, score_type, labels, labeler)
         check_review_labels(store, evaluator, rows)
         relabeled = store.insert_labels(evaluator, rows)
-        settle_reviews(store, evaluator, [row.run_id for row in rows])
+        disputed = settle_reviews(store, evaluator, [row.run_id for row in rows])
         counts = store.queue_counts(evaluator)
     return [
         LabelReceipt(
@@ -164,6 +164,8 @@ def submit_labels(
             relabeled=again,
             labeled=counts.labeled,
             pending=counts.pending,
+            disputed=row.run_id in disputed,
+            notes=[disputed[row.run_id]] if row.run_id in disputed else [],
         )
         for row, again in zip(rows, relabeled, strict=True)
     ]

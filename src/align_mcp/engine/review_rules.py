@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from align_mcp.core.models import Note, Score
 from align_mcp.errors import Conflict, InvalidInput, NextStep
 from align_mcp.store import NewLabel, Store
 
@@ -64,15 +65,17 @@ def check_review_labels(store: Store, evaluator: str, labels: Sequence[NewLabel]
             )
 
 
-def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None:
+def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> dict[str, Note]:
     """Apply the adjudication rule to open reviews of runs that just got a label.
 
-    queues.submit_labels calls it after it writes, in the same transaction as check_review_labels.
+    queues.submit_labels calls it after it writes, in the same transaction as check_review_labels. Returns, by
+    run id, a note for every run this write put in dispute: it left the reference set and needs a final label.
     """
     open_reviews = store.reviews(evaluator, run_ids, open_only=True)
     if not open_reviews:
-        return
+        return {}
     current = store.current_label_rows(evaluator, [r.run_id for r in open_reviews])
+    disputed: dict[str, Note] = {}
     for review in open_reviews:
         label = current.get(review.run_id)
         if label is None:
@@ -83,5 +86,20 @@ def settle_reviews(store: Store, evaluator: str, run_ids: Sequence[str]) -> None
             else:
                 store.dispute_review(review.id, label.id)
                 store.requeue(evaluator, [review.run_id])
+                disputed[review.run_id] = dispute_note(
+                    evaluator, review.run_id, review.first_score, review.first_labeler, label.score
+                )
         elif review.status == "disputed" and label.id != review.second_label_id:
             store.adjudicate_review(review.id, label.id)
+    return disputed
+
+
+def dispute_note(evaluator: str, run_id: str, first: Score, first_labeler: str | None, second: Score) -> Note:
+    """What a label that disputes a run says: it left the reference set, and how to settle it."""
+    by = f" by {first_labeler!r}" if person(first_labeler) else ""
+    return Note(
+        text=f"Run {run_id!r} is now disputed for {evaluator!r}: this blind second label ({second}) differs "
+        f"from the first ({first}{by}), so the run left the reference set and is back in the queue until a "
+        "final label settles it.",
+        next_steps=[NextStep("adjudicate_label", {"evaluator": evaluator, "run_id": run_id})],
+    )

@@ -557,9 +557,11 @@ class Store:
         The labeler's own reservations come first, then the queue in order. A run under blind review is never
         handed to a labeler who already labeled it in that review.
         """
-        # Two reads, each walking an index (the live reservations, then the pending queue in order) and stopping
-        # at `limit`: one ordered read of both would sort the whole queue on every call (~0.3 s at 100k runs).
-        not_reviewed_by_them = (
+        # Two reads, each an index walk that stops at `limit`: the labeler's own reservations (the partial index of
+        # reserved items), then the oldest free or expired items (the pending index, in queue order). One query
+        # ordered by "ours first" sorted the whole queue inside the write lock (80 ms at 40k pending items, which
+        # serialized every other request of a shared server behind it).
+        not_theirs = (
             "AND NOT EXISTS (SELECT 1 FROM label_reviews v JOIN labels l "
             "ON l.id IN (v.first_label_id, v.second_label_id) WHERE v.evaluator = q.evaluator "
             "AND v.run_id = q.run_id AND v.status IN ('pending', 'disputed') "
@@ -568,24 +570,22 @@ class Store:
         with self.transaction():
             now = self.clock()
             ids = [
-                r["run_id"]
-                for r in self._rows(
+                run_id
+                for (run_id,) in self._tuples(
                     "SELECT run_id FROM queue_items q INDEXED BY queue_items_reserved WHERE evaluator = ? "
-                    "AND labeled = 0 AND reserved_until IS NOT NULL AND reserved_by = ? "
-                    + not_reviewed_by_them
-                    + "ORDER BY added_at, rowid LIMIT ?",
+                    f"AND labeled = 0 AND reserved_until IS NOT NULL AND reserved_by = ? {not_theirs}"
+                    "ORDER BY added_at, rowid LIMIT ?",
                     [evaluator, labeler, labeler, limit],
                 )
             ]
             if len(ids) < limit:
                 ids += [
-                    r["run_id"]
-                    for r in self._rows(
-                        "SELECT run_id FROM queue_items q INDEXED BY queue_items_pending WHERE evaluator = ? "
-                        "AND labeled = 0 AND (reserved_until IS NULL OR reserved_until < ?) "
-                        "AND reserved_by IS NOT ? "
-                        + not_reviewed_by_them
-                        + "ORDER BY added_at, rowid LIMIT ?",
+                    run_id
+                    for (run_id,) in self._tuples(
+                        "SELECT run_id FROM queue_items q INDEXED BY queue_items_pending "
+                        "WHERE evaluator = ? AND labeled = 0 AND (reserved_until IS NULL OR reserved_until < ?) "
+                        f"AND (reserved_by IS NULL OR reserved_by != ?) {not_theirs}"
+                        "ORDER BY added_at, rowid LIMIT ?",
                         [evaluator, now, labeler, labeler, limit - len(ids)],
                     )
                 ]
@@ -636,13 +636,28 @@ class Store:
         return relabeled
 
     def label_counts(self, evaluator: str) -> dict[Score, int]:
-        """Current labels per score (kept by triggers in label_tallies)."""
-        return {
-            load_score(score): n
+        """Current labels per score in the reference set: the trigger-kept tallies less the disputed runs."""
+        disputed = dict(self._disputed_tallies(evaluator))
+        counts = {}
+        for score, n in self._tuples(
+            "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
+        ):
+            kept = n - disputed.get(score, 0)
+            if kept > 0:
+                counts[load_score(score)] = kept
+        return counts
+
+    def _disputed_tallies(self, evaluator: str) -> list[tuple[str, int]]:
+        """(stored score, runs) of the current labels of disputed runs, which are out of the reference set."""
+        return [
+            (score, int(n))
             for score, n in self._tuples(
-                "SELECT score, n FROM label_tallies WHERE evaluator = ? AND n > 0", [evaluator]
+                "SELECT l.score, count(*) FROM label_reviews v JOIN labels l ON l.evaluator = v.evaluator "
+                "AND l.run_id = v.run_id AND l.current = 1 WHERE v.evaluator = ? AND v.status = 'disputed' "
+                "GROUP BY l.score",
+                [evaluator],
             )
-        }
+        ]
 
     def queue_counts(self, evaluator: str) -> QueueCounts:
         """Pending and labeled from the trigger-kept tallies; live reservations through their partial index."""
@@ -655,7 +670,8 @@ class Store:
         labeled = self._scalar(
             "SELECT coalesce(sum(n), 0) FROM label_tallies WHERE evaluator = ?", [evaluator]
         )
-        return QueueCounts(pending=int(pending), reserved=int(reserved), labeled=int(labeled))
+        disputed = sum(n for _, n in self._disputed_tallies(evaluator))
+        return QueueCounts(pending=int(pending), reserved=int(reserved), labeled=int(labeled) - disputed)
 
     def pending_ids(self, evaluator: str, limit: int | None = None) -> list[str]:
         sql = "SELECT run_id FROM queue_items WHERE evaluator = ? AND labeled = 0 ORDER BY added_at, rowid"
@@ -731,6 +747,38 @@ class Store:
                 "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
                 [(evaluator, row.run_id, row.split, dumps(row.stratum), created) for row in rows],
             )
+
+    def unsplit_unshown(self, evaluator: str, run_ids: Sequence[str]) -> list[str]:
+        """Those of these runs that have no split yet and are not yet recorded as shown (a read, no lock)."""
+        out: list[str] = []
+        for chunk in _chunks(list(dict.fromkeys(run_ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                run_id
+                for (run_id,) in self._tuples(
+                    f"SELECT id FROM runs r WHERE id IN ({marks}) "
+                    "AND NOT EXISTS (SELECT 1 FROM splits s WHERE s.evaluator = ? AND s.run_id = r.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM shown_runs v WHERE v.evaluator = ? AND v.run_id = r.id)",
+                    [*chunk, evaluator, evaluator],
+                )
+            )
+        return out
+
+    def record_shown(self, evaluator: str, run_ids: Sequence[str]) -> None:
+        """Record runs as shown with their labels before they had a split; the first time shown is kept."""
+        shown_at = now_iso()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO shown_runs (evaluator, run_id, shown_at) VALUES (?, ?, ?)",
+                [(evaluator, rid, shown_at) for rid in run_ids],
+            )
+
+    def shown_run_ids(self, evaluator: str) -> set[str]:
+        """Runs recorded as shown with their labels before they had a split."""
+        return {
+            run_id
+            for (run_id,) in self._tuples("SELECT run_id FROM shown_runs WHERE evaluator = ?", [evaluator])
+        }
 
     def count_test_evaluation(self, evaluator: str) -> int:
         with self.transaction():

@@ -309,6 +309,21 @@ def m007_alignment_leases(db: Database) -> None:
     )
 
 
+def m008_shown_runs(db: Database) -> None:
+    """Runs a view showed with their labels and verdicts before they had a holdout split: the split keeps them in
+    dev, so the test split stays unseen."""
+    db.executescript(
+        """
+        CREATE TABLE shown_runs (
+            evaluator TEXT NOT NULL REFERENCES evaluators(name),
+            run_id TEXT NOT NULL,
+            shown_at TEXT NOT NULL,
+            PRIMARY KEY (evaluator, run_id)
+        );
+        """
+    )
+
+
 @migrations()
 def m009_result_requests(db: Database) -> None:
     """Per example (and per consistency sample): the HTTP requests made for it (retries and re-asks included)

@@ -155,7 +155,7 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
-    """An evaluator's queue: runs waiting for a label, those reserved right now, and current labels."""
+    """An evaluator's queue: runs waiting for a label, those reserved right now, and the reference set's labels."""
 
     pending: int
     reserved: int
