@@ -175,6 +175,21 @@ def test_a_store_records_its_schema_version(db_path: Path) -> None:
     assert version == schema_version() >= 7  # m007_alignment_leases, or a later migration
 
 
+def test_every_migration_function_is_registered() -> None:
+    """A migration defined without its @migrations() decorator is silently never applied (a merge once lost one)."""
+    import inspect
+
+    from align_mcp.store import migrations as module
+    from align_mcp.store.database import known_migrations
+
+    defined = [
+        name
+        for name, _ in inspect.getmembers(module, inspect.isfunction)
+        if name[:1] == "m" and name[1:4].isdigit()
+    ]
+    assert sorted(known_migrations()) == sorted(defined)
+
+
 def test_a_store_of_a_newer_schema_version_is_refused_and_left_untouched(db_path: Path) -> None:
     open_store().close()
     conn = sqlite3.connect(db_path)

@@ -309,6 +309,7 @@ def m007_alignment_leases(db: Database) -> None:
     )
 
 
+@migrations()
 def m008_shown_runs(db: Database) -> None:
     """Runs a view showed with their labels and verdicts before they had a holdout split: the split keeps them in
     dev, so the test split stays unseen."""
