@@ -197,7 +197,7 @@ async def aligner(load: Load, session: Any, name: str) -> None:
         report = await load.timed(session, "run_alignment", {"evaluator": STEADY, "compare": False})
         if report is not None:
             run = report["run"]
-            load.alignments.append({k: run[k] for k in ("id", "status", "judged", "total", "judge_calls")})
+            load.alignments.append({k: run[k] for k in ("id", "status", "judged", "total", "requests")})
 
 
 ROLES: dict[str, Role] = {"labeler": labeler, "reader": reader, "aligner": aligner}
@@ -644,7 +644,7 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
         Figure(
             "alignment runs completed during the load",
             len(done),
-            note=f"{sum(a['judge_calls'] for a in done)} judge calls",
+            note=f"{sum(a['requests'] for a in done)} requests to the judge",
         )
     )
     rss = [v for _, v in m["rss_mib"]]
