@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         print("\n(--quick: tiny sizes check that every bench runs; they say nothing about the targets)")
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    benches = {r.name: {**r.to_json(), "generated_at": now, "quick": args.quick} for r in results}
+    # Each bench keeps the machine it was measured on: a partial run rewrites the top-level machine only.
+    benches = {
+        r.name: {**r.to_json(), "generated_at": now, "quick": args.quick, "machine": info} for r in results
+    }
     if args.benches and args.out.exists():
         # A partial run updates its benches and keeps the others' latest figures.
         try:
