@@ -15,7 +15,7 @@ from align_mcp.mcp.tools.arguments import EvaluatorName, PromptRef, Split
 from align_mcp.mcp.tools.registry import tool
 
 
-@tool("Run alignment", open_world=True)
+@tool("Run alignment", open_world=True, view="report")
 async def run_alignment(
     evaluator: EvaluatorName,
     prompt: PromptRef = "draft",
