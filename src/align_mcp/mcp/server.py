@@ -175,6 +175,20 @@ def proposal_resource(proposal_id: str, ctx: Context) -> str:
     return render.dump_json(get_proposal(store_of(ctx), number))
 
 
+@_resource(
+    "align://charts/{evaluator}/{chart}",
+    "chart",
+    "image/png",
+    "An alignment chart as PNG: agreement (per saved version, with 95% intervals) or confusion (the latest run)",
+)
+def chart_resource(evaluator: str, chart: str, ctx: Context) -> bytes:
+    from align_mcp.web import charts
+
+    if chart not in charts.CHART_KINDS:
+        raise NotFound(f"No chart named {chart!r}; charts: {', '.join(charts.CHART_KINDS)}.")
+    return charts.png(charts.chart_spec(store_of(ctx), evaluator, chart))
+
+
 # ---- prompt -------------------------------------------------------------------------------------------------
 
 
