@@ -104,6 +104,7 @@ def test_runs_labeled_in_the_view_land_in_the_store_through_the_host(
             assert view.inner_text("#comment-state").startswith("Comment kept")
         given[rid] = score
         rid = press(page, view, str(score))
+        assert view.inner_text("#comment-state") == ""  # the comment went with that label
     assert "5 labeled, balance" in view.inner_text("#progress")
     screenshot(page, "mcp-app-label-view")
     current = {row.run_id: row for row in runs_store.current_labels("correctness")}
@@ -126,6 +127,32 @@ def test_undo_in_the_view_relabels_the_last_run(browser: Any, host: str, runs_st
     assert view.get_attribute("#run", "data-run-id") == first
     press(page, view, "0")
     assert [(r.run_id, r.score) for r in runs_store.current_labels("correctness")] == [(first, 0)]
+    page.context.close()
+
+
+def test_a_refused_label_shows_the_servers_message_and_stores_nothing(
+    browser: Any, host: str, runs_store: Store
+) -> None:
+    queues.add_to_queue(runs_store, "correctness", source="support")
+    page, view = open_view(browser, host, "next_items", {"evaluator": "correctness", "labeler": "cy"})
+    before = renders(view)
+    page.evaluate(
+        """document.getElementById("view").contentWindow.postMessage({jsonrpc: "2.0",
+        method: "ui/notifications/tool-result", params: {structuredContent: {evaluator: "correctness",
+        score_type: "binary (0 = fail, 1 = pass)", labeler: "cy", pending: 1,
+        items: [{run_id: "gone", source: "support", inputs: {}, outputs: {}}]}}}, "*")"""
+    )
+    view.wait_for_function(READY, arg=[before])
+    view.click("h1")
+    before = renders(view)
+    page.keyboard.press("1")
+    view.wait_for_function(READY, arg=[before])
+    assert view.inner_text("#message") == (
+        "Error executing tool submit_label: Label 1: no run with id 'gone'. Check the id. Import runs with "
+        "import_runs."
+    )
+    assert view.get_attribute("#run", "data-run-id") == "gone"
+    assert runs_store.current_labels("correctness") == []
     page.context.close()
 
 
@@ -177,6 +204,7 @@ def test_the_report_view_shows_metrics_and_misaligned_cases(
     first = view.query_selector("#cases .case")
     assert first is not None
     text = first.inner_text()
-    assert "Human:" in text and "Judge:" in text and "[simulated judge]" in text
+    assert "Human: fail (0)" in text or "Human: pass (1)" in text
+    assert "Judge: " in text and "[simulated judge]" in text
     screenshot(page, "mcp-app-report-view")
     page.context.close()

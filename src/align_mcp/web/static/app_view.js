@@ -205,6 +205,7 @@
       if (result.balance) label.balance = result.balance;
       label.labeled.push(item);
       label.comment = "";
+      $("comment-state").textContent = "";
       say("");
       label.busy = false;
       if (label.index + 1 < label.items.length) {
@@ -225,6 +226,7 @@
     if (to < 0 || to >= label.items.length) return;
     label.index = to;
     label.comment = "";
+    $("comment-state").textContent = "";
     renderRun();
   }
 
@@ -273,7 +275,12 @@
 
   // ---- the alignment report --------------------------------------------------------------------------------
 
-  const report = { evaluator: "", run: null, offset: 0, direction: null };
+  const report = { evaluator: "", run: null, kind: "", offset: 0, direction: null };
+
+  function scoreWords(value) {
+    if (report.kind === "binary" && (value === 0 || value === 1)) return (value === 1 ? "pass" : "fail") + " (" + value + ")";
+    return value === null || value === undefined ? "none" : String(value);
+  }
 
   function percent(rate) {
     if (!rate || rate.value === null || rate.value === undefined) return "n/a";
@@ -298,6 +305,7 @@
     box.appendChild(el("p", "run-line", "Alignment run " + run.id + " of " + run.prompt_ref + " on the " + run.split +
       " split: " + run.status + ", " + run.judged + " judged, " + run.errors + " errors."));
     const metrics = run.metrics;
+    if (metrics) report.kind = metrics.kind;
     if (metrics) {
       const table = el("table", "metrics");
       row(table, "Agreement", percent(metrics.agreement));
@@ -340,10 +348,10 @@
         card.appendChild(fields("Outputs", item.outputs));
         const sides = el("div", "sides");
         const human = el("div", "human");
-        human.appendChild(el("h4", "", "Human: " + item.human_score + (item.labeler ? " (" + item.labeler + ")" : "")));
+        human.appendChild(el("h4", "", "Human: " + scoreWords(item.human_score) + (item.labeler ? " (" + item.labeler + ")" : "")));
         human.appendChild(el("p", "comment", item.human_comment || "(no comment)"));
         const judge = el("div", "judge");
-        judge.appendChild(el("h4", "", "Judge: " + item.judge_score));
+        judge.appendChild(el("h4", "", "Judge: " + scoreWords(item.judge_score)));
         judge.appendChild(el("p", "reasoning", item.judge_reasoning || "(no reasoning)"));
         sides.appendChild(human);
         sides.appendChild(judge);
