@@ -54,6 +54,8 @@ async function start() {
       notify("ui/notifications/tool-input", {arguments: args});
       notify("ui/notifications/tool-result", await called);
       document.getElementById("host-state").textContent = "shown";
+    } else if (message.method === "ui/notifications/size-changed") {
+      window.viewSize = message.params;
     } else if (message.method === "tools/call") {
       try {
         reply({result: await mcp("tools/call", message.params)});

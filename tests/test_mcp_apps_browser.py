@@ -114,6 +114,9 @@ def test_runs_labeled_in_the_view_land_in_the_store_through_the_host(
     log = page.evaluate("window.hostLog")
     assert log[:2] == ["ui/initialize", "ui/notifications/initialized"]
     assert log.count("tools/call") == 6  # five labels and one more batch
+    assert "ui/notifications/size-changed" in log
+    size = page.evaluate("window.viewSize")
+    assert size["height"] > 300 and size["width"] > 300
     page.context.close()
 
 

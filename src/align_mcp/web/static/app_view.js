@@ -419,5 +419,14 @@
     appCapabilities: {},
   }).then(() => {
     post({ jsonrpc: "2.0", method: "ui/notifications/initialized", params: {} });
+    // The host sizes the frame to the view: tell it the view's size whenever that changes.
+    let last = "";
+    new ResizeObserver(() => {
+      const size = { width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight };
+      const key = size.width + "x" + size.height;
+      if (key === last) return;
+      last = key;
+      post({ jsonrpc: "2.0", method: "ui/notifications/size-changed", params: size });
+    }).observe(document.documentElement);
   }, (e) => say(e.message, true));
 })();
