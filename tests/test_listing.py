@@ -51,7 +51,12 @@ def test_all_lists_every_capability_and_is_bigger_than_core() -> None:
     every = listed("all")
     names = [t.name for t in every]
 
-    assert set(CORE) | set(DIAGNOSTICS) | {"get_run", "list_proposals", "apply_proposal"} == set(names)
+    assert set(CORE) | set(DIAGNOSTICS) | {
+        "get_run",
+        "list_proposals",
+        "apply_proposal",
+        "alignment_chart",
+    } == set(names)
     assert len(names) == len(set(names)) == len(ALL)
     assert listing_size(every).wire > listing_size(listed()).wire
 

@@ -97,7 +97,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "suggest_labels",
         "corrected_pass_rate",
     }
-    extras = {"get_run", "list_proposals", "apply_proposal"}
+    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart"}
     assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
@@ -114,6 +114,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "get_run",
         "list_proposals",
         "list_reviews",
+        "alignment_chart",
     }
     assert tools["update_draft"].annotations.destructive_hint is True  # type: ignore[union-attr]
     assert tools["run_alignment"].annotations.open_world_hint is True  # type: ignore[union-attr]
@@ -713,7 +714,7 @@ async def test_resources_expose_evaluators_versions_queues_runs_and_reports(
 ) -> None:
     await seed(client)
     static = {str(r.uri) for r in (await client.list_resources()).resources}
-    assert static == {"align://evaluators", "align://queues"}
+    assert static == {"align://evaluators", "align://queues", "ui://align-mcp/label", "ui://align-mcp/report"}
     templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
     assert "align://reports/{alignment_run}" in templates and "align://evaluators/{name}" in templates
     report = await ok(client, "run_alignment", evaluator="correctness")

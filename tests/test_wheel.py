@@ -85,6 +85,11 @@ def test_wheel_contains_prompts_the_licence_the_sample_and_the_package(dist: Pat
     entry_points = wheel.read(f"align_mcp-{version}.dist-info/entry_points.txt").decode()
     assert "align-mcp = align_mcp.cli:main" in entry_points
     assert {"align_mcp/web/app.py", "align_mcp/web/static/page.js", "align_mcp/web/static/style.css"} <= names
+    assert {
+        "align_mcp/web/apps.py",
+        "align_mcp/web/static/app_view.js",
+        "align_mcp/web/static/app_view.css",
+    } <= names
     assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/")) or "__pycache__" in n]
 
 

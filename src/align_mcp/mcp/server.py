@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 from mcp.server import MCPServer
+from mcp.server.apps import Apps, client_supports_apps
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import (
     ResourceError,
@@ -20,7 +22,7 @@ from mcp.server.mcpserver.exceptions import (
     ToolError,
     UnexpectedToolError,
 )
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import CallToolResult, InputRequiredResult, ListToolsResult, PaginatedRequestParams
 from mcp.types import Tool as MCPTool
 from pydantic import Field
 
@@ -173,6 +175,20 @@ def proposal_resource(proposal_id: str, ctx: Context) -> str:
     return render.dump_json(get_proposal(store_of(ctx), number))
 
 
+@_resource(
+    "align://charts/{evaluator}/{chart}",
+    "chart",
+    "image/png",
+    "An alignment chart as PNG: agreement (per saved version, with 95% intervals) or confusion (the latest run)",
+)
+def chart_resource(evaluator: str, chart: str, ctx: Context) -> bytes:
+    from align_mcp.web import charts
+
+    if chart not in charts.CHART_KINDS:
+        raise NotFound(f"No chart named {chart!r}; charts: {', '.join(charts.CHART_KINDS)}.")
+    return charts.png(charts.chart_spec(store_of(ctx), evaluator, chart))
+
+
 # ---- prompt -------------------------------------------------------------------------------------------------
 
 
@@ -203,9 +219,16 @@ class AlignServer(MCPServer[AppState]):
                 out[kind] = listing.without_titles(tool.output_schema)
         return out
 
-    async def list_tools(self) -> list[MCPTool]:
+    async def list_tools(self, apps: bool = False) -> list[MCPTool]:
+        """The tools as listed; with `apps`, each carries the MCP App view that shows its result (only for a
+        host that negotiated MCP Apps: other hosts get the listing without it, unchanged in size)."""
         tools = await super().list_tools()
-        return [_listed(tool) for tool in tools]
+        return [_listed(tool, apps) for tool in tools]
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        return ListToolsResult(tools=await self.list_tools(apps=client_supports_apps(ctx)))
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -255,7 +278,7 @@ def _score_words(evaluator: Any, context: Context[AppState, Any] | None) -> str 
         return None
 
 
-def _listed(tool: MCPTool) -> MCPTool:
+def _listed(tool: MCPTool, apps: bool) -> MCPTool:
     kind = listing.result_kind(tool.output_schema)
     output = tool.output_schema
     if output is not None:
@@ -266,8 +289,34 @@ def _listed(tool: MCPTool) -> MCPTool:
             "input_schema": listing.input_schema(tool.input_schema),
             "output_schema": output,
             "annotations": annotations,
+            "meta": tool.meta if apps else _without_view(tool.meta),
         }
     )
+
+
+def _without_view(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A tool's `_meta` without the MCP App view link (`ui`), for hosts without MCP Apps."""
+    if not meta:
+        return meta
+    rest = {key: value for key, value in meta.items() if key != "ui"}
+    return rest or None
+
+
+def _views() -> Apps:
+    """The MCP Apps extension: the label view and the alignment report as `ui://` HTML resources."""
+    from align_mcp.web.apps import DESCRIPTIONS, TITLES, VIEW_URIS, view_html
+
+    apps = Apps()
+    for view, uri in VIEW_URIS.items():
+        apps.add_html_resource(
+            uri,
+            view_html(view),
+            name=f"{view} view",
+            title=TITLES[view],
+            description=DESCRIPTIONS[view],
+            prefers_border=True,
+        )
+    return apps
 
 
 def create_server(
@@ -299,6 +348,7 @@ def create_server(
         version=__version__,
         log_level="WARNING",
         lifespan=lifespan,
+        extensions=[_views()],
     )
     for fn, options in registered_tools():
         if fn.__name__ in selected:

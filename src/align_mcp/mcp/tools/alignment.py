@@ -4,10 +4,10 @@ disagreements."""
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
-from align_mcp.core.models import AlignmentReport, MisalignedPage
+from align_mcp.core.models import AlignmentReport, MisalignedPage, Model
 from align_mcp.errors import InvalidInput, NextStep
 from align_mcp.mcp.render import ProgressReporter, report_result
 from align_mcp.mcp.state import store_of
@@ -15,7 +15,7 @@ from align_mcp.mcp.tools.arguments import EvaluatorName, PromptRef, Split
 from align_mcp.mcp.tools.registry import tool
 
 
-@tool("Run alignment", open_world=True)
+@tool("Run alignment", open_world=True, view="report")
 async def run_alignment(
     evaluator: EvaluatorName,
     prompt: PromptRef = "draft",
@@ -78,3 +78,52 @@ def get_misaligned(
     from align_mcp.engine.alignment import get_misaligned as misaligned
 
     return misaligned(store_of(ctx), evaluator, alignment_run, direction, offset, limit, max_chars)
+
+
+class ChartImage(Model):
+    """An alignment chart drawn as a PNG image (the image is the result's image content)."""
+
+    evaluator: str
+    chart: Literal["agreement", "confusion"]
+    alignment_run: int | None = Field(
+        description="The run asked for the confusion matrix (None: the latest; always None for agreement)"
+    )
+    mime_type: str = "image/png"
+    size: int = Field(description="The PNG's size in bytes")
+
+
+@tool("Alignment chart", read_only=True)
+def alignment_chart(
+    evaluator: EvaluatorName,
+    chart: Annotated[
+        Literal["agreement", "confusion"],
+        Field(
+            description="agreement: agreement and kappa per saved version with 95% intervals; confusion: a run's"
+        ),
+    ] = "agreement",
+    alignment_run: Annotated[int | None, Field(description="For confusion; default: the latest run")] = None,
+    *,
+    ctx: Context,
+) -> Annotated[CallToolResult, ChartImage]:
+    """The evaluator's alignment chart as a PNG image: agreement and Cohen's kappa per saved version on one split
+    with their 95% intervals, or a run's confusion matrix. Needs the charts extra."""
+    import base64
+
+    from align_mcp.web import charts
+
+    spec = charts.chart_spec(store_of(ctx), evaluator, chart, alignment_run)
+    image = charts.png(spec)
+    info = ChartImage(
+        evaluator=evaluator,
+        chart=chart,
+        alignment_run=alignment_run if chart == "confusion" else None,
+        size=len(image),
+    )
+    data = base64.b64encode(image).decode("ascii")
+    return CallToolResult(
+        content=[
+            ImageContent(type="image", data=data, mime_type="image/png"),
+            TextContent(type="text", text=f"The {chart} chart of {evaluator} (PNG, {len(image):,} bytes)."),
+        ],
+        structured_content=info.model_dump(mode="json"),
+    )

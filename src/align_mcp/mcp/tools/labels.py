@@ -53,7 +53,7 @@ def list_queues(*, ctx: Context) -> QueueList:
     return queue_list(store_of(ctx))
 
 
-@tool("Next runs to label")
+@tool("Next runs to label", view="label")
 def next_items(
     evaluator: EvaluatorName,
     labeler: Annotated[

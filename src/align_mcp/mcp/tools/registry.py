@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from align_mcp.errors import AlignError
 from align_mcp.mcp import render
 from align_mcp.mcp.state import tools_of
+from align_mcp.web.apps import VIEW_URIS, ViewName
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,8 +71,10 @@ def tool(
     destructive: bool = False,
     idempotent: bool = False,
     open_world: bool = False,
+    view: ViewName | None = None,
 ) -> Callable[[F], F]:
-    """Register a module-level function as a tool of every server `create_server` builds."""
+    """Register a module-level function as a tool of every server `create_server` builds; `view` links the MCP
+    App view that shows its result (`_meta.ui.resourceUri`, listed to hosts that negotiated MCP Apps)."""
 
     def register(fn: F) -> F:
         annotations = ToolAnnotations(
@@ -86,6 +89,8 @@ def tool(
             "description": inspect.cleandoc(fn.__doc__ or ""),
             "annotations": annotations,
         }
+        if view is not None:
+            options["meta"] = {"ui": {"resourceUri": VIEW_URIS[view]}}
         TOOLS[fn.__name__] = (rendered(fn), options)
         return fn
 
