@@ -1,7 +1,9 @@
 import math
+from typing import Any, Literal
 
 import pytest
 
+from align_mcp.core import metrics
 from align_mcp.core.metrics import (
     cohen_kappa,
     compute_metrics,
@@ -388,3 +390,101 @@ def test_corrected_pass_rate_refuses_a_judge_no_better_than_chance():
     chance = [(True, True), (True, False), (False, True), (False, False)]
     with pytest.raises(InvalidInput, match=r"no better than chance .*TPR=0\.50, TNR=0\.50"):
         corrected_pass_rate([True], chance)
+
+
+# ---- kappa's interval -------------------------------------------------------------------------------------------
+
+
+def _delta_method_se(counts: list[list[int]], weights: list[list[float]]) -> float:
+    """kappa's asymptotic standard error by the delta method, numerically: the gradient of kappa over the cell
+    proportions, under the multinomial covariance diag(p) − ppᵀ. Independent of the closed form under test."""
+    k = len(counts)
+    n = sum(map(sum, counts))
+    cells = [counts[i][j] / n for i in range(k) for j in range(k)]
+
+    def kappa_of(p: list[float]) -> float:
+        rows = [sum(p[i * k + j] for j in range(k)) for i in range(k)]
+        cols = [sum(p[i * k + j] for i in range(k)) for j in range(k)]
+        observed = sum(weights[i][j] * p[i * k + j] for i in range(k) for j in range(k))
+        expected = sum(weights[i][j] * rows[i] * cols[j] for i in range(k) for j in range(k))
+        return (observed - expected) / (1 - expected)
+
+    h = 1e-6
+    grad = []
+    for c in range(len(cells)):
+        up, down = list(cells), list(cells)
+        up[c] += h
+        down[c] -= h
+        grad.append((kappa_of(up) - kappa_of(down)) / (2 * h))
+    mean = sum(g * p for g, p in zip(grad, cells, strict=True))
+    variance = sum(p * (g - mean) ** 2 for g, p in zip(grad, cells, strict=True)) / n
+    return math.sqrt(variance)
+
+
+def _pairs(counts: list[list[int]], labels: list[Any]) -> list[tuple[Any, Any]]:
+    return [
+        (labels[i], labels[j]) for i, row in enumerate(counts) for j, c in enumerate(row) for _ in range(c)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "labels", "weighting"),
+    [
+        ([[20, 5], [10, 15]], [1, 0], "none"),
+        ([[30, 4, 2], [6, 25, 5], [1, 7, 20]], ["a", "b", "c"], "none"),
+        (
+            [[9, 3, 1, 0, 0], [2, 8, 4, 1, 0], [0, 3, 10, 3, 1], [0, 1, 2, 7, 3], [0, 0, 1, 2, 6]],
+            [1, 2, 3, 4, 5],
+            "quadratic",
+        ),
+    ],
+)
+def test_kappa_interval_is_kappa_plus_minus_its_delta_method_standard_error(
+    counts: list[list[int]], labels: list[Any], weighting: Literal["none", "quadratic"]
+) -> None:
+    k = len(labels)
+    if weighting == "quadratic":
+        weights = [[1 - (i - j) ** 2 / (k - 1) ** 2 for j in range(k)] for i in range(k)]
+    else:
+        weights = [[float(i == j) for j in range(k)] for i in range(k)]
+    pairs = _pairs(counts, labels)
+    ci = metrics.kappa_interval(pairs, labels, weighting)
+    assert ci is not None
+    point = (
+        metrics.weighted_kappa(pairs, labels, "quadratic")
+        if weighting == "quadratic"
+        else metrics.cohen_kappa(pairs, labels)
+    )
+    assert point is not None
+    se = _delta_method_se(counts, weights)
+    assert ci.low == pytest.approx(point - 1.959963984540054 * se, abs=1e-6)
+    assert ci.high == pytest.approx(point + 1.959963984540054 * se, abs=1e-6)
+
+
+def test_kappa_interval_is_none_when_it_cannot_be_estimated() -> None:
+    assert metrics.kappa_interval([(1, 1)] * 10 + [(0, 0)] * 10, [1, 0]) is None  # every pair agrees
+    assert metrics.kappa_interval([(1, 0)], [1, 0]) is None  # one pair
+    assert metrics.kappa_interval([(1, 1)] * 5, [1, 0]) is None  # kappa undefined (one class only)
+
+
+def test_metrics_carry_kappas_interval_for_every_score_type() -> None:
+    binary_pairs = [(1, 1)] * 20 + [(1, 0)] * 5 + [(0, 1)] * 10 + [(0, 0)] * 15
+    ordinal_pairs = [(1, 1)] * 8 + [(2, 3)] * 4 + [(3, 3)] * 9 + [(4, 2)] * 3 + [(5, 5)] * 6
+    categorical_pairs = (
+        [("good", "good")] * 12 + [("ok", "bad")] * 4 + [("bad", "bad")] * 9 + [("ok", "ok")] * 5
+    )
+    cases = [
+        (ScoreType(kind="binary"), binary_pairs, "none"),
+        (ScoreType(kind="ordinal", min=1, max=5), ordinal_pairs, "quadratic"),
+        (ScoreType(kind="categorical", labels=["good", "ok", "bad"]), categorical_pairs, "none"),
+    ]
+    for score_type, pairs, weighting in cases:
+        m = metrics.compute_metrics(score_type, pairs)
+        assert m.kappa_ci is not None and m.kappa is not None, score_type.kind
+        assert m.kappa_ci.low < m.kappa < m.kappa_ci.high, score_type.kind
+        expected = metrics.kappa_interval(pairs, score_type.values(), weighting)
+        assert expected is not None
+        assert (m.kappa_ci.low, m.kappa_ci.high) == (
+            pytest.approx(expected.low, abs=1e-12),
+            pytest.approx(expected.high, abs=1e-12),
+        )

@@ -52,7 +52,15 @@ def test_the_agreement_chart_plots_each_version_and_the_draft_with_its_interval(
             "high": m.agreement.ci.high,
             "n": m.n,
         } in rows
-        assert {"prompt": run.prompt_ref, "measure": "kappa", "value": m.kappa, "n": m.n} in rows
+        assert m.kappa is not None and m.kappa_ci is not None
+        assert {
+            "prompt": run.prompt_ref,
+            "measure": "kappa",
+            "value": m.kappa,
+            "low": m.kappa_ci.low,
+            "high": m.kappa_ci.high,
+            "n": m.n,
+        } in rows
     svg = charts.svg(charts.chart_spec(aligned, "correctness", "agreement"))
     assert svg.startswith("<svg") and "saved versions and the draft on the all split" in svg
 

@@ -245,7 +245,8 @@ def print_metrics(m: Metrics, model: str) -> None:
     interval = f" (95% CI {ci.low:.1%}–{ci.high:.1%})" if ci else ""
     click.echo(f"  agreement {pct(m.agreement.value)}{interval}, n = {m.n}, errors = {m.errors}{sim}")
     label = "quadratic-weighted kappa" if m.kind == "ordinal" else "Cohen's kappa"
-    click.echo(f"  {label} {kappa(m.kappa, 3)}{sim}")
+    kci = f" (95% CI {m.kappa_ci.low:.3f}–{m.kappa_ci.high:.3f})" if m.kappa_ci else ""
+    click.echo(f"  {label} {kappa(m.kappa, 3)}{kci}{sim}")
     if m.kind == "binary" and m.tpr and m.tnr:
         click.echo(
             f"  TPR (pass recall) {pct(m.tpr.value)}  TNR (fail recall) {pct(m.tnr.value)}  "

@@ -83,6 +83,50 @@ def weighted_kappa(
     return 1 - observed / expected
 
 
+def kappa_interval(
+    pairs: Sequence[tuple[Score, Score]],
+    labels: Sequence[Score],
+    weights: Literal["none", "quadratic"] = "none",
+    z: float = Z95,
+) -> Interval | None:
+    """The large-sample 95% interval of Cohen's kappa (or its quadratic-weighted form), kappa ± z·SE.
+
+    SE is the non-null asymptotic standard error of Fleiss, Cohen and Everitt (1969), computed from the
+    confusion matrix with agreement weights w (1 on the diagonal; 1 − (i − j)²/(k − 1)² when quadratic):
+    Var = [Σ p_ij (w_ij − (w̄_i. + w̄_.j)(1 − κ))² − (κ − p_e(1 − κ))²] / (n (1 − p_e)²), with w̄_i. = Σ_j p_.j w_ij
+    and w̄_.j = Σ_i p_i. w_ij. Clipped to [−1, 1]. None when kappa is undefined or its variance is zero (every
+    pair agrees, or n < 2): no interval can be estimated from such a sample, and none is made up.
+    """
+    n = len(pairs)
+    if n < 2:
+        return None
+    matrix = confusion(pairs, labels)
+    keys = [str(label) for label in labels]
+    k = len(keys)
+    p = [[matrix[h][j] / n for j in keys] for h in keys]
+    rows = [sum(row) for row in p]
+    cols = [sum(p[i][j] for i in range(k)) for j in range(k)]
+    if weights == "quadratic" and k > 1:
+        w = [[1 - (i - j) ** 2 / (k - 1) ** 2 for j in range(k)] for i in range(k)]
+    else:
+        w = [[1.0 if i == j else 0.0 for j in range(k)] for i in range(k)]
+    observed = sum(w[i][j] * p[i][j] for i in range(k) for j in range(k))
+    expected = sum(w[i][j] * rows[i] * cols[j] for i in range(k) for j in range(k))
+    if expected >= 1:
+        return None
+    kappa = (observed - expected) / (1 - expected)
+    w_row = [sum(cols[j] * w[i][j] for j in range(k)) for i in range(k)]
+    w_col = [sum(rows[i] * w[i][j] for i in range(k)) for j in range(k)]
+    spread = sum(
+        p[i][j] * (w[i][j] - (w_row[i] + w_col[j]) * (1 - kappa)) ** 2 for i in range(k) for j in range(k)
+    )
+    variance = (spread - (kappa - expected * (1 - kappa)) ** 2) / (n * (1 - expected) ** 2)
+    if variance <= 1e-15:
+        return None
+    half = z * math.sqrt(variance)
+    return Interval(low=max(-1.0, kappa - half), high=min(1.0, kappa + half))
+
+
 def compute_metrics(score_type: ScoreType, pairs: Sequence[tuple[Score, Score | None]]) -> Metrics:
     """Agreement metrics for (human, judge) pairs; a judge None is an errored call, counted and never scored."""
     scored = [(h, j) for h, j in pairs if j is not None]
@@ -99,6 +143,7 @@ def compute_metrics(score_type: ScoreType, pairs: Sequence[tuple[Score, Score | 
         cells = metrics.confusion
         tp, fn, fp, tn = cells["1"]["1"], cells["1"]["0"], cells["0"]["1"], cells["0"]["0"]
         metrics.kappa = cohen_kappa(scored, labels)
+        metrics.kappa_ci = kappa_interval(scored, labels)
         metrics.tpr = rate(tp, tp + fn)
         metrics.tnr = rate(tn, tn + fp)
         metrics.precision = rate(tp, tp + fp)
@@ -107,10 +152,12 @@ def compute_metrics(score_type: ScoreType, pairs: Sequence[tuple[Score, Score | 
     elif score_type.kind == "ordinal":
         ints = [(int(h), int(j)) for h, j in scored]
         metrics.kappa = weighted_kappa(ints, [int(v) for v in labels], "quadratic")
+        metrics.kappa_ci = kappa_interval(scored, labels, "quadratic")
         metrics.unweighted_kappa = cohen_kappa(scored, labels)
         metrics.within_one = rate(sum(abs(h - j) <= 1 for h, j in ints), n)
     else:
         metrics.kappa = cohen_kappa(scored, labels)
+        metrics.kappa_ci = kappa_interval(scored, labels)
         metrics.per_label_recall = {
             key: rate(row[key], sum(row.values())) for key, row in metrics.confusion.items()
         }

@@ -394,6 +394,9 @@ class Metrics(Model):
     errors: int = Field(description="Examples whose judge call failed; excluded from every rate")
     agreement: Rate
     kappa: float | None = Field(default=None, description="Cohen's kappa (quadratic-weighted for ordinal)")
+    kappa_ci: Interval | None = Field(
+        default=None, description="kappa's 95% interval (asymptotic); null when it cannot be estimated"
+    )
     # binary
     tpr: Rate | None = Field(default=None, description="Recall on human pass: judge said pass / human pass")
     tnr: Rate | None = Field(default=None, description="Recall on human fail: judge said fail / human fail")
@@ -622,6 +625,9 @@ class AnnotatorAgreement(Model):
     n: int = Field(description="Runs with a first and a blind second label")
     agreement: Rate
     kappa: float | None = Field(default=None, description="Cohen's kappa (quadratic-weighted for ordinal)")
+    kappa_ci: Interval | None = Field(
+        default=None, description="kappa's 95% interval (asymptotic); null when it cannot be estimated"
+    )
     unweighted_kappa: float | None = Field(default=None, description="Ordinal only: unweighted Cohen's kappa")
     disagreements: list[str] = Field(description="Run ids where the two labels differ")
     notes: list[str] = Field(default_factory=list)

@@ -246,7 +246,12 @@ def _metric_rows(metrics: list[Metrics | None]) -> list[str]:
         ("agreement", lambda m: _pct(m.agreement)),
         (
             "quadratic-weighted κ" if any(m and m.kind == "ordinal" for m in metrics) else "Cohen's κ",
-            lambda m: None if m.kappa is None else f"{m.kappa:.3f}",
+            lambda m: (
+                None
+                if m.kappa is None
+                else f"{m.kappa:.3f}"
+                + (f" ({m.kappa_ci.low:.3f}–{m.kappa_ci.high:.3f})" if m.kappa_ci else "")
+            ),
         ),
         ("TPR (recall on human pass)", lambda m: _pct(m.tpr) if m.tpr else None),
         ("TNR (recall on human fail)", lambda m: _pct(m.tnr) if m.tnr else None),

@@ -67,12 +67,23 @@ def agreement_rows(runs: Sequence[AlignmentSummary]) -> list[dict[str, Any]]:
                 }
             )
         if m.kappa is not None:
-            rows.append({"prompt": r.prompt_ref, "measure": "kappa", "value": m.kappa, "n": m.n})
+            kci = m.kappa_ci
+            rows.append(
+                {
+                    "prompt": r.prompt_ref,
+                    "measure": "kappa",
+                    "value": m.kappa,
+                    "low": kci.low if kci else m.kappa,
+                    "high": kci.high if kci else m.kappa,
+                    "n": m.n,
+                }
+            )
     return rows
 
 
 def agreement_spec(evaluator: str, split: str, runs: Sequence[AlignmentSummary]) -> dict[str, Any]:
-    """Agreement (with its Wilson 95% interval) and Cohen's κ per saved version and the draft, on one split."""
+    """Agreement (with its Wilson 95% interval) and Cohen's κ (with its asymptotic 95% interval) per saved version
+    and the draft, on one split."""
     alt, _ = _libraries()
     rows = agreement_rows(runs)
     order = [r.prompt_ref for r in runs]
@@ -88,12 +99,15 @@ def agreement_spec(evaluator: str, split: str, runs: Sequence[AlignmentSummary])
             y="value:Q", tooltip=["prompt:N", "value:Q", "n:Q"]
         ),
     ).properties(width=max(120, 60 * len(order)), height=220, title="Agreement")
-    right = (
-        base.transform_filter("datum.measure == 'kappa'")
-        .mark_point(filled=True, size=80, shape="diamond", color="#8a5a00")
-        .encode(y=alt.Y("value:Q", scale=alt.Scale(domain=[-1, 1]), title="Cohen's κ"))
-        .properties(width=max(120, 60 * len(order)), height=220, title="κ")
-    )
+    kappa = base.transform_filter("datum.measure == 'kappa'")
+    right = alt.layer(
+        kappa.mark_rule(strokeWidth=2, color="#8a5a00").encode(
+            y=alt.Y("low:Q", scale=alt.Scale(domain=[-1, 1]), title="Cohen's κ (95% interval)"), y2="high:Q"
+        ),
+        kappa.mark_point(filled=True, size=80, shape="diamond", color="#8a5a00").encode(
+            y="value:Q", tooltip=["prompt:N", "value:Q", "n:Q"]
+        ),
+    ).properties(width=max(120, 60 * len(order)), height=220, title="κ")
     chart = alt.hconcat(left, right).properties(
         title=f"{evaluator}: saved versions and the draft on the {split} split"
     )
