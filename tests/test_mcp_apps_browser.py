@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from align_mcp.core.models import ScoreType
-from align_mcp.engine import evaluators, ingest, queues
+from align_mcp.engine import alignment, evaluators, ingest, queues
 from align_mcp.store import Store
 from apps_host import APP_MIME, host_app
 from webserver import chromium_path, live_server, screenshot
@@ -201,6 +201,14 @@ def test_the_report_view_shows_metrics_and_misaligned_cases(
     page, view = open_view(browser, host, "run_alignment", {"evaluator": "correctness", "split": "all"})
     summary = view.inner_text("#summary")
     assert "Agreement" in summary and "95% CI" in summary and "Cohen's κ" in summary
+    report = alignment.list_runs(store, "correctness")[-1]
+    assert (
+        report.metrics is not None
+        and report.metrics.kappa is not None
+        and report.metrics.kappa_ci is not None
+    )
+    kci = report.metrics.kappa_ci
+    assert f"{report.metrics.kappa:.3f} ({kci.low:.3f}–{kci.high:.3f})" in summary
     view.wait_for_selector("#cases .case")
     count = view.inner_text("#cases-count")
     assert "misaligned" in count

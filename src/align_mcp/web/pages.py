@@ -321,7 +321,7 @@ def charts_page(ev: Evaluator, base: str, run: str | None) -> str:
     body = (
         "<section class=chart><h2>Agreement and κ per saved version</h2>"
         "<p class=hint>The latest alignment run of each saved version and of the draft on one split; the bars are "
-        "Wilson 95% intervals on agreement (κ is shown without one).</p>"
+        "Wilson 95% intervals on agreement and large-sample 95% intervals on κ.</p>"
         f"<img src='{esc(here)}/agreement.svg' alt='Agreement and kappa per saved version'></section>"
         "<section class=chart><h2>Confusion matrix</h2>"
         f"<p class=hint>{'Alignment run #' + esc(run) if run else 'The latest alignment run'}: human by judge.</p>"

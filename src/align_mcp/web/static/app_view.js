@@ -309,7 +309,8 @@
     if (metrics) {
       const table = el("table", "metrics");
       row(table, "Agreement", percent(metrics.agreement));
-      row(table, "Cohen's κ", metrics.kappa === null || metrics.kappa === undefined ? "n/a" : metrics.kappa.toFixed(3));
+      const kci = metrics.kappa_ci ? " (" + metrics.kappa_ci.low.toFixed(3) + "–" + metrics.kappa_ci.high.toFixed(3) + ")" : "";
+      row(table, "Cohen's κ", metrics.kappa === null || metrics.kappa === undefined ? "n/a" : metrics.kappa.toFixed(3) + kci);
       if (metrics.tpr) row(table, "TPR (human pass)", percent(metrics.tpr));
       if (metrics.tnr) row(table, "TNR (human fail)", percent(metrics.tnr));
       if (metrics.within_one) row(table, "Within one", percent(metrics.within_one));
