@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -82,6 +83,9 @@ class Mix:
     labeler_pause: float = 1.0
     reader_pause: float = 1.0
     batch: int = 5
+    jitter: float = 0.5
+    """Each pause is drawn from pause × [1 − jitter, 1 + jitter] (the mean stays), and each client starts within
+    its first pause: people do not click in step. 0 keeps every client in step, all 50 asking at once."""
 
     @property
     def clients(self) -> int:
@@ -109,6 +113,11 @@ class Load:
 
     def running(self) -> bool:
         return time.time() < self.deadline and not self.queue_emptied
+
+    async def pause(self, seconds: float) -> None:
+        """A client's think time: `seconds` on average, spread by the mix's jitter."""
+        spread = self.mix.jitter
+        await anyio.sleep(seconds * random.uniform(1 - spread, 1 + spread) if spread else seconds)
 
     def report(self) -> dict[str, Any]:
         """What this process's clients saw, as JSON for the parent."""
@@ -162,7 +171,7 @@ async def labeler(load: Load, session: Any, name: str) -> None:
             session, "next_items", {"evaluator": EVALUATOR, "labeler": name, "limit": load.mix.batch}
         )
         if page is None:
-            await anyio.sleep(load.mix.labeler_pause)
+            await load.pause(load.mix.labeler_pause)
             continue
         ids = [item["run_id"] for item in page["items"]]
         if not ids:
@@ -178,16 +187,16 @@ async def labeler(load: Load, session: Any, name: str) -> None:
             )
             if stored is not None:
                 load.labeled[name].append(run_id)
-            await anyio.sleep(load.mix.labeler_pause)
+            await load.pause(load.mix.labeler_pause)
 
 
 async def reader(load: Load, session: Any, name: str) -> None:
     """List the queues, then a page of misaligned cases, pausing between them."""
     while load.running():
         await load.timed(session, "list_queues", {})
-        await anyio.sleep(load.mix.reader_pause)
+        await load.pause(load.mix.reader_pause)
         await load.timed(session, "get_misaligned", {"evaluator": EVALUATOR, "limit": 5})
-        await anyio.sleep(load.mix.reader_pause)
+        await load.pause(load.mix.reader_pause)
 
 
 async def aligner(load: Load, session: Any, name: str) -> None:
@@ -229,7 +238,7 @@ async def page_labeler(load: Load, page: Any, name: str) -> None:
     shown = await page_request(load, page, "page_next", {"evaluator": EVALUATOR, "labeler": name, "skip": []})
     while load.running():
         if shown is None:
-            await anyio.sleep(load.mix.labeler_pause)
+            await load.pause(load.mix.labeler_pause)
             shown = await page_request(
                 load, page, "page_next", {"evaluator": EVALUATOR, "labeler": name, "skip": []}
             )
@@ -241,7 +250,7 @@ async def page_labeler(load: Load, page: Any, name: str) -> None:
         handed = load.reserved[name]
         if not handed or handed[-1] != run_id:  # given back after a failed label: the same reservation
             handed.append(run_id)
-        await anyio.sleep(load.mix.labeler_pause)
+        await load.pause(load.mix.labeler_pause)
         score = int(run_id.rsplit("-", 1)[1]) % 2
         body = {"evaluator": EVALUATOR, "run_id": run_id, "score": score, "labeler": name, "then_next": True}
         answer = await page_request(load, page, "page_label", {**body, "skip": []})
@@ -290,6 +299,8 @@ def gc_timer(phase, info):
         layers.setdefault("gc%d" % info["generation"], []).append(time.perf_counter() - gc_started[0])
 import gc
 gc.callbacks.append(gc_timer)
+if os.environ.get("BENCH_SWITCH_INTERVAL"):  # an experiment: how long a thread may hold the GIL when asked
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 
 class TimedLock:
     def __init__(self):
@@ -339,10 +350,6 @@ def http_app(*args, **kwargs):
             ticking.append(1)
             import asyncio
             asyncio.get_running_loop().create_task(lag())
-        if os.environ.get("BENCH_FREEZE") and len(layers["request"]) == 100 and not ticking[1:]:
-            ticking.append(2)
-            gc.collect()
-            gc.freeze()
         started = time.perf_counter()
         try:
             await app(scope, receive, send)
@@ -561,6 +568,8 @@ async def _guarded(role: Role, load: Load, session: Any, name: str) -> None:
     """Run one client; if it dies, say which one and why on stderr first (the task group's error nests the
     cause under one exception group per client, too deep for the traceback to show it)."""
     try:
+        if load.mix.jitter:
+            await anyio.sleep(random.uniform(0, load.mix.labeler_pause))
         await role(load, session, name)
     except BaseException as e:
         import traceback
@@ -786,7 +795,8 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
             m["clients"],
             note=f"{m['mix']['labelers']} MCP labelers, {m['mix']['page_labelers']} page labelers, "
             f"{m['mix']['readers']} readers, "
-            f"{m['mix']['aligners']} alignment; think time {m['mix']['labeler_pause']} s",
+            f"{m['mix']['aligners']} alignment; think time {m['mix']['labeler_pause']} s "
+            f"± {100 * m['mix']['jitter']:.0f}%",
         ),
         Figure("requests per second (all clients)", rate, "req/s"),
         Figure(
@@ -927,6 +937,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aligners", type=int, default=Mix.aligners)
     parser.add_argument("--pause", type=float, default=Mix.labeler_pause, help="each client's think time (s)")
     parser.add_argument(
+        "--jitter",
+        type=float,
+        default=Mix.jitter,
+        help="spread of each think time, as a share of it (0: every client in step)",
+    )
+    parser.add_argument(
         "--layers",
         type=Path,
         help="time the server's layers (request, store lock, worker threads, loop lag) into <this>.layers.json",
@@ -947,6 +963,7 @@ def main(argv: list[str] | None = None) -> int:
         aligners=args.aligners,
         labeler_pause=args.pause,
         reader_pause=args.pause,
+        jitter=args.jitter,
     )
     result = run(
         quick=args.quick,
