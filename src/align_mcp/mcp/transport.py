@@ -118,6 +118,10 @@ PRELOADED = (
 DSPy is left out: only the optimizer's GEPA loads it, and it is large."""
 
 
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread of a shared server may keep the GIL once another asks for it (Python's default: 5 ms)."""
+
+
 def settle_heap() -> None:
     """Load what the tools would load on first use, then take every object alive now out of the cyclic garbage
     collector's sight (`gc.freeze`).
@@ -172,11 +176,16 @@ def serve(
         sys.stderr.write(f"align-mcp: labeling and review pages at http://{shown}:{port}{UI_PREFIX}/\n")
     app = http_app(create_server(db), host=host, token=token, ui=None if ui is None else ui(token))
     settle_heap()
+    # The event loop and the worker threads running the tools share one GIL, and a worker holding the store hands
+    # it back after every SQLite call: at the default 5 ms each hand-over could keep every other request waiting
+    # that long. A 1 ms interval lowered the read p95 of the shared-server bench (bench/README.md, row 8).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 __all__ = [
     "PRELOADED",
+    "SWITCH_INTERVAL_S",
     "UI_PREFIX",
     "HttpGuard",
     "check_http_bind",
