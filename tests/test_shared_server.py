@@ -172,3 +172,24 @@ async def test_every_judge_client_of_a_process_verifies_with_one_tls_context() -
             contexts.append(http._transport._pool._ssl_context)
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode.name == "CERT_REQUIRED" and contexts[0].check_hostname
+
+
+def test_settling_the_heap_leaves_a_module_that_needs_a_missing_optional_package_to_fail_where_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from align_mcp.mcp.transport import settle_heap
+
+    package = tmp_path / "align_mcp_extra_probe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plain.py").write_text("LOADED = True\n")
+    (package / "charts.py").write_text("import a_package_nobody_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        settle_heap(["align_mcp_extra_probe"])
+    finally:
+        gc.unfreeze()
+    assert "align_mcp_extra_probe.plain" in sys.modules
+    assert "align_mcp_extra_probe.charts" not in sys.modules

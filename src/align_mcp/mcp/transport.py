@@ -9,7 +9,7 @@ import ipaddress
 import os
 import pkgutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,19 +122,24 @@ SWITCH_INTERVAL_S = 0.001
 """How long a thread of a shared server may keep the GIL once another asks for it (Python's default: 5 ms)."""
 
 
-def settle_heap() -> None:
+def settle_heap(packages: Sequence[str] = PRELOADED) -> None:
     """Load what the tools would load on first use, then take every object alive now out of the cyclic garbage
     collector's sight (`gc.freeze`).
 
     A full collection walks every tracked object; with the MCP SDK, pydantic, the openai client and the engine
     loaded that is about 150,000 objects and 110–170 ms with every request of a shared server stopped. Modules,
     classes, schemas and validators live as long as the process, so the collector never needs to see them; after
-    this, a full collection walks only what was made since."""
-    for name in PRELOADED:
+    this, a full collection walks only what was made since. A module that needs an optional package that is not
+    installed is left to fail where it is used, as it did before."""
+    for name in packages:
         module = importlib.import_module(name)
-        if name.startswith("align_mcp."):  # openai loads its own submodules as it needs them
-            for info in pkgutil.walk_packages(module.__path__, f"{name}."):
-                importlib.import_module(info.name)
+        if name != "openai":  # openai loads its own submodules as it needs them
+            for info in pkgutil.walk_packages(getattr(module, "__path__", []), f"{name}."):
+                try:
+                    importlib.import_module(info.name)
+                except ModuleNotFoundError as e:
+                    if (e.name or "").startswith("align_mcp"):
+                        raise
     gc.collect()
     gc.freeze()
 
