@@ -1,20 +1,24 @@
-"""Issue 16: one shared `align-mcp serve --http` under load, over MCP-over-HTTP on loopback.
+"""Issue 16: one shared `align-mcp serve --http` under load, over MCP-over-HTTP and the label page on loopback.
 
-Labelers reserve runs of one queue (`next_items`) and label each (`submit_label`); readers list the queues and
-the misaligned cases; one client keeps an alignment running against the fake judge (a new draft each round, so
-nothing comes from the cache). The server is a real subprocess; every client is an MCP `Client` with its own
-HTTP connection. Afterwards the store is read directly: every label stored exactly once, no run handed to two
-labelers, no request failed. Read latency is measured at the client; the server's memory is its RSS from /proc.
+Labelers reserve runs of one queue (`next_items`) and label each (`submit_label`); page labelers do the same
+through the label page mounted at /ui (its `api/next` and `api/label` requests, as its script sends them, with
+the page's Origin); readers list the queues and the misaligned cases; one client keeps an alignment running
+against the fake judge (a new draft each round, so nothing comes from the cache). The server is a real
+subprocess; every client is an MCP `Client` (or, for the page, an HTTP client) with its own HTTP connection.
+Afterwards the store is read directly: every label stored exactly once, no run handed to two labelers (over MCP
+or the page), no request failed. Read latency is measured at the client; the server's memory is its RSS from
+/proc.
 
     .venv/bin/python bench/bench_load.py                  # 50 clients for 2 minutes
     .venv/bin/python bench/bench_load.py --soak           # 50 clients for 10 minutes: is the RSS flat?
     .venv/bin/python bench/bench_load.py --quick          # a few clients for a few seconds
+    .venv/bin/python bench/bench_load.py --layers /tmp/x  # also time the server's layers into /tmp/x.layers.json
 
-Adding a kind of client (the label page, when it lands): write an `async def role(load, session, name)` that
+Adding a kind of client: write an `async def role(load, session, name)` that
 loops `while load.running()`, times its requests with `load.timed(...)` or by appending to `load.latencies[kind]`
 (and to `load.failures` when one fails), and records the runs it was handed and labeled in `load.reserved[name]`
 and `load.labeled[name]` (the store check reads every label of a queued run). `session` is an MCP
-client; a page client opens its own `httpx2.AsyncClient` to the page instead. Register the role in `ROLES`, give
+client, or for a role in `PAGE_ROLES` an `httpx2.AsyncClient` of the page. Register the role in `ROLES`, give
 it a count in `Mix` and deal it in `clients_of`; the checks after the run then cover it too.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -55,7 +60,9 @@ from _common import (  # noqa: E402
     synthetic_runs,
 )
 
-DESCRIPTION = "50 MCP-over-HTTP clients on one `align-mcp serve --http`: labelers, readers, an alignment"
+DESCRIPTION = (
+    "50 clients on one `align-mcp serve --http`: labelers over MCP and the label page, readers, an alignment"
+)
 EVALUATOR = "correctness"
 STEADY = (
     "steady"  # the aligner's evaluator: the seed labels only, so every round judges the same number of runs
@@ -69,16 +76,20 @@ READS = ("list_queues", "get_misaligned")
 class Mix:
     """How many clients of each kind, and how long they wait between their requests (a labeler's think time)."""
 
-    labelers: int = 32
+    labelers: int = 24
+    page_labelers: int = 8
     readers: int = 17
     aligners: int = 1
     labeler_pause: float = 1.0
     reader_pause: float = 1.0
     batch: int = 5
+    jitter: float = 0.5
+    """Each pause is drawn from pause × [1 − jitter, 1 + jitter] (the mean stays), and each client starts within
+    its first pause: people do not click in step. 0 keeps every client in step, all 50 asking at once."""
 
     @property
     def clients(self) -> int:
-        return self.labelers + self.readers + self.aligners
+        return self.labelers + self.page_labelers + self.readers + self.aligners
 
 
 @dataclass
@@ -102,6 +113,11 @@ class Load:
 
     def running(self) -> bool:
         return time.time() < self.deadline and not self.queue_emptied
+
+    async def pause(self, seconds: float) -> None:
+        """A client's think time: `seconds` on average, spread by the mix's jitter."""
+        spread = self.mix.jitter
+        await anyio.sleep(seconds * random.uniform(1 - spread, 1 + spread) if spread else seconds)
 
     def report(self) -> dict[str, Any]:
         """What this process's clients saw, as JSON for the parent."""
@@ -155,7 +171,7 @@ async def labeler(load: Load, session: Any, name: str) -> None:
             session, "next_items", {"evaluator": EVALUATOR, "labeler": name, "limit": load.mix.batch}
         )
         if page is None:
-            await anyio.sleep(load.mix.labeler_pause)
+            await load.pause(load.mix.labeler_pause)
             continue
         ids = [item["run_id"] for item in page["items"]]
         if not ids:
@@ -171,16 +187,16 @@ async def labeler(load: Load, session: Any, name: str) -> None:
             )
             if stored is not None:
                 load.labeled[name].append(run_id)
-            await anyio.sleep(load.mix.labeler_pause)
+            await load.pause(load.mix.labeler_pause)
 
 
 async def reader(load: Load, session: Any, name: str) -> None:
     """List the queues, then a page of misaligned cases, pausing between them."""
     while load.running():
         await load.timed(session, "list_queues", {})
-        await anyio.sleep(load.mix.reader_pause)
+        await load.pause(load.mix.reader_pause)
         await load.timed(session, "get_misaligned", {"evaluator": EVALUATOR, "limit": 5})
-        await anyio.sleep(load.mix.reader_pause)
+        await load.pause(load.mix.reader_pause)
 
 
 async def aligner(load: Load, session: Any, name: str) -> None:
@@ -200,7 +216,57 @@ async def aligner(load: Load, session: Any, name: str) -> None:
             load.alignments.append({k: run[k] for k in ("id", "status", "judged", "total", "requests")})
 
 
-ROLES: dict[str, Role] = {"labeler": labeler, "reader": reader, "aligner": aligner}
+async def page_request(load: Load, page: Any, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """POST to one of the label page's endpoints, timing it; a refusal (status or `error`) is a failure."""
+    started = time.perf_counter()
+    try:
+        response = await page.post(f"api/{kind.removeprefix('page_')}", json=body)
+        answer: dict[str, Any] = response.json()
+    except Exception as e:  # every failure is counted and shown, whatever its kind
+        load.failures.append(f"{kind}: {type(e).__name__}: {e}")
+        return None
+    load.latencies[kind].append(time.perf_counter() - started)
+    if response.status_code != 200 or "error" in answer:
+        load.failures.append(f"{kind}: {response.status_code} {answer.get('error', answer)}")
+        return None
+    return answer
+
+
+async def page_labeler(load: Load, page: Any, name: str) -> None:
+    """The label page as its script drives it: ask for the next run, then label it (pass or fail by its number)
+    with `then_next`, which stores the label and hands over the next run in one round trip; pause, repeat."""
+    shown = await page_request(load, page, "page_next", {"evaluator": EVALUATOR, "labeler": name, "skip": []})
+    while load.running():
+        if shown is None:
+            await load.pause(load.mix.labeler_pause)
+            shown = await page_request(
+                load, page, "page_next", {"evaluator": EVALUATOR, "labeler": name, "skip": []}
+            )
+            continue
+        run_id = shown["run_id"]
+        if run_id is None:
+            load.queue_emptied = True
+            return
+        handed = load.reserved[name]
+        if not handed or handed[-1] != run_id:  # given back after a failed label: the same reservation
+            handed.append(run_id)
+        await load.pause(load.mix.labeler_pause)
+        score = int(run_id.rsplit("-", 1)[1]) % 2
+        body = {"evaluator": EVALUATOR, "run_id": run_id, "score": score, "labeler": name, "then_next": True}
+        answer = await page_request(load, page, "page_label", {**body, "skip": []})
+        if answer is not None:
+            load.labeled[name].append(run_id)
+        shown = None if answer is None else answer["next"]
+
+
+ROLES: dict[str, Role] = {
+    "labeler": labeler,
+    "page_labeler": page_labeler,
+    "reader": reader,
+    "aligner": aligner,
+}
+PAGE_ROLES = ("page_labeler",)
+"""Roles whose `session` is an HTTP client of the label page at /ui rather than an MCP client."""
 
 
 # ---- the server -----------------------------------------------------------------------------------------------
@@ -212,10 +278,114 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PROFILED = """
+import cProfile, json, os, signal, sys, threading, time
+import anyio, anyio.to_thread
+from align_mcp.cli import main
+from align_mcp.mcp import transport
+from align_mcp.store import database
+
+out = sys.argv.pop(1)
+with_cprofile = sys.argv.pop(1) == "cprofile"
+sys.argv[0] = "align-mcp"
+profile = cProfile.Profile()
+layers = {"request": [], "lock_wait": [], "lock_hold": [], "thread_wait": [], "loop_lag": [], "gc": []}
+gc_started = [0.0]
+def gc_timer(phase, info):
+    if phase == "start":
+        gc_started[0] = time.perf_counter()
+    else:
+        layers["gc"].append(time.perf_counter() - gc_started[0])
+        layers.setdefault("gc%d" % info["generation"], []).append(time.perf_counter() - gc_started[0])
+import gc
+gc.callbacks.append(gc_timer)
+if os.environ.get("BENCH_SWITCH_INTERVAL"):  # an experiment: how long a thread may hold the GIL when asked
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+
+class TimedLock:
+    def __init__(self):
+        self.lock, self.depth = threading.RLock(), threading.local()
+    def __enter__(self):
+        started = time.perf_counter()
+        self.lock.acquire()
+        depth = getattr(self.depth, "n", 0)
+        if depth == 0:
+            layers["lock_wait"].append(time.perf_counter() - started)
+            self.depth.since = time.perf_counter()
+        self.depth.n = depth + 1
+        return self
+    def __exit__(self, *exc):
+        self.depth.n -= 1
+        if self.depth.n == 0:
+            layers["lock_hold"].append(time.perf_counter() - self.depth.since)
+        self.lock.release()
+
+opened = database.Store.__init__
+def store_init(self, *args, **kwargs):
+    opened(self, *args, **kwargs)
+    self._lock = TimedLock()
+database.Store.__init__ = store_init
+
+run_sync = anyio.to_thread.run_sync
+async def timed_run_sync(fn, *args, **kwargs):
+    queued = time.perf_counter()
+    def started(*a):
+        layers["thread_wait"].append(time.perf_counter() - queued)
+        return fn(*a)
+    return await run_sync(started, *args, **kwargs)
+anyio.to_thread.run_sync = timed_run_sync
+
+async def lag():
+    while True:
+        started = time.perf_counter()
+        await anyio.sleep(0.01)
+        layers["loop_lag"].append(time.perf_counter() - started - 0.01)
+
+app_of = transport.http_app
+def http_app(*args, **kwargs):
+    app = app_of(*args, **kwargs)
+    ticking = []
+    async def timed(scope, receive, send):
+        if not ticking and scope["type"] == "http":
+            ticking.append(1)
+            import asyncio
+            asyncio.get_running_loop().create_task(lag())
+        started = time.perf_counter()
+        try:
+            await app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                layers["request"].append(time.perf_counter() - started)
+    return timed
+transport.http_app = http_app
+
+def stop(*_):
+    profile.disable()
+    if with_cprofile:
+        profile.dump_stats(out)
+    with open(out + ".layers.json", "w") as f:
+        json.dump(layers, f)
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+if with_cprofile:
+    profile.enable()
+try:
+    main()
+finally:
+    stop()
+"""
+"""The server with its layers timed (each HTTP request in the ASGI app, the store's lock waited for and held,
+a worker thread waited for, the event loop's lag), written as JSON to `<path>.layers.json` when it is terminated;
+with "cprofile" after the path, also under cProfile (its event loop's thread: the MCP SDK, the transport, the
+rendering), the stats written to the path (`--profile`, `--layers`)."""
+
+
 class Server:
     """`align-mcp serve --http` on a loopback port, as a subprocess on `db`, judging with `judge_url`."""
 
-    def __init__(self, db: Path, judge_url: str, log: Path) -> None:
+    def __init__(
+        self, db: Path, judge_url: str, log: Path, profile: Path | None = None, cprofile: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.log = log.open("w")
@@ -228,8 +398,14 @@ class Server:
             OPENAI_API_KEY=FAKE_KEY,
             PYTHONUNBUFFERED="1",
         )
+        command = ["serve", "--http", "--port", str(self.port)]
+        launch = (
+            ["-m", "align_mcp.cli"]
+            if profile is None
+            else ["-c", PROFILED, str(profile), "cprofile" if cprofile else "layers"]
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "align_mcp.cli", "serve", "--http", "--port", str(self.port)],
+            [sys.executable, *launch, *command],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -350,16 +526,32 @@ async def _client(url: str, stack: AsyncExitStack) -> Any:
     return await stack.enter_async_context(Client(streamable_http_client(url, http_client=http), cache=None))
 
 
+async def _page_client(url: str, stack: AsyncExitStack) -> Any:
+    """An HTTP client of the label page mounted at /ui by `serve --http`, sending the page's own Origin (the
+    page refuses a change from any other)."""
+    import httpx2
+
+    origin = url.removesuffix("/mcp")
+    return await stack.enter_async_context(
+        httpx2.AsyncClient(base_url=f"{origin}/ui/", headers={"Origin": origin}, timeout=120)
+    )
+
+
 async def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One client process: connect its clients, say "ready", wait for the start time on stdin, run them."""
     mix = Mix(**spec["mix"])
     load = Load(url=spec["url"], deadline=float("inf"), mix=mix, draft=spec["draft"])
     async with AsyncExitStack() as stack:
-        sessions = [await _client(load.url, stack) for _ in spec["clients"]]
-        for session in sessions:
-            # The client checks each result against the tool's output schema, listing the tools on its first
-            # call; list them now so that happens before the measured window (as a host does when it connects).
-            await session.list_tools()
+        sessions = [
+            await (_page_client if kind in PAGE_ROLES else _client)(load.url, stack)
+            for kind, _ in spec["clients"]
+        ]
+        for (kind, _), session in zip(spec["clients"], sessions, strict=True):
+            if kind not in PAGE_ROLES:
+                # The client checks each result against the tool's output schema, listing the tools on its
+                # first call; list them now so that happens before the measured window (as a host does when
+                # it connects).
+                await session.list_tools()
         print("ready", flush=True)
         start, end = json.loads(await anyio.to_thread.run_sync(sys.stdin.readline))
         load.deadline = end
@@ -367,9 +559,23 @@ async def worker(spec: dict[str, Any]) -> dict[str, Any]:
         cpu = cpu_seconds()
         async with anyio.create_task_group() as tg:
             for (kind, name), session in zip(spec["clients"], sessions, strict=True):
-                tg.start_soon(ROLES[kind], load, session, name)
+                tg.start_soon(_guarded, ROLES[kind], load, session, name)
         load.client_cpu = cpu_seconds() - cpu
     return load.report()
+
+
+async def _guarded(role: Role, load: Load, session: Any, name: str) -> None:
+    """Run one client; if it dies, say which one and why on stderr first (the task group's error nests the
+    cause under one exception group per client, too deep for the traceback to show it)."""
+    try:
+        if load.mix.jitter:
+            await anyio.sleep(random.uniform(0, load.mix.labeler_pause))
+        await role(load, session, name)
+    except BaseException as e:
+        import traceback
+
+        sys.stderr.write(f"client {name} died:\n{''.join(traceback.format_exception(e))}\n")
+        raise
 
 
 async def warm_up(url: str, draft: str, idle_reads: list[float]) -> None:
@@ -404,7 +610,12 @@ async def warm_up(url: str, draft: str, idle_reads: list[float]) -> None:
 
 def clients_of(mix: Mix, per_process: int) -> list[list[tuple[str, str]]]:
     """(kind, name) of every client, dealt into client processes of at most `per_process` each."""
-    kinds = [("aligner", mix.aligners), ("labeler", mix.labelers), ("reader", mix.readers)]
+    kinds = [
+        ("aligner", mix.aligners),
+        ("labeler", mix.labelers),
+        ("page_labeler", mix.page_labelers),
+        ("reader", mix.readers),
+    ]
     everyone = [(kind, f"{kind}-{i:02d}") for kind, n in kinds for i in range(1, n + 1)]
     groups = max(1, -(-len(everyone) // per_process))
     return [everyone[g::groups] for g in range(groups)]
@@ -424,6 +635,12 @@ def _stderr(proc: subprocess.Popen[str]) -> str:
     if proc.stderr is None:
         return ""
     lines = [line for line in proc.stderr.read().splitlines() if line.strip(" |+-^")]
+    died = [i for i, line in enumerate(lines) if line.startswith("client ") and line.endswith(" died:")]
+    if died:  # the first client's own traceback, which the nested groups at the end hide
+        end = next(
+            (i for i in range(died[0] + 1, len(lines)) if not lines[i].startswith((" ", "Trace"))), None
+        )
+        return "\n".join(lines[died[0] : None if end is None else end + 1])
     return "\n".join(lines[-12:])
 
 
@@ -499,12 +716,15 @@ def measure(
     judge_latency: float = 0.02,
     rss_every: float = 1.0,
     per_process: int = 10,
+    profile: Path | None = None,
+    cprofile: bool = False,
 ) -> dict[str, Any]:
-    """Run the load for `seconds` and return the figures and the checks (plain data, for the bench and a test)."""
+    """Run the load for `seconds` and return the figures and the checks (plain data, for the bench and a test);
+    with `profile`, the server runs under cProfile and its stats are written there."""
     with tempfile.TemporaryDirectory() as tmp, JudgeProcess(judge_latency) as judge:
         db = Path(tmp) / "align.db"
         draft = seed(db, queue_runs, labeled_runs, judge.base_url)
-        server = Server(db, judge.base_url, Path(tmp) / "server.log")
+        server = Server(db, judge.base_url, Path(tmp) / "server.log", profile, cprofile)
         try:
             rss: list[tuple[float, float]] = []
             idle = server.rss_mib()
@@ -573,8 +793,10 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
         Figure(
             "clients",
             m["clients"],
-            note=f"{m['mix']['labelers']} labelers, {m['mix']['readers']} readers, "
-            f"{m['mix']['aligners']} alignment; think time {m['mix']['labeler_pause']} s",
+            note=f"{m['mix']['labelers']} MCP labelers, {m['mix']['page_labelers']} page labelers, "
+            f"{m['mix']['readers']} readers, "
+            f"{m['mix']['aligners']} alignment; think time {m['mix']['labeler_pause']} s "
+            f"± {100 * m['mix']['jitter']:.0f}%",
         ),
         Figure("requests per second (all clients)", rate, "req/s"),
         Figure(
@@ -644,7 +866,7 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
         Figure(
             "alignment runs completed during the load",
             len(done),
-            note=f"{sum(a['requests'] for a in done)} requests to the judge",
+            note=f"{sum(a['requests'] for a in done)} judge requests",
         )
     )
     rss = [v for _, v in m["rss_mib"]]
@@ -671,14 +893,27 @@ def figures(m: dict[str, Any], result: BenchResult, soak: bool = False) -> None:
 
 
 def run(
-    quick: bool = False, soak: bool = False, seconds: float | None = None, mix: Mix | None = None
+    quick: bool = False,
+    soak: bool = False,
+    seconds: float | None = None,
+    mix: Mix | None = None,
+    profile: Path | None = None,
+    cprofile: bool = False,
 ) -> BenchResult:
     result = BenchResult("load")
     if quick:
-        mix = mix or Mix(labelers=4, readers=2, aligners=1, labeler_pause=0.05, reader_pause=0.05)
-        m = measure(seconds or 4.0, mix, queue_runs=400, labeled_runs=40)
+        mix = mix or Mix(
+            labelers=3, page_labelers=2, readers=2, aligners=1, labeler_pause=0.05, reader_pause=0.05
+        )
+        m = measure(seconds or 4.0, mix, queue_runs=400, labeled_runs=40, profile=profile, cprofile=cprofile)
     else:
-        m = measure(seconds or (600.0 if soak else 120.0), mix or Mix(), queue_runs=40_000)
+        m = measure(
+            seconds or (600.0 if soak else 120.0),
+            mix or Mix(),
+            queue_runs=40_000,
+            profile=profile,
+            cprofile=cprofile,
+        )
     figures(m, result, soak=soak)
     result.details = {k: v for k, v in m.items() if k != "rss_mib"} | {"rss_mib": m["rss_mib"][::5]}
     return result
@@ -697,9 +932,25 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, help="how long the load lasts (default 120, or 600 with --soak)"
     )
     parser.add_argument("--labelers", type=int, default=Mix.labelers)
+    parser.add_argument("--page-labelers", type=int, default=Mix.page_labelers)
     parser.add_argument("--readers", type=int, default=Mix.readers)
     parser.add_argument("--aligners", type=int, default=Mix.aligners)
     parser.add_argument("--pause", type=float, default=Mix.labeler_pause, help="each client's think time (s)")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=Mix.jitter,
+        help="spread of each think time, as a share of it (0: every client in step)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=Path,
+        help="time the server's layers (request, store lock, worker threads, loop lag) into <this>.layers.json",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="as --layers, and run the server under cProfile with its stats here"
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure and detail to this file")
     args = parser.parse_args(argv)
     if args.worker:
         spec = json.loads(sys.stdin.readline())
@@ -707,12 +958,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mix = Mix(
         labelers=args.labelers,
+        page_labelers=args.page_labelers,
         readers=args.readers,
         aligners=args.aligners,
         labeler_pause=args.pause,
         reader_pause=args.pause,
+        jitter=args.jitter,
     )
-    result = run(quick=args.quick, soak=args.soak, seconds=args.seconds, mix=None if args.quick else mix)
+    result = run(
+        quick=args.quick,
+        soak=args.soak,
+        seconds=args.seconds,
+        mix=None if args.quick else mix,
+        profile=args.profile or args.layers,
+        cprofile=args.profile is not None,
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_json(), indent=1, default=str))
     for f in result.figures:
         verdict = "" if f.met is None else ("  met" if f.met else "  NOT MET")
         target = f"  target {f.target}" if f.target else ""

@@ -3,8 +3,12 @@ and an alignment that never stops the event loop while another request holds the
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,7 +18,7 @@ from align_mcp.core.models import ScoreType
 from align_mcp.engine import alignment, evaluators, ingest, queues
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer
-from conftest import EXAMPLE_RUNS
+from conftest import EXAMPLE_RUNS, clean_env
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +101,95 @@ async def test_an_alignment_keeps_the_event_loop_running_while_another_request_h
     assert held.is_set() and report.run.status == "completed" and report.run.judged == 33
     # Writing a result waited for the store on the event loop itself: every task stopped for the whole second.
     assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f} s"
+
+
+SERVE_UNTIL_UVICORN = r"""
+import gc, json, sys
+import uvicorn
+from align_mcp.mcp import transport
+
+def run(app, **kwargs):
+    print(json.dumps({
+        "frozen": gc.get_freeze_count(),
+        "tracked": len(gc.get_objects()),
+        "loaded": sorted(m for m in sys.modules if m.startswith(("align_mcp.", "openai", "dspy"))),
+        "bind": [kwargs["host"], kwargs["port"]],
+        "switch_interval": sys.getswitchinterval(),
+    }))
+
+uvicorn.run = run
+transport.serve(db=None, http=True, host="127.0.0.1", port=8765)
+"""
+
+
+def test_a_shared_server_loads_what_its_tools_need_hides_it_from_the_collector_and_shortens_gil_turns(
+    db_path: Path,
+) -> None:
+    # A full garbage collection walked every object the SDK, pydantic, openai and the engine made (about 150k,
+    # 110-170 ms) with every request of `serve --http` waiting: the read p95's tail under load. The server now
+    # loads the tools' modules up front and freezes what is alive, so a full collection walks only newer objects.
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE_UNTIL_UVICORN],
+        env=clean_env(ALIGN_MCP_DB=str(db_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["bind"] == ["127.0.0.1", 8765]
+    # The event loop and the tools' worker threads share the GIL: a thread asked to hand it over keeps it 1 ms at
+    # most, not Python's default 5 ms, so a worker holding the store does not keep every other request waiting.
+    assert seen["switch_interval"] == pytest.approx(0.001)
+    assert seen["frozen"] > 50_000
+    assert seen["tracked"] < seen["frozen"] // 100
+    loaded = set(seen["loaded"])
+    behind_the_tools = {
+        "align_mcp.engine.queues",
+        "align_mcp.engine.labeling",
+        "align_mcp.engine.alignment",
+        "align_mcp.engine.overview",
+        "align_mcp.llm.judge",
+        "align_mcp.diagnose.triage",
+        "openai",
+    }
+    assert behind_the_tools <= loaded, behind_the_tools - loaded
+    assert not any(m == "dspy" or m.startswith("dspy.") for m in loaded)
+
+
+async def test_every_judge_client_of_a_process_verifies_with_one_tls_context() -> None:
+    # Each alignment run opens a judge client; each client built its own TLS context, reading the CA bundle
+    # (about 30 ms) on the shared server's event loop while every other request waited.
+    from align_mcp.core.models import JudgeSettings
+    from align_mcp.llm.client import open_client
+    from align_mcp.llm.endpoint import Endpoint
+
+    contexts: list[Any] = []
+    for key in ("sk-one", "sk-two"):
+        endpoint = Endpoint("https://judge.example/v1", key, "gpt-x")
+        async with open_client(endpoint, JudgeSettings()) as client:
+            http: Any = client.client._client  # the httpx2 client under openai, and its connection pool
+            contexts.append(http._transport._pool._ssl_context)
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode.name == "CERT_REQUIRED" and contexts[0].check_hostname
+
+
+def test_settling_the_heap_leaves_a_module_that_needs_a_missing_optional_package_to_fail_where_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from align_mcp.mcp.transport import settle_heap
+
+    package = tmp_path / "align_mcp_extra_probe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plain.py").write_text("LOADED = True\n")
+    (package / "charts.py").write_text("import a_package_nobody_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        settle_heap(["align_mcp_extra_probe"])
+    finally:
+        gc.unfreeze()
+    assert "align_mcp_extra_probe.plain" in sys.modules
+    assert "align_mcp_extra_probe.charts" not in sys.modules

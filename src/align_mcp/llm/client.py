@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import random
 import re
@@ -20,6 +21,8 @@ from align_mcp.errors import JudgeConfigError, JudgeUnreachable
 from align_mcp.llm.endpoint import Endpoint
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2
     from openai import APIConnectionError, APIStatusError, AsyncOpenAI
 
@@ -201,7 +204,11 @@ class ModelClient:
         self._read_timeout = httpx2.TimeoutException
         self._failures = (openai.APIConnectionError, openai.APIStatusError)  # timeouts are connection errors
         self._raw = httpx2.Response
-        http_client = openai.DefaultAsyncHttpxClient(transport=transport) if transport is not None else None
+        http_client = (
+            openai.DefaultAsyncHttpxClient(transport=transport)
+            if transport is not None
+            else openai.DefaultAsyncHttpxClient(verify=tls_context())
+        )
         self.client: AsyncOpenAI = openai.AsyncOpenAI(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,
@@ -419,6 +426,17 @@ def completion_of(raw: bytes, redact: Callable[[str], str] = lambda text: text) 
     message = first.get("message") if isinstance(first, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
     return (content if isinstance(content, str) else None), usage
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context every model client of this process verifies servers with (the CAs httpx2 would load).
+
+    Building one reads the CA bundle, about 30 ms, and a client is opened per alignment run on the event loop of
+    a shared server: a new context each time stopped every other request for that long."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
 
 
 @asynccontextmanager

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import hmac
+import importlib
 import ipaddress
 import os
+import pkgutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,6 +105,45 @@ def http_app(
     return HttpGuard(app, token=token, host=host)
 
 
+PRELOADED = (
+    "align_mcp.engine",
+    "align_mcp.llm",
+    "align_mcp.diagnose",
+    "align_mcp.optimize",
+    "align_mcp.store",
+    "align_mcp.mcp",
+    "openai",
+)
+"""What the tools import on first use, loaded up front by a shared server (packages: with every module in them).
+DSPy is left out: only the optimizer's GEPA loads it, and it is large."""
+
+
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread of a shared server may keep the GIL once another asks for it (Python's default: 5 ms)."""
+
+
+def settle_heap(packages: Sequence[str] = PRELOADED) -> None:
+    """Load what the tools would load on first use, then take every object alive now out of the cyclic garbage
+    collector's sight (`gc.freeze`).
+
+    A full collection walks every tracked object; with the MCP SDK, pydantic, the openai client and the engine
+    loaded that is about 150,000 objects and 110–170 ms with every request of a shared server stopped. Modules,
+    classes, schemas and validators live as long as the process, so the collector never needs to see them; after
+    this, a full collection walks only what was made since. A module that needs an optional package that is not
+    installed is left to fail where it is used, as it did before."""
+    for name in packages:
+        module = importlib.import_module(name)
+        if name != "openai":  # openai loads its own submodules as it needs them
+            for info in pkgutil.walk_packages(getattr(module, "__path__", []), f"{name}."):
+                try:
+                    importlib.import_module(info.name)
+                except ModuleNotFoundError as e:
+                    if (e.name or "").startswith("align_mcp"):
+                        raise
+    gc.collect()
+    gc.freeze()
+
+
 def check_http_bind(host: str, token: str | None) -> None:
     """Refuse to serve HTTP beyond this machine without a bearer token."""
     if not is_loopback(host) and not token:
@@ -138,7 +180,22 @@ def serve(
     if ui is not None:
         sys.stderr.write(f"align-mcp: labeling and review pages at http://{shown}:{port}{UI_PREFIX}/\n")
     app = http_app(create_server(db), host=host, token=token, ui=None if ui is None else ui(token))
+    settle_heap()
+    # The event loop and the worker threads running the tools share one GIL, and a worker holding the store hands
+    # it back after every SQLite call: at the default 5 ms each hand-over could keep every other request waiting
+    # that long. A 1 ms interval lowered the read p95 of the shared-server bench (bench/README.md, row 8).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-__all__ = ["UI_PREFIX", "HttpGuard", "check_http_bind", "http_app", "is_loopback", "serve"]
+__all__ = [
+    "PRELOADED",
+    "SWITCH_INTERVAL_S",
+    "UI_PREFIX",
+    "HttpGuard",
+    "check_http_bind",
+    "http_app",
+    "is_loopback",
+    "serve",
+    "settle_heap",
+]
