@@ -13,26 +13,11 @@ from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators, ingest, queues, reviews
 from align_mcp.store import Store
 from align_mcp.web.app import create_app
-from webserver import chromium_path, live_server, screenshot
+from webserver import NEEDS_CHROMIUM, PAYLOADS, READY, live_server, screenshot
+
+pytestmark = NEEDS_CHROMIUM
 
 T = TypeVar("T")
-CHROMIUM = chromium_path()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium: install Debian's package (apt-get install -y chromium); .ci/run does",
-)
-
-READY = "([n]) => document.body.dataset.state === 'ready' && Number(document.body.dataset.renders || 0) > n"
-"""True once the page has shown something new after render number n, and takes keys again."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -222,18 +207,6 @@ def test_an_invalid_score_is_refused_on_the_page_with_the_engines_words(
     assert run_id(page) == rid
     assert queued.current_labels("correctness") == []
     page.context.close()
-
-
-PAYLOADS = {
-    "script": "<script>window.__pwned = 'script'</script>",
-    "img": "<img src=x onerror=\"window.__pwned = 'img'\">",
-    "link": "[click me](javascript:window.__pwned='link')",
-    "markdown": "**bold <svg onload=\"window.__pwned='svg'\">** and `<script>window.__pwned='code'</script>`",
-    "html-link": "<a href=\"javascript:window.__pwned='a'\">tap</a>",
-    "attr": '" onmouseover="window.__pwned=\'attr\'" x="',
-    "iframe": "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>",
-    "entity": "&lt;script&gt;window.__pwned='entity'&lt;/script&gt;",
-}
 
 
 def test_hostile_run_contents_stay_inert_text(browser: Any, store: Store) -> None:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -22,6 +24,29 @@ def chromium_path() -> str | None:
         if Path(candidate).exists():
             return candidate
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM = chromium_path()
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium: install Debian's package (apt-get install -y chromium); .ci/run does",
+)
+"""The mark of a browser test: it skips, saying why, only where no system Chromium can be found."""
+
+READY = "([n]) => document.body.dataset.state === 'ready' && Number(document.body.dataset.renders || 0) > n"
+"""True once the page (or view) has shown something new after render number n, and takes keys again."""
+
+PAYLOADS = {
+    "script": "<script>window.__pwned = 'script'</script>",
+    "img": "<img src=x onerror=\"window.__pwned = 'img'\">",
+    "link": "[click me](javascript:window.__pwned='link')",
+    "markdown": "**bold <svg onload=\"window.__pwned='svg'\">** and `<script>window.__pwned='code'</script>`",
+    "html-link": "<a href=\"javascript:window.__pwned='a'\">tap</a>",
+    "attr": '" onmouseover="window.__pwned=\'attr\'" x="',
+    "iframe": "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>",
+    "entity": "&lt;script&gt;window.__pwned='entity'&lt;/script&gt;",
+}
+"""Hostile run contents: each would set window.__pwned if the page or the view let it run."""
 
 
 @contextmanager
