@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, assert_never
 
@@ -39,6 +40,17 @@ def call(tool: str, args: Mapping[str, StepArg | None], rename: Mapping[str, str
 
 ENABLED: ContextVar[Collection[str] | None] = ContextVar("align_mcp_enabled_tools", default=None)
 """The tools the server handling the current request lists (None: every tool); set around each request."""
+
+
+@contextmanager
+def enabled_tools(tools: Collection[str] | None) -> Iterator[None]:
+    """Word next steps for a server listing `tools` (None: every tool) while the block runs."""
+    token = ENABLED.set(tools)
+    try:
+        yield
+    finally:
+        ENABLED.reset(token)
+
 
 STEP_TOOLS: dict[Action, str] = {
     **{action: action for action in ACTIONS},

@@ -52,15 +52,13 @@ def _as_resource_errors(fn: F) -> F:
     @functools.wraps(fn)
     def read(*args: Any, **kwargs: Any) -> Any:
         ctx = kwargs.get("ctx")
-        token = render.ENABLED.set(None if ctx is None else tools_of(ctx))
-        try:
-            return fn(*args, **kwargs)
-        except NotFound as e:
-            raise ResourceNotFoundError(render.error_text(e)) from e
-        except AlignError as e:
-            raise ResourceError(render.error_text(e)) from e
-        finally:
-            render.ENABLED.reset(token)
+        with render.enabled_tools(None if ctx is None else tools_of(ctx)):
+            try:
+                return fn(*args, **kwargs)
+            except NotFound as e:
+                raise ResourceNotFoundError(render.error_text(e)) from e
+            except AlignError as e:
+                raise ResourceError(render.error_text(e)) from e
 
     return cast(F, read)
 
@@ -366,11 +364,8 @@ def create_server(
     def evaluators_resource() -> str:
         from align_mcp.engine.overview import evaluator_list
 
-        token = render.ENABLED.set(state.tools)
-        try:
+        with render.enabled_tools(state.tools):
             return render.dump_json(evaluator_list(state.store))
-        finally:
-            render.ENABLED.reset(token)
 
     @server.resource(
         "align://queues",
@@ -382,11 +377,8 @@ def create_server(
     def queues_resource() -> str:
         from align_mcp.engine.queues import list_queues as all_queues
 
-        token = render.ENABLED.set(state.tools)
-        try:
+        with render.enabled_tools(state.tools):
             return render.dump_json(all_queues(state.store))
-        finally:
-            render.ENABLED.reset(token)
 
     @server.resource(
         "align://schemas/{kind}",

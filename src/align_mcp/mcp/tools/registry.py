@@ -41,25 +41,21 @@ def rendered(fn: F) -> F:
 
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            token = render.ENABLED.set(_enabled(kwargs))
-            try:
-                return _rendered(await fn(*args, **kwargs))
-            except AlignError as e:
-                raise ToolError(render.error_text(e)) from e
-            finally:
-                render.ENABLED.reset(token)
+            with render.enabled_tools(_enabled(kwargs)):
+                try:
+                    return _rendered(await fn(*args, **kwargs))
+                except AlignError as e:
+                    raise ToolError(render.error_text(e)) from e
 
         return cast(F, run_async)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        token = render.ENABLED.set(_enabled(kwargs))
-        try:
-            return _rendered(fn(*args, **kwargs))
-        except AlignError as e:
-            raise ToolError(render.error_text(e)) from e
-        finally:
-            render.ENABLED.reset(token)
+        with render.enabled_tools(_enabled(kwargs)):
+            try:
+                return _rendered(fn(*args, **kwargs))
+            except AlignError as e:
+                raise ToolError(render.error_text(e)) from e
 
     return cast(F, run)
 
