@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,24 @@ def load() -> Settings:
         judge_api_key_var=key_var,
         concurrency=concurrency,
     )
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_bind(host: str, token: str | None, what: str, credential: str) -> None:
+    """Refuse to serve `what` on an address other machines can reach unless ALIGN_MCP_TOKEN guards it."""
+    if not is_loopback(host) and not token:
+        from align_mcp.errors import InvalidInput
+
+        raise InvalidInput(
+            f"Refusing to serve {what} on {host}: an address other machines can reach needs {credential}. Set "
+            f"{ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
+        )

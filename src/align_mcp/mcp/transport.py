@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hmac
 import importlib
-import ipaddress
 import os
 import pkgutil
 import sys
@@ -21,22 +20,11 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from align_mcp import config
-from align_mcp.errors import InvalidInput
+from align_mcp.config import is_loopback
 from align_mcp.mcp.server import create_server
 
-LOOPBACK_NAMES = ("localhost",)
 UI_PREFIX = "/ui"
 """Where `serve --http` mounts the labeling and review pages when it is given them."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpGuard:
@@ -146,11 +134,7 @@ def settle_heap(packages: Sequence[str] = PRELOADED) -> None:
 
 def check_http_bind(host: str, token: str | None) -> None:
     """Refuse to serve HTTP beyond this machine without a bearer token."""
-    if not is_loopback(host) and not token:
-        raise InvalidInput(
-            f"Refusing to serve HTTP on {host}: an address other machines can reach needs a bearer token. Set "
-            f"{config.ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
-        )
+    config.refuse_open_bind(host, token, "HTTP", "a bearer token")
 
 
 def serve(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import URL, Headers
@@ -12,7 +11,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from align_mcp import config
-from align_mcp.errors import InvalidInput
 
 TOKEN_COOKIE = "align_mcp_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -33,16 +31,6 @@ HEADERS = {
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def token_matches(given: str | None, token: str) -> bool:
@@ -69,7 +57,7 @@ class PageGuard:
     def __init__(self, app: ASGIApp, *, token: str | None, host: str) -> None:
         self.app = app
         self.token = token
-        self.loopback = is_loopback(host)
+        self.loopback = config.is_loopback(host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,8 +159,4 @@ def _esc(text: str) -> str:
 
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to serve the pages beyond this machine without a token (the rule `serve --http` follows)."""
-    if not is_loopback(host) and not token:
-        raise InvalidInput(
-            f"Refusing to serve the pages on {host}: an address other machines can reach needs a token. Set "
-            f"{config.ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
-        )
+    config.refuse_open_bind(host, token, "the pages", "a token")
