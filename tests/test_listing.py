@@ -16,12 +16,13 @@ from mcp import Client
 from mcp.types import TextContent, Tool
 
 from align_mcp.cli import main
-from align_mcp.errors import ACTION_ARGS, ACTIONS, InvalidInput, NextStep
+from align_mcp.errors import ACTIONS, InvalidInput, NextStep
 from align_mcp.mcp import render
 from align_mcp.mcp.listing import listing_size
 from align_mcp.mcp.server import create_server
 from align_mcp.mcp.tools import CORE, DIAGNOSTICS, toolsets
 from conftest import EXAMPLE_RUNS
+from test_next_steps import steps
 
 WIRE_TARGET = 35_000
 VISIBLE_TARGET = 12_000
@@ -169,30 +170,12 @@ def test_core_descriptions_name_only_listed_tools() -> None:
             assert mentioned <= names, (tool.name, text)
 
 
-SAMPLE_ARGS: dict[str, Any] = {
-    "evaluator": "correctness",
-    "source": "support",
-    "run_id": "pp-001",
-    "max_chars": 5000,
-    "split": "dev",
-    "alignment_run": 7,
-    "retry_errors": True,
-    "offset": 10,
-    "run_ids": ["pp-001"],
-    "limit": 60,
-    "repeats": 3,
-    "budget": 80,
-    "mode": "gepa",
-    "proposal_id": 2,
-    "force": True,
-    "include_prompts": True,
-}
 CALL = re.compile(r"\b([a-z]+(?:_[a-z]+)+)\(")
 
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_a_core_server_words_every_next_step_with_its_own_tools(action: str) -> None:
-    for step in (NextStep(action), NextStep(action, {a: SAMPLE_ARGS[a] for a in ACTION_ARGS[action]})):  # type: ignore[arg-type]
+    for step in (candidate for candidate in steps() if candidate.action == action):
         text = render.step_words(step, CORE)
         called = set(CALL.findall(text))
         assert called <= set(CORE), text
