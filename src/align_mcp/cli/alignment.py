@@ -165,7 +165,7 @@ def misaligned_cmd(
                 click.echo("reference: " + json_line(c.reference_outputs))
             click.echo(f"human:     {c.human_score}" + (f" — {c.human_comment}" if c.human_comment else ""))
             reasoning = c.judge_reasoning or ""
-            tag = "" if reasoning.startswith("[simulated judge]") else simulated(model)
+            tag = simulated(model, reasoning)
             click.echo(f"judge:     {c.judge_score} — {reasoning}{tag}")
         notes(page.notes)
 

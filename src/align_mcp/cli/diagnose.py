@@ -47,7 +47,7 @@ def triage_cmd(
         )
         for c in r.cases:
             text = c.reason or c.error or ""
-            tag = "" if text.startswith("[simulated judge]") else sim
+            tag = simulated(r.model, text)
             click.echo(f"  {c.run_id} [{c.direction}] {c.category or 'unclassified'}: {text}{tag}")
         notes(r.notes)
 

@@ -211,7 +211,10 @@ def kappa(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def simulated(model: str) -> str:
+def simulated(model: str, text: str = "") -> str:
+    """The tag a line from the simulated judge ends with, unless `text` (the judge's own words) already says so."""
+    if text.startswith("[simulated judge]"):
+        return ""
     return " [simulated judge]" if "simulated" in model.lower() else ""
 
 
