@@ -34,6 +34,7 @@ CLEARED_ENV = (
     "ALIGN_MCP_JUDGE_API_KEY",
     "ALIGN_MCP_CONCURRENCY",
     "ALIGN_MCP_TOKEN",
+    "ALIGN_MCP_PRICES",
 )
 
 
@@ -49,6 +50,8 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     # ...and the tool listings a server remembers when the shipped ones are stale under XDG_CACHE_HOME.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # ...and the model prices file under XDG_CONFIG_HOME.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     for name in CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
     return path

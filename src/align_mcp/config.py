@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ ENV_CONCURRENCY = "ALIGN_MCP_CONCURRENCY"
 ENV_TOKEN = "ALIGN_MCP_TOKEN"
 ENV_IMPORT_ROOT = "ALIGN_MCP_IMPORT_ROOT"
 ENV_TOOLS = "ALIGN_MCP_TOOLS"
+ENV_PRICES = "ALIGN_MCP_PRICES"
 DEFAULT_TOOLS = "core"
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -128,3 +130,105 @@ def refuse_open_bind(host: str, token: str | None, what: str, credential: str) -
             f"Refusing to serve {what} on {host}: an address other machines can reach needs {credential}. Set "
             f"{ENV_TOKEN} to a long random secret (e.g. `openssl rand -hex 32`), or bind 127.0.0.1."
         )
+
+
+# ---- model prices -----------------------------------------------------------------------------------------
+
+PRICE_FIELDS = ("input", "cached_input", "output")
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's price in US dollars per million tokens (cached input: None means the input price)."""
+
+    input: float
+    cached_input: float | None
+    output: float
+
+
+def default_prices_path() -> Path:
+    """The prices file under the user's config directory (e.g. ~/.config/align-mcp/prices.toml)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("align-mcp", appauthor=False)) / "prices.toml"
+
+
+def prices_path() -> Path:
+    """The prices file: ALIGN_MCP_PRICES when set, else the default path."""
+    named = os.environ.get(ENV_PRICES)
+    return Path(named).expanduser() if named else default_prices_path()
+
+
+def load_prices(path: Path | None = None) -> dict[str, Price]:
+    """Model prices by model name from a TOML file (default: `prices_path()`); {} when the default file does not
+    exist. The file holds one table per model, in US dollars per million tokens:
+
+        [models."gpt-4.1-mini"]
+        input = 0.40
+        cached_input = 0.10   # optional; the input price when omitted
+        output = 1.60
+
+    A file that cannot be read or does not say prices this way raises InvalidInput naming the file and the key.
+    """
+    import tomllib
+
+    from align_mcp.errors import InvalidInput
+
+    explicit = path is not None or bool(os.environ.get(ENV_PRICES))
+    path = path or prices_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not explicit:
+            return {}
+        raise InvalidInput(
+            f"The prices file {path} does not exist. Create it, or unset {ENV_PRICES} to use "
+            f"{default_prices_path()}."
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"The prices file {path} cannot be read: {e}.") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInput(f"The prices file {path} is not valid TOML: {e}. Fix that line.") from e
+    unknown = sorted(set(data) - {"models"})
+    models = data.get("models", {})
+    if unknown or not isinstance(models, dict):
+        what = f"top-level key(s) {', '.join(unknown)}" if unknown else "`models`, which is not a table"
+        raise InvalidInput(
+            f'The prices file {path} has {what}. Write one [models."NAME"] table per model with input, '
+            "output and optionally cached_input, in USD per million tokens."
+        )
+    prices: dict[str, Price] = {}
+    for name, entry in models.items():
+        where = f'[models."{name}"]'
+        if not isinstance(entry, dict):
+            raise InvalidInput(
+                f"The prices file {path}: {where} is not a table; give it input, output and optionally "
+                "cached_input, in USD per million tokens."
+            )
+        extra = sorted(set(entry) - set(PRICE_FIELDS))
+        if extra:
+            raise InvalidInput(
+                f"The prices file {path}: {where} has unknown key(s) {', '.join(extra)}; the keys are "
+                f"{', '.join(PRICE_FIELDS)}."
+            )
+        values: dict[str, float | None] = {}
+        for field in PRICE_FIELDS:
+            value = entry.get(field)
+            if value is None and field != "cached_input":
+                raise InvalidInput(
+                    f"The prices file {path}: {where} has no {field}; set it in USD per million tokens."
+                )
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf
+            ):
+                raise InvalidInput(
+                    f"The prices file {path}: {where} {field} = {value!r} is not a number ≥ 0 (USD per "
+                    "million tokens)."
+                )
+            values[field] = None if value is None else float(value)
+        prices[name] = Price(
+            input=values["input"] or 0.0, cached_input=values["cached_input"], output=values["output"] or 0.0
+        )
+    return prices

@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "runs": "alignment:runs_cmd",
     "report": "alignment:report_cmd",
     "misaligned": "alignment:misaligned_cmd",
+    "compare": "compare:compare_cmd",
     "triage": "diagnose:triage_cmd",
     "review": "diagnose:review_cmd",
     "reviews": "diagnose:reviews_cmd",

@@ -188,6 +188,8 @@ def _create_run(
     endpoint: Endpoint,
     split: str,
     examples: list[tuple[str, Score]],
+    *,
+    comparison: bool = False,
 ) -> int:
     return store.create_alignment_run(
         evaluator,
@@ -199,6 +201,7 @@ def _create_run(
         _prompt_hash(text, settings, endpoint),
         split,
         examples,
+        comparison=comparison,
     )
 
 
@@ -226,6 +229,7 @@ async def _execute(
     label: str | None = None,
     *,
     on_request: OnRequest | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> None:
     row = _run_row(store, aid)
     settings = row.judge
@@ -299,7 +303,7 @@ async def _execute(
                     )
 
                 try:
-                    await run_batch(work, one, concurrency=concurrency, progress=tally)
+                    await run_batch(work, one, concurrency=concurrency, progress=tally, limiter=limiter)
                 except AlignError as e:
                     failure = e
         if failure is None:
@@ -675,3 +679,63 @@ def get_misaligned(
 def list_runs(store: Store, evaluator: str) -> list[AlignmentSummary]:
     get_evaluator(store, evaluator)
     return [summary(store, aid) for aid in store.alignment_run_ids(evaluator)]
+
+
+# ---- for other passes over the reference set (e.g. comparing judge models) --------------------------------
+
+
+def reference_examples(store: Store, evaluator: str, split: str) -> tuple[str, list[tuple[str, Score]]]:
+    """The (split used, labeled examples) a run over `split` judges; EmptyReferenceSet when there are none."""
+    return _examples(store, evaluator, split)
+
+
+def judge_hash(prompt: str, settings: JudgeSettings, endpoint: Endpoint) -> str:
+    """What a run judges with (prompt, settings, model, endpoint), as stored on the run."""
+    return _prompt_hash(prompt, settings, endpoint)
+
+
+def covering_run(
+    store: Store, evaluator: str, examples: list[tuple[str, Score]], prompt_hash: str
+) -> int | None:
+    """The latest completed run of the evaluator with this judge hash over exactly these examples and labels."""
+    wanted = dict(examples)
+    for aid in store.runs_with_results(evaluator, prompt_hash):
+        row = _run_row(store, aid)
+        if row.status != "completed" or row.total != len(wanted):
+            continue
+        if {r.run_id: r.human_score for r in store.alignment_results(aid)} == wanted:
+            return aid
+    return None
+
+
+def start_comparison_run(
+    store: Store,
+    evaluator: str,
+    prompt_ref: str,
+    version: int | None,
+    text: str,
+    settings: JudgeSettings,
+    endpoint: Endpoint,
+    split: str,
+    examples: list[tuple[str, Score]],
+) -> int:
+    """A new run of one model of a model comparison (never taken as the evaluator's latest run)."""
+    return _create_run(
+        store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples, comparison=True
+    )
+
+
+async def judge_run(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    concurrency: int,
+    on_progress: Progress | None = None,
+    label: str | None = None,
+    *,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> None:
+    """Judge the run's examples not judged yet (cached verdicts reused), as run_alignment does; with `limiter`,
+    its calls share that limit with every other run given the same limiter."""
+    await _execute(store, aid, score_type, endpoint, concurrency, on_progress, label, limiter=limiter)

@@ -62,6 +62,7 @@ async def run_batch(
     concurrency: int,
     progress: Tally | None = None,
     refused: Callable[[T], None] | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> None:
     """Run `call` over items, at most `concurrency` at a time, in order; `progress` advances after each item.
 
@@ -69,7 +70,8 @@ async def run_batch(
     every result finished before the cancellation. The first AlignError (a judge nobody can reach, a rejected
     key) stops the calls still running, starts no more, and is raised. A call the budget refuses (BudgetSpent)
     ends its item only when `refused` records it, and the batch goes on; without `refused` it stops the batch
-    like an AlignError.
+    like an AlignError. A `limiter` shared by several batches running at once bounds their calls together
+    (e.g. one judge pass per model, all within one concurrency limit).
     """
     stop: list[AlignError | BudgetSpent] = []
     queue = iter(items)
@@ -77,7 +79,11 @@ async def run_batch(
     async def worker(scope: anyio.CancelScope) -> None:
         for item in queue:
             try:
-                await call(item)
+                if limiter is None:
+                    await call(item)
+                else:
+                    async with limiter:
+                        await call(item)
             except BudgetSpent as e:
                 if refused is None:
                     stop.append(e)

@@ -1203,12 +1203,17 @@ class Store:
         prompt_hash: str,
         split: str,
         examples: Sequence[tuple[str, Score]],
+        *,
+        comparison: bool = False,
     ) -> int:
-        """Create a running alignment run, started now, and its pending examples (run id, human score) at once."""
+        """Create a running alignment run, started now, and its pending examples (run id, human score) at once.
+
+        A `comparison` run (one model of a model comparison) is never the evaluator's latest run.
+        """
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO alignment_runs (evaluator, prompt_ref, version, prompt, judge, model, prompt_hash, split, "
-                "status, started_at, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                "status, started_at, total, comparison) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 [
                     evaluator,
                     prompt_ref,
@@ -1220,6 +1225,7 @@ class Store:
                     split,
                     now_iso(),
                     len(examples),
+                    int(comparison),
                 ],
             )
             aid = int(cur.lastrowid or 0)
@@ -1337,7 +1343,8 @@ class Store:
         status: str | None = None,
         split: str | None = None,
     ) -> int | None:
-        sql = "SELECT id FROM alignment_runs WHERE evaluator = ?"
+        """The latest alignment run of the evaluator matching the filters; a model comparison's runs never count."""
+        sql = "SELECT id FROM alignment_runs WHERE evaluator = ? AND comparison = 0"
         params: list[Any] = [evaluator]
         if prompt_ref is not None:
             sql += " AND prompt_ref = ?"
@@ -1424,6 +1431,19 @@ class Store:
                 [alignment_id],
             )
         ]
+
+    def judged_latencies(self, evaluator: str, prompt_hash: str) -> dict[str, float]:
+        """Per run id, the latency (ms) of the latest verdict a judge call returned (not the cache) in the
+        evaluator's alignment runs of this prompt hash."""
+        return {
+            run_id: float(latency)
+            for run_id, latency in self._tuples(
+                "SELECT r.run_id, r.latency_ms FROM alignment_results r JOIN alignment_runs a "
+                "ON a.id = r.alignment_id WHERE a.evaluator = ? AND a.prompt_hash = ? AND r.done = 1 "
+                "AND r.cached = 0 AND r.error IS NULL AND r.latency_ms IS NOT NULL ORDER BY r.alignment_id",
+                [evaluator, prompt_hash],
+            )
+        }
 
     def runs_with_results(self, evaluator: str, prompt_hash: str) -> list[int]:
         return [

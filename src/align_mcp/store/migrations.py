@@ -339,3 +339,14 @@ def m009_result_requests(db: Database) -> None:
         ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m015_comparison_runs(db: Database) -> None:
+    """Alignment runs made to compare judge models: kept and reused like any run, but never taken as an
+    evaluator's latest run (the misaligned cases and the draft's baseline come from its own judge)."""
+    db.executescript(
+        """
+        ALTER TABLE alignment_runs ADD COLUMN comparison INTEGER NOT NULL DEFAULT 0;
+        """
+    )

@@ -1,5 +1,5 @@
-"""The MCP tools by area (runs, evaluators, queues and labels, alignment, the optimizer, diagnostics), and the
-toolsets ALIGN_MCP_TOOLS picks from."""
+"""The MCP tools by area (runs, evaluators, queues and labels, alignment, the optimizer, diagnostics, judge
+models), and the toolsets ALIGN_MCP_TOOLS picks from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from align_mcp import config
 from align_mcp.errors import InvalidInput
 
-AREAS = ("runs", "evaluators", "labels", "alignment", "optimizer", "diagnostics")
+AREAS = ("runs", "evaluators", "labels", "alignment", "optimizer", "diagnostics", "models")
 """The tool modules, in the order of the loop; tools are listed in this order."""
 
 CORE = (
@@ -32,6 +32,9 @@ CORE = (
     "propose_prompt",
 )
 """The loop and the optimizer: the tools of the design's table, listed by default."""
+
+MODELS = ("compare_models",)
+"""Judge models compared on the same prompt and labeled runs."""
 
 DIAGNOSTICS = (
     "triage_disagreements",
@@ -56,7 +59,7 @@ def registered_tools() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
 def toolsets() -> dict[str, tuple[str, ...]]:
     """The toolset names ALIGN_MCP_TOOLS accepts, each with its tools in listing order."""
     every = tuple(fn.__name__ for fn, _ in registered_tools())
-    return {"core": CORE, "diagnostics": DIAGNOSTICS, "all": every}
+    return {"core": CORE, "diagnostics": DIAGNOSTICS, "models": MODELS, "all": every}
 
 
 def select_tools(names: Sequence[str] | None = None) -> tuple[str, ...]:
