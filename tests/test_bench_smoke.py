@@ -28,6 +28,7 @@ EXPECTED = {
     "context": ["run_alignment + first get_misaligned page"],
     "listing": ["tools/list on the wire", "model-visible"],
     "load": ["failed requests", "labels stored twice", "runs reserved by two labelers", "read p95"],
+    "compare": ["3 models / one model", "requests in flight at the server during the comparison"],
 }
 
 

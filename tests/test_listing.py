@@ -20,7 +20,7 @@ from align_mcp.errors import ACTIONS, InvalidInput, NextStep
 from align_mcp.mcp import render
 from align_mcp.mcp.listing import listing_size
 from align_mcp.mcp.server import create_server
-from align_mcp.mcp.tools import CORE, DIAGNOSTICS, toolsets
+from align_mcp.mcp.tools import CORE, DIAGNOSTICS, MODELS, toolsets
 from conftest import EXAMPLE_RUNS
 from test_next_steps import steps
 
@@ -28,7 +28,7 @@ WIRE_TARGET = 35_000
 VISIBLE_TARGET = 12_000
 ALL = toolsets()["all"]
 UNKNOWN = (
-    "ALIGN_MCP_TOOLS names 'nope', which is not a toolset or a tool. Toolsets: core, diagnostics, all. Tools: "
+    "ALIGN_MCP_TOOLS names 'nope', which is not a toolset or a tool. Toolsets: core, diagnostics, models, all. Tools: "
     + ", ".join(ALL)
     + ". Use a comma-separated list of them, e.g. ALIGN_MCP_TOOLS=core,triage_disagreements; unset, it is core."
 )
@@ -52,7 +52,7 @@ def test_all_lists_every_capability_and_is_bigger_than_core() -> None:
     every = listed("all")
     names = [t.name for t in every]
 
-    assert set(CORE) | set(DIAGNOSTICS) | {
+    assert set(CORE) | set(DIAGNOSTICS) | set(MODELS) | {
         "get_run",
         "list_proposals",
         "apply_proposal",

@@ -24,6 +24,7 @@ ENV_NAMES = {
     config.ENV_JUDGE_API_KEY,
     config.ENV_CONCURRENCY,
     config.ENV_TOOLS,
+    config.ENV_PRICES,
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
 }

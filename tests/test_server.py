@@ -98,7 +98,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "corrected_pass_rate",
     }
     extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart"}
-    assert DESIGN_TOOLS | extras | diagnostics == set(tools)
+    assert DESIGN_TOOLS | extras | diagnostics | {"compare_models"} == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
         assert "\n    " not in tool.description, f"{tool.name}: docstring indentation leaked"

@@ -27,6 +27,7 @@ SCANNED_PACKAGES = ("core", "store", "llm", "engine", "optimize", "diagnose")
 
 CONVERTED = {
     "core/__init__.py",
+    "core/comparison.py",
     "core/metrics.py",
     "core/models.py",
     "core/templates.py",
@@ -45,6 +46,7 @@ CONVERTED = {
     "llm/structured.py",
     "engine/__init__.py",
     "engine/alignment.py",
+    "engine/compare.py",
     "engine/evaluators.py",
     "engine/feedback.py",
     "engine/formats.py",

@@ -30,6 +30,7 @@ from align_mcp.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from align_mcp.core.comparison import JudgeModel, ModelComparison, ModelPrice, ModelResult
     from align_mcp.core.models import (
         AddToQueueReport,
         AlignmentReport,
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from align_mcp.engine.alignment import list_runs as list_alignment_runs
     from align_mcp.engine.alignment import report as alignment_report
     from align_mcp.engine.alignment import resume as resume_alignment
+    from align_mcp.engine.compare import compare_models
     from align_mcp.engine.evaluators import create as create_evaluator
     from align_mcp.engine.evaluators import diff as diff_draft
     from align_mcp.engine.evaluators import get as get_evaluator
@@ -158,6 +160,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ConsistencyReport": ("align_mcp.core.models", "ConsistencyReport"),
     "SuggestionReport": ("align_mcp.core.models", "SuggestionReport"),
     "PassRateReport": ("align_mcp.core.models", "PassRateReport"),
+    "compare_models": ("align_mcp.engine.compare", "compare_models"),
+    "JudgeModel": ("align_mcp.core.comparison", "JudgeModel"),
+    "ModelPrice": ("align_mcp.core.comparison", "ModelPrice"),
+    "ModelComparison": ("align_mcp.core.comparison", "ModelComparison"),
+    "ModelResult": ("align_mcp.core.comparison", "ModelResult"),
 }
 
 __all__ = [
@@ -181,12 +188,16 @@ __all__ = [
     "InvalidScore",
     "JudgeConfigError",
     "JudgeFailed",
+    "JudgeModel",
     "JudgeSettings",
     "JudgeUnreachable",
     "LabelReceipt",
     "Metrics",
     "MisalignedCase",
     "MisalignedPage",
+    "ModelComparison",
+    "ModelPrice",
+    "ModelResult",
     "NextStep",
     "NotFound",
     "Note",
@@ -216,6 +227,7 @@ __all__ = [
     "analyze_failures",
     "apply_proposal",
     "check_consistency",
+    "compare_models",
     "corrected_pass_rate",
     "create_evaluator",
     "diff_draft",
