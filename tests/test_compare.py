@@ -427,3 +427,62 @@ async def test_compare_models_tool_is_in_the_models_toolset_only(
         ("lenient", 0.5, None),
     ]
     assert data["best"] == "exact" and data["pareto_basis"] == "tokens"
+
+
+def test_compare_command_reads_the_prices_file_it_is_given(
+    db_path: Path, store: Store, judge: FakeJudgeServer, tmp_path: Path
+) -> None:
+    seed(store)
+    prices = tmp_path / "team-prices.toml"
+    prices.write_text("[models.exact]\ninput = 1\noutput = 4\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "--db",
+            str(db_path),
+            "compare",
+            NAME,
+            "--model",
+            "exact",
+            "--model",
+            "lenient",
+            "--prices",
+            str(prices),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "front (tokens)" in result.stdout
+    assert (
+        f"note: No price for lenient: tokens are shown, not a cost. Set USD per million tokens in {prices} (one "
+        '[models."NAME"] table with input, output and optionally cached_input) or give the model a price.'
+    ) in result.stdout.splitlines()
+
+
+def test_compare_command_stops_at_a_bad_prices_file_before_any_call(
+    db_path: Path, store: Store, judge: FakeJudgeServer, tmp_path: Path
+) -> None:
+    seed(store)
+    prices = tmp_path / "prices.toml"
+    prices.write_text("[models.exact]\ninput = 1\noutput = -4\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "--db",
+            str(db_path),
+            "compare",
+            NAME,
+            "--model",
+            "exact",
+            "--model",
+            "lenient",
+            "--prices",
+            str(prices),
+        ],
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f'Error: The prices file {prices}: [models."exact"] output = -4 is not a number ≥ 0 (USD per million '
+        "tokens).\n"
+    )
+    assert judge.calls == 0

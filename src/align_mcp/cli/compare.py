@@ -141,7 +141,6 @@ def compare_cmd(
     from align_mcp.engine.compare import compare_models
 
     store = store_of(ctx)
-    prices = config.load_prices(prices_file) if prices_file is not None else None
     result = with_progress(
         as_json,
         lambda progress: compare_models(
@@ -152,7 +151,7 @@ def compare_cmd(
             split=split,
             concurrency=concurrency,
             on_progress=progress,
-            prices=prices,
+            prices_file=prices_file,
         ),
     )
     emit(result, as_json, lambda: print_comparison(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
@@ -89,6 +90,7 @@ async def compare_models(
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
     prices: Mapping[str, config.Price] | None = None,
+    prices_file: Path | None = None,
 ) -> ModelComparison:
     """Judge the evaluator's labeled runs with one prompt (the draft by default) once per model, and report the
     models side by side: agreement, κ, TPR/TNR with intervals, errors, tokens, cost, latency p50/p95, McNemar
@@ -98,8 +100,8 @@ async def compare_models(
     held-out split) or 'all'. Every model's calls share one limit of `concurrency` calls in flight. Each model's
     verdicts are stored as an alignment run; a completed run of the same prompt, settings, model and endpoint
     over the same examples is reused, and verdicts already in the cache are not asked again. Prices come from
-    each model's `price`, else `prices` (default: the prices file, see config.load_prices); a model without a
-    price shows its tokens and no cost.
+    each model's `price`, else `prices` (default: read from `prices_file`, else the prices file of the
+    environment, see config.load_prices); a model without a price shows its tokens and no cost.
     """
     if not 2 <= len(models) <= MAX_MODELS:
         raise InvalidInput(
@@ -112,7 +114,7 @@ async def compare_models(
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
     if prices is None:
-        prices = config.load_prices()
+        prices = config.load_prices(prices_file)
     chosen = [settings_for(settings, spec) for spec in models]
     endpoints = []
     for spec, judge in zip(models, chosen, strict=True):
@@ -144,7 +146,8 @@ async def compare_models(
         passes.append(_Pass(spec, label, judge, endpoint, digest, aid, reused))
 
     await _judge_all(store, passes, ev.score_type, limit, len(examples), on_progress)
-    return _comparison(store, evaluator, prompt_ref, used, len(examples), passes, prices)
+    named = prices_file or config.prices_path()
+    return _comparison(store, evaluator, prompt_ref, used, len(examples), passes, prices, named)
 
 
 async def _judge_all(
@@ -251,6 +254,7 @@ def _comparison(
     n: int,
     passes: list[_Pass],
     prices: Mapping[str, config.Price],
+    prices_file: Path,
 ) -> ModelComparison:
     rows = [_result(store, evaluator, p, prices) for p in passes]
     notes: list[Note] = []
@@ -282,7 +286,7 @@ def _comparison(
         notes.append(
             Note(
                 text=f"No price for {', '.join(unpriced)}: tokens are shown, not a cost. Set USD per million "
-                f'tokens in {config.prices_path()} (one [models."NAME"] table with input, output and '
+                f'tokens in {prices_file} (one [models."NAME"] table with input, output and '
                 "optionally cached_input) or give the model a price."
             )
         )
