@@ -21,7 +21,7 @@ from align_mcp.engine import evaluators, holdout
 from align_mcp.engine.compare import compare_models
 from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import submit_labels
-from align_mcp.errors import InvalidInput, JudgeConfigError, NotFound
+from align_mcp.errors import InvalidInput, JudgeConfigError, NextStep, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, server_error
 from conftest import rid_of
@@ -210,7 +210,9 @@ async def test_a_model_that_fails_is_reported_and_the_others_are_judged(
     )
     assert down.failure is not None and down.failure.startswith(f"Alignment run {down.alignment_run} failed")
     assert (c.best, down.pareto, c.pareto_basis) == ("exact", None, None)
-    assert f"down could not be judged on every example: {down.failure}" in [n.text for n in c.notes]
+    [note] = [n for n in c.notes if n.text.startswith("down ")]
+    assert note.text == f"down could not be judged on every example, so it is not ranked: {down.failure}"
+    assert note.next_steps == [NextStep("resume_alignment", {"alignment_run": down.alignment_run})]
 
 
 async def test_comparison_runs_are_never_the_evaluators_latest_run(
@@ -486,3 +488,17 @@ def test_compare_command_stops_at_a_bad_prices_file_before_any_call(
         "tokens).\n"
     )
     assert judge.calls == 0
+
+
+async def test_a_model_nobody_can_reach_is_not_ranked_and_the_others_are(
+    store: Store, judge: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store)
+    monkeypatch.setenv("NOWHERE_API_KEY", "sk-nowhere")
+    gone = JudgeModel(model="gone", base_url="http://127.0.0.1:9/v1", api_key_env="NOWHERE_API_KEY")
+    c = await compare_models(store, NAME, [JudgeModel(model="exact"), JudgeModel(model="lenient"), gone])
+    exact, lenient, unreachable = c.models
+    assert (exact.status, lenient.status, unreachable.status) == ("completed", "completed", "interrupted")
+    assert unreachable.failure is not None and "127.0.0.1:9" in unreachable.failure
+    assert (exact.pareto, lenient.pareto, unreachable.pareto, unreachable.vs_best) == (True, True, None, None)
+    assert judge.calls == 16

@@ -47,8 +47,8 @@ class ModelResult(Model):
     label: str = Field(description="The model, with its endpoint when two compared models share a name")
     model: str
     base_url: str
-    alignment_run: int | None = Field(default=None, description="The alignment run holding its verdicts")
-    status: str = Field(description="completed, interrupted, failed (every example in error) or not run")
+    alignment_run: int = Field(description="The alignment run holding its verdicts")
+    status: str = Field(description="completed, interrupted or failed (every example in error)")
     failure: str | None = Field(default=None, description="Why the model could not be judged, when it failed")
     metrics: Metrics | None = None
     judged: int = Field(default=0, description="Examples with a verdict")

@@ -26,7 +26,7 @@ from align_mcp.core.models import JudgeSettings, Note, ScoreType
 from align_mcp.engine import alignment, holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
-from align_mcp.errors import AlignError, InvalidInput, JudgeConfigError
+from align_mcp.errors import AlignError, InvalidInput, JudgeConfigError, NextStep
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.runner import Progress
 from align_mcp.store import Store
@@ -258,28 +258,29 @@ def _comparison(
 ) -> ModelComparison:
     rows = [_result(store, evaluator, p, prices) for p in passes]
     notes: list[Note] = []
-    placed = [r for r in rows if _agreement(r) is not None]
+    # A model stopped part-way is scored on fewer examples than the others: it is not ranked with them.
+    placed = [r for r in rows if r.status == "completed" and _agreement(r) is not None]
+    priced = all(r.cost_usd is not None for r in placed)
+
+    def spend(r: ModelResult) -> float:
+        return r.cost_usd if priced and r.cost_usd is not None else float(r.tokens)
+
     best: ModelResult | None = None
     if placed:
-        # Ties go to the cheaper model, then to the one named first.
-        best = max(
-            placed, key=lambda r: (_agreement(r), -(r.cost_usd if r.cost_usd is not None else r.tokens))
-        )
-        best_correct = _correct(store, best.alignment_run or 0)
+        # Ties go to the cheaper model (in dollars when every one has a price, else in tokens), then the first.
+        best = max(placed, key=lambda r: (_agreement(r) or 0.0, -spend(r)))
+        best_correct = _correct(store, best.alignment_run)
         for r in placed:
             if r is not best:
                 r.vs_best = metrics.flip_report(
-                    best_correct, _correct(store, r.alignment_run or 0), best.label, r.label
+                    best_correct, _correct(store, r.alignment_run), best.label, r.label
                 )
     basis: ParetoBasis | None = None
     if len(placed) >= 2:
-        priced = all(r.cost_usd is not None for r in placed)
         basis = "cost" if priced else "tokens"
-        points = [
-            (_agreement(r) or 0.0, r.cost_usd if priced and r.cost_usd is not None else float(r.tokens))
-            for r in placed
-        ]
-        for r, on_front in zip(placed, pareto_front(points), strict=True):
+        for r, on_front in zip(
+            placed, pareto_front([(_agreement(r) or 0.0, spend(r)) for r in placed]), strict=True
+        ):
             r.pareto = on_front
     unpriced = [r.label for r in rows if r.price is None]
     if unpriced:
@@ -314,7 +315,12 @@ def _comparison(
         )
     for r in rows:
         if r.failure is not None:
-            notes.append(Note(text=f"{r.label} could not be judged on every example: {r.failure}"))
+            notes.append(
+                Note(
+                    text=f"{r.label} could not be judged on every example, so it is not ranked: {r.failure}",
+                    next_steps=[NextStep("resume_alignment", {"alignment_run": r.alignment_run})],
+                )
+            )
         elif r.judged and r.latency_n == 0:
             notes.append(Note(text=f"{r.label}: no latency, as every verdict came from the cache."))
     if split == "test":
