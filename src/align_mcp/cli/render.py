@@ -56,6 +56,8 @@ def step_words(step: NextStep) -> str:
         case "list_versions":
             return f"{cmd('versions', evaluator)} lists the saved versions."
         case "add_to_queue":
+            if a.get("stale"):
+                return f"Send them back for a blind relabel with {cmd('queue', 'add', evaluator, '--stale')}."
             return (
                 f"Queue runs with {cmd('queue', 'add', evaluator, '--source', 'SOURCE')}, then label them "
                 f"with {cmd('queue', 'next', evaluator)} and "

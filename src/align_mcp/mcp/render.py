@@ -125,6 +125,8 @@ def _step_words(step: NextStep) -> str:
                 )
             return f"{call('list_versions', a)} lists the saved versions."
         case "add_to_queue":
+            if a.get("stale"):
+                return f"Send them back for a blind relabel with {call('add_to_queue', a)}."
             return (
                 f"Queue runs with {call('add_to_queue', a)}; a human then labels them with next_items and "
                 "submit_label."

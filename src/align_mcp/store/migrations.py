@@ -339,3 +339,21 @@ def m009_result_requests(db: Database) -> None:
         ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m014_label_rubric(db: Database) -> None:
+    """Every label remembers the rubric it was given under (the latest saved version then; 0 before any save),
+    and imported feedback keeps the details an export carries (history, split, dates, rubric) until an evaluator
+    with its key takes them. Existing labels get the version saved last before they were made."""
+    db.executescript(
+        """
+        ALTER TABLE labels ADD COLUMN rubric_version INTEGER NOT NULL DEFAULT 0;
+        UPDATE labels SET rubric_version = (
+            SELECT coalesce(max(p.version), 0) FROM prompt_versions p
+            WHERE p.evaluator = labels.evaluator AND p.created_at <= labels.created_at
+        );
+        CREATE INDEX labels_rubric ON labels(evaluator, rubric_version) WHERE current = 1;
+        ALTER TABLE feedback ADD COLUMN details TEXT;
+        """
+    )
