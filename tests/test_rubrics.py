@@ -97,8 +97,8 @@ def test_queueing_stale_labels_refuses_other_selections_and_says_when_there_are_
         "saved version (or nothing was saved yet)."
     )
     assert str(mixed.value) == (
-        "stale=True queues every run whose label is possibly stale; give it without source, run_ids, metadata or "
-        "sample."
+        "Queueing the possibly stale labels takes every one of them: give no source, run ids, metadata filter or "
+        "sample with it."
     )
 
 

@@ -40,6 +40,7 @@ DESIGN_TOOLS = {
     "list_versions",
     "analyze_failures",
     "propose_prompt",
+    "export_reference_set",
 }
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +98,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "suggest_labels",
         "corrected_pass_rate",
     }
-    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart"}
+    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart", "judge_card"}
     assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
@@ -115,6 +116,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "list_proposals",
         "list_reviews",
         "alignment_chart",
+        "judge_card",
     }
     assert tools["update_draft"].annotations.destructive_hint is True  # type: ignore[union-attr]
     assert tools["run_alignment"].annotations.open_world_hint is True  # type: ignore[union-attr]

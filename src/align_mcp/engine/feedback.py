@@ -13,7 +13,7 @@ from align_mcp.errors import ImportFormatError, InvalidInput
 from align_mcp.store import NewLabel, SplitRow, Store
 
 FeedbackLine = tuple[str, Any, str | None, str | None, int | None, dict[str, Any] | None]
-"""(run_id, score, comment, labeler, line, details): one imported label; details as `details_of` keeps them."""
+"""(run_id, score, comment, labeler, line, details): one imported label, its details as the store keeps them."""
 
 
 def details_of(item: FeedbackItem) -> dict[str, Any] | None:

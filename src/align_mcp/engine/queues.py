@@ -101,8 +101,8 @@ def _queue_stale(
 ) -> AddToQueueReport:
     if source is not None or run_ids or metadata or sample is not None:
         raise InvalidInput(
-            "stale=True queues every run whose label is possibly stale; give it without source, run_ids, "
-            "metadata or sample."
+            "Queueing the possibly stale labels takes every one of them: give no source, run ids, metadata "
+            "filter or sample with it."
         )
     ids = rubrics.stale_run_ids(store, evaluator)
     if not ids:
