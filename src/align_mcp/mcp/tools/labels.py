@@ -34,7 +34,7 @@ def add_to_queue(
         str | None, Field(description="With sample: keep the proportions of this metadata key")
     ] = None,
     seed: Annotated[int, Field(description="Random seed for sample")] = 0,
-    stale: Annotated[bool, Field(description="Instead: relabel stale labels, blind")] = False,
+    stale: Annotated[bool, Field(description="Relabel stale labels, blind")] = False,
     *,
     ctx: Context,
 ) -> AddToQueueReport:
