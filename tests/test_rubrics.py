@@ -144,6 +144,10 @@ def test_the_migration_gives_existing_labels_the_version_saved_last_before_them(
     conn = sqlite3.connect(path)
     conn.executescript(
         """
+        DROP TRIGGER labels_rubric_insert;
+        DROP TRIGGER labels_rubric_update;
+        DROP TRIGGER labels_rubric_delete;
+        DROP TABLE rubric_tallies;
         DROP INDEX labels_rubric;
         ALTER TABLE labels DROP COLUMN rubric_version;
         ALTER TABLE feedback DROP COLUMN details;
@@ -156,5 +160,10 @@ def test_the_migration_gives_existing_labels_the_version_saved_last_before_them(
 
     with open_store(path) as migrated:
         rubrics = {x.run_id: x.rubric_version for x in migrated.all_labels(NAME) if x.current}
+        tallies = migrated.rubric_counts(NAME)
+        submit_labels(migrated, NAME, [{"run_id": "pp-002", "score": 1}])
+        after = migrated.rubric_counts(NAME)
 
     assert (rubrics["pp-001"], rubrics["pp-002"], rubrics["pp-003"]) == (2, 0, 1)
+    assert tallies == {0: 1, 1: 44, 2: 1}
+    assert after == {1: 44, 2: 2}

@@ -760,12 +760,11 @@ class Store:
         ]
 
     def rubric_counts(self, evaluator: str) -> dict[int, int]:
-        """Current labels per rubric version they were given under (through the partial rubric index)."""
+        """Current labels per rubric version they were given under, from the trigger-kept tallies."""
         return {
             int(rubric): int(n)
             for rubric, n in self._tuples(
-                "SELECT rubric_version, count(*) FROM labels INDEXED BY labels_rubric "
-                "WHERE evaluator = ? AND current = 1 GROUP BY rubric_version",
+                "SELECT rubric_version, n FROM rubric_tallies WHERE evaluator = ? AND n > 0 ORDER BY rubric_version",
                 [evaluator],
             )
         }
