@@ -414,7 +414,8 @@ def report(
 ) -> AlignmentReport:
     """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
     run = summary(store, aid)
-    errors = [_example(r) for r in store.alignment_results(aid) if r.error is not None]
+    results = store.alignment_results(aid)
+    errors = [_example(r) for r in results if r.error is not None]
     if baseline_id is None:
         baseline_id = _run_row(store, aid).baseline_id  # the comparison made when the run was started
     baseline = summary(store, baseline_id) if baseline_id is not None else None
@@ -501,10 +502,7 @@ def report(
         by_rubric=rubrics.agreement_by_rubric(
             store,
             run.evaluator,
-            [
-                (r.run_id, r.human_score, None if r.error else r.judge_score)
-                for r in store.alignment_results(aid)
-            ],
+            [(r.run_id, r.human_score, None if r.error else r.judge_score) for r in results],
         ),
         stale_labels=stale,
     )
