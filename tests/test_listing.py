@@ -28,7 +28,8 @@ WIRE_TARGET = 35_000
 VISIBLE_TARGET = 12_000
 ALL = toolsets()["all"]
 UNKNOWN = (
-    "ALIGN_MCP_TOOLS names 'nope', which is not a toolset or a tool. Toolsets: core, diagnostics, models, all. Tools: "
+    "ALIGN_MCP_TOOLS names 'nope', which is not a toolset or a tool. Toolsets: core, diagnostics, models, data, all. "
+    "Tools: "
     + ", ".join(ALL)
     + ". Use a comma-separated list of them, e.g. ALIGN_MCP_TOOLS=core,triage_disagreements; unset, it is core."
 )
@@ -57,6 +58,8 @@ def test_all_lists_every_capability_and_is_bigger_than_core() -> None:
         "list_proposals",
         "apply_proposal",
         "alignment_chart",
+        "export_reference_set",
+        "judge_card",
     } == set(names)
     assert len(names) == len(set(names)) == len(ALL)
     assert listing_size(every).wire > listing_size(listed()).wire

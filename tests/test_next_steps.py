@@ -37,6 +37,7 @@ SAMPLE_ARGS: dict[str, Any] = {
     "proposal_id": 2,
     "force": True,
     "include_prompts": True,
+    "stale": True,
 }
 
 

@@ -17,19 +17,20 @@ from align_mcp.errors import NotFound
 
 PINNED = [
     "AddToQueueReport", "AlignError", "AlignmentReport", "AlignmentSummary", "Balance", "Conflict",
-    "ConsistencyReport", "DraftDiff", "EmptyReferenceSet", "Evaluator", "FailureAnalysis", "FailureMode",
-    "FlipReport", "ImportFormatError", "ImportReport", "Interval", "InvalidInput", "InvalidScore", "JudgeConfigError",
-    "JudgeFailed", "JudgeModel", "JudgeSettings", "JudgeUnreachable", "LabelReceipt", "Metrics", "MisalignedCase",
-    "MisalignedPage", "ModelComparison", "ModelPrice", "ModelResult", "NextStep", "NotFound", "Note",
-    "NothingToSave", "OptimizerUnavailable", "PassRateReport", "PromptVersion", "Proposal", "ProposalSummary",
-    "QueueItem", "QueueSummary", "Rate", "ReviewReport", "ReviewRequestReport", "Run", "ScoreType", "SplitInfo",
-    "Store", "StoreError", "SuggestionReport", "TriageReport", "VersionSummary", "__version__", "add_to_queue",
-    "adjudicate_label", "alignment_report", "analyze_failures", "apply_proposal", "check_consistency",
-    "compare_models", "corrected_pass_rate", "create_evaluator", "diff_draft", "get_evaluator", "get_misaligned", "get_proposal",
-    "get_run", "get_version", "import_runs", "list_alignment_runs", "list_evaluators", "list_proposals",
-    "list_queues", "list_reviews", "list_versions", "next_items", "open_store", "propose_prompt",
-    "request_review", "restore_version", "resume_alignment", "run_alignment", "save_prompt", "submit_label",
-    "submit_labels", "suggest_labels", "triage_disagreements", "update_draft",
+    "ConsistencyReport", "DraftDiff", "EmptyReferenceSet", "Evaluator", "ExportReport", "FailureAnalysis",
+    "FailureMode", "FlipReport", "ImportFormatError", "ImportReport", "Interval", "InvalidInput", "InvalidScore",
+    "JudgeCard", "JudgeConfigError", "JudgeFailed", "JudgeModel", "JudgeSettings", "JudgeUnreachable",
+    "LabelReceipt", "Metrics", "MisalignedCase", "MisalignedPage", "ModelComparison", "ModelPrice", "ModelResult",
+    "NextStep", "NotFound", "Note", "NothingToSave", "OptimizerUnavailable", "PassRateReport", "PromptVersion",
+    "Proposal", "ProposalSummary", "QueueItem", "QueueSummary", "Rate", "ReviewReport", "ReviewRequestReport",
+    "Run", "ScoreType", "SplitInfo", "Store", "StoreError", "SuggestionReport", "TriageReport", "VersionSummary",
+    "__version__", "add_to_queue", "adjudicate_label", "alignment_report", "analyze_failures", "apply_proposal",
+    "check_consistency", "compare_models", "corrected_pass_rate", "create_evaluator", "diff_draft",
+    "export_reference_set", "get_evaluator", "get_misaligned", "get_proposal", "get_run", "get_version",
+    "import_runs", "judge_card", "list_alignment_runs", "list_evaluators", "list_proposals", "list_queues",
+    "list_reviews", "list_versions", "next_items", "open_store", "propose_prompt", "request_review",
+    "restore_version", "resume_alignment", "run_alignment", "save_prompt", "submit_label", "submit_labels",
+    "suggest_labels", "triage_disagreements", "update_draft",
 ]  # fmt: skip
 
 

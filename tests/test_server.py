@@ -40,6 +40,8 @@ DESIGN_TOOLS = {
     "list_versions",
     "analyze_failures",
     "propose_prompt",
+    "compare_models",
+    "export_reference_set",
 }
 
 pytestmark = pytest.mark.anyio
@@ -97,8 +99,8 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "suggest_labels",
         "corrected_pass_rate",
     }
-    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart"}
-    assert DESIGN_TOOLS | extras | diagnostics | {"compare_models"} == set(tools)
+    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart", "judge_card"}
+    assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name
         assert "\n    " not in tool.description, f"{tool.name}: docstring indentation leaked"
@@ -115,6 +117,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "list_proposals",
         "list_reviews",
         "alignment_chart",
+        "judge_card",
     }
     assert tools["update_draft"].annotations.destructive_hint is True  # type: ignore[union-attr]
     assert tools["run_alignment"].annotations.open_world_hint is True  # type: ignore[union-attr]

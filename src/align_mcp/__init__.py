@@ -30,7 +30,9 @@ from align_mcp.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from align_mcp.core.cards import JudgeCard
     from align_mcp.core.comparison import JudgeModel, ModelComparison, ModelPrice, ModelResult
+    from align_mcp.core.exports import ExportReport
     from align_mcp.core.models import (
         AddToQueueReport,
         AlignmentReport,
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
     from align_mcp.engine.alignment import list_runs as list_alignment_runs
     from align_mcp.engine.alignment import report as alignment_report
     from align_mcp.engine.alignment import resume as resume_alignment
+    from align_mcp.engine.card import judge_card
     from align_mcp.engine.compare import compare_models
     from align_mcp.engine.evaluators import create as create_evaluator
     from align_mcp.engine.evaluators import diff as diff_draft
@@ -82,6 +85,7 @@ if TYPE_CHECKING:
     from align_mcp.engine.evaluators import list_all as list_evaluators
     from align_mcp.engine.evaluators import restore as restore_version
     from align_mcp.engine.evaluators import save as save_prompt
+    from align_mcp.engine.exports import export_reference_set
     from align_mcp.engine.ingest import get_run, import_runs
     from align_mcp.engine.queues import add_to_queue, list_queues, next_items, submit_label, submit_labels
     from align_mcp.engine.reviews import adjudicate as adjudicate_label
@@ -165,6 +169,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ModelPrice": ("align_mcp.core.comparison", "ModelPrice"),
     "ModelComparison": ("align_mcp.core.comparison", "ModelComparison"),
     "ModelResult": ("align_mcp.core.comparison", "ModelResult"),
+    "export_reference_set": ("align_mcp.engine.exports", "export_reference_set"),
+    "judge_card": ("align_mcp.engine.card", "judge_card"),
+    "ExportReport": ("align_mcp.core.exports", "ExportReport"),
+    "JudgeCard": ("align_mcp.core.cards", "JudgeCard"),
 }
 
 __all__ = [
@@ -178,6 +186,7 @@ __all__ = [
     "DraftDiff",
     "EmptyReferenceSet",
     "Evaluator",
+    "ExportReport",
     "FailureAnalysis",
     "FailureMode",
     "FlipReport",
@@ -186,6 +195,7 @@ __all__ = [
     "Interval",
     "InvalidInput",
     "InvalidScore",
+    "JudgeCard",
     "JudgeConfigError",
     "JudgeFailed",
     "JudgeModel",
@@ -231,12 +241,14 @@ __all__ = [
     "corrected_pass_rate",
     "create_evaluator",
     "diff_draft",
+    "export_reference_set",
     "get_evaluator",
     "get_misaligned",
     "get_proposal",
     "get_run",
     "get_version",
     "import_runs",
+    "judge_card",
     "list_alignment_runs",
     "list_evaluators",
     "list_proposals",

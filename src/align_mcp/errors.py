@@ -47,7 +47,7 @@ ACTION_ARGS: dict[Action, tuple[str, ...]] = {
     "update_draft": ("evaluator",),
     "save_prompt": ("evaluator",),
     "list_versions": ("evaluator", "include_prompts", "offset"),
-    "add_to_queue": ("evaluator",),
+    "add_to_queue": ("evaluator", "stale"),
     "label": ("evaluator", "run_id"),
     "show_run": ("run_id", "max_chars"),
     "run_alignment": ("evaluator", "split"),

@@ -28,6 +28,11 @@ def queue_group() -> None:
     "--stratify-by", metavar="KEY", help="With --sample: keep the proportions of this metadata key."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Queue the runs whose label predates a change of instructions (blind relabel).",
+)
 @click.pass_context
 def queue_add(
     ctx: click.Context,
@@ -38,6 +43,7 @@ def queue_add(
     sample: int | None,
     stratify_by: str | None,
     seed: int,
+    stale: bool,
     as_json: bool,
 ) -> None:
     """Put runs into an evaluator's annotation queue."""
@@ -53,7 +59,9 @@ def queue_add(
         except json.JSONDecodeError:
             metadata[key] = value
     run_ids = [x.strip() for x in ids.split(",") if x.strip()] if ids else None
-    r = add_to_queue(store_of(ctx), evaluator, source, run_ids, metadata or None, sample, stratify_by, seed)
+    r = add_to_queue(
+        store_of(ctx), evaluator, source, run_ids, metadata or None, sample, stratify_by, seed, stale=stale
+    )
     emit(
         r,
         as_json,
@@ -73,13 +81,14 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
 
     def show() -> None:
         table(
-            ["evaluator", "pending", "reserved", "labeled", "balance"],
+            ["evaluator", "pending", "reserved", "labeled", "stale", "balance"],
             [
                 [
                     q.evaluator,
                     q.pending,
                     q.reserved,
                     q.labeled,
+                    q.stale,
                     " ".join(f"{k}:{v}" for k, v in q.balance.counts.items()),
                 ]
                 for q in listing.queues

@@ -51,6 +51,8 @@ SUBCOMMANDS = {
     "demo": "demo:demo_cmd",
     "ui": "ui:ui_cmd",
     "chart": "charts:chart_cmd",
+    "export": "data:export_cmd",
+    "card": "data:card_cmd",
 }
 """Each subcommand's name -> "module:attribute" of the click command within align_mcp.cli."""
 

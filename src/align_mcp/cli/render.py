@@ -56,6 +56,8 @@ def step_words(step: NextStep) -> str:
         case "list_versions":
             return f"{cmd('versions', evaluator)} lists the saved versions."
         case "add_to_queue":
+            if a.get("stale"):
+                return f"Send them back for a blind relabel with {cmd('queue', 'add', evaluator, '--stale')}."
             return (
                 f"Queue runs with {cmd('queue', 'add', evaluator, '--source', 'SOURCE')}, then label them "
                 f"with {cmd('queue', 'next', evaluator)} and "
@@ -293,6 +295,11 @@ def print_report(r: AlignmentReport) -> None:
             click.echo("  fixed:  " + ", ".join(f.fixed))
         if f.broken:
             click.echo("  broken: " + ", ".join(f.broken))
+    if len(r.by_rubric) > 1 or r.stale_labels:
+        click.echo("By rubric (the saved version each label was given under):")
+        for g in r.by_rubric:
+            stale = " (possibly stale)" if g.stale else ""
+            click.echo(f"  v{g.rubric_version}: agreement {pct(g.agreement.value)} of {g.n}{stale}")
     for e in r.error_examples:
         click.echo(f"  error {e.run_id}: {e.error}")
     notes(r.warnings, "warning")

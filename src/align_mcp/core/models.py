@@ -348,6 +348,7 @@ class QueueSummary(Model):
     reserved: int = Field(description="Pending runs currently reserved by a labeler")
     labeled: int = Field(description="Runs with a current human label (the reference set)")
     balance: Balance
+    stale: int = Field(default=0, description="Labels given under since-changed instructions")
 
 
 class AddToQueueReport(Model):
@@ -494,6 +495,17 @@ class SplitInfo(Model):
     )
 
 
+class RubricAgreement(Model):
+    """Agreement on the labels given under one rubric (the latest saved version when they were given)."""
+
+    rubric_version: int = Field(
+        description="The saved version the labels were given under; 0: before any save"
+    )
+    n: int
+    agreement: Rate
+    stale: bool = Field(description="The instructions changed since: these labels may need a relabel")
+
+
 class AlignmentReport(Model):
     """The result of run_alignment: metrics, the comparison with the last saved version, and errors."""
 
@@ -510,6 +522,12 @@ class AlignmentReport(Model):
     )
     warnings: list[Note] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
+    by_rubric: list[RubricAgreement] = Field(
+        default_factory=list, description="Agreement split by the rubric version the labels were given under"
+    )
+    stale_labels: int = Field(
+        default=0, description="Labels given under instructions a later saved version changed"
+    )
 
 
 class MisalignedCase(Model):

@@ -25,7 +25,7 @@ from align_mcp.core.models import (
     ScoreType,
 )
 from align_mcp.core.text import clip
-from align_mcp.engine import holdout, leases
+from align_mcp.engine import holdout, leases, rubrics
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -418,7 +418,8 @@ def report(
 ) -> AlignmentReport:
     """Metrics of a run, the baseline's on the same examples, the flips between them, and the errors."""
     run = summary(store, aid)
-    errors = [_example(r) for r in store.alignment_results(aid) if r.error is not None]
+    results = store.alignment_results(aid)
+    errors = [_example(r) for r in results if r.error is not None]
     if baseline_id is None:
         baseline_id = _run_row(store, aid).baseline_id  # the comparison made when the run was started
     baseline = summary(store, baseline_id) if baseline_id is not None else None
@@ -477,6 +478,15 @@ def report(
                 + (holdout.needed_labels(reference_set(store, run.evaluator)) or "")
             )
         )
+    stale = rubrics.stale_count(store, run.evaluator)
+    if stale:
+        notes.append(
+            Note(
+                text=f"{stale} label(s) were given under instructions a later saved version changed; their "
+                "agreement is shown by rubric version. Relabel them blind to check they still hold.",
+                next_steps=[NextStep("add_to_queue", {"evaluator": run.evaluator, "stale": True})],
+            )
+        )
     misaligned = _misaligned_count(store, aid)
     if misaligned and run.split != "test":
         notes.append(
@@ -493,6 +503,12 @@ def report(
         warnings=warnings,
         notes=notes,
         holdout=split_info,
+        by_rubric=rubrics.agreement_by_rubric(
+            store,
+            run.evaluator,
+            [(r.run_id, r.human_score, None if r.error else r.judge_score) for r in results],
+        ),
+        stale_labels=stale,
     )
 
 

@@ -10,6 +10,7 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -66,13 +67,32 @@ _BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
+class PastLabel:
+    """An earlier label of a run, as an export carries it in `history` (oldest first)."""
+
+    score: object
+    comment: str | None
+    labeler: str | None
+    labeled_at: datetime | None
+    rubric_version: int | None
+
+
+@dataclass(frozen=True)
 class FeedbackItem:
-    """One human label carried in the file: a feedback key and its score, with optional comment and labeler."""
+    """One human label carried in the file: a feedback key and its score, with optional comment and labeler.
+
+    An export also carries when it was given (`labeled_at`), the rubric version it was given under, the run's
+    holdout split and the run's earlier labels (`history`); plain imports leave them out.
+    """
 
     key: str
     score: object
     comment: str | None
     labeler: str | None
+    labeled_at: datetime | None = None
+    rubric_version: int | None = None
+    split: Literal["dev", "test"] | None = None
+    history: tuple[PastLabel, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -573,7 +593,75 @@ def _feedback_item(
     labeler = entry.get("labeler") or entry.get("created_by")
     if labeler is None and source:
         labeler = source.get("user_name") or source.get("user_id")
-    return FeedbackItem(key, score, comment, None if labeler is None else str(labeler))
+    split = entry.get("split")
+    if split is not None and split not in ("dev", "test"):
+        raise _error(where, line, f'feedback {key!r} split must be "dev" or "test" (got {split!r})')
+    history = entry.get("history")
+    if history is not None and not isinstance(history, list):
+        raise _error(
+            where, line, f"feedback {key!r} history must be an array of earlier labels (got {_kind(history)})"
+        )
+    return FeedbackItem(
+        key,
+        score,
+        comment,
+        None if labeler is None else str(labeler),
+        _labeled_at(entry.get("labeled_at"), key, line, where),
+        _rubric_version(entry.get("rubric_version"), key, line, where),
+        split,
+        tuple(_past_label(item, key, line, where) for item in history or ()),
+    )
+
+
+def _past_label(entry: object, key: str, line: int, where: str) -> PastLabel:
+    if not isinstance(entry, dict) or entry.get("score") is None or isinstance(entry["score"], dict | list):
+        raise _error(
+            where,
+            line,
+            f'feedback {key!r} history items must be objects like {{"score": 1, "comment"?, "labeler"?, '
+            f'"labeled_at"?}} (got {_kind(entry) if not isinstance(entry, dict) else "one without a score"})',
+        )
+    comment = entry.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise _error(where, line, f"feedback {key!r} history comment must be a string (got {_kind(comment)})")
+    labeler = entry.get("labeler")
+    return PastLabel(
+        entry["score"],
+        comment,
+        None if labeler is None else str(labeler),
+        _labeled_at(entry.get("labeled_at"), key, line, where),
+        _rubric_version(entry.get("rubric_version"), key, line, where),
+    )
+
+
+def _labeled_at(value: object, key: str, line: int, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise _error(
+            where,
+            line,
+            f'feedback {key!r} labeled_at must be an ISO 8601 time like "2026-05-01T12:00:00+00:00" (got {value!r})',
+        )
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _rubric_version(value: object, key: str, line: int, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _error(
+            where,
+            line,
+            f"feedback {key!r} rubric_version must be a version number, 0 or more (got {value!r})",
+        )
+    return value
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------
@@ -587,7 +675,7 @@ class _Column:
     part: str = ""  # for feedback: score | comment | labeler; "json" for a whole-object cell
 
 
-_FEEDBACK_PARTS = ("score", "comment", "labeler")
+_FEEDBACK_PARTS = ("score", "comment", "labeler", "labeled_at", "rubric_version", "split", "history")
 
 
 def _classify(header: list[str], line: int, where: str) -> list[_Column]:
@@ -681,7 +769,9 @@ def _row_record(columns: list[_Column], row: list[str], line: int, where: str) -
         if column.target == "id":
             record["id"] = cell
         elif column.target == "feedback":
-            value = _csv_score(cell) if column.part == "score" else cell
+            value: object = _csv_score(cell) if column.part == "score" else cell
+            if column.part == "history":
+                value = _history_cell(cell, column.name, line, where)
             feedback.setdefault(column.name, {})[column.part] = value
         else:
             bucket = reference if column.target == "reference" else record[column.target]
@@ -694,6 +784,16 @@ def _row_record(columns: list[_Column], row: list[str], line: int, where: str) -
     if feedback:
         record["feedback"] = feedback
     return record
+
+
+def _history_cell(text: str, key: str, line: int, where: str) -> object:
+    """A CSV `feedback.<key>.history` cell: the JSON array of earlier labels an export writes."""
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise _error(
+            where, line, f"feedback {key!r} history must be a JSON array of earlier labels ({e})"
+        ) from e
 
 
 def _read_csv(path: Path) -> Iterator[ParsedRun]:

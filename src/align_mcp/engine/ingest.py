@@ -13,7 +13,7 @@ from align_mcp.core.models import ImportedFeedback, ImportReport, Note, Run, Sou
 from align_mcp.core.text import clip, shown
 from align_mcp.core.views import RunDetail
 from align_mcp.engine.evaluators import check_name, score_type_of
-from align_mcp.engine.feedback import apply_feedback
+from align_mcp.engine.feedback import apply_feedback, details_of
 from align_mcp.engine.formats import Format, ParsedRun, parse_record, read_runs
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NextStep, NotFound
 from align_mcp.store import FeedbackRow, Store
@@ -121,7 +121,7 @@ def _flush(
     for r in batch:
         for fb in r.feedback:
             feedback_counts[fb.key] += 1
-            rows.append(FeedbackRow(r.id, fb.key, fb.score, fb.comment, fb.labeler))
+            rows.append(FeedbackRow(r.id, fb.key, fb.score, fb.comment, fb.labeler, details_of(fb)))
             lines[r.id] = r.line
     by_key: dict[str, list[FeedbackRow]] = defaultdict(list)
     for row in store.insert_feedback(rows):
@@ -132,7 +132,7 @@ def _flush(
                 store,
                 evaluator,
                 score_type_of(store, evaluator),
-                [(f.run_id, f.score, f.comment, f.labeler, lines[f.run_id]) for f in items],
+                [(f.run_id, f.score, f.comment, f.labeler, lines[f.run_id], f.details) for f in items],
             )
     return inserted
 
@@ -181,7 +181,10 @@ def _content_digest(record: ParsedRun) -> bytes:
         record.outputs,
         record.reference_outputs,
         record.metadata,
-        [[f.key, f.score, f.comment, f.labeler] for f in record.feedback],
+        [
+            [f.key, f.score, f.comment, f.labeler, f.split, f.labeled_at, f.rubric_version, f.history]
+            for f in record.feedback
+        ],
     ]
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()

@@ -17,6 +17,7 @@ from align_mcp.core.models import (
     Score,
     ScoreType,
 )
+from align_mcp.engine import rubrics
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.review_rules import check_review_labels, settle_reviews
@@ -39,9 +40,16 @@ def add_to_queue(
     sample: int | None = None,
     stratify_by: str | None = None,
     seed: int = 0,
+    stale: bool = False,
 ) -> AddToQueueReport:
-    """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N."""
+    """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N.
+
+    `stale` queues instead the runs whose label was given under instructions a later saved version changed, for a
+    blind relabel: the queue shows the run without its label, and the relabel joins the label history.
+    """
     get_evaluator(store, evaluator)
+    if stale:
+        return _queue_stale(store, evaluator, source, run_ids, metadata, sample)
     if sample is not None and sample < 1:
         raise InvalidInput(
             f"sample={sample}: the sample size must be a positive number of runs (at least 1)."
@@ -78,6 +86,35 @@ def add_to_queue(
         raise InvalidInput("stratify_by needs sample=N (how many runs to draw).")
     added = store.enqueue(evaluator, ids)
     counts = store.queue_counts(evaluator)
+    return AddToQueueReport(
+        evaluator=evaluator, added=added, already_queued=len(ids) - added, pending=counts.pending
+    )
+
+
+def _queue_stale(
+    store: Store,
+    evaluator: str,
+    source: str | None,
+    run_ids: Sequence[str] | None,
+    metadata: dict[str, Any] | None,
+    sample: int | None,
+) -> AddToQueueReport:
+    if source is not None or run_ids or metadata or sample is not None:
+        raise InvalidInput(
+            "Queueing the possibly stale labels takes every one of them: give no source, run ids, metadata "
+            "filter or sample with it."
+        )
+    ids = rubrics.stale_run_ids(store, evaluator)
+    if not ids:
+        raise InvalidInput(
+            f"No label of {evaluator!r} is possibly stale: every label was given under the instructions of the "
+            "latest saved version (or nothing was saved yet)."
+        )
+    with store.transaction():
+        waiting = set(store.pending_ids(evaluator))
+        store.requeue(evaluator, ids)
+        counts = store.queue_counts(evaluator)
+    added = sum(1 for rid in ids if rid not in waiting)
     return AddToQueueReport(
         evaluator=evaluator, added=added, already_queued=len(ids) - added, pending=counts.pending
     )
@@ -279,6 +316,7 @@ def summary(store: Store, evaluator: str) -> QueueSummary:
         reserved=counts.reserved,
         labeled=counts.labeled,
         balance=balance(store, evaluator, ev.score_type),
+        stale=rubrics.stale_count(store, evaluator),
     )
 
 

@@ -125,6 +125,8 @@ def _step_words(step: NextStep) -> str:
                 )
             return f"{call('list_versions', a)} lists the saved versions."
         case "add_to_queue":
+            if a.get("stale"):
+                return f"Send them back for a blind relabel with {call('add_to_queue', a)}."
             return (
                 f"Queue runs with {call('add_to_queue', a)}; a human then labels them with next_items and "
                 "submit_label."
@@ -329,6 +331,17 @@ def report_markdown(r: AlignmentReport) -> str:
             f"- broken ({len(f.broken)}): {', '.join(f.broken) or '—'}",
             f"- both right {f.both_right}, both wrong {f.both_wrong}; McNemar exact p = {p}",
         ]
+    if len(r.by_rubric) > 1 or r.stale_labels:
+        lines += [
+            "",
+            "## Agreement by rubric",
+            "",
+            "| labels given under | n | agreement | |",
+            "|---|---|---|---|",
+        ]
+        for g in r.by_rubric:
+            value = "—" if g.agreement.value is None else f"{g.agreement.value:.1%}"
+            lines.append(f"| v{g.rubric_version} | {g.n} | {value} | {'possibly stale' if g.stale else ''} |")
     for heading, items in (
         ("Errors", [f"{e.run_id}: {e.error}" for e in r.error_examples]),
         ("Warnings", [note_line(w) for w in r.warnings]),

@@ -187,6 +187,19 @@ def chart_resource(evaluator: str, chart: str, ctx: Context) -> bytes:
     return charts.png(charts.chart_spec(store_of(ctx), evaluator, chart))
 
 
+@_resource(
+    "align://cards/{evaluator}",
+    "judge card",
+    "text/markdown",
+    "The judge card of the latest saved version: prompt, judge, test-split figures, labels, agreement, dates",
+)
+def card_resource(evaluator: str, ctx: Context) -> str:
+    from align_mcp.core.cards import card_markdown
+    from align_mcp.engine.card import judge_card
+
+    return card_markdown(judge_card(store_of(ctx), evaluator))
+
+
 # ---- prompt -------------------------------------------------------------------------------------------------
 
 

@@ -410,9 +410,20 @@ class Store:
             ]
             created = now_iso()
             self.conn.executemany(
-                "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(row.run_id, row.key, score, row.comment, row.labeler, created) for row, score in changed],
+                "INSERT OR REPLACE INTO feedback (run_id, key, score, comment, labeler, created_at, details) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        row.run_id,
+                        row.key,
+                        score,
+                        row.comment,
+                        row.labeler,
+                        created,
+                        _json_or_null(row.details),
+                    )
+                    for row, score in changed
+                ],
             )
         return [row for row, _ in changed]
 
@@ -430,9 +441,9 @@ class Store:
     def feedback_for_key(self, key: str) -> list[FeedbackRow]:
         """Imported feedback under one key, by run id, with each score decoded."""
         return [
-            FeedbackRow(run_id, found, loads(score), comment, labeler)
-            for run_id, found, score, comment, labeler in self._tuples(
-                "SELECT run_id, key, score, comment, labeler FROM feedback WHERE key = ? ORDER BY run_id",
+            FeedbackRow(run_id, found, loads(score), comment, labeler, loads(details))
+            for run_id, found, score, comment, labeler, details in self._tuples(
+                "SELECT run_id, key, score, comment, labeler, details FROM feedback WHERE key = ? ORDER BY run_id",
                 [key],
             )
         ]
@@ -623,9 +634,19 @@ class Store:
                 )
                 relabeled.append(cur.rowcount > 0)
                 self.conn.execute(
-                    "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 1)",
-                    [evaluator, label.run_id, dumps(label.score), label.comment, label.labeler, created],
+                    "INSERT INTO labels (evaluator, run_id, score, comment, labeler, created_at, current, "
+                    "rubric_version) VALUES (?, ?, ?, ?, ?, ?, 1, coalesce(?, (SELECT coalesce(max(version), 0) "
+                    "FROM prompt_versions WHERE evaluator = ?)))",
+                    [
+                        evaluator,
+                        label.run_id,
+                        dumps(label.score),
+                        label.comment,
+                        label.labeler,
+                        created if label.created_at is None else label.created_at.astimezone(UTC).isoformat(),
+                        label.rubric_version,
+                        evaluator,
+                    ],
                 )
                 self.conn.execute(
                     "INSERT INTO queue_items (evaluator, run_id, added_at, labeled) VALUES (?, ?, ?, 1) "
@@ -728,6 +749,40 @@ class Store:
             )
         ]
 
+    def all_labels(self, evaluator: str) -> list[LabelRow]:
+        """Every label of the evaluator, current and replaced, by run id and oldest first (exports)."""
+        return [
+            _label_row(row[:-1], bool(row[-1]))
+            for row in self._tuples(
+                f"SELECT {_LABEL_COLUMNS}, current FROM labels WHERE evaluator = ? ORDER BY run_id, id",
+                [evaluator],
+            )
+        ]
+
+    def rubric_counts(self, evaluator: str) -> dict[int, int]:
+        """Current labels per rubric version they were given under, from the trigger-kept tallies."""
+        return {
+            int(rubric): int(n)
+            for rubric, n in self._tuples(
+                "SELECT rubric_version, n FROM rubric_tallies WHERE evaluator = ? AND n > 0 ORDER BY rubric_version",
+                [evaluator],
+            )
+        }
+
+    def runs_labeled_under(self, evaluator: str, rubrics: Sequence[int]) -> list[str]:
+        """Runs whose current label was given under one of these rubric versions, by run id."""
+        if not rubrics:
+            return []
+        marks = ",".join("?" * len(rubrics))
+        return [
+            run_id
+            for (run_id,) in self._tuples(
+                "SELECT run_id FROM labels INDEXED BY labels_rubric WHERE evaluator = ? AND current = 1 "
+                f"AND rubric_version IN ({marks}) ORDER BY run_id",
+                [evaluator, *rubrics],
+            )
+        ]
+
     # ---- holdout ----------------------------------------------------------------------------------------
 
     def split_rows(self, evaluator: str) -> list[SplitRow]:
@@ -745,6 +800,18 @@ class Store:
         with self._lock:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
+                [(evaluator, row.run_id, row.split, dumps(row.stratum), created) for row in rows],
+            )
+
+    def set_splits(self, evaluator: str, rows: Sequence[SplitRow]) -> None:
+        """Assign runs to dev or test as given, replacing an assignment made here (an imported split wins).
+
+        Call inside `transaction()`.
+        """
+        created = now_iso()
+        with self._lock:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO splits (evaluator, run_id, split, stratum, assigned_at) VALUES (?, ?, ?, ?, ?)",
                 [(evaluator, row.run_id, row.split, dumps(row.stratum), created) for row in rows],
             )
 
@@ -1589,12 +1656,21 @@ def _result_row(row: tuple[Any, ...]) -> ResultRow:
     )
 
 
-_LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at"
+_LABEL_COLUMNS = "id, run_id, score, comment, labeler, created_at, rubric_version"
 
 
 def _label_row(row: tuple[Any, ...], current: bool = True) -> LabelRow:
-    label_id, run_id, score, comment, labeler, created_at = row
-    return LabelRow(label_id, run_id, load_score(score), comment, labeler, parse_time(created_at), current)
+    label_id, run_id, score, comment, labeler, created_at, rubric = row
+    return LabelRow(
+        label_id,
+        run_id,
+        load_score(score),
+        comment,
+        labeler,
+        parse_time(created_at),
+        current,
+        int(rubric or 0),
+    )
 
 
 _VERSION_COLUMNS = "evaluator, version, prompt, judge, message, created_at"
@@ -1642,3 +1718,7 @@ def _alignment_run(row: Sequence[Any]) -> AlignmentRunRow:
         metrics=Metrics.model_validate_json(metrics) if metrics else None,
         baseline_id=baseline_id,
     )
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else dumps(value)

@@ -342,6 +342,50 @@ def m009_result_requests(db: Database) -> None:
 
 
 @migrations()
+def m014_label_rubric(db: Database) -> None:
+    """Every label remembers the rubric it was given under (the latest saved version then; 0 before any save),
+    and imported feedback keeps the details an export carries (history, split, dates, rubric) until an evaluator
+    with its key takes them. Existing labels get the version saved last before they were made. Current labels
+    per rubric are counted by triggers (as m006 counts them per score), so list_queues stays O(1) in labels."""
+    db.executescript(
+        """
+        ALTER TABLE labels ADD COLUMN rubric_version INTEGER NOT NULL DEFAULT 0;
+        UPDATE labels SET rubric_version = (
+            SELECT coalesce(max(p.version), 0) FROM prompt_versions p
+            WHERE p.evaluator = labels.evaluator AND p.created_at <= labels.created_at
+        );
+        CREATE INDEX labels_rubric ON labels(evaluator, rubric_version) WHERE current = 1;
+        ALTER TABLE feedback ADD COLUMN details TEXT;
+
+        CREATE TABLE rubric_tallies (
+            evaluator TEXT NOT NULL,
+            rubric_version INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (evaluator, rubric_version)
+        );
+        INSERT INTO rubric_tallies (evaluator, rubric_version, n)
+            SELECT evaluator, rubric_version, count(*) FROM labels WHERE current = 1
+            GROUP BY evaluator, rubric_version;
+        CREATE TRIGGER labels_rubric_insert AFTER INSERT ON labels WHEN NEW.current = 1 BEGIN
+            INSERT INTO rubric_tallies (evaluator, rubric_version, n) VALUES (NEW.evaluator, NEW.rubric_version, 1)
+                ON CONFLICT (evaluator, rubric_version) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER labels_rubric_update AFTER UPDATE OF current, rubric_version ON labels BEGIN
+            UPDATE rubric_tallies SET n = n - 1
+                WHERE OLD.current = 1 AND evaluator = OLD.evaluator AND rubric_version = OLD.rubric_version;
+            INSERT INTO rubric_tallies (evaluator, rubric_version, n)
+                SELECT NEW.evaluator, NEW.rubric_version, 1 WHERE NEW.current = 1
+                ON CONFLICT (evaluator, rubric_version) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER labels_rubric_delete AFTER DELETE ON labels WHEN OLD.current = 1 BEGIN
+            UPDATE rubric_tallies SET n = n - 1
+                WHERE evaluator = OLD.evaluator AND rubric_version = OLD.rubric_version;
+        END;
+        """
+    )
+
+
+@migrations()
 def m015_comparison_runs(db: Database) -> None:
     """Alignment runs made to compare judge models: kept and reused like any run, but never taken as an
     evaluator's latest run (the misaligned cases and the draft's baseline come from its own judge)."""

@@ -94,6 +94,8 @@ class FeedbackRow:
     score: object
     comment: str | None
     labeler: str | None
+    details: dict[str, Any] | None = None
+    """What an export carried besides the label: labeled_at, rubric_version, split, history (see engine.exports)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,10 @@ class NewLabel:
     score: Score
     comment: str | None
     labeler: str | None
+    created_at: datetime | None = None
+    """When it was given: now unless an import restores an earlier date."""
+    rubric_version: int | None = None
+    """The saved version it was given under: the latest one now unless an import restores it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +189,8 @@ class LabelRow:
     labeler: str | None
     created_at: datetime
     current: bool = True
+    rubric_version: int = 0
+    """The latest saved prompt version when the label was given (0: before any save)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """The MCP tools by area (runs, evaluators, queues and labels, alignment, the optimizer, diagnostics, judge
-models), and the toolsets ALIGN_MCP_TOOLS picks from."""
+models, data out), and the toolsets ALIGN_MCP_TOOLS picks from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from align_mcp import config
 from align_mcp.errors import InvalidInput
 
-AREAS = ("runs", "evaluators", "labels", "alignment", "optimizer", "diagnostics", "models")
+AREAS = ("runs", "evaluators", "labels", "alignment", "optimizer", "diagnostics", "models", "data")
 """The tool modules, in the order of the loop; tools are listed in this order."""
 
 CORE = (
@@ -47,6 +47,9 @@ DIAGNOSTICS = (
 )
 """Disagreement triage, blind second reviews, self-consistency, label suggestions, the corrected pass rate."""
 
+DATA = ("export_reference_set", "judge_card")
+"""Data out: the reference set as a file (the import format, or a LangSmith dataset) and the judge card."""
+
 
 def registered_tools() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
     """Every tool as (function, options for `MCPServer.add_tool`), area by area in the order of the loop."""
@@ -59,7 +62,7 @@ def registered_tools() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
 def toolsets() -> dict[str, tuple[str, ...]]:
     """The toolset names ALIGN_MCP_TOOLS accepts, each with its tools in listing order."""
     every = tuple(fn.__name__ for fn, _ in registered_tools())
-    return {"core": CORE, "diagnostics": DIAGNOSTICS, "models": MODELS, "all": every}
+    return {"core": CORE, "diagnostics": DIAGNOSTICS, "models": MODELS, "data": DATA, "all": every}
 
 
 def select_tools(names: Sequence[str] | None = None) -> tuple[str, ...]:

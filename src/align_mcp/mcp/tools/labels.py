@@ -34,6 +34,7 @@ def add_to_queue(
         str | None, Field(description="With sample: keep the proportions of this metadata key")
     ] = None,
     seed: Annotated[int, Field(description="Random seed for sample")] = 0,
+    stale: Annotated[bool, Field(description="Relabel stale labels, blind")] = False,
     *,
     ctx: Context,
 ) -> AddToQueueReport:
@@ -41,7 +42,7 @@ def add_to_queue(
     `sample` draws a subset, `stratify_by` keeps every group. A run is queued once."""
     from align_mcp.engine.queues import add_to_queue as enqueue
 
-    return enqueue(store_of(ctx), evaluator, source, run_ids, metadata, sample, stratify_by, seed)
+    return enqueue(store_of(ctx), evaluator, source, run_ids, metadata, sample, stratify_by, seed, stale)
 
 
 @tool("List annotation queues", read_only=True)
