@@ -277,6 +277,16 @@ def json_lines(path: Path) -> Iterator[tuple[int, object]]:
                 yield number, _decode_line(where, number, text)
 
 
+def first_line(path: Path) -> str | None:
+    """The file's first non-blank line (BOM dropped), or None for a blank file; raises like json_lines."""
+    where = str(path)
+    with _open(path) as f:
+        for _number, text in _lines(f, where):
+            if text.strip():
+                return text
+    return None
+
+
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 """The largest file read whole as one JSON document (an export that is not one record per line)."""
 

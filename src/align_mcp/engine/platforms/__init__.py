@@ -8,6 +8,7 @@ before it is read, and a bad one raises ImportFormatError naming its line or JSO
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from align_mcp.core.models import ImportFormat
 from align_mcp.engine.formats import (
     ParsedRun,
     detect_format,
+    first_line,
     json_lines,
     read_json_document,
     read_runs,
@@ -90,39 +92,33 @@ def read_file(path: Path, fmt: ImportFormat | None = None) -> Iterator[ParsedRun
         return read_runs(path, fmt)
     if fmt is None and detect_format(path) == "csv":
         return read_runs(path, "csv")
-    first = _first_line(path)
+    text = first_line(path)
+    if text is None:  # a blank file: no runs, which the import reports
+        return read_runs(path, "jsonl") if fmt is None else iter(())
+    first = _decoded_or_none(text)
     document: object | None = None
-    if first is _NOT_JSON or isinstance(first, list):
-        document = _document_or_none(path)
+    if not isinstance(first, dict):
+        # Not one record per line: an array, or a document spread over lines (pretty-printed).
+        try:
+            document = read_json_document(path)
+        except ImportFormatError:
+            if fmt is None and text.strip() not in ("[", "{"):
+                return read_runs(path, "jsonl")  # a JSON Lines file whose first line is bad: say so
+            raise
     name: str | None = fmt
     if name is None:
         name = platform_of(document if document is not None else first)
         if name is None:
             return read_runs(path, "jsonl")
-    if first is _NOT_JSON and document is None:
-        document = read_json_document(path)  # not JSON Lines and not one JSON document: say where it breaks
     return _read_platform(path, name, document)
 
 
-_NOT_JSON = object()
-
-
-def _first_line(path: Path) -> object:
-    """The first non-blank line's JSON value; None for a blank file, _NOT_JSON when that line is not JSON."""
+def _decoded_or_none(text: str) -> object | None:
     try:
-        for _number, value in json_lines(path):
-            return value
-    except ImportFormatError:
-        return _NOT_JSON
-    return None
-
-
-def _document_or_none(path: Path) -> object | None:
-    """The file as one JSON document, or None when it is not one."""
-    try:
-        return read_json_document(path)
-    except ImportFormatError:
+        value: object = json.loads(text)
+    except (ValueError, RecursionError):
         return None
+    return value
 
 
 def _read_platform(path: Path, name: str, document: object | None) -> Iterator[ParsedRun]:
