@@ -76,7 +76,12 @@ def decoded(value: Any) -> Any:
 def text_id(value: object, place: Place, field: str) -> str:
     """A record's id as a non-empty string, or an error naming the field."""
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        shown = "missing" if value is None else f"{kind_of(value)}, not a non-empty string"
+        if value is None:
+            shown = "missing"
+        elif isinstance(value, str | int) and not isinstance(value, bool):
+            shown = "empty"
+        else:
+            shown = f"{kind_of(value)}, not a string"
         raise place.error(f"{field} is {shown}; every record needs its id to be imported")
     return str(value)
 
