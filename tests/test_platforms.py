@@ -13,7 +13,7 @@ The sample files under tests/data/platforms/ are written from each project's doc
   experiment download `GET /v1/experiments/{experiment_id}/json` (`example_id`, `reference_output`, `annotations`).
   https://arize.com/docs/phoenix/tracing/how-to-tracing/feedback-and-annotations/capture-feedback,
   https://raw.githubusercontent.com/api-evangelist/phoenix/refs/heads/main/json-schema/phoenix-span.json,
-  Arize-ai/phoenix docs (REST API, experiments: /v1/experiments/{experiment_id}/json)
+  Arize-ai/phoenix src/phoenix/server/api/routers/v1/experiments.py (get_experiment_json: the experiment download)
 - Opik: a trace with `feedback_scores` `{"name", "value", "category_name", "reason", "source": ui|sdk|online_scoring}`.
   https://www.comet.com/docs/opik/reference/rest-api/traces/add-trace-feedback-score,
   https://comet.com/docs/opik/tracing/annotate_traces
@@ -272,6 +272,31 @@ def test_phoenix_spans_dataframe_rows_are_read_like_rest_spans(tmp_path: Path) -
         {"input": "Hi there"},
         {"output": "Hello!"},
         "tr-1",
+        "gpt-4o",
+    )
+
+
+def test_phoenix_spans_with_nested_attributes_and_top_level_ids_are_read(tmp_path: Path) -> None:
+    span = {
+        "id": "U3BhbjoxMjM=",
+        "span_id": "0f1e2d3c4b5a6978",
+        "trace_id": "tr-2",
+        "name": "ChatCompletion",
+        "span_kind": "LLM",
+        "attributes": {
+            "input": {"value": "Hi there"},
+            "output": {"value": "Hello!"},
+            "llm": {"model_name": "gpt-4o"},
+        },
+    }
+    (run,) = read_file(write(tmp_path / "spans.json", {"data": [span], "next_cursor": None}))
+
+    assert (run.id, run.at, run.inputs, run.outputs, run.metadata["trace_id"], run.metadata["model"]) == (
+        "0f1e2d3c4b5a6978",
+        "data[0]",
+        {"input": "Hi there"},
+        {"output": "Hello!"},
+        "tr-2",
         "gpt-4o",
     )
 
@@ -717,3 +742,19 @@ async def test_mcp_import_runs_takes_a_platform_format(client: Client) -> None:
         2,
         [{"key": "correctness", "count": 2, "evaluators": []}],
     )
+
+
+def test_a_human_score_that_does_not_fit_the_evaluator_names_the_run_and_stores_nothing(
+    store: Store, db_path: Path
+) -> None:
+    evaluators.create(store, "helpfulness", BINARY)  # the Opik UI scores are categories: helpful / unhelpful
+    before = snapshot(db_path)
+
+    with pytest.raises(ImportFormatError) as e:
+        ingest.import_runs(store, "opik", path=DATA / "opik_traces.jsonl")
+
+    assert str(e.value) == (
+        "run '0196a1b2-0001-7000-8000-000000000001': feedback for evaluator 'helpfulness': Score 'helpful' is not "
+        "valid for a binary evaluator; use 1 (pass) or 0 (fail). Nothing from this import was stored."
+    )
+    assert snapshot(db_path) == before

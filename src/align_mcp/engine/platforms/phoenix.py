@@ -17,7 +17,10 @@ def matches(record: dict[str, Any]) -> bool:
     """Whether the record is a Phoenix span, experiment run or dataset example."""
     context = record.get("context")
     return (
-        (isinstance(context, dict) and "span_id" in context and "span_kind" in record)
+        (
+            ((isinstance(context, dict) and "span_id" in context) or "span_id" in record)
+            and "span_kind" in record
+        )
         or "context.span_id" in record
         or ("example_id" in record and ("repetition_number" in record or "reference_output" in record))
         or record.keys() >= _DATASET_EXAMPLE
@@ -37,10 +40,13 @@ def read(record: dict[str, Any], place: Place) -> Iterator[ParsedRun]:
 def _span(record: dict[str, Any], place: Place) -> ParsedRun:
     context = record.get("context")
     context = context if isinstance(context, dict) else {}
+    # Phoenix versions put the ids in `context` (REST), in dataframe columns, or at the top level (older REST).
     span_id = text_id(
-        context.get("span_id", record.get("context.span_id")), place, "the span's context.span_id"
+        context.get("span_id", record.get("context.span_id", record.get("span_id"))),
+        place,
+        "the span's context.span_id",
     )
-    trace_id = context.get("trace_id", record.get("context.trace_id"))
+    trace_id = context.get("trace_id", record.get("context.trace_id", record.get("trace_id")))
     inputs = _value(record, "input", place)
     outputs = _value(record, "output", place)
     metadata: dict[str, Any] = {}
