@@ -598,7 +598,7 @@ def test_a_lone_surrogate_in_a_platform_record_is_refused(tmp_path: Path) -> Non
     path.write_text(lines[0] + "\n" + lines[1].replace("on-prem", "on-prem\\ud800") + "\n", encoding="utf-8")
 
     assert error_of(path) == (
-        f"{path}:2: the string at input.messages.0.content holds a lone surrogate (\\ud800), which is not a Unicode "
+        f"{path}:2: the string at inputs.messages.0.content holds a lone surrogate (\\ud800), which is not a Unicode "
         "character and cannot be stored as UTF-8; write the character itself (or both halves of its surrogate "
         f"pair), or drop it{FIX}"
     )
@@ -758,3 +758,17 @@ def test_a_human_score_that_does_not_fit_the_evaluator_names_the_run_and_stores_
         "valid for a binary evaluator; use 1 (pass) or 0 (fail). Nothing from this import was stored."
     )
     assert snapshot(db_path) == before
+
+
+def test_otel_attribute_values_nesting_too_deep_are_refused(tmp_path: Path) -> None:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(70):
+        value = {"arrayValue": {"values": [value]}}
+    export = load("otel_genai.json")
+    export["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["attributes"][0]["value"] = value
+    path = write(tmp_path / "spans.json", export)
+
+    assert error_of(path) == (
+        f"{path}: resourceSpans[0].scopeSpans[0].spans[1].attributes[0]: an attribute value nests arrays and "
+        f"key/value lists more than 64 levels deep; at most 64 levels are accepted{FIX}"
+    )

@@ -3,7 +3,8 @@ recognised by content (or named by the caller) and streamed as the runs the inge
 
 A platform file is JSON Lines (one record, or one page of records, per line) or one JSON document (an array, a
 paged API response such as {"data": [...]}, or a single record). Every record is checked with value_problem
-before it is read, and a bad one raises ImportFormatError naming its line or JSON path.
+as it is read (what a run would store is checked with value_problem), and a bad one raises ImportFormatError
+naming its line or JSON path.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from align_mcp.engine.formats import (
     json_lines,
     read_json_document,
     read_runs,
-    value_problem,
 )
 from align_mcp.engine.platforms import langfuse, mlflow, opik, otel, phoenix
 from align_mcp.engine.platforms.common import Place, kind_of
@@ -166,8 +166,6 @@ def _check(record: object, place: Place, name: str) -> None:
     platform = PLATFORMS[name]
     if not isinstance(record, dict):
         raise place.error(f"not a JSON object (got {kind_of(record)}); expected {platform.what}")
-    if (problem := value_problem(record)) is not None:
-        raise place.error(problem)
     if not platform.matches(record):
         other = platform_of(record)
         hint = (

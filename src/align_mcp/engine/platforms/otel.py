@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from align_mcp.engine.formats import ParsedRun
+from align_mcp.engine.formats import MAX_DEPTH, ParsedRun
 from align_mcp.engine.platforms.common import Place, Scores, decoded, kind_of, make_run, text_id
 
 WHAT = 'an OTLP JSON trace export (a "resourceSpans" array)'
@@ -201,7 +201,7 @@ def _events(value: object, place: Place) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def _attributes(value: object, place: Place) -> dict[str, Any]:
+def _attributes(value: object, place: Place, depth: int = 0) -> dict[str, Any]:
     """OTLP key/value attributes as a plain dict."""
     if value is None:
         return {}
@@ -212,14 +212,19 @@ def _attributes(value: object, place: Place) -> dict[str, Any]:
         at = place.child(f"attributes[{i}]")
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise at.error('an attribute must be an object with a non-empty "key" and a "value"')
-        out[item["key"]] = _any_value(item.get("value"), at)
+        out[item["key"]] = _any_value(item.get("value"), at, depth + 1)
     return out
 
 
-def _any_value(value: object, place: Place) -> Any:
+def _any_value(value: object, place: Place, depth: int = 1) -> Any:
     """One OTLP AnyValue ({"stringValue": ...}, {"intValue": "3"}, {"arrayValue": {"values": [...]}}...)."""
     if value is None or value == {}:
         return None
+    if depth > MAX_DEPTH:
+        raise place.error(
+            f"an attribute value nests arrays and key/value lists more than {MAX_DEPTH} levels deep; at most "
+            f"{MAX_DEPTH} levels are accepted"
+        )
     if not isinstance(value, dict):
         raise place.error(
             f'an attribute value must be an object like {{"stringValue": "..."}} (got {kind_of(value)})'
@@ -243,13 +248,13 @@ def _any_value(value: object, place: Place) -> Any:
         items = (array.get("values") or []) if isinstance(array, dict) else None
         if not isinstance(items, list):
             raise place.error("arrayValue must hold a values array")
-        return [_any_value(item, place) for item in items]
+        return [_any_value(item, place, depth + 1) for item in items]
     if "kvlistValue" in value:
         kvlist = value["kvlistValue"] or {}
         pairs = (kvlist.get("values") or []) if isinstance(kvlist, dict) else None
         if not isinstance(pairs, list):
             raise place.error("kvlistValue must hold a values array")
-        return _attributes(pairs, place)
+        return _attributes(pairs, place, depth + 1)
     if "bytesValue" in value:
         return value["bytesValue"]
     raise place.error(f"unknown attribute value type {', '.join(sorted(map(str, value)))}")
