@@ -82,7 +82,7 @@ def _first_items(value: object) -> Iterator[dict[str, Any]]:
 def read_file(path: Path, fmt: ImportFormat | None = None) -> Iterator[ParsedRun]:
     """Stream the runs of a file in the format given, else the one detected (extension, then content).
 
-    The path is checked and the format told now; records are read as the iterator is consumed, and the first
+    The path is checked and the format decided now; records are read as the iterator is consumed, and the first
     bad one raises ImportFormatError naming where it is.
     """
     path = path.expanduser()
