@@ -106,7 +106,7 @@ def _assessments(value: object, scores: Scores, place: Place) -> dict[str, Any]:
         name = assessment.get("assessment_name", assessment.get("name"))
         source = assessment.get("source")
         source_type = source.get("source_type") if isinstance(source, dict) else None
-        if "expectation" in assessment:
+        if assessment.get("expectation") is not None:
             expectation = assessment["expectation"]
             if not isinstance(name, str) or not name:
                 raise at.error("the expectation has no assessment_name")

@@ -175,6 +175,6 @@ def _annotations(value: object, scores: Scores, place: Place) -> None:
             human=str(kind).upper() == "HUMAN",
             source=str(kind),
             comment=result.get("explanation"),
-            labeler=annotation.get("user_id") or annotation.get("identifier") or None,
+            labeler=annotation.get("user_id") or None,
             extra={"score": score} if label is not None and score is not None else None,
         )
