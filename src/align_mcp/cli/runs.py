@@ -15,12 +15,18 @@ from align_mcp.cli.render import emit, print_json, table
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--source", "-s", required=True, help="Name of the source to import into (created if new).")
 @click.option("--kind", type=click.Choice(["experiment", "project"]), default="experiment", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Override detection by extension.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "langfuse", "phoenix", "opik", "mlflow", "otel"]),
+    help="Override detection (by extension, then content).",
+)
 @click.pass_context
 def import_cmd(
     ctx: click.Context, path: Path, source: str, kind: str, fmt: str | None, as_json: bool
 ) -> None:
-    """Import runs from a JSONL or CSV file (idempotent by run id; all or nothing)."""
+    """Import runs from a JSONL or CSV file, or a Langfuse, Phoenix, Opik, MLflow or OTLP JSON export
+    (idempotent by run id; all or nothing)."""
     from align_mcp.engine.ingest import import_runs
 
     counting = not as_json and sys.stderr.isatty()

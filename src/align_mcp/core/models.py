@@ -21,6 +21,7 @@ from align_mcp.errors import InvalidInput, InvalidScore, NextStep
 
 ScoreKind = Literal["binary", "categorical", "ordinal"]
 SourceKind = Literal["experiment", "project"]
+ImportFormat = Literal["jsonl", "csv", "langfuse", "phoenix", "opik", "mlflow", "otel"]
 Score = int | str
 JsonDict = dict[str, Any]
 

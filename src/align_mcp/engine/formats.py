@@ -110,6 +110,8 @@ class ParsedRun:
     """True when the record had no id and got one derived from its content."""
     fingerprint: bytes | None = field(default=None, compare=False)
     """A digest of the line the record was read from (JSONL), to spot a line repeated exactly at little cost."""
+    at: str | None = field(default=None, compare=False)
+    """Where the record is when a line number alone does not say it (a JSON path inside a platform export)."""
 
 
 def _error(where: str, line: int, problem: str) -> ImportFormatError:
@@ -273,18 +275,84 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 """One decoder for every line (json.loads with hooks would build a new one per call)."""
 
 
+def _decode_line(where: str, number: int, text: str) -> object:
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as e:
+        raise _error(where, number, f"invalid JSON ({e.msg} at column {e.colno})") from e
+    except (ValueError, RecursionError) as e:
+        raise _error(where, number, f"invalid JSON ({e})") from e
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """Each non-blank line of a JSON Lines file as a JSON value, with its 1-based number.
+
+    The path must be a regular file; a line that is too long, not UTF-8 or not JSON raises ImportFormatError
+    naming it. The values are not checked with value_problem: the caller checks each record it takes.
+    """
+    where = str(path)
+    with _open(path) as f:
+        for number, text in _lines(f, where):
+            if text.strip():
+                yield number, _decode_line(where, number, text)
+
+
+def first_line(path: Path) -> str | None:
+    """The file's first non-blank line (BOM dropped), or None for a blank file; raises like json_lines."""
+    where = str(path)
+    with _open(path) as f:
+        for _number, text in _lines(f, where):
+            if text.strip():
+                return text
+    return None
+
+
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+"""The largest file read whole as one JSON document (an export that is not one record per line)."""
+
+
+def read_json_document(path: Path) -> object:
+    """The whole file as one JSON value (a JSON array or object, possibly spread over many lines).
+
+    Raises ImportFormatError naming the line and column of invalid UTF-8 or JSON, or a file over
+    MAX_DOCUMENT_BYTES. The values are not checked with value_problem: the caller checks each record it takes.
+    """
+    where = str(path)
+    limit = MAX_DOCUMENT_BYTES
+    with _open(path) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ImportFormatError(
+            f"{where}: the file is larger than {_size(limit)}, the most read as one JSON document. Export it as "
+            "JSON Lines (one record per line), which has no size limit, and import that."
+        )
+    raw = raw.removeprefix(_BOM)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        column = len(raw[line_start : e.start].decode("utf-8", errors="replace")) + 1
+        raise _error(
+            where,
+            line,
+            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {column}); save the file as UTF-8",
+        ) from e
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as e:
+        raise _error(where, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from e
+    except (ValueError, RecursionError) as e:
+        raise _error(where, 1, f"invalid JSON ({e})") from e
+
+
 def _read_jsonl(path: Path) -> Iterator[ParsedRun]:
     where = str(path)
     with _open(path) as f:
         for number, text in _lines(f, where):
             if not text.strip():
                 continue
-            try:
-                obj = _DECODER.decode(text)
-            except json.JSONDecodeError as e:
-                raise _error(where, number, f"invalid JSON ({e.msg} at column {e.colno})") from e
-            except (ValueError, RecursionError) as e:
-                raise _error(where, number, f"invalid JSON ({e})") from e
+            obj = _decode_line(where, number, text)
             if isinstance(obj, list) and number == 1:
                 raise _error(
                     where,

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from align_mcp.core.models import ImportedFeedback, ImportReport, Note, Run, Source, SourceKind
+from align_mcp.core.models import ImportedFeedback, ImportFormat, ImportReport, Note, Run, Source, SourceKind
 from align_mcp.core.text import clip, shown
 from align_mcp.core.views import RunDetail
 from align_mcp.engine.evaluators import check_name, score_type_of
 from align_mcp.engine.feedback import apply_feedback, details_of
-from align_mcp.engine.formats import Format, ParsedRun, parse_record, read_runs
+from align_mcp.engine.formats import ParsedRun, parse_record
+from align_mcp.engine.platforms import read_file
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput, NextStep, NotFound
 from align_mcp.store import FeedbackRow, Store
 
@@ -28,13 +29,14 @@ def import_runs(
     path: str | Path | None = None,
     runs: Sequence[dict[str, Any]] | None = None,
     kind: SourceKind = "experiment",
-    fmt: Format | None = None,
+    fmt: ImportFormat | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import runs into `source` (created on first use) from a file path or an inline list.
 
-    The whole import is one transaction: a bad record raises ImportFormatError with its line number and
-    nothing of the import is stored. Runs whose id is already stored are skipped (idempotent re-import);
+    `fmt` names the file's format (JSONL, CSV or a platform export: see platforms.read_file); by default it is
+    detected from the extension and the content. The whole import is one transaction: a bad record raises
+    ImportFormatError with its line number (or JSON path) and nothing of the import is stored. Runs whose id is already stored are skipped (idempotent re-import);
     `feedback` becomes human labels for every evaluator with that feedback key, now or created later.
     """
     check_name(source, "source")
@@ -46,7 +48,7 @@ def import_runs(
         raise InvalidInput("Give either a file path or an inline list of runs, not both and not neither.")
     records: Iterable[ParsedRun]
     if path is not None:
-        records = read_runs(Path(path).expanduser(), fmt)
+        records = read_file(Path(path).expanduser(), fmt)
     else:
         assert runs is not None
         if len(runs) > MAX_INLINE:
@@ -122,7 +124,7 @@ def _flush(
         for fb in r.feedback:
             feedback_counts[fb.key] += 1
             rows.append(FeedbackRow(r.id, fb.key, fb.score, fb.comment, fb.labeler, details_of(fb)))
-            lines[r.id] = r.line
+            lines[r.id] = r.line if r.at is None else 0
     by_key: dict[str, list[FeedbackRow]] = defaultdict(list)
     for row in store.insert_feedback(rows):
         by_key[row.key].append(row)
@@ -138,7 +140,7 @@ def _flush(
 
 
 def _drop_repeats(
-    store: Store, records: list[ParsedRun], path: str | Path | None, fmt: Format | None, where: str
+    store: Store, records: list[ParsedRun], path: str | Path | None, fmt: ImportFormat | None, where: str
 ) -> list[ParsedRun]:
     """The records whose id is new to this import; a repeat of an earlier record (in this batch or an earlier
     one) is dropped when it stores the same, and refused naming both lines when it does not.
@@ -163,12 +165,12 @@ def _drop_repeats(
     return kept
 
 
-def _same_as_line(path: str | Path | None, fmt: Format | None, line: int, record: ParsedRun) -> bool:
+def _same_as_line(path: str | Path | None, fmt: ImportFormat | None, line: int, record: ParsedRun) -> bool:
     """Whether the file's record on `line` stores exactly what `record` does: read again only when two lines
     with one id differ as text (key order, spacing), which is rare."""
     if path is None or record.fingerprint is None:
         return False  # inline and CSV records are compared by content digest already
-    for first in read_runs(Path(path).expanduser(), fmt):
+    for first in read_file(Path(path).expanduser(), fmt):
         if first.line == line:
             return _content_digest(first) == _content_digest(record)
     return False
@@ -191,6 +193,12 @@ def _content_digest(record: ParsedRun) -> bytes:
 
 
 def _duplicate_error(where: str, record: ParsedRun, first_line: int) -> ImportFormatError:
+    if record.at is not None:
+        return ImportFormatError(
+            f"{where}: {record.at}: id {record.id!r} is already used by an earlier record with different content; "
+            "give each run its own id (or drop one of the two records). Fix that record and import again; nothing "
+            "from this import was stored."
+        )
     if record.derived_id:
         problem = (
             f"this record has the same inputs, outputs and reference outputs as line {first_line} (so the same "

@@ -2,13 +2,13 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from align_mcp import config
-from align_mcp.core.models import ImportReport, SourceKind
+from align_mcp.core.models import ImportFormat, ImportReport, SourceKind
 from align_mcp.core.views import RunDetail
 from align_mcp.errors import InvalidInput
 from align_mcp.mcp.render import GET_RUN_MAX_CHARS
@@ -39,8 +39,8 @@ def import_runs(
         Field(description="experiment (offline, over a dataset) or project (online tracing)"),
     ] = "experiment",
     format: Annotated[
-        Literal["jsonl", "csv"] | None,
-        Field(description="Default: from the extension"),
+        ImportFormat | None,
+        Field(description="Default: detected"),
     ] = None,
     *,
     ctx: Context,
