@@ -25,7 +25,7 @@ from align_mcp.core.models import (
     ScoreType,
 )
 from align_mcp.core.text import clip
-from align_mcp.engine import holdout, leases
+from align_mcp.engine import few_shot, holdout, leases
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -87,7 +87,10 @@ async def run_alignment(
     _check_concurrency(concurrency)
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
+    holdout.ensure_split(store, evaluator)  # before the prompt: its few-shot examples come from the dev split
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
+    # What the run's examples fell short of (none to show, fewer than k), as chosen for this run.
+    notes: list[Note] = few_shot.draft_notes(store, evaluator, ev.draft) if prompt_ref == "draft" else []
     endpoint = resolve_endpoint(settings, env)
     latest = ev.latest_version
     baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
@@ -109,7 +112,6 @@ async def run_alignment(
         on_request=on_request,
     )
     baseline_id: int | None = None
-    notes: list[Note] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
         base_hash = _prompt_hash(base_text, base_settings, base_endpoint)

@@ -339,3 +339,15 @@ def m009_result_requests(db: Database) -> None:
         ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m011_few_shot(db: Database) -> None:
+    """Few-shot examples: the draft's selection settings, and in each saved version the examples it froze (run ids
+    and the rendered block), as JSON; NULL where none are set or the prompt shows none."""
+    db.executescript(
+        """
+        ALTER TABLE evaluators ADD COLUMN few_shot TEXT;
+        ALTER TABLE prompt_versions ADD COLUMN few_shot TEXT;
+        """
+    )
