@@ -96,8 +96,9 @@ def corrections(store: Store, evaluator: str) -> Corrections:
             [],
             missing=Note(
                 text=f"{VARIABLE} shows no examples yet: they are the dev runs where the judge of a saved version "
-                f"and the human disagree, and no saved version of {evaluator!r} has a completed alignment run.",
-                next_steps=[NextStep("run_alignment", {"evaluator": evaluator, "prompt": f"v{latest}"})],
+                f"and the human disagree, and no saved version of {evaluator!r} has a completed alignment run. "
+                f"Judge the reference set with v{latest} first.",
+                next_steps=[NextStep("run_alignment", {"evaluator": evaluator})],
             ),
         )
     version, aid = source
