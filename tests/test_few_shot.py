@@ -235,3 +235,48 @@ async def test_mcp_update_draft_sets_few_shot(fs_store: Store, client: Any) -> N
     assert fs_store.draft_few_shot("correctness") == FewShotSettings(k=2, strategy="cover")
     first = json.dumps(result.structured_content["notes"][0])
     assert "strategy=cover takes one example per failure mode of alignment run " in first
+
+
+async def test_propose_fewshot_searches_on_dev_checks_test_and_applies_only_when_asked(
+    fs_store: Store,
+) -> None:
+    from align_mcp.optimize import proposals
+
+    await align.run_alignment(fs_store, "correctness")
+    draft = evaluators.get(fs_store, "correctness").draft
+
+    proposal = await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=200)
+
+    assert proposal.changed and proposal.mode == "fewshot"
+    assert proposal.few_shot == "k=1,strategy=recent"  # the cheapest selection that fixes every tricky run
+    assert (
+        "{{few_shot_examples}}" in proposal.prompt
+        and "few-shot settings: k=1,strategy=recent" in proposal.diff
+    )
+    assert proposal.dev.after.agreement.value == 1.0 > (proposal.dev.before.agreement.value or 0)
+    assert proposal.test.after.agreement.value == 1.0 > (proposal.test.before.agreement.value or 0)
+    assert proposal.budget.used <= 200
+    assert evaluators.get(fs_store, "correctness").draft == draft  # never applied implicitly
+
+    proposals.apply_proposal(fs_store, "correctness", proposal.id)
+    assert evaluators.get(fs_store, "correctness").draft == proposal.prompt
+    assert fs_store.draft_few_shot("correctness") == FewShotSettings(k=1)
+
+
+async def test_propose_fewshot_without_corrections_says_why(fs_store: Store) -> None:
+    from align_mcp.optimize import proposals
+
+    from align_mcp.engine import queues
+
+    await align.run_alignment(fs_store, "correctness", prompt=1, split="dev")
+    for i in range(10):  # the human comes round to the judge on every tricky run: nothing left to correct
+        queues.submit_label(fs_store, "correctness", f"run-{i:02d}", 1)
+    await align.run_alignment(fs_store, "correctness", prompt=1, split="dev")
+
+    with pytest.raises(InvalidInput) as e:
+        await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=200)
+    assert str(e.value).startswith(
+        "mode='fewshot' picks examples from the corrections of 'correctness', and there are none: "
+        "{{few_shot_examples}} shows no examples: v1's judge agrees with the human on every judged dev example "
+        "of alignment run "
+    )

@@ -73,7 +73,7 @@ def failures_cmd(
 
 @command("propose")
 @click.argument("evaluator")
-@click.option("--mode", type=click.Choice(["gepa", "reflect"]), default="gepa", show_default=True)
+@click.option("--mode", type=click.Choice(["gepa", "reflect", "fewshot"]), default="gepa", show_default=True)
 @click.option(
     "--budget",
     type=int,

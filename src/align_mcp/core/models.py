@@ -828,7 +828,7 @@ class Proposal(Model):
 
     id: int
     evaluator: str
-    mode: Literal["gepa", "reflect"]
+    mode: Literal["gepa", "reflect", "fewshot"]
     status: Literal["proposed", "applied"]
     changed: bool = Field(
         description="False when no candidate beat the draft; the proposal is then the draft"
@@ -850,6 +850,10 @@ class Proposal(Model):
     applied_at: datetime | None = None
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    few_shot: str | None = Field(
+        default=None,
+        description="mode fewshot: the few-shot settings applying it sets, e.g. k=3,strategy=recent",
+    )
 
 
 class ProposalSummary(Model):
@@ -857,7 +861,7 @@ class ProposalSummary(Model):
 
     id: int
     evaluator: str
-    mode: Literal["gepa", "reflect"]
+    mode: Literal["gepa", "reflect", "fewshot"]
     status: Literal["proposed", "applied"]
     changed: bool
     dev_before: float | None = Field(description="Dev agreement of the draft it started from")
