@@ -28,6 +28,7 @@ EXPECTED = {
     "context": ["run_alignment + first get_misaligned page"],
     "listing": ["tools/list on the wire", "model-visible"],
     "load": ["failed requests", "labels stored twice", "runs reserved by two labelers", "read p95"],
+    "fewshot": ["few-shot off", "few-shot on"],
 }
 
 

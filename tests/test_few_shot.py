@@ -17,8 +17,9 @@ from align_mcp.core.few_shot import Correction, FewShotSettings, parse_settings,
 from align_mcp.core.models import ScoreType
 from align_mcp.core.templates import fill_few_shot, render
 from align_mcp.engine import alignment as align
-from align_mcp.engine import evaluators, few_shot, holdout, ingest
+from align_mcp.engine import evaluators, few_shot, holdout, ingest, queues
 from align_mcp.errors import InvalidInput
+from align_mcp.optimize import proposals
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section, verdict, when_shown
 
@@ -118,8 +119,6 @@ async def test_saving_freezes_the_examples_into_the_version(fs_store: Store) -> 
     before = evaluators.prompt_for(fs_store, "correctness", saved.version)[1]
 
     # The human now explains the shown correction differently: the draft follows, the version does not.
-    from align_mcp.engine import queues
-
     queues.submit_label(fs_store, "correctness", frozen.run_ids[0], 0, comment="A NEW EXPLANATION")
     evaluators.edit_draft(fs_store, "correctness", few_shot_settings="strategy=random,seed=3")
 
@@ -240,8 +239,6 @@ async def test_mcp_update_draft_sets_few_shot(fs_store: Store, client: Any) -> N
 async def test_propose_fewshot_searches_on_dev_checks_test_and_applies_only_when_asked(
     fs_store: Store,
 ) -> None:
-    from align_mcp.optimize import proposals
-
     await align.run_alignment(fs_store, "correctness")
     draft = evaluators.get(fs_store, "correctness").draft
 
@@ -264,10 +261,6 @@ async def test_propose_fewshot_searches_on_dev_checks_test_and_applies_only_when
 
 
 async def test_propose_fewshot_without_corrections_says_why(fs_store: Store) -> None:
-    from align_mcp.optimize import proposals
-
-    from align_mcp.engine import queues
-
     await align.run_alignment(fs_store, "correctness", prompt=1, split="dev")
     for i in range(10):  # the human comes round to the judge on every tricky run: nothing left to correct
         queues.submit_label(fs_store, "correctness", f"run-{i:02d}", 1)
