@@ -24,6 +24,7 @@ from align_mcp.core.models import (
     Score,
     ScoreType,
 )
+from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
 from align_mcp.engine import few_shot, holdout, leases
 from align_mcp.engine.evaluators import get as get_evaluator
@@ -87,10 +88,7 @@ async def run_alignment(
     _check_concurrency(concurrency)
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
-    holdout.ensure_split(store, evaluator)  # before the prompt: its few-shot examples come from the dev split
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
-    # What the run's examples fell short of (none to show, fewer than k), as chosen for this run.
-    notes: list[Note] = few_shot.draft_notes(store, evaluator, ev.draft) if prompt_ref == "draft" else []
     endpoint = resolve_endpoint(settings, env)
     latest = ev.latest_version
     baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
@@ -99,6 +97,12 @@ async def run_alignment(
         # Resolved before any run is made: a baseline that cannot be judged must not leave a stray draft run.
         baseline = (base_ref, base_text, base_settings, resolve_endpoint(base_settings, env))
     split, examples = _examples(store, evaluator, split)
+    notes: list[Note] = []
+    if prompt_ref == "draft" and uses_few_shot(ev.draft):
+        # Chosen again now that the split surely exists (it may have been made just above), and said what the
+        # examples fell short of (none to show, fewer than k).
+        text = prompt_for(store, evaluator, "draft")[1]
+        notes = few_shot.draft_notes(store, evaluator, ev.draft)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
