@@ -273,3 +273,34 @@ async def test_propose_fewshot_without_corrections_says_why(fs_store: Store) -> 
         "{{few_shot_examples}} shows no examples: v1's judge agrees with the human on every judged dev example "
         "of alignment run "
     )
+
+
+async def test_cli_draft_edit_sets_few_shot_and_refuses_a_k_above_the_corrections(
+    fs_store: Store, db_path: Any, tmp_path: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from align_mcp.cli import main
+
+    aid = (await align.run_alignment(fs_store, "correctness")).run.id
+    n = len(few_shot.corrections(fs_store, "correctness").items)
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(FEW_SHOT_PROMPT, encoding="utf-8")
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(main, ["--db", str(db_path), *args], catch_exceptions=False)
+
+    done = cli(
+        "draft", "edit", "correctness", "--file", str(prompt), "--few-shot", "k=2,strategy=random,seed=1"
+    )
+    assert done.exit_code == 0, done.output
+    assert "few-shot settings: none -> k=2,strategy=random,seed=1" in done.output
+    shown = json.loads(cli("draft", "show", "correctness", "--json").output)
+    assert shown["few_shot"] == "k=2,strategy=random,seed=1"
+
+    refused = cli("draft", "edit", "correctness", "--few-shot", "k=40")
+    assert refused.exit_code != 0
+    assert (
+        f"Few-shot k=40 is more than the {n} correction(s) 'correctness' has (dev runs where v1's judge and the "
+        f"human disagree, alignment run {aid})." in " ".join(refused.output.split())
+    )

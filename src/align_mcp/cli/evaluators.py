@@ -172,7 +172,7 @@ def draft_show(ctx: click.Context, name: str, as_json: bool) -> None:
 
     ev = evaluators.get(store_of(ctx), name)
     emit(
-        {"evaluator": name, "draft": ev.draft, "judge": ev.judge.model_dump()},
+        {"evaluator": name, "draft": ev.draft, "judge": ev.judge.model_dump(), "few_shot": ev.few_shot},
         as_json,
         lambda: click.echo(ev.draft),
     )

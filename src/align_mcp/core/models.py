@@ -258,6 +258,9 @@ class Evaluator(Model):
     draft_differs: bool = Field(description="True when the draft differs from the last saved version")
     versions: list[VersionSummary] = Field(default_factory=list)
     created_at: datetime
+    few_shot: str | None = Field(
+        default=None, description="The draft's few-shot settings when set, e.g. k=5,strategy=recent"
+    )
     notes: list[Note] = Field(
         default_factory=list, description="Remarks on the prompt just written, e.g. a path no stored run has"
     )

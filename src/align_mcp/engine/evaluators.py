@@ -163,6 +163,7 @@ def get(store: Store, name: str) -> Evaluator:
         draft_differs=differs,
         versions=summaries,
         created_at=row.created_at,
+        few_shot=settings.describe() if (settings := store.draft_few_shot(name)) is not None else None,
     )
 
 
