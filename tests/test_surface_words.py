@@ -27,6 +27,7 @@ SCANNED_PACKAGES = ("core", "store", "llm", "engine", "optimize", "diagnose")
 
 CONVERTED = {
     "core/__init__.py",
+    "core/few_shot.py",
     "core/metrics.py",
     "core/models.py",
     "core/templates.py",
@@ -47,6 +48,7 @@ CONVERTED = {
     "engine/alignment.py",
     "engine/evaluators.py",
     "engine/feedback.py",
+    "engine/few_shot.py",
     "engine/formats.py",
     "engine/holdout.py",
     "engine/ingest.py",
@@ -60,6 +62,7 @@ CONVERTED = {
     "optimize/__init__.py",
     "optimize/candidates.py",
     "optimize/failure_modes.py",
+    "optimize/few_shot_search.py",
     "optimize/gepa.py",
     "optimize/overview.py",
     "optimize/proposals.py",
