@@ -24,7 +24,7 @@ if str(HERE) not in sys.path:
 
 from _common import BenchResult, machine  # noqa: E402
 
-BENCHES = ["align", "cache", "startup", "store", "prefix", "context", "listing", "load", "compare"]
+BENCHES = ["align", "cache", "startup", "store", "prefix", "context", "listing", "load", "compare", "fewshot"]
 
 
 def _module(name: str) -> Any:

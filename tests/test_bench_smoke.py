@@ -29,6 +29,7 @@ EXPECTED = {
     "listing": ["tools/list on the wire", "model-visible"],
     "load": ["failed requests", "labels stored twice", "runs reserved by two labelers", "read p95"],
     "compare": ["3 models / one model", "requests in flight at the server during the comparison"],
+    "fewshot": ["few-shot off", "few-shot on"],
 }
 
 

@@ -28,6 +28,7 @@ SCANNED_PACKAGES = ("core", "store", "llm", "engine", "optimize", "diagnose")
 CONVERTED = {
     "core/__init__.py",
     "core/comparison.py",
+    "core/few_shot.py",
     "core/metrics.py",
     "core/models.py",
     "core/templates.py",
@@ -51,6 +52,7 @@ CONVERTED = {
     "engine/compare.py",
     "engine/evaluators.py",
     "engine/feedback.py",
+    "engine/few_shot.py",
     "engine/formats.py",
     "engine/holdout.py",
     "engine/ingest.py",
@@ -74,6 +76,7 @@ CONVERTED = {
     "optimize/__init__.py",
     "optimize/candidates.py",
     "optimize/failure_modes.py",
+    "optimize/few_shot_search.py",
     "optimize/gepa.py",
     "optimize/overview.py",
     "optimize/proposals.py",

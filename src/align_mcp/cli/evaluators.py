@@ -172,7 +172,7 @@ def draft_show(ctx: click.Context, name: str, as_json: bool) -> None:
 
     ev = evaluators.get(store_of(ctx), name)
     emit(
-        {"evaluator": name, "draft": ev.draft, "judge": ev.judge.model_dump()},
+        {"evaluator": name, "draft": ev.draft, "judge": ev.judge.model_dump(), "few_shot": ev.few_shot},
         as_json,
         lambda: click.echo(ev.draft),
     )
@@ -190,6 +190,13 @@ def draft_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Judge setting, e.g. temperature=0.2."
 )
+@click.option(
+    "--few-shot",
+    "few_shot",
+    metavar="SETTINGS",
+    help="How {{few_shot_examples}} picks corrected dev examples, e.g. k=5,strategy=random,seed=1 "
+    "(strategy: recent, random or cover).",
+)
 @click.pass_context
 def draft_edit(
     ctx: click.Context,
@@ -197,9 +204,10 @@ def draft_edit(
     prompt_file: Path | None,
     replace: tuple[str, str] | None,
     settings: tuple[str, ...],
+    few_shot: str | None,
     as_json: bool,
 ) -> None:
-    """Edit the draft: a new prompt file, a find/replace, and/or judge settings."""
+    """Edit the draft: a new prompt file, a find/replace, judge settings, and/or few-shot settings."""
     from align_mcp.engine.evaluators import edit_draft
 
     judge: dict[str, Any] = {}
@@ -211,8 +219,10 @@ def draft_edit(
             judge[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             judge[key.strip()] = value
-    if prompt_file is None and not replace and not judge:
-        raise InvalidInput("Nothing to change: give --file, --replace OLD NEW or --set KEY=VALUE.")
+    if prompt_file is None and not replace and not judge and few_shot is None:
+        raise InvalidInput(
+            "Nothing to change: give --file, --replace OLD NEW, --set KEY=VALUE or --few-shot SETTINGS."
+        )
     prompt = prompt_file.read_text(encoding="utf-8") if prompt_file else None
     update = edit_draft(
         store_of(ctx),
@@ -221,6 +231,7 @@ def draft_edit(
         replace=(replace[0], replace[1]) if replace else None,
         judge=judge or None,
         max_chars=None,
+        few_shot_settings=few_shot,
     )
 
     def show() -> None:

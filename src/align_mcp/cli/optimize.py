@@ -73,7 +73,7 @@ def failures_cmd(
 
 @command("propose")
 @click.argument("evaluator")
-@click.option("--mode", type=click.Choice(["gepa", "reflect"]), default="gepa", show_default=True)
+@click.option("--mode", type=click.Choice(["gepa", "reflect", "fewshot"]), default="gepa", show_default=True)
 @click.option(
     "--budget",
     type=int,
@@ -84,7 +84,8 @@ def failures_cmd(
 )
 @click.pass_context
 def propose_cmd(ctx: click.Context, evaluator: str, mode: str, budget: int, as_json: bool) -> None:
-    """Propose a revised prompt (DSPy GEPA or one reflective rewrite), validated on the held-out test split.
+    """Propose a revised prompt (DSPy GEPA or one reflective rewrite), or which corrected dev examples
+    {{few_shot_examples}} shows (--mode fewshot), validated on the held-out test split.
 
     The proposal is stored, never applied: `align-mcp apply` puts it in the draft, `align-mcp save` saves it.
     """

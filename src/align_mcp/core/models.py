@@ -259,6 +259,9 @@ class Evaluator(Model):
     draft_differs: bool = Field(description="True when the draft differs from the last saved version")
     versions: list[VersionSummary] = Field(default_factory=list)
     created_at: datetime
+    few_shot: str | None = Field(
+        default=None, description="The draft's few-shot settings when set, e.g. k=5,strategy=recent"
+    )
     notes: list[Note] = Field(
         default_factory=list, description="Remarks on the prompt just written, e.g. a path no stored run has"
     )
@@ -847,7 +850,7 @@ class Proposal(Model):
 
     id: int
     evaluator: str
-    mode: Literal["gepa", "reflect"]
+    mode: Literal["gepa", "reflect", "fewshot"]
     status: Literal["proposed", "applied"]
     changed: bool = Field(
         description="False when no candidate beat the draft; the proposal is then the draft"
@@ -869,6 +872,10 @@ class Proposal(Model):
     applied_at: datetime | None = None
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    few_shot: str | None = Field(
+        default=None,
+        description="mode fewshot: the few-shot settings applying it sets, e.g. k=3,strategy=recent",
+    )
 
 
 class ProposalSummary(Model):
@@ -876,7 +883,7 @@ class ProposalSummary(Model):
 
     id: int
     evaluator: str
-    mode: Literal["gepa", "reflect"]
+    mode: Literal["gepa", "reflect", "fewshot"]
     status: Literal["proposed", "applied"]
     changed: bool
     dev_before: float | None = Field(description="Dev agreement of the draft it started from")

@@ -14,6 +14,8 @@ from align_mcp.errors import InvalidInput
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
 ROOTS = ("inputs", "outputs", "reference_outputs", "metadata")
+FEW_SHOT = "few_shot_examples"
+"""The variable that shows the human-corrected examples (one block, the same for every example of a run)."""
 MAX_PROMPT_CHARS = 200_000
 
 
@@ -55,7 +57,8 @@ def validate_template(template: str) -> None:
         )
     _refuse_mustache_tags(template)
     variables = template_variables(template)
-    unknown = sorted({v for v in variables if v.split(".")[0] not in ROOTS})
+    _check_few_shot(template, variables)
+    unknown = sorted({v for v in variables if v.split(".")[0] not in ROOTS and v != FEW_SHOT})
     if unknown:
         raise InvalidInput(
             f"Unknown template variable(s): {', '.join('{{' + v + '}}' for v in unknown)}. "
@@ -67,6 +70,35 @@ def validate_template(template: str) -> None:
             "The prompt never shows the output being judged: add {{outputs}} (or a path such as "
             "{{outputs.answer}}) to the template."
         )
+
+
+def _check_few_shot(template: str, variables: list[str]) -> None:
+    """{{few_shot_examples}} at most once, and before the example, so every request shares the prefix up to it."""
+    count = variables.count(FEW_SHOT)
+    if count == 0:
+        return
+    if count > 1:
+        raise InvalidInput(
+            f"The prompt shows {{{{{FEW_SHOT}}}}} {count} times; show the corrected examples once, before the example."
+        )
+    first = VARIABLE.search(template)
+    if first is not None and first.group(1) != FEW_SHOT:
+        raise InvalidInput(
+            f"{{{{{FEW_SHOT}}}}} comes after {{{{{first.group(1)}}}}}: put it before every variable of the example, "
+            "so all the judge's requests share the prompt up to the example (and providers can cache it)."
+        )
+
+
+def uses_few_shot(template: str) -> bool:
+    return FEW_SHOT in template_variables(template)
+
+
+def fill_few_shot(template: str, block: str) -> str:
+    """The template with {{few_shot_examples}} replaced by `block`, which is kept literal: a {{variable}} quoted
+    in an example's text gets a space between its braces, so rendering never fills it with the judged example."""
+    literal = VARIABLE.sub(lambda m: "{ {" + m.group(0)[2:], block)
+    pattern = re.compile(r"\{\{\s*" + FEW_SHOT + r"\s*\}\}")
+    return pattern.sub(lambda _: literal, template)
 
 
 _TAG = re.compile(r"\{\{\s*([{>#^/&!=])\s*([^}]{0,60})")

@@ -24,8 +24,9 @@ from align_mcp.core.models import (
     Score,
     ScoreType,
 )
+from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
-from align_mcp.engine import holdout, leases, rubrics
+from align_mcp.engine import few_shot, holdout, leases, rubrics
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -96,6 +97,12 @@ async def run_alignment(
         # Resolved before any run is made: a baseline that cannot be judged must not leave a stray draft run.
         baseline = (base_ref, base_text, base_settings, resolve_endpoint(base_settings, env))
     split, examples = _examples(store, evaluator, split)
+    notes: list[Note] = []
+    if prompt_ref == "draft" and uses_few_shot(ev.draft):
+        # Chosen again now that the split surely exists (it may have been made just above), and said what the
+        # examples fell short of (none to show, fewer than k).
+        text = prompt_for(store, evaluator, "draft")[1]
+        notes = few_shot.draft_notes(store, evaluator, ev.draft)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
@@ -109,7 +116,6 @@ async def run_alignment(
         on_request=on_request,
     )
     baseline_id: int | None = None
-    notes: list[Note] = []
     if baseline is not None:
         base_ref, base_text, base_settings, base_endpoint = baseline
         base_hash = _prompt_hash(base_text, base_settings, base_endpoint)

@@ -22,6 +22,7 @@ from align_mcp.core.models import (
 from align_mcp.core.templates import default_prompt, lookup, template_variables, validate_template
 from align_mcp.core.text import clip
 from align_mcp.core.views import DraftUpdate, SavedVersion, VersionEntry, VersionList
+from align_mcp.engine import few_shot
 from align_mcp.engine.feedback import apply_stored_feedback
 from align_mcp.errors import Conflict, InvalidInput, NextStep, NotFound, NothingToSave
 from align_mcp.store import EvaluatorRow, Store, VersionRow
@@ -145,7 +146,12 @@ def get(store: Store, name: str) -> Evaluator:
     versions = store.versions(name)
     summaries = [_version_summary(store, name, v) for v in versions]
     latest = versions[-1] if versions else None
-    differs = latest is None or latest.prompt != row.draft or latest.judge != row.judge
+    differs = (
+        latest is None
+        or latest.prompt != row.draft
+        or latest.judge != row.judge
+        or few_shot.settings_differ(store, name, row.draft, latest)
+    )
     return Evaluator(
         name=row.name,
         feedback_key=row.feedback_key,
@@ -157,12 +163,13 @@ def get(store: Store, name: str) -> Evaluator:
         draft_differs=differs,
         versions=summaries,
         created_at=row.created_at,
+        few_shot=settings.describe() if (settings := store.draft_few_shot(name)) is not None else None,
     )
 
 
 def _version_summary(store: Store, name: str, v: VersionRow) -> VersionSummary:
     # A draft run of the same prompt and settings counts: saving does not change what was measured.
-    aid = store.latest_run_of_prompt(name, v.prompt, v.judge)
+    aid = store.latest_run_of_prompt(name, few_shot.version_text(store, name, v), v.judge)
     agreement = kappa = None
     n = None
     if aid is not None:
@@ -192,8 +199,10 @@ def update_draft(
     prompt: str | None = None,
     replace: tuple[str, str] | None = None,
     judge: dict[str, Any] | None = None,
+    few_shot_settings: str | None = None,
 ) -> Evaluator:
-    """Edit the draft only: a full new prompt, or one exact find/replace, and/or judge settings."""
+    """Edit the draft only: a full new prompt, or one exact find/replace, judge settings, and/or few-shot settings
+    ('k=5,strategy=random,seed=1', any subset)."""
     row = _row(store, name)
     text = row.draft
     if prompt is not None and replace is not None:
@@ -226,6 +235,8 @@ def update_draft(
             raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
         if "api_key_env" in judge:
             _check_judge(settings)
+    if few_shot_settings is not None:
+        few_shot.update_settings(store, name, few_shot_settings)
     store.update_draft(name, text, settings)
     return get(store, name)
 
@@ -236,12 +247,14 @@ def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
     versions = store.versions(name)
     if versions:
         last = versions[-1]
-        if last.prompt == row.draft and last.judge == row.judge:
+        same = last.prompt == row.draft and last.judge == row.judge
+        if same and not few_shot.settings_differ(store, name, row.draft, last):
             raise NothingToSave(
                 f"The draft of {name!r} is identical to v{last.version}; nothing to save.",
                 NextStep("update_draft", {"evaluator": name}),
             )
-    number = store.insert_version(name, row.draft, row.judge, message)
+    frozen = few_shot.freeze(store, name, row.draft)
+    number = store.insert_version(name, row.draft, row.judge, message, frozen)
     return get_version(store, name, number)
 
 
@@ -269,7 +282,11 @@ def list_versions(store: Store, name: str) -> list[PromptVersion]:
 def restore(store: Store, name: str, version: int) -> Evaluator:
     """Copy a saved version into the draft (the versions themselves never change)."""
     v = get_version(store, name, version)
-    store.update_draft(name, v.prompt, v.judge)
+    frozen = store.version_few_shot(name, version)
+    with store.transaction():
+        store.update_draft(name, v.prompt, v.judge)
+        if frozen is not None:
+            store.set_draft_few_shot(name, frozen.settings)
     return get(store, name)
 
 
@@ -296,6 +313,12 @@ def diff(store: Store, name: str, version: int | None = None) -> DraftDiff:
         lines.append(
             "judge settings: " + json.dumps({k: f"{a} -> {b}" for k, (a, b) in changed.items()}) + "\n"
         )
+    if base is not None:
+        stored = store.get_version(name, base.version)
+        if stored is not None and few_shot.settings_differ(store, name, row.draft, stored):
+            frozen = store.version_few_shot(name, base.version)
+            was = frozen.settings.describe() if frozen is not None else "none"
+            lines.append(f"few-shot settings: {was} -> {few_shot.settings_of(store, name).describe()}\n")
     return DraftDiff(
         evaluator=name,
         base_version=base.version if base else None,
@@ -308,7 +331,7 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     """(prompt_ref, text, settings, version) for 'draft', 'v3', 3 or 'latest'."""
     row = _row(store, name)
     if prompt == "draft":
-        return "draft", row.draft, row.judge, None
+        return "draft", few_shot.draft_text(store, name, row.draft), row.judge, None
     if prompt == "latest":
         versions = store.versions(name)
         if not versions:
@@ -324,7 +347,9 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
             raise InvalidInput(f"Prompt {prompt!r} is not 'draft', 'latest' or a version such as 'v2'.")
         number = int(match.group(1))
     v = get_version(store, name, number)
-    return f"v{v.version}", v.prompt, v.judge, v.version
+    stored = store.get_version(name, number)
+    assert stored is not None  # get_version found it
+    return f"v{v.version}", few_shot.version_text(store, name, stored), v.judge, v.version
 
 
 def draft_update(store: Store, name: str, max_chars: int | None = DEFAULT_DIFF_CHARS) -> DraftUpdate:
@@ -363,24 +388,44 @@ def edit_draft(
     replace: tuple[str, str] | None = None,
     judge: dict[str, Any] | None = None,
     max_chars: int | None = DEFAULT_DIFF_CHARS,
+    few_shot_settings: str | None = None,
 ) -> DraftUpdate:
     """Edit the draft (as update_draft) and return its diff against the last saved version."""
-    ev = update_draft(store, name, prompt=prompt, replace=replace, judge=judge)
+    ev = update_draft(
+        store, name, prompt=prompt, replace=replace, judge=judge, few_shot_settings=few_shot_settings
+    )
     update = draft_update(store, name, max_chars)
-    if prompt is None and replace is None:
+    notes = []
+    if prompt is not None or replace is not None:
+        notes += path_notes(store, name, ev.draft)
+    if prompt is not None or replace is not None or few_shot_settings is not None:
+        notes += few_shot.draft_notes(store, name, ev.draft)
+    if not notes:
         return update
-    return update.model_copy(update={"notes": [*path_notes(store, name, ev.draft), *update.notes]})
+    return update.model_copy(update={"notes": [*notes, *update.notes]})
 
 
 def save_version(store: Store, name: str, message: str | None = None) -> SavedVersion:
     """Save the draft as the next version (as save) and say what that changes."""
     v = save(store, name, message)
+    notes = [Note(text=f"Saved as v{v.version}. Later drafts are compared with it.")]
+    frozen = store.version_few_shot(name, v.version)
+    if frozen is not None:
+        shown = (
+            f"{len(frozen.run_ids)} example(s) ({', '.join(frozen.run_ids)})" if frozen.run_ids else "none"
+        )
+        notes.append(
+            Note(
+                text=f"Its few-shot examples are frozen ({frozen.settings.describe()}): {shown}. v{v.version} "
+                "always shows these, whatever is labeled later."
+            )
+        )
     return SavedVersion(
         evaluator=name,
         version=v.version,
         message=v.message,
         created_at=v.created_at,
-        notes=[Note(text=f"Saved as v{v.version}. Later drafts are compared with it.")],
+        notes=notes,
     )
 
 

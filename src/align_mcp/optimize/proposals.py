@@ -24,7 +24,7 @@ from align_mcp.core.models import (
     ScoreType,
     SplitComparison,
 )
-from align_mcp.core.templates import prompt_file
+from align_mcp.core.templates import prompt_file, uses_few_shot
 from align_mcp.engine import alignment, holdout
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
@@ -36,10 +36,11 @@ from align_mcp.llm.runner import Budget, BudgetSpent, Progress
 from align_mcp.llm.structured import StructuredReply, parse_model, reply_format
 from align_mcp.optimize.candidates import MAX_BUDGET, Judging, Outcome, Template, is_wrong
 from align_mcp.optimize.failure_modes import analysis_for, case_text, direction_label, misaligned_cases
+from align_mcp.optimize.few_shot_search import propose_few_shot
 from align_mcp.optimize.gepa import gepa_search, gepa_step_cost, load_dspy
 from align_mcp.store import NewProposal, Store, now_iso
 
-Mode = Literal["gepa", "reflect"]
+Mode = Literal["gepa", "reflect", "fewshot"]
 
 DEFAULT_BUDGET = 300
 REFLECT_EXAMPLES = 12  # misaligned examples shown to the reflect-mode rewrite
@@ -64,16 +65,29 @@ async def propose_prompt(
     and a reflection model rewrites the instructions from feedback carrying the human score and comment and
     the judge's score and reasoning. `mode='reflect'` makes one rewrite from the failure modes, for small
     budgets, and needs no DSPy. `budget` caps the model calls: every HTTP request to the judge, reflection or
-    analysis model counts, retries and re-asks included (cache hits are free), and it is never exceeded. The result holds the revised prompt (same template variables), its
+    analysis model counts, retries and re-asks included (cache hits are free), and it is never exceeded.
+    `mode='fewshot'` searches which corrected dev examples {{few_shot_examples}} shows (strategy and k), adding
+    the variable before the example when the draft lacks it. The result holds the revised prompt (same template variables), its
     diff against the draft, the failure modes it addresses, and dev and test agreement and kappa of the draft
     vs the proposal with 95% intervals and McNemar's flip test. The proposal is stored but not applied:
     apply_proposal copies it into the draft, and only save_prompt makes it a version.
     """
     started = time.perf_counter()
-    if mode not in ("gepa", "reflect"):
-        raise InvalidInput(f"mode={mode!r} is not 'gepa' (DSPy GEPA search) or 'reflect' (one rewrite).")
+    if mode not in ("gepa", "reflect", "fewshot"):
+        raise InvalidInput(
+            f"mode={mode!r} is not 'gepa' (DSPy GEPA search), 'reflect' (one rewrite) or 'fewshot' (corrected "
+            "examples)."
+        )
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
         raise InvalidInput(f"budget={budget!r} must be a whole number of model calls from 1 to {MAX_BUDGET}.")
+    if mode == "fewshot":
+        return await propose_few_shot(store, evaluator, budget, on_progress, concurrency=concurrency, env=env)
+    if uses_few_shot(get_evaluator(store, evaluator).draft):
+        raise InvalidInput(
+            f"The draft of {evaluator!r} shows {{{{few_shot_examples}}}}; mode={mode!r} rewrites the instructions "
+            "of a prompt without them. Use mode='fewshot' to tune the examples, or take the variable out first.",
+            NextStep("propose_prompt", {"evaluator": evaluator, "mode": "fewshot"}),
+        )
     dspy = load_dspy() if mode == "gepa" else None
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
@@ -209,7 +223,7 @@ def apply_proposal(store: Store, evaluator: str, proposal_id: int, force: bool =
             f"Proposal {proposal_id} is identical to the draft it started from; there is nothing to apply."
         )
     current = get_evaluator(store, evaluator).draft
-    if current == proposal.prompt:
+    if current == proposal.prompt and proposal.few_shot is None:
         store.mark_proposal_applied(proposal_id)
         return get_evaluator(store, evaluator)
     if current != proposal.base_prompt and not force:
@@ -220,7 +234,7 @@ def apply_proposal(store: Store, evaluator: str, proposal_id: int, force: bool =
             NextStep("apply_proposal", {"evaluator": evaluator, "proposal_id": proposal_id, "force": True}),
             NextStep("propose_prompt", {"evaluator": evaluator}),
         )
-    updated = update_draft(store, evaluator, prompt=proposal.prompt)
+    updated = update_draft(store, evaluator, prompt=proposal.prompt, few_shot_settings=proposal.few_shot)
     store.mark_proposal_applied(proposal_id)
     return updated
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from align_mcp.core.few_shot import FewShotSettings, FrozenFewShot
 from align_mcp.core.models import (
     FailureAnalysis,
     JudgeSettings,
@@ -532,8 +533,15 @@ class Store:
         )
         return None if row is None else _version_row(row)
 
-    def insert_version(self, evaluator: str, prompt: str, judge: JudgeSettings, message: str | None) -> int:
-        """Append the next version number atomically and return it."""
+    def insert_version(
+        self,
+        evaluator: str,
+        prompt: str,
+        judge: JudgeSettings,
+        message: str | None,
+        few_shot: FrozenFewShot | None = None,
+    ) -> int:
+        """Append the next version number atomically and return it (with the few-shot examples it froze, if any)."""
         with self.transaction():
             version = int(
                 self._scalar(
@@ -542,11 +550,38 @@ class Store:
                 )
             )
             self.conn.execute(
-                "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [evaluator, version, prompt, judge.model_dump_json(), message, now_iso()],
+                "INSERT INTO prompt_versions (evaluator, version, prompt, judge, message, created_at, few_shot) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    evaluator,
+                    version,
+                    prompt,
+                    judge.model_dump_json(),
+                    message,
+                    now_iso(),
+                    few_shot.model_dump_json() if few_shot is not None else None,
+                ],
             )
         return version
+
+    def version_few_shot(self, evaluator: str, version: int) -> FrozenFewShot | None:
+        """The few-shot examples a saved version froze, or None when its prompt shows none."""
+        value = self._scalar(
+            "SELECT few_shot FROM prompt_versions WHERE evaluator = ? AND version = ?", [evaluator, version]
+        )
+        return FrozenFewShot.model_validate_json(value) if value else None
+
+    def draft_few_shot(self, evaluator: str) -> FewShotSettings | None:
+        """The draft's few-shot settings, or None when none were set (the defaults apply)."""
+        value = self._scalar("SELECT few_shot FROM evaluators WHERE name = ?", [evaluator])
+        return FewShotSettings.model_validate_json(value) if value else None
+
+    def set_draft_few_shot(self, evaluator: str, settings: FewShotSettings | None) -> None:
+        """Set (or, with None, clear) the draft's few-shot settings, stamping the draft as updated now."""
+        self._write(
+            "UPDATE evaluators SET few_shot = ?, draft_updated_at = ? WHERE name = ?",
+            [settings.model_dump_json() if settings is not None else None, now_iso(), evaluator],
+        )
 
     # ---- queues and labels ------------------------------------------------------------------------------
 

@@ -342,6 +342,18 @@ def m009_result_requests(db: Database) -> None:
 
 
 @migrations()
+def m011_few_shot(db: Database) -> None:
+    """Few-shot examples: the draft's selection settings, and in each saved version the examples it froze (run ids
+    and the rendered block), as JSON; NULL where none are set or the prompt shows none."""
+    db.executescript(
+        """
+        ALTER TABLE evaluators ADD COLUMN few_shot TEXT;
+        ALTER TABLE prompt_versions ADD COLUMN few_shot TEXT;
+        """
+    )
+
+
+@migrations()
 def m014_label_rubric(db: Database) -> None:
     """Every label remembers the rubric it was given under (the latest saved version then; 0 before any save),
     and imported feedback keeps the details an export carries (history, split, dates, rubric) until an evaluator

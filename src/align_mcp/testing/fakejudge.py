@@ -46,6 +46,7 @@ __all__ = [
     "simulated_responder",
     "truncated_json",
     "verdict",
+    "when_shown",
     "wrong_shape",
 ]
 
@@ -143,6 +144,27 @@ def dribble(interval: float = 0.5) -> Reply:
 def echo_key() -> Reply:
     """HTTP 400 whose error message quotes the API key the request carried."""
     return Reply(status=400, echo_key=True)
+
+
+def when_shown(
+    rules: Sequence[tuple[str, str, Reply, Reply]], otherwise: Responder | None = None
+) -> Responder:
+    """A responder that answers per example, depending on what else the prompt shows.
+
+    Each rule is (example, text, then, without): a request whose judged output (the last ``<outputs>`` section)
+    contains ``example`` gets ``then`` when ``text`` occurs anywhere in the prompt, else ``without``. The first
+    matching rule wins; a request no rule matches goes to ``otherwise`` (a pass verdict when None).
+    """
+
+    def respond(body: JsonDict) -> Reply:
+        prompt = prompt_text(body)
+        judged = section(prompt, "outputs") or ""
+        for example, text, then, without in rules:
+            if example in judged:
+                return then if text in prompt else without
+        return otherwise(body) if otherwise is not None else Reply()
+
+    return respond
 
 
 def _error_body(message: str, type_: str, code: str | None) -> bytes:

@@ -36,13 +36,13 @@ class LabelInput(Model):
 
 
 class JudgeUpdate(Model):
-    """Judge settings; those left out keep their value."""
+    """Unset fields keep their value."""
 
     model: str | None = Field(default=None, description="Default: ALIGN_MCP_JUDGE_MODEL")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
-    api_key_env: str | None = Field(default=None, description="Env var holding the key (never the key)")
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, description="Env var name (never the key)")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    reasoning: bool | None = Field(default=None, description="Reasoning before the score")
+    reasoning: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     timeout: float | None = Field(default=None, gt=0, le=3600, description="Seconds per call")
     max_retries: int | None = Field(default=None, ge=0, le=20)

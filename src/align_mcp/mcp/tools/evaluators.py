@@ -75,6 +75,7 @@ def update_draft(
     find: Annotated[str | None, Field(description="A passage found exactly once in the draft")] = None,
     replace_with: Annotated[str | None, Field(description="What replaces `find` (may be empty)")] = None,
     judge: Annotated[JudgeUpdate | None, Field(description="Judge settings to change")] = None,
+    few_shot: Annotated[str | None, Field(description="e.g. k=5,strategy=recent|random|cover,seed=1")] = None,
     *,
     ctx: Context,
 ) -> DraftUpdate:
@@ -85,10 +86,19 @@ def update_draft(
     if (find is None) != (replace_with is None):
         raise InvalidInput("A find/replace edit needs both `find` and `replace_with`.")
     settings = judge.model_dump(exclude_unset=True) if judge is not None else {}
-    if prompt is None and find is None and not settings:
-        raise InvalidInput("Nothing to change: give `prompt`, `find` + `replace_with`, or `judge` settings.")
+    if prompt is None and find is None and not settings and few_shot is None:
+        raise InvalidInput(
+            "Nothing to change: give `prompt`, `find` + `replace_with`, `judge` or `few_shot`."
+        )
     replace = (find, replace_with) if find is not None and replace_with is not None else None
-    return edit_draft(store_of(ctx), evaluator, prompt=prompt, replace=replace, judge=settings or None)
+    return edit_draft(
+        store_of(ctx),
+        evaluator,
+        prompt=prompt,
+        replace=replace,
+        judge=settings or None,
+        few_shot_settings=few_shot,
+    )
 
 
 @tool("Save the draft as a version")

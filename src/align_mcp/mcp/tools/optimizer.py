@@ -44,7 +44,7 @@ class ProposalBrief(Model):
 
     id: int
     evaluator: str
-    mode: Literal["gepa", "reflect"]
+    mode: Literal["gepa", "reflect", "fewshot"]
     changed: bool = Field(
         description="False when no candidate beat the draft; the proposal is then the draft"
     )
@@ -60,6 +60,9 @@ class ProposalBrief(Model):
     alignment_run: int
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    few_shot: str | None = Field(
+        default=None, description="mode fewshot: the few-shot settings applying sets"
+    )
 
     @classmethod
     def of(cls, proposal: Proposal) -> "ProposalBrief":
@@ -71,9 +74,10 @@ class ProposalBrief(Model):
 async def propose_prompt(
     evaluator: EvaluatorName,
     mode: Annotated[
-        Literal["gepa", "reflect"],
+        Literal["gepa", "reflect", "fewshot"],
         Field(
-            description="gepa: DSPy's GEPA search (optimize extra); reflect: one rewrite, for small budgets"
+            description="gepa: DSPy's GEPA search (optimize extra); reflect: one rewrite, for small budgets; "
+            "fewshot: pick examples"
         ),
     ] = "gepa",
     budget: Annotated[

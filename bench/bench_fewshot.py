@@ -1,0 +1,90 @@
+"""Few-shot examples and provider prompt caching: the share of each judge prompt in the prefix shared by every
+request of a run, with {{few_shot_examples}} off and on.
+
+The block of corrected examples is the same for every request of a run and sits before the example, so it
+should join the shared prefix rather than break it. Measured from the requests the fake judge receives while
+align-mcp judges the dev split of the sample data (examples/support_runs.jsonl): the shipped binary rubric (v1),
+then the same rubric showing k=5 corrected dev examples (the judge here passes everything, so every human fail
+on dev is a correction).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import anyio
+
+from _common import FAKE_KEY, BenchResult, Figure, at_least, env, sample_runs
+from bench_prefix import prefix_share, tokenizer
+
+NAME = "fewshot"
+DESCRIPTION = "shared-prefix share of judge prompts with few-shot examples off and on"
+
+
+def run(quick: bool = False) -> BenchResult:
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import alignment as align
+    from align_mcp.engine import evaluators, ingest
+    from align_mcp.optimize.few_shot_search import with_variable
+    from align_mcp.store import Store
+    from align_mcp.testing.fakejudge import FakeJudgeServer
+
+    result = BenchResult(NAME)
+    tokenizer_name, encode = tokenizer()
+    k = 2 if quick else 5
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fewshot-") as tmp,
+        FakeJudgeServer() as srv,
+        env(
+            ALIGN_MCP_JUDGE_BASE_URL=srv.base_url, ALIGN_MCP_JUDGE_API_KEY=FAKE_KEY, ALIGN_MCP_JUDGE_MODEL="m"
+        ),
+        Store(os.path.join(tmp, "fewshot.db")) as store,
+    ):
+        evaluators.create(store, "correctness", ScoreType(kind="binary"))
+        ingest.import_runs(store, "support", runs=sample_runs())
+
+        def measure() -> dict[str, float]:
+            before = len(srv.chat_bodies)
+            anyio.run(lambda: align.run_alignment(store, "correctness", split="dev", compare=False))
+            return prefix_share(srv.chat_bodies[before:], encode)
+
+        off = measure()
+        draft = evaluators.get(store, "correctness").draft
+        evaluators.update_draft(store, "correctness", prompt=with_variable(draft), few_shot_settings=f"k={k}")
+        on = measure()
+    result.add(
+        Figure(
+            f"few-shot off (v1): prompt tokens in the common prefix ({off['requests']:.0f} requests)",
+            off["tokens_share"],
+            "%",
+        ),
+        Figure(
+            f"few-shot on (k={k}): prompt tokens in the common prefix",
+            on["tokens_share"],
+            "%",
+            "≥ off",
+            at_least(on["tokens_share"], off["tokens_share"]),
+        ),
+        Figure(
+            "  shared prefix with few-shot on",
+            on["prefix_tokens"],
+            "tokens",
+            note=f"off {off['prefix_tokens']:.0f}; mean prompt {off['mean_tokens']:.0f} -> {on['mean_tokens']:.0f}",
+        ),
+        Figure(
+            "  tokens per request outside the shared prefix, on / off",
+            on["mean_example_tokens"] / off["mean_example_tokens"],
+            "x",
+        ),
+    )
+    result.details = {"off": off, "on": on, "k": k, "tokenizer": tokenizer_name}
+    return result
+
+
+if __name__ == "__main__":
+    out = run("--quick" in sys.argv)
+    for f in out.figures:
+        print(f"{f.name:80s} {f.shown()}")
+    print(out.details)
