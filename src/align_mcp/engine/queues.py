@@ -131,6 +131,7 @@ def next_items(
                 source=run.source,
                 inputs=run.inputs,
                 outputs=run.outputs,
+                outputs_b=run.outputs_b,
                 reference_outputs=run.reference_outputs,
                 metadata=run.metadata,
                 reserved_until=None if held is None else held.reserved_until,

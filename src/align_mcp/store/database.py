@@ -21,6 +21,7 @@ from align_mcp.core.models import (
     FailureAnalysis,
     JudgeSettings,
     Metrics,
+    PairOrders,
     Proposal,
     Score,
     ScoreType,
@@ -235,8 +236,8 @@ class Store:
         with self._lock:
             created = now_iso()
             cur = self.conn.executemany(
-                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at, "
+                "outputs_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.id,
@@ -246,6 +247,7 @@ class Store:
                         None if r.reference_outputs is None else dumps(r.reference_outputs),
                         dumps(r.metadata),
                         created,
+                        None if r.outputs_b is None else dumps(r.outputs_b),
                     )
                     for r in runs
                 ],
@@ -287,8 +289,8 @@ class Store:
         out: dict[str, RunRow] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for run_id, source, inputs, outputs, reference_outputs, metadata in self._tuples(
-                "SELECT id, source, inputs, outputs, reference_outputs, metadata FROM runs "
+            for run_id, source, inputs, outputs, reference_outputs, metadata, outputs_b in self._tuples(
+                "SELECT id, source, inputs, outputs, reference_outputs, metadata, outputs_b FROM runs "
                 f"WHERE id IN ({marks})",
                 chunk,
             ):
@@ -300,6 +302,7 @@ class Store:
                         loads(outputs),
                         loads(reference_outputs),
                         loads(metadata) or {},
+                        loads(outputs_b),
                     )
                 except (RecursionError, ValueError) as e:
                     log.warning("Run %r cannot be decoded and is left out: %s", run_id, e)
@@ -308,11 +311,12 @@ class Store:
     def unreadable_run(self, run_id: str) -> str | None:
         """Why a stored run cannot be decoded (see get_runs), or None when it decodes or is not stored."""
         row = self._tuple(
-            "SELECT inputs, outputs, reference_outputs, metadata FROM runs WHERE id = ?", [run_id]
+            "SELECT inputs, outputs, reference_outputs, metadata, outputs_b FROM runs WHERE id = ?", [run_id]
         )
         if row is None:
             return None
-        for column, text in zip(("inputs", "outputs", "reference_outputs", "metadata"), row, strict=True):
+        columns = ("inputs", "outputs", "reference_outputs", "metadata", "outputs_b")
+        for column, text in zip(columns, row, strict=True):
             try:
                 loads(text)
             except RecursionError:
@@ -325,7 +329,7 @@ class Store:
         """Up to `limit` runs a template of the evaluator will be filled from, newest first, as dicts of their
         inputs, outputs, reference_outputs and metadata: its queued (and labeled) runs, or every run when its
         queue is empty. Returns ("queue" or "all", the runs); runs that cannot be decoded are left out."""
-        columns = "r.inputs, r.outputs, r.reference_outputs, r.metadata"
+        columns = "r.inputs, r.outputs, r.reference_outputs, r.metadata, r.outputs_b"
         scope, rows = (
             "queue",
             self._tuples(
@@ -340,16 +344,17 @@ class Store:
                 self._tuples(f"SELECT {columns} FROM runs r ORDER BY r.rowid DESC LIMIT ?", [limit]),
             )
         out: list[dict[str, Any]] = []
-        for inputs, outputs, reference_outputs, metadata in rows:
+        for inputs, outputs, reference_outputs, metadata, outputs_b in rows:
             try:
-                out.append(
-                    {
-                        "inputs": loads(inputs),
-                        "outputs": loads(outputs),
-                        "reference_outputs": loads(reference_outputs),
-                        "metadata": loads(metadata) or {},
-                    }
-                )
+                sample = {
+                    "inputs": loads(inputs),
+                    "outputs": loads(outputs),
+                    "reference_outputs": loads(reference_outputs),
+                    "metadata": loads(metadata) or {},
+                }
+                if outputs_b is not None:
+                    sample.update(outputs_a=sample["outputs"], outputs_b=loads(outputs_b))
+                out.append(sample)
             except (RecursionError, ValueError):
                 continue
         return scope, out
@@ -1236,7 +1241,7 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE alignment_results SET done = 1, judge_score = ?, reasoning = ?, error = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ?, "
+                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ?, orders = ?, "
                 # Added, not set: an example judged again after an error keeps the requests of its first try.
                 "requests = requests + ?, reasks = reasks + ?, waited_s = waited_s + ? "
                 "WHERE alignment_id = ? AND run_id = ? AND done = 0",
@@ -1250,6 +1255,7 @@ class Store:
                         r.cached_tokens,
                         r.latency_ms,
                         int(r.cached),
+                        None if r.orders is None else r.orders.model_dump_json(),
                         r.requests,
                         r.reasks,
                         r.waited_s,
@@ -1263,7 +1269,7 @@ class Store:
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(
-            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL "
+            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL, orders = NULL "
             "WHERE alignment_id = ? AND done = 1 AND error IS NOT NULL",
             [alignment_id],
         )
@@ -1534,7 +1540,7 @@ def _proposal_row(row: tuple[Any, ...]) -> ProposalRow:
 
 _RESULT_COLUMNS = (
     "r.alignment_id, r.run_id, r.human_score, r.done, r.judge_score, r.reasoning, r.error, r.prompt_tokens, "
-    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached"
+    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached, r.orders"
 )
 
 
@@ -1552,6 +1558,7 @@ def _result_row(row: tuple[Any, ...]) -> ResultRow:
         cached_tokens,
         ms,
         cached,
+        orders,
     ) = row
     return ResultRow(
         alignment_id=aid,
@@ -1566,6 +1573,7 @@ def _result_row(row: tuple[Any, ...]) -> ResultRow:
         cached_tokens=cached_tokens,
         latency_ms=ms,
         cached=bool(cached),
+        orders=None if orders is None else PairOrders.model_validate_json(orders),
     )
 
 

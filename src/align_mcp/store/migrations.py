@@ -339,3 +339,15 @@ def m009_result_requests(db: Database) -> None:
         ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m010_pairwise(db: Database) -> None:
+    """Pairwise runs and verdicts: a run's second output (its `outputs` are output A), and per result the verdict
+    of each order a position-swapped comparison was judged in (JSON: original, swapped and their reasoning)."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN outputs_b TEXT;
+        ALTER TABLE alignment_results ADD COLUMN orders TEXT;
+        """
+    )
