@@ -362,7 +362,9 @@ class QueueItem(Model):
     source: str
     inputs: JsonDict
     outputs: JsonDict
-    outputs_b: JsonDict | None = Field(default=None, description="Pairwise runs only: output B (outputs is A)")
+    outputs_b: JsonDict | None = Field(
+        default=None, description="Pairwise runs only: output B (outputs is A)"
+    )
     reference_outputs: JsonDict | None = None
     metadata: JsonDict = Field(default_factory=dict)
     reserved_until: datetime | None = None
@@ -469,7 +471,8 @@ class Metrics(Model):
     )
     # pairwise
     pairwise: PairwiseFigures | None = Field(
-        default=None, description="Pairwise with position swap: each order's agreement and position consistency"
+        default=None,
+        description="Pairwise with position swap: each order's agreement and position consistency",
     )
 
 
@@ -577,7 +580,9 @@ class MisalignedCase(Model):
     direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
     inputs: JsonDict
     outputs: JsonDict
-    outputs_b: JsonDict | None = Field(default=None, description="Pairwise runs only: output B (outputs is A)")
+    outputs_b: JsonDict | None = Field(
+        default=None, description="Pairwise runs only: output B (outputs is A)"
+    )
     reference_outputs: JsonDict | None = None
     human_score: Score
     human_comment: str | None = None
@@ -585,7 +590,8 @@ class MisalignedCase(Model):
     judge_score: Score | None
     judge_reasoning: str | None = None
     orders: PairOrders | None = Field(
-        default=None, description="Pairwise with position swap: each order's verdict (as A/B of the run) and reasoning"
+        default=None,
+        description="Pairwise with position swap: each order's verdict (as A/B of the run) and reasoning",
     )
     flip_share: float | None = Field(
         default=None,

@@ -67,8 +67,10 @@ def validate_template(template: str, score_type: ScoreType | None = None) -> Non
             "{{inputs.question}} (pairwise: {{outputs_a}} and {{outputs_b}})."
         )
     roots = {v.split(".")[0] for v in variables}
-    if score_type is not None and score_type.kind == "pairwise" and not (
-        "outputs_b" in roots and roots & {"outputs_a", "outputs"}
+    if (
+        score_type is not None
+        and score_type.kind == "pairwise"
+        and not ("outputs_b" in roots and roots & {"outputs_a", "outputs"})
     ):
         raise InvalidInput(
             "A pairwise prompt shows both outputs: add {{outputs_a}} and {{outputs_b}} (or paths such as "
