@@ -215,7 +215,7 @@ def test_a_pairwise_record_with_one_output_is_refused(store: Store) -> None:
     assert str(caught.value) == (
         'runs:1: a pairwise record needs two outputs, but it has "outputs_a" and no "outputs_b" (add '
         '"outputs_b", or give a single output as "outputs"). Fix that line and import again; nothing from this '
-        "import was stored."
+        "file was stored."
     )
 
 
