@@ -64,7 +64,7 @@ def validate_template(template: str, score_type: ScoreType | None = None) -> Non
         raise InvalidInput(
             f"Unknown template variable(s): {', '.join('{{' + v + '}}' for v in unknown)}. "
             "Use {{inputs}}, {{outputs}}, {{reference_outputs}}, {{metadata}} or dotted paths such as "
-            "{{inputs.question}} (pairwise: {{outputs_a}} and {{outputs_b}})."
+            "{{inputs.question}}."
         )
     roots = {v.split(".")[0] for v in variables}
     if (
