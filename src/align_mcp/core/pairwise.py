@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import Field
+
 from align_mcp.core.metrics import rate
-from align_mcp.core.models import PairOrders, PairwiseFigures, Score
+from align_mcp.core.models import Model, Note, PairOrders, PairwiseFigures, Score
 
 VERDICTS: list[Score] = ["A", "B", "tie"]
 """Every verdict a pairwise run may end with: a judge that names different winners in the two orders ends in a
@@ -52,3 +54,27 @@ def figures(pairs: Sequence[tuple[Score, PairOrders]]) -> PairwiseFigures:
     )
     consistent = rate(sum(o.original == o.swapped for o in both), len(both))
     return PairwiseFigures(original=original, swapped=swapped, mean=mean, consistency=consistent)
+
+
+class PairReport(Model):
+    """Two sources (two experiments over one dataset) paired into pairwise runs by a shared example key."""
+
+    source: str = Field(description="The source holding the pairwise runs")
+    source_a: str = Field(description="The source whose outputs are output A")
+    source_b: str = Field(description="The source whose outputs are output B")
+    key: str = Field(
+        description="The dotted path both runs of a pair share, e.g. metadata.reference_example_id"
+    )
+    pairs: int = Field(description="Pairs made")
+    inserted: int = Field(description="New pairwise runs stored (a pair already stored is kept as it is)")
+    unmatched_a: list[str] = Field(
+        default_factory=list, description="Run ids of source A whose key no run of source B has (left out)"
+    )
+    unmatched_b: list[str] = Field(
+        default_factory=list, description="Run ids of source B whose key no run of source A has (left out)"
+    )
+    inputs_differ: list[str] = Field(
+        default_factory=list,
+        description="Pairwise run ids whose two runs have different inputs (the pair keeps those of A)",
+    )
+    notes: list[Note] = Field(default_factory=list)
