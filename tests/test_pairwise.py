@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from align_mcp import config
+from align_mcp.cli.main import main
 from align_mcp.core import metrics
 from align_mcp.core.models import JudgeSettings, Score, ScoreType
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators
 from align_mcp.engine.ingest import get_run, import_runs
+from align_mcp.engine.pairing import pair_sources
 from align_mcp.engine.queues import submit_labels
-from align_mcp.errors import ImportFormatError, InvalidInput, InvalidScore
+from align_mcp.errors import ImportFormatError, InvalidInput, InvalidScore, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section
 
@@ -260,3 +263,118 @@ def test_the_default_pairwise_prompt_says_whether_ties_are_allowed(store: Store)
     assert "Score tie only when neither output is better in any way that matters." in with_ties.draft
     assert "There are no ties" in without.draft
     assert "{{outputs_a}}" in without.draft and "{{outputs_b}}" in without.draft
+
+
+# ---- pairing two sources ----------------------------------------------------------------------------------
+
+
+def two_experiments(store: Store, b_examples: tuple[str, ...] = ("e1", "e2", "e3")) -> None:
+    """Two experiments over one dataset: every run keeps its example in metadata.reference_example_id."""
+    for source, examples in (("exp-a", ("e1", "e2", "e3")), ("exp-b", b_examples)):
+        import_runs(
+            store,
+            source,
+            runs=[
+                {
+                    "id": f"{source}-{e}",
+                    "inputs": {"question": f"Q {e}"},
+                    "outputs": {"answer": f"{source} answers {e}"},
+                    "metadata": {"reference_example_id": e},
+                }
+                for e in examples
+            ],
+        )
+
+
+def test_two_experiments_pair_into_pairwise_runs_by_their_example(store: Store) -> None:
+    two_experiments(store)
+    report = pair_sources(store, "exp-a", "exp-b", "a-vs-b")
+    assert (report.pairs, report.inserted, report.unmatched_a, report.unmatched_b) == (3, 3, [], [])
+    run = get_run(store, "exp-a-e2|exp-b-e2")
+    assert (run.source, run.inputs) == ("a-vs-b", {"question": "Q e2"})
+    assert (run.outputs, run.outputs_b) == ({"answer": "exp-a answers e2"}, {"answer": "exp-b answers e2"})
+    assert run.metadata["run_a"] == "exp-a-e2" and run.metadata["run_b"] == "exp-b-e2"
+    again = pair_sources(store, "exp-a", "exp-b", "a-vs-b")
+    assert (again.pairs, again.inserted) == (3, 0)
+
+
+def test_unmatched_examples_are_counted_and_named_unless_skipped(store: Store) -> None:
+    two_experiments(store, b_examples=("e1", "e2", "e4"))
+    with pytest.raises(InvalidInput) as caught:
+        pair_sources(store, "exp-a", "exp-b", "a-vs-b")
+    assert str(caught.value) == (
+        "1 run(s) of 'exp-a' have a metadata.reference_example_id that no run of 'exp-b' has: 'exp-a-e3'; "
+        "1 run(s) of 'exp-b' have a metadata.reference_example_id that no run of 'exp-a' has: 'exp-b-e4'. "
+        "Pair the experiments over the same dataset examples, or skip the unmatched runs."
+    )
+    assert store.get_source("a-vs-b") is None
+    report = pair_sources(store, "exp-a", "exp-b", "a-vs-b", skip_unmatched=True)
+    assert (report.pairs, report.unmatched_a, report.unmatched_b) == (2, ["exp-a-e3"], ["exp-b-e4"])
+
+
+def test_runs_without_the_key_are_counted_and_named(store: Store) -> None:
+    two_experiments(store)
+    with pytest.raises(InvalidInput) as caught:
+        pair_sources(store, "exp-a", "exp-b", "a-vs-b", key="metadata.example_id")
+    assert str(caught.value) == (
+        "3 of 3 run(s) of 'exp-a' have no metadata.example_id: 'exp-a-e1', 'exp-a-e2', 'exp-a-e3'. Pair by a key "
+        "every run has (LangSmith experiment runs keep their example in metadata.reference_example_id)."
+    )
+
+
+def test_pairing_an_unknown_source_names_the_known_ones(store: Store) -> None:
+    two_experiments(store)
+    with pytest.raises(NotFound) as caught:
+        pair_sources(store, "exp-a", "exp-c", "a-vs-c")
+    assert str(caught.value) == "No source named 'exp-c'. Known: exp-a, exp-b."
+
+
+def test_the_cli_pairs_two_sources(store: Store, db_path: Path) -> None:
+    two_experiments(store)
+    result = CliRunner().invoke(
+        main, ["--db", str(db_path), "pair", "exp-a", "exp-b", "--into", "a-vs-b"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "Paired 3 example(s) of 'exp-a' (A) and 'exp-b' (B) by metadata.reference_example_id into 'a-vs-b': "
+        "3 new pairwise run(s)."
+    )
+
+
+async def test_the_mcp_server_pairs_sources_and_asks_for_a_b_or_tie(db_path: Path) -> None:
+    from mcp import Client
+    from mcp.types import ElicitResult
+
+    from align_mcp.mcp.server import create_server
+
+    asked: list[Any] = []
+
+    async def human(ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"score": "tie", "comment": "Both fine"})
+
+    with Store(db_path) as store:
+        two_experiments(store)
+    server = create_server(db_path, tools=["all"])
+    async with Client(server, cache=None, elicitation_callback=human) as client:
+        paired = await client.call_tool(
+            "pair_sources", {"source_a": "exp-a", "source_b": "exp-b", "into": "ab"}
+        )
+        assert not paired.is_error
+        assert paired.structured_content is not None and paired.structured_content["pairs"] == 3
+        created = await client.call_tool(
+            "create_evaluator", {"name": NAME, "score_type": "pairwise", "ties": True}
+        )
+        assert not created.is_error
+        await client.call_tool("add_to_queue", {"evaluator": NAME, "source": "ab"})
+        items = await client.call_tool("next_items", {"evaluator": NAME, "limit": 1})
+        assert items.structured_content is not None
+        item = items.structured_content["items"][0]
+        assert item["outputs_b"] == {"answer": f"exp-b answers {item['inputs']['question'][2:]}"}
+        labeled = await client.call_tool("submit_label", {"evaluator": NAME, "run_id": item["run_id"]})
+        assert not labeled.is_error
+        assert labeled.structured_content is not None
+        assert labeled.structured_content["receipt"]["score"] == "tie"
+    [request] = asked
+    assert request.requested_schema["properties"]["score"]["enum"] == ["A", "B", "tie"]
+    assert "Output A:" in request.message and "Output B:" in request.message

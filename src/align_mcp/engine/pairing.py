@@ -104,7 +104,7 @@ def pair_sources(
     notes.append(
         Note(
             text=f"Create an evaluator with the pairwise score type and queue source {into!r} to label the pairs.",
-            next_steps=[NextStep("add_to_queue", {"source": into})],
+            next_steps=[NextStep("create_evaluator"), NextStep("add_to_queue")],
         )
     )
     return PairReport(
