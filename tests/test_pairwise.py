@@ -378,3 +378,45 @@ async def test_the_mcp_server_pairs_sources_and_asks_for_a_b_or_tie(db_path: Pat
     [request] = asked
     assert request.requested_schema["properties"]["score"]["enum"] == ["A", "B", "tie"]
     assert "Output A:" in request.message and "Output B:" in request.message
+
+
+# ---- the label and review pages -------------------------------------------------------------------------------
+
+
+def test_the_label_page_offers_keys_a_b_t_and_shows_both_outputs_side_by_side(store: Store) -> None:
+    from starlette.testclient import TestClient
+
+    from align_mcp.engine.queues import add_to_queue
+    from align_mcp.web.app import create_app
+
+    two_experiments(store)
+    pair_sources(store, "exp-a", "exp-b", "ab")
+    evaluators.create(store, NAME, PAIRWISE_TIES)
+    add_to_queue(store, NAME, source="ab")
+    here = "http://127.0.0.1:8765"
+    c = TestClient(create_app(store=store, token=None), base_url=here)
+    page = c.get(f"/label/{NAME}").text
+    for key, score, name in (("a", "A", "A is better"), ("b", "B", "B is better"), ("t", "tie", "tie")):
+        assert f"data-score='{score}' data-key='{key}' data-name='{name}'" in page
+    shown_run = c.post(
+        "/api/next", json={"evaluator": NAME, "labeler": "ana"}, headers={"origin": here}
+    ).json()
+    html = shown_run["html"]
+    assert "<div class='side-by-side pair'><section class=part><h3>output A</h3>" in html
+    assert html.index("exp-a answers e1") < html.index("<h3>output B</h3>") < html.index("exp-b answers e1")
+
+
+async def test_the_review_page_shows_both_orders_reasoning(store: Store) -> None:
+    from starlette.testclient import TestClient
+
+    from align_mcp.web.app import create_app
+
+    seed(store)
+    await judged(store, by_content(on_tie="A"))
+    page = TestClient(create_app(store=store, token=None), base_url="http://127.0.0.1:8765").get(
+        f"/review/{NAME}"
+    )
+    assert page.status_code == 200
+    assert "A shown first: <span class='score-value s-A'>A</span>" in page.text
+    assert "B shown first: <span class='score-value s-B'>B</span>" in page.text
+    assert "p3: shown first &#x27;good three too&#x27;, picked A." in page.text
