@@ -420,3 +420,24 @@ async def test_the_review_page_shows_both_orders_reasoning(store: Store) -> None
     assert "A shown first: <span class='score-value s-A'>A</span>" in page.text
     assert "B shown first: <span class='score-value s-B'>B</span>" in page.text
     assert "p3: shown first &#x27;good three too&#x27;, picked A." in page.text
+
+
+def test_a_pairwise_evaluator_queues_only_runs_with_two_outputs(store: Store) -> None:
+    from align_mcp.engine.queues import add_to_queue
+
+    two_experiments(store)
+    pair_sources(store, "exp-a", "exp-b", "ab")
+    evaluators.create(store, NAME, PAIRWISE_TIES)
+    evaluators.create(store, "correctness", ScoreType(kind="binary"))
+    with pytest.raises(InvalidInput) as caught:
+        add_to_queue(store, NAME, source="exp-a")
+    assert str(caught.value) == (
+        "3 of these runs have one output ('exp-a-e1', 'exp-a-e2', 'exp-a-e3'), and pairwise evaluator "
+        "'preference' compares two: import runs with outputs_a and outputs_b, or pair two sources."
+    )
+    with pytest.raises(InvalidInput) as refused:
+        add_to_queue(store, "correctness", source="ab")
+    assert str(refused.value).startswith(
+        "3 of these runs are pairwise, with two outputs ('exp-a-e1|exp-b-e1'"
+    )
+    assert add_to_queue(store, NAME, source="ab").added == 3

@@ -40,8 +40,9 @@ def add_to_queue(
     stratify_by: str | None = None,
     seed: int = 0,
 ) -> AddToQueueReport:
-    """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N."""
-    get_evaluator(store, evaluator)
+    """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N.
+    A pairwise evaluator takes only runs with two outputs, and any other evaluator only runs with one."""
+    ev = get_evaluator(store, evaluator)
     if sample is not None and sample < 1:
         raise InvalidInput(
             f"sample={sample}: the sample size must be a positive number of runs (at least 1)."
@@ -76,6 +77,20 @@ def add_to_queue(
         ids = _sample(store, ids, sample, stratify_by, seed)
     elif stratify_by:
         raise InvalidInput("stratify_by needs sample=N (how many runs to draw).")
+    pairwise = ev.score_type.kind == "pairwise"
+    wrong = store.run_ids_by_outputs(ids, two=not pairwise)
+    if wrong and pairwise:
+        raise InvalidInput(
+            f"{len(wrong)} of these runs have one output ({', '.join(repr(w) for w in wrong[:5])}"
+            f"{' …' if len(wrong) > 5 else ''}), and pairwise evaluator {evaluator!r} compares two: import runs "
+            "with outputs_a and outputs_b, or pair two sources."
+        )
+    if wrong:
+        raise InvalidInput(
+            f"{len(wrong)} of these runs are pairwise, with two outputs ({', '.join(repr(w) for w in wrong[:5])}"
+            f"{' …' if len(wrong) > 5 else ''}), and {ev.score_type.kind} evaluator {evaluator!r} judges one: "
+            "queue them for a pairwise evaluator."
+        )
     added = store.enqueue(evaluator, ids)
     counts = store.queue_counts(evaluator)
     return AddToQueueReport(

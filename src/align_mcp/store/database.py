@@ -388,6 +388,20 @@ class Store:
         sql = "SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
         return [r["id"] for r in self._rows(sql, params)]
 
+    def run_ids_by_outputs(self, ids: Sequence[str], two: bool) -> list[str]:
+        """Of these run ids, those with two outputs (pairwise runs) when `two`, else those with one."""
+        found: list[str] = []
+        test = "IS NOT NULL" if two else "IS NULL"
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found += [
+                run_id
+                for (run_id,) in self._tuples(
+                    f"SELECT id FROM runs WHERE id IN ({marks}) AND outputs_b {test} ORDER BY rowid", chunk
+                )
+            ]
+        return found
+
     def run_metadata(self, ids: Sequence[str], key: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for chunk in _chunks(list(ids), 500):
