@@ -441,3 +441,48 @@ def test_a_pairwise_evaluator_queues_only_runs_with_two_outputs(store: Store) ->
         "3 of these runs are pairwise, with two outputs ('exp-a-e1|exp-b-e1'"
     )
     assert add_to_queue(store, NAME, source="ab").added == 3
+
+
+# ---- resume and flips ----------------------------------------------------------------------------------------
+
+
+async def test_resuming_judges_again_only_the_order_that_failed(store: Store) -> None:
+    from align_mcp.testing.fakejudge import server_error
+
+    seed(store)
+    good = by_content()
+    failed_once: list[str] = []
+
+    def flaky(body: dict[str, Any]) -> Reply:
+        rid, first, _ = shown(body)
+        if rid == "p1" and first == "bad one" and not failed_once:  # p1 with B shown first
+            failed_once.append(rid)
+            return server_error()
+        return good(body)
+
+    with FakeJudgeServer(responder=flaky) as srv:
+        report = await align.run_alignment(store, NAME, env=env_for(srv))
+        assert (report.run.errors, report.run.requests) == (1, 16)
+        [error] = report.error_examples
+        assert error.run_id == "p1" and error.error is not None and error.error.startswith("B shown first: ")
+        resumed = await align.resume(store, report.run.id, retry_errors=True, env=env_for(srv))
+        calls = srv.calls
+    assert calls == 17  # the failed order only: A shown first came from the cache
+    assert resumed.run.errors == 0
+    assert resumed.run.metrics is not None and resumed.run.metrics.agreement.k == 5
+
+
+async def test_flips_against_the_saved_version_use_the_combined_verdict(store: Store) -> None:
+    seed(store)
+    strict = "Read both outputs in full."
+    evaluators.update_draft(store, NAME, replace=("Rubric:", f"{strict}\n\nRubric:"))
+    content = by_content()
+
+    def respond(body: dict[str, Any]) -> Reply:
+        return content(body) if strict in prompt_text(body) else first_shown(body)
+
+    report = await judged(store, respond)
+    assert report.flips is not None
+    # v1 ends every comparison in a tie (right on p7, p8); the draft is right on p1 p2 p4 p5 p7.
+    assert (sorted(report.flips.fixed), report.flips.broken) == (["p1", "p2", "p4", "p5"], ["p8"])
+    assert report.flips.p_value == metrics.mcnemar_exact(4, 1)
