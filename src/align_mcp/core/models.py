@@ -315,7 +315,9 @@ class Run(Model):
     source: str
     inputs: JsonDict = Field(default_factory=dict)
     outputs: JsonDict = Field(default_factory=dict, description="The output judged (pairwise: output A)")
-    outputs_b: JsonDict | None = Field(default=None, description="Pairwise runs only: output B")
+    outputs_b: JsonDict | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Pairwise runs only: output B"
+    )
     reference_outputs: JsonDict | None = None
     metadata: JsonDict = Field(default_factory=dict)
 
@@ -363,7 +365,9 @@ class QueueItem(Model):
     inputs: JsonDict
     outputs: JsonDict
     outputs_b: JsonDict | None = Field(
-        default=None, description="Pairwise runs only: output B (outputs is A)"
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise runs only: output B (outputs is A)",
     )
     reference_outputs: JsonDict | None = None
     metadata: JsonDict = Field(default_factory=dict)
@@ -472,6 +476,7 @@ class Metrics(Model):
     # pairwise
     pairwise: PairwiseFigures | None = Field(
         default=None,
+        exclude_if=lambda v: v is None,
         description="Pairwise with position swap: each order's agreement and position consistency",
     )
 
@@ -581,7 +586,9 @@ class MisalignedCase(Model):
     inputs: JsonDict
     outputs: JsonDict
     outputs_b: JsonDict | None = Field(
-        default=None, description="Pairwise runs only: output B (outputs is A)"
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise runs only: output B (outputs is A)",
     )
     reference_outputs: JsonDict | None = None
     human_score: Score
@@ -591,6 +598,7 @@ class MisalignedCase(Model):
     judge_reasoning: str | None = None
     orders: PairOrders | None = Field(
         default=None,
+        exclude_if=lambda v: v is None,
         description="Pairwise with position swap: each order's verdict (as A/B of the run) and reasoning",
     )
     flip_share: float | None = Field(
