@@ -486,3 +486,33 @@ async def test_flips_against_the_saved_version_use_the_combined_verdict(store: S
     # v1 ends every comparison in a tie (right on p7, p8); the draft is right on p1 p2 p4 p5 p7.
     assert (sorted(report.flips.fixed), report.flips.broken) == (["p1", "p2", "p4", "p5"], ["p8"])
     assert report.flips.p_value == metrics.mcnemar_exact(4, 1)
+
+
+# ---- diagnostics -------------------------------------------------------------------------------------------
+
+
+async def test_self_consistency_samples_the_combined_verdict_of_both_orders(store: Store) -> None:
+    from align_mcp.diagnose.consistency import self_consistency
+
+    seed(store)
+    with FakeJudgeServer(responder=first_shown) as srv:
+        report = await self_consistency(store, NAME, k=3, run_ids=["p1", "p4"], env=env_for(srv))
+        calls = srv.calls
+    assert calls == 2 * 3 * 2  # runs x samples x orders
+    assert report.requests == 12
+    assert {e.run_id: e.scores for e in report.examples} == {"p1": ["tie"] * 3, "p4": ["tie"] * 3}
+
+
+async def test_suggestions_count_a_call_per_order_within_the_budget(store: Store) -> None:
+    from align_mcp.diagnose.suggestions import suggest_labels
+    from align_mcp.engine.queues import add_to_queue
+
+    two_experiments(store)
+    pair_sources(store, "exp-a", "exp-b", "ab")
+    evaluators.create(store, NAME, PAIRWISE_TIES)
+    add_to_queue(store, NAME, source="ab")
+    with FakeJudgeServer(responder=first_shown) as srv:
+        report = await suggest_labels(store, NAME, budget=5, env=env_for(srv))
+        calls = srv.calls
+    # Two runs fit in a budget of 5 calls (two orders each); the third would need a sixth.
+    assert (calls, report.judge_calls, report.unjudged) == (4, 4, 1)

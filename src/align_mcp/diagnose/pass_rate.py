@@ -186,7 +186,7 @@ async def corrected_pass_rate(
     elif score_type.kind == "categorical":
         notes.append(f"'Pass' means the first label, {(score_type.labels or [''])[0]!r}.")
     elif score_type.kind == "pairwise":
-        notes.append("'Pass' means output A wins (its win rate), judged with A shown first only.")
+        notes.append("'Pass' means output A wins (the combined verdict is A): the estimate is A's win rate.")
     if estimate.clipped:
         notes.append(
             "The raw estimate fell outside [0, 1] and was clipped: the unlabeled runs may differ from the "

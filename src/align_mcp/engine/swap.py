@@ -22,6 +22,11 @@ def views(score_type: ScoreType, run: Mapping[str, Any]) -> list[dict[str, Any]]
     return orders
 
 
+def judgements_per_run(score_type: ScoreType) -> int:
+    """How many judge calls one run takes: two for a position-swapped pairwise evaluator, else one."""
+    return 2 if score_type.kind == "pairwise" and score_type.swap else 1
+
+
 def from_cache(hit: CacheEntry) -> Verdict:
     """A cached judgement as a verdict that cost nothing this time."""
     return Verdict(
