@@ -55,6 +55,7 @@ def test_all_lists_every_capability_and_is_bigger_than_core() -> None:
 
     assert set(CORE) | set(DIAGNOSTICS) | set(MODELS) | {
         "get_run",
+        "pair_sources",
         "list_proposals",
         "apply_proposal",
         "alignment_chart",

@@ -99,7 +99,7 @@ async def test_tools_carry_descriptions_output_schemas_and_annotations(client: C
         "suggest_labels",
         "corrected_pass_rate",
     }
-    extras = {"get_run", "list_proposals", "apply_proposal", "alignment_chart", "judge_card"}
+    extras = {"get_run", "pair_sources", "list_proposals", "apply_proposal", "alignment_chart", "judge_card"}
     assert DESIGN_TOOLS | extras | diagnostics == set(tools)
     for tool in tools.values():
         assert tool.description and not tool.description.startswith(" "), tool.name

@@ -397,6 +397,7 @@ class _Run:
     outputs: dict[str, Any]
     reference_outputs: dict[str, Any] | None
     metadata: dict[str, Any]
+    outputs_b: dict[str, Any] | None = None
 
 
 def _just_now(stamp: datetime) -> bool:

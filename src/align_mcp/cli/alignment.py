@@ -160,13 +160,17 @@ def misaligned_cmd(
         for c in page.cases:
             click.echo(f"\n--- {c.run_id}  [{c.direction}]  human {c.human_score} vs judge {c.judge_score}")
             click.echo("inputs:    " + json_line(c.inputs))
-            click.echo("outputs:   " + json_line(c.outputs))
+            click.echo(("outputs:   " if c.outputs_b is None else "output A:  ") + json_line(c.outputs))
+            if c.outputs_b is not None:
+                click.echo("output B:  " + json_line(c.outputs_b))
             if c.reference_outputs:
                 click.echo("reference: " + json_line(c.reference_outputs))
             click.echo(f"human:     {c.human_score}" + (f" — {c.human_comment}" if c.human_comment else ""))
             reasoning = c.judge_reasoning or ""
             tag = simulated(model, reasoning)
             click.echo(f"judge:     {c.judge_score} — {reasoning}{tag}")
+            if c.orders is not None:
+                click.echo(f"orders:    A shown first {c.orders.original}, B shown first {c.orders.swapped}")
         notes(page.notes)
 
     emit(page, as_json, show)

@@ -32,12 +32,18 @@ def parse_range(text: str) -> tuple[int, int]:
 @click.option(
     "--score-type",
     "kind",
-    type=click.Choice(["binary", "categorical", "ordinal"]),
+    type=click.Choice(["binary", "categorical", "ordinal", "pairwise"]),
     default="binary",
     show_default=True,
 )
 @click.option("--labels", help="Categorical labels, comma-separated (e.g. good,ok,bad).")
 @click.option("--range", "score_range", help="Ordinal range, e.g. 1-5.")
+@click.option("--ties", is_flag=True, help="Pairwise: allow 'tie' as a score (A, B or tie).")
+@click.option(
+    "--no-swap",
+    is_flag=True,
+    help="Pairwise: judge each comparison once, A shown first (default: in both orders, answers mapped back).",
+)
 @click.option("--feedback-key", help="Feedback key of the human labels (default: the evaluator name).")
 @click.option(
     "--prompt-file",
@@ -59,6 +65,8 @@ def evaluator_create(
     kind: str,
     labels: str | None,
     score_range: str | None,
+    ties: bool,
+    no_swap: bool,
     feedback_key: str | None,
     prompt_file: Path | None,
     model: str | None,
@@ -79,6 +87,8 @@ def evaluator_create(
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None,
         min=lo,
         max=hi,
+        ties=ties,
+        swap=not no_swap,
     )
     judge = JudgeSettings(
         model=model,

@@ -117,7 +117,9 @@ def queue_next(ctx: click.Context, evaluator: str, labeler: str, limit: int, as_
         for item in page.items:
             click.echo(f"--- {item.run_id}")
             click.echo("inputs:  " + json_line(item.inputs))
-            click.echo("outputs: " + json_line(item.outputs))
+            click.echo(("outputs: " if item.outputs_b is None else "output A: ") + json_line(item.outputs))
+            if item.outputs_b is not None:
+                click.echo("output B: " + json_line(item.outputs_b))
             if item.reference_outputs:
                 click.echo("reference: " + json_line(item.reference_outputs))
         if page.items:

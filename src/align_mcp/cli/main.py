@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "import": "runs:import_cmd",
     "sources": "runs:sources_cmd",
     "show-run": "runs:show_run_cmd",
+    "pair": "runs:pair_cmd",
     "evaluator": "evaluators:evaluator_group",
     "draft": "evaluators:draft_group",
     "save": "evaluators:save_cmd",

@@ -259,6 +259,13 @@ def print_metrics(m: Metrics, model: str) -> None:
         )
     if m.within_one is not None:
         click.echo(f"  within one {pct(m.within_one.value)}{sim}")
+    if m.pairwise is not None:
+        p = m.pairwise
+        click.echo(
+            f"  position swap: agreement {pct(p.original.value)} with A shown first, {pct(p.swapped.value)} with "
+            f"B shown first (mean {pct(p.mean)}); same winner in both orders {pct(p.consistency.value)} "
+            f"({p.consistency.k}/{p.consistency.n}); the figures above are of the combined verdict{sim}"
+        )
 
 
 def counts_line(s: AlignmentSummary) -> str:

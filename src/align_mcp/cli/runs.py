@@ -82,3 +82,45 @@ def show_run_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
     from align_mcp.engine.ingest import get_run
 
     print_json(get_run(store_of(ctx), run_id))
+
+
+@command("pair")
+@click.argument("source_a")
+@click.argument("source_b")
+@click.option(
+    "--into", required=True, help="Name of the source to store the pairwise runs in (created if new)."
+)
+@click.option(
+    "--key",
+    default="metadata.reference_example_id",
+    show_default=True,
+    help="The path both runs of a pair share (id, or under inputs, metadata or reference_outputs).",
+)
+@click.option("--skip-unmatched", is_flag=True, help="Leave out runs whose key the other source lacks.")
+@click.pass_context
+def pair_cmd(
+    ctx: click.Context,
+    source_a: str,
+    source_b: str,
+    into: str,
+    key: str,
+    skip_unmatched: bool,
+    as_json: bool,
+) -> None:
+    """Pair two experiments over one dataset into pairwise runs: SOURCE_A gives output A, SOURCE_B output B."""
+    from align_mcp.cli.render import notes
+    from align_mcp.engine.pairing import pair_sources
+
+    report = pair_sources(store_of(ctx), source_a, source_b, into, key, skip_unmatched=skip_unmatched)
+
+    def show() -> None:
+        click.echo(
+            f"Paired {report.pairs} example(s) of {source_a!r} (A) and {source_b!r} (B) by {key} into "
+            f"{report.source!r}: {report.inserted} new pairwise run(s)."
+        )
+        for name, ids in ((source_a, report.unmatched_a), (source_b, report.unmatched_b)):
+            if ids:
+                click.echo(f"  {len(ids)} run(s) of {name!r} had no partner and were left out.")
+        notes(report.notes)
+
+    emit(report, as_json, show)

@@ -130,7 +130,8 @@ def kappa_interval(
 def compute_metrics(score_type: ScoreType, pairs: Sequence[tuple[Score, Score | None]]) -> Metrics:
     """Agreement metrics for (human, judge) pairs; a judge None is an errored call, counted and never scored."""
     scored = [(h, j) for h, j in pairs if j is not None]
-    labels = score_type.values()
+    # A pairwise judge may end in a tie (orders that disagree) even where the evaluator allows none.
+    labels = score_type.values() if score_type.kind != "pairwise" else ["A", "B", "tie"]
     n = len(scored)
     metrics = Metrics(
         kind=score_type.kind,

@@ -19,7 +19,7 @@ from pydantic_core import CoreSchema
 
 from align_mcp.errors import InvalidInput, InvalidScore, NextStep
 
-ScoreKind = Literal["binary", "categorical", "ordinal"]
+ScoreKind = Literal["binary", "categorical", "ordinal", "pairwise"]
 SourceKind = Literal["experiment", "project"]
 ImportFormat = Literal["jsonl", "csv", "langfuse", "phoenix", "opik", "mlflow", "otel"]
 Score = int | str
@@ -81,18 +81,34 @@ _BINARY_WORDS: dict[str, int] = {
 }
 
 
+_PAIRWISE_WORDS: dict[str, str] = {"a": "A", "b": "B", "tie": "tie", "t": "tie"}
+
+
 class ScoreType(Model):
-    """What a score may be: binary 0/1, one of fixed labels, or an integer in a range."""
+    """What a score may be: binary 0/1, one of fixed labels, an integer in a range, or the better of two outputs."""
 
     kind: ScoreKind = Field(
-        description="binary (0 = fail, 1 = pass), categorical (labels) or ordinal (min..max)"
+        description="binary (0 = fail, 1 = pass), categorical (labels), ordinal (min..max) or pairwise (A / B)"
     )
     labels: list[str] | None = Field(default=None, description="categorical only: the allowed labels")
     min: int | None = Field(default=None, description="ordinal only: lowest score")
     max: int | None = Field(default=None, description="ordinal only: highest score")
+    # Left out of dumps at their defaults, so the other score types read as before.
+    ties: bool = Field(
+        default=False, exclude_if=lambda v: v is False, description="pairwise only: 'tie' is an allowed score"
+    )
+    swap: bool = Field(
+        default=True,
+        exclude_if=lambda v: v is True,
+        description="pairwise only: judge each comparison in both orders and map the answers back (position swap)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.kind != "pairwise" and (self.ties or not self.swap):
+            raise InvalidInput(
+                f"ties and position swap apply to pairwise evaluators only, not to a {self.kind} one."
+            )
         if self.kind == "categorical":
             if not self.labels or len(self.labels) < 2:
                 raise InvalidInput(
@@ -128,6 +144,8 @@ class ScoreType(Model):
         """Allowed values, in order."""
         if self.kind == "binary":
             return [0, 1]
+        if self.kind == "pairwise":
+            return ["A", "B", "tie"] if self.ties else ["A", "B"]
         if self.kind == "categorical":
             return list(self.labels or [])
         assert self.min is not None and self.max is not None
@@ -138,6 +156,8 @@ class ScoreType(Model):
             return "binary (0 = fail, 1 = pass)"
         if self.kind == "categorical":
             return "categorical (" + ", ".join(self.labels or []) + ")"
+        if self.kind == "pairwise":
+            return "pairwise (A, B" + (" or tie)" if self.ties else "; no ties)")
         return f"ordinal ({self.min}..{self.max})"
 
     def validate_score(self, value: object) -> Score:
@@ -161,6 +181,18 @@ class ScoreType(Model):
                 if value.strip().lower() in folded:
                     return folded[value.strip().lower()]
             raise InvalidScore(f"Score {value!r} is not one of this evaluator's labels: {', '.join(labels)}.")
+        if self.kind == "pairwise":
+            word = _PAIRWISE_WORDS.get(value.strip().casefold()) if isinstance(value, str) else None
+            if word == "tie" and not self.ties:
+                raise InvalidScore(
+                    f"Score {value!r} is not valid: this pairwise evaluator allows no ties; use A or B."
+                )
+            if word is None:
+                raise InvalidScore(
+                    f"Score {value!r} is not valid for a pairwise evaluator; use A or B"
+                    + (" or tie." if self.ties else ".")
+                )
+            return word
         assert self.min is not None and self.max is not None
         number: int | None = None
         if isinstance(value, bool):
@@ -187,6 +219,8 @@ class ScoreType(Model):
         if self.kind == "ordinal":
             assert self.min is not None and self.max is not None and isinstance(value, int)
             return value > (self.min + self.max) / 2
+        if self.kind == "pairwise":
+            return value == "A"
         return value == (self.labels or [""])[0]
 
 
@@ -284,7 +318,10 @@ class Run(Model):
     id: str
     source: str
     inputs: JsonDict = Field(default_factory=dict)
-    outputs: JsonDict = Field(default_factory=dict)
+    outputs: JsonDict = Field(default_factory=dict, description="The output judged (pairwise: output A)")
+    outputs_b: JsonDict | None = Field(
+        default=None, exclude_if=lambda v: v is None, description="Pairwise runs only: output B"
+    )
     reference_outputs: JsonDict | None = None
     metadata: JsonDict = Field(default_factory=dict)
 
@@ -331,6 +368,11 @@ class QueueItem(Model):
     source: str
     inputs: JsonDict
     outputs: JsonDict
+    outputs_b: JsonDict | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise runs only: output B (outputs is A)",
+    )
     reference_outputs: JsonDict | None = None
     metadata: JsonDict = Field(default_factory=dict)
     reserved_until: datetime | None = None
@@ -391,6 +433,26 @@ class Rate(Model):
     ci: Interval | None = None
 
 
+class PairOrders(Model):
+    """A pairwise comparison judged in both orders; each score is mapped back to the run's A and B."""
+
+    original: Score | None = Field(description="The verdict with A shown first")
+    swapped: Score | None = Field(description="The verdict with B shown first, mapped back to the run's A/B")
+    original_reasoning: str | None = None
+    swapped_reasoning: str | None = None
+
+
+class PairwiseFigures(Model):
+    """Agreement of a position-swapped pairwise run per order, and how often both orders named the same winner.
+    The run's own agreement, kappa and interval are those of the combined verdict (the consistent winner, else
+    a tie)."""
+
+    original: Rate = Field(description="Agreement with A shown first")
+    swapped: Rate = Field(description="Agreement with B shown first (answers mapped back)")
+    mean: float | None = Field(description="Mean of the two orders' agreement (the LLMBar convention)")
+    consistency: Rate = Field(description="Share of comparisons with the same winner in both orders")
+
+
 class Metrics(Model):
     """Agreement statistics for one set of (human, judge) pairs. Errors are counted, never scored."""
 
@@ -415,6 +477,12 @@ class Metrics(Model):
     per_label_recall: dict[str, Rate] | None = None
     confusion: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="confusion[human][judge] = count"
+    )
+    # pairwise
+    pairwise: PairwiseFigures | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise with position swap: each order's agreement and position consistency",
     )
 
 
@@ -539,12 +607,22 @@ class MisalignedCase(Model):
     direction: str = Field(description="false_pass, false_fail, or over/under/mismatch for other score types")
     inputs: JsonDict
     outputs: JsonDict
+    outputs_b: JsonDict | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise runs only: output B (outputs is A)",
+    )
     reference_outputs: JsonDict | None = None
     human_score: Score
     human_comment: str | None = None
     labeler: str | None = None
     judge_score: Score | None
     judge_reasoning: str | None = None
+    orders: PairOrders | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Pairwise with position swap: each order's verdict (as A/B of the run) and reasoning",
+    )
     flip_share: float | None = Field(
         default=None,
         description="Share of repeated judge verdicts off the most common one (self-consistency check); "

@@ -13,7 +13,7 @@ from align_mcp.core.models import ScoreType
 from align_mcp.errors import InvalidInput
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
-ROOTS = ("inputs", "outputs", "reference_outputs", "metadata")
+ROOTS = ("inputs", "outputs", "reference_outputs", "metadata", "outputs_a", "outputs_b")
 FEW_SHOT = "few_shot_examples"
 """The variable that shows the human-corrected examples (one block, the same for every example of a run)."""
 MAX_PROMPT_CHARS = 200_000
@@ -36,6 +36,9 @@ def default_prompt(score_type: ScoreType, feedback_key: str) -> str:
         "labels": ", ".join(score_type.labels or []),
         "min": str(score_type.min),
         "max": str(score_type.max),
+        "ties": "Score tie only when neither output is better in any way that matters."
+        if score_type.ties
+        else "There are no ties: when the two are close, pick the one that is better in what matters most.",
     }
     for key, value in replacements.items():
         text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", value.replace("\\", "\\\\"), text)
@@ -46,8 +49,9 @@ def template_variables(template: str) -> list[str]:
     return [m.group(1) for m in VARIABLE.finditer(template)]
 
 
-def validate_template(template: str) -> None:
-    """Reject templates that reference unknown roots or never show the output being judged."""
+def validate_template(template: str, score_type: ScoreType | None = None) -> None:
+    """Reject templates that reference unknown roots or never show the output being judged (for a pairwise
+    score type: both outputs, {{outputs_a}} and {{outputs_b}})."""
     if not template.strip():
         raise InvalidInput("The prompt is empty. Write grading instructions that include {{outputs}}.")
     if len(template) > MAX_PROMPT_CHARS:
@@ -65,7 +69,17 @@ def validate_template(template: str) -> None:
             "Use {{inputs}}, {{outputs}}, {{reference_outputs}}, {{metadata}} or dotted paths such as "
             "{{inputs.question}}."
         )
-    if not any(v.split(".")[0] == "outputs" for v in variables):
+    roots = {v.split(".")[0] for v in variables}
+    if (
+        score_type is not None
+        and score_type.kind == "pairwise"
+        and not ("outputs_b" in roots and roots & {"outputs_a", "outputs"})
+    ):
+        raise InvalidInput(
+            "A pairwise prompt shows both outputs: add {{outputs_a}} and {{outputs_b}} (or paths such as "
+            "{{outputs_a.answer}}) to the template."
+        )
+    if not roots & {"outputs", "outputs_a", "outputs_b"}:
         raise InvalidInput(
             "The prompt never shows the output being judged: add {{outputs}} (or a path such as "
             "{{outputs.answer}}) to the template."

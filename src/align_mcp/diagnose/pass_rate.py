@@ -185,6 +185,8 @@ async def corrected_pass_rate(
         notes.append(f"'Pass' means a score above the middle of {score_type.min}..{score_type.max}.")
     elif score_type.kind == "categorical":
         notes.append(f"'Pass' means the first label, {(score_type.labels or [''])[0]!r}.")
+    elif score_type.kind == "pairwise":
+        notes.append("'Pass' means output A wins (the combined verdict is A): the estimate is A's win rate.")
     if estimate.clipped:
         notes.append(
             "The raw estimate fell outside [0, 1] and was clipped: the unlabeled runs may differ from the "

@@ -10,6 +10,7 @@ import anyio
 
 from align_mcp import config
 from align_mcp.core.models import JudgeSettings, Score, ScoreType
+from align_mcp.engine import swap
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.errors import AlignError
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
@@ -30,11 +31,11 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Job:
-    """One judge call to make: the run, the messages sent, and the judge-cache key of the call."""
+    """A run to judge: the messages and judge-cache key of each call it takes (one per order it is shown in:
+    two for a position-swapped pairwise evaluator, whose verdicts are combined)."""
 
     run_id: str
-    messages: list[dict[str, str]]
-    key: str
+    orders: list[tuple[list[dict[str, str]], str]]
 
 
 def resolve(
@@ -53,11 +54,19 @@ def lookup(
     schema = response_schema(score_type, prompt.settings.reasoning)
     jobs = []
     for rid, run in runs.items():
-        messages = build_messages(prompt.text, run.as_dict(), prompt.settings.reasoning)
-        jobs.append(Job(rid, messages, cache_key(prompt.endpoint, prompt.settings, messages, schema)))
-    hits = store.cache_get([job.key for job in jobs])
-    found = {job.run_id: hits[job.key].judge_score for job in jobs if job.key in hits}
-    return found, [job for job in jobs if job.key not in hits]
+        shown = [
+            build_messages(prompt.text, view, prompt.settings.reasoning)
+            for view in swap.views(score_type, run.as_dict())
+        ]
+        jobs.append(Job(rid, [(m, cache_key(prompt.endpoint, prompt.settings, m, schema)) for m in shown]))
+    hits = store.cache_get([key for job in jobs for _, key in job.orders])
+    found: dict[str, Score] = {}
+    for job in jobs:
+        if all(key in hits for _, key in job.orders):
+            verdict, _ = swap.combine([swap.from_cache(hits[key]) for _, key in job.orders])
+            if verdict.score is not None:
+                found[job.run_id] = verdict.score
+    return found, [job for job in jobs if job.run_id not in found]
 
 
 async def judge_jobs(
@@ -75,10 +84,14 @@ async def judge_jobs(
     async with open_judge(prompt.endpoint, prompt.settings, score_type, on_wait=tally.waiting) as judge:
 
         async def one(job: Job) -> None:
-            verdict = await judge.judge_example(job.messages)
-            verdicts[job.run_id] = verdict
-            if verdict.error is None:
-                store.cache_put([CacheEntry.of(job.key, verdict)])
+            hits = store.cache_get([key for _, key in job.orders])
+            judged = []
+            for messages, key in job.orders:
+                hit = hits.get(key)
+                judged.append(swap.from_cache(hit) if hit else await judge.judge_example(messages))
+                if hit is None and judged[-1].error is None:
+                    store.cache_put([CacheEntry.of(key, judged[-1])])
+            verdicts[job.run_id], _ = swap.combine(judged)
 
         await run_batch(jobs, one, concurrency=concurrency, progress=tally)
     return verdicts
@@ -102,7 +115,11 @@ async def sample_repeatedly(
     """Judge every run k times with independent calls (never the cache); store the verdicts as a check."""
     runs = store.get_runs(run_ids)
     messages = {
-        rid: build_messages(prompt.text, runs[rid].as_dict(), prompt.settings.reasoning) for rid in run_ids
+        rid: [
+            build_messages(prompt.text, view, prompt.settings.reasoning)
+            for view in swap.views(score_type, runs[rid].as_dict())
+        ]
+        for rid in run_ids
     }
     check_id = store.create_consistency_check(
         evaluator,
@@ -120,7 +137,7 @@ async def sample_repeatedly(
 
             async def one(job: tuple[str, int]) -> None:
                 rid, i = job
-                verdict = await judge.judge_example(messages[rid])
+                verdict, _ = swap.combine([await judge.judge_example(m) for m in messages[rid]])
                 store.record_samples(
                     check_id,
                     [

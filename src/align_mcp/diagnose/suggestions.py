@@ -6,6 +6,7 @@ from align_mcp import config
 from align_mcp.core.metrics import flip_share
 from align_mcp.core.models import LabelSuggestion, Note, Score, ScoreType, SuggestionReport
 from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, most_common, resolve, sample_repeatedly
+from align_mcp.engine import swap
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.queues import balance
 from align_mcp.engine.samples import latest_samples
@@ -82,13 +83,20 @@ async def suggest_labels(
     draft_scores, draft_jobs = lookup(store, score_type, draft, runs)
     saved_scores, saved_jobs = lookup(store, score_type, saved, runs) if saved else ({}, [])
     hits = len(draft_scores) + len(saved_scores)
-    # Spend the budget run by run, so the runs judged get both verdicts.
-    planned = sorted(
+    # Spend the budget run by run, so the runs judged get both verdicts (a job takes a call per order it shows).
+    planned = []
+    calls = 0
+    for which, job in sorted(
         [(0, job) for job in draft_jobs] + [(1, job) for job in saved_jobs],
         key=lambda pj: (order[pj[1].run_id], pj[0]),
-    )[:budget]
-    spare = budget - len(planned)
-    repeat_ids = candidates[: spare // repeats] if repeats else []
+    ):
+        if calls + len(job.orders) > budget:
+            break
+        planned.append((which, job))
+        calls += len(job.orders)
+    spare = budget - calls
+    per_run = swap.judgements_per_run(score_type)
+    repeat_ids = candidates[: spare // (repeats * per_run)] if repeats else []
     tally = Tally(on_progress, len(planned) + len(repeat_ids) * repeats, "suggest labels")
     limit = concurrency or env.concurrency
     requests = reasks = 0
@@ -180,7 +188,7 @@ async def suggest_labels(
         candidates=len(candidates),
         suggestions=suggestions[:n],
         saved_version=int(saved.ref[1:]) if saved else None,
-        judge_calls=len(planned) + len(repeat_ids) * repeats,
+        judge_calls=calls + len(repeat_ids) * repeats * per_run,
         requests=requests,
         reasks=reasks,
         cache_hits=hits,

@@ -65,6 +65,7 @@ def triage_messages(
             "run_id": c.run_id,
             "inputs": c.inputs,
             "outputs": c.outputs,
+            **({} if c.outputs_b is None else {"outputs_b": c.outputs_b}),
             "reference_outputs": c.reference_outputs,
             "human_score": c.human_score,
             "human_comment": c.human_comment,

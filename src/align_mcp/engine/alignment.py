@@ -7,12 +7,13 @@ import json
 import logging
 import math
 from collections import Counter
+from dataclasses import replace
 from typing import Literal
 
 import anyio
 
 from align_mcp import config
-from align_mcp.core import metrics
+from align_mcp.core import metrics, pairwise
 from align_mcp.core.models import (
     AlignmentReport,
     AlignmentSummary,
@@ -21,12 +22,13 @@ from align_mcp.core.models import (
     MisalignedCase,
     MisalignedPage,
     Note,
+    PairOrders,
     Score,
     ScoreType,
 )
 from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
-from align_mcp.engine import few_shot, holdout, leases, rubrics
+from align_mcp.engine import few_shot, holdout, leases, rubrics, swap
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -245,9 +247,11 @@ async def _execute(
     what = label or row.prompt_ref
     runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
-    work: list[tuple[str, list[dict[str, str]], str]] = []
+    # An example is judged once per order it is shown in (twice for a position-swapped pairwise comparison),
+    # and each order is cached on its own.
+    work: list[tuple[str, list[tuple[list[dict[str, str]], str]]]] = []
     cached_results: list[NewResult] = []
-    keyed = []
+    keyed: list[tuple[str, list[tuple[list[dict[str, str]], str]]]] = []
     for pending_id, _ in pending:
         run = runs.get(pending_id)
         problem = "run no longer in the store" if run is None else None
@@ -255,32 +259,23 @@ async def _execute(
             problem = f"the stored run cannot be read: {unreadable}"
         if run is not None:
             try:
-                messages = build_messages(row.prompt, run.as_dict(), settings.reasoning)
+                shown = [
+                    build_messages(row.prompt, view, settings.reasoning)
+                    for view in swap.views(score_type, run.as_dict())
+                ]
             except RecursionError:
                 problem = "the run nests objects and arrays too deeply to be shown to the judge"
         if problem is not None:
             cached_results.append(_verdict_row(pending_id, Verdict(None, None, problem)))
             continue
-        keyed.append((pending_id, messages, cache_key(endpoint, settings, messages, schema)))
-    hits = store.cache_get([k for _, _, k in keyed])
-    for rid, messages, key in keyed:
-        hit = hits.get(key)
-        if hit is None:
-            work.append((rid, messages, key))
+        keyed.append((pending_id, [(m, cache_key(endpoint, settings, m, schema)) for m in shown]))
+    hits = store.cache_get([k for _, orders in keyed for _, k in orders])
+    for rid, orders in keyed:
+        if not all(key in hits for _, key in orders):
+            work.append((rid, orders))
             continue
-        cached_results.append(
-            NewResult(
-                run_id=rid,
-                judge_score=hit.judge_score,
-                reasoning=hit.reasoning,
-                error=None,
-                prompt_tokens=hit.prompt_tokens,
-                completion_tokens=hit.completion_tokens,
-                cached_tokens=hit.cached_tokens,
-                latency_ms=0.0,
-                cached=True,
-            )
-        )
+        verdict, pair = swap.combine([swap.from_cache(hits[key]) for _, key in orders])
+        cached_results.append(replace(_verdict_row(rid, verdict, pair), cached=True))
     if cached_results:
         store.record_results(aid, cached_results)
         done += len(cached_results)
@@ -298,14 +293,20 @@ async def _execute(
                 endpoint, settings, score_type, on_wait=tally.waiting, on_request=on_request
             ) as judge:
 
-                async def one(item: tuple[str, list[dict[str, str]], str]) -> None:
-                    rid, messages, key = item
-                    verdict = await judge.judge_example(messages)
-                    cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
+                async def one(item: tuple[str, list[tuple[list[dict[str, str]], str]]]) -> None:
+                    rid, orders = item
+                    verdicts = []
+                    cache: list[CacheEntry] = []
+                    for messages, key in orders:
+                        hit = hits.get(key)
+                        verdicts.append(swap.from_cache(hit) if hit else await judge.judge_example(messages))
+                        if hit is None and verdicts[-1].error is None:
+                            cache.append(CacheEntry.of(key, verdicts[-1]))
+                    verdict, pair = swap.combine(verdicts)
                     # In a worker thread: while a label or another request holds the store, a write made here
                     # would stop the event loop, and with it every other request of a shared server.
                     await anyio.to_thread.run_sync(
-                        store.record_results, aid, [_verdict_row(rid, verdict)], cache
+                        store.record_results, aid, [_verdict_row(rid, verdict, pair)], cache
                     )
 
                 try:
@@ -328,7 +329,7 @@ async def _execute(
         ) from failure
 
 
-def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
+def _verdict_row(rid: str, verdict: Verdict, orders: PairOrders | None = None) -> NewResult:
     return NewResult(
         run_id=rid,
         judge_score=verdict.score,
@@ -342,6 +343,7 @@ def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
         requests=verdict.calls,
         reasks=verdict.reasks,
         waited_s=verdict.waited_s,
+        orders=orders,
     )
 
 
@@ -351,6 +353,8 @@ def _finish(store: Store, aid: int, score_type: ScoreType, status: str) -> str:
     results = store.alignment_results(aid)
     pairs = [(r.human_score, r.judge_score if r.error is None else None) for r in results]
     computed = metrics.compute_metrics(score_type, pairs) if pairs else None
+    if computed is not None and any(r.orders for r in results):
+        computed.pairwise = pairwise.figures([(r.human_score, r.orders) for r in results if r.orders])
     if status == "completed" and results and all(r.error is not None for r in results):
         status = "failed"
     store.finish_alignment_run(aid, status, computed)
@@ -610,6 +614,7 @@ def get_misaligned(
         "binary": ("false_pass", "false_fail"),
         "ordinal": ("over", "under"),
         "categorical": ("mismatch",),
+        "pairwise": ("mismatch",),
     }
     if direction is not None and direction not in allowed[kind]:
         raise InvalidInput(
@@ -641,23 +646,31 @@ def get_misaligned(
         run = stored.as_dict() if stored else {"inputs": {}, "outputs": {}, "reference_outputs": None}
         label = labels.get(r.run_id)
         fields = {}
-        for name in ("inputs", "outputs", "reference_outputs"):
-            fields[name], cut = clip(run[name], max_chars)
+        for name in ("inputs", "outputs", "outputs_b", "reference_outputs"):
+            fields[name], cut = clip(run.get(name), max_chars)
             truncated = truncated or cut
         reasoning, cut = clip(r.reasoning, max_chars)
         truncated = truncated or cut
+        orders = r.orders
+        if orders is not None:
+            first, cut_first = clip(orders.original_reasoning, max_chars)
+            second, cut_second = clip(orders.swapped_reasoning, max_chars)
+            orders = orders.model_copy(update={"original_reasoning": first, "swapped_reasoning": second})
+            truncated = truncated or cut_first or cut_second
         cases.append(
             MisalignedCase(
                 run_id=r.run_id,
                 direction=d,
                 inputs=fields["inputs"] or {},
                 outputs=fields["outputs"] or {},
+                outputs_b=fields["outputs_b"],
                 reference_outputs=fields["reference_outputs"],
                 human_score=human,
                 human_comment=label.comment if label else None,
                 labeler=label.labeler if label else None,
                 judge_score=judge,
                 judge_reasoning=reasoning,
+                orders=orders,
                 flip_share=unstable.get(r.run_id),
             )
         )

@@ -88,7 +88,7 @@ def create(
             f"{first.strip().upper()!r} could mean either. Give every label a distinct name."
         )
     text = prompt if prompt is not None else default_prompt(score_type, key)
-    validate_template(text)
+    validate_template(text, score_type)
     settings = judge or JudgeSettings()
     _check_judge(settings)
     with store.transaction():
@@ -220,7 +220,7 @@ def update_draft(
                 NextStep("show_draft", {"evaluator": name}),
             )
         text = text.replace(old, new)
-    validate_template(text)
+    validate_template(text, row.score_type)
     settings = row.judge
     if judge:
         unknown = sorted(set(judge) - set(JudgeSettings.model_fields))

@@ -108,6 +108,8 @@ class ParsedRun:
     feedback: tuple[FeedbackItem, ...]
     derived_id: bool = False
     """True when the record had no id and got one derived from its content."""
+    outputs_b: dict[str, Any] | None = None
+    """A pairwise record's output B (`outputs` holds output A)."""
     fingerprint: bytes | None = field(default=None, compare=False)
     """A digest of the line the record was read from (JSONL), to spot a line repeated exactly at little cost."""
     at: str | None = field(default=None, compare=False)
@@ -517,7 +519,11 @@ def _parse_run(
     else:
         raise _error(where, line, 'missing inputs (add an "inputs" object or an "input" field)')
 
-    if obj.get("outputs") is not None:
+    outputs_b: dict[str, Any] | None = None
+    if "outputs_a" in obj or "outputs_b" in obj:
+        outputs, outputs_b = _pair(obj, line, where)
+        used.update(("outputs_a", "outputs_b"))
+    elif obj.get("outputs") is not None:
         outputs = _as_dict(obj["outputs"], "output")
         used.add("outputs")
     elif obj.get("output") is not None:
@@ -563,7 +569,8 @@ def _parse_run(
 
     feedback = _parse_feedback(obj.get("feedback"), line, where)
     given = _parse_id(obj.get("id"), line, where)
-    run_id = given or _content_id(inputs, outputs, reference, line, where)
+    shown = outputs if outputs_b is None else {"outputs_a": outputs, "outputs_b": outputs_b}
+    run_id = given or _content_id(inputs, shown, reference, line, where)
     return ParsedRun(
         line,
         run_id,
@@ -574,7 +581,28 @@ def _parse_run(
         feedback,
         derived_id=given is None,
         fingerprint=fingerprint,
+        outputs_b=outputs_b,
     )
+
+
+def _pair(obj: dict[str, Any], line: int, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pairwise record's two outputs (A, B); both must be there, and no plain `outputs` beside them."""
+    a, b = obj.get("outputs_a"), obj.get("outputs_b")
+    if a is None or b is None:
+        given, missing = ("outputs_a", "outputs_b") if b is None else ("outputs_b", "outputs_a")
+        raise _error(
+            where,
+            line,
+            f'a pairwise record needs two outputs, but it has "{given}" and no "{missing}" (add "{missing}", '
+            'or give a single output as "outputs")',
+        )
+    if obj.get("outputs") is not None or obj.get("output") is not None:
+        raise _error(
+            where,
+            line,
+            'a pairwise record has "outputs_a" and "outputs_b"; drop its "outputs" (it would be ambiguous)',
+        )
+    return _as_dict(a, "output"), _as_dict(b, "output")
 
 
 def _parse_id(value: object, line: int, where: str) -> str | None:

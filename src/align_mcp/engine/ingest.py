@@ -188,6 +188,8 @@ def _content_digest(record: ParsedRun) -> bytes:
             for f in record.feedback
         ],
     ]
+    if record.outputs_b is not None:
+        material.append(record.outputs_b)
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
@@ -233,7 +235,7 @@ def run_detail(store: Store, run_id: str, max_chars: int | None = None) -> RunDe
         return RunDetail(**run.model_dump())
     fields: dict[str, Any] = {}
     longest = 0
-    for name in ("inputs", "outputs", "reference_outputs", "metadata"):
+    for name in ("inputs", "outputs", "outputs_b", "reference_outputs", "metadata"):
         fields[name], was_cut = clip(getattr(run, name), max_chars)
         if was_cut:
             longest = max(longest, _longest_string(getattr(run, name)))

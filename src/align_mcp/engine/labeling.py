@@ -25,7 +25,7 @@ def next_page(
             shown.append(item)
             continue
         fields: dict[str, Any] = {}
-        for name in ("inputs", "outputs", "reference_outputs"):
+        for name in ("inputs", "outputs", "outputs_b", "reference_outputs"):
             fields[name], was_cut = clip(getattr(item, name), max_chars)
             cut = cut or was_cut
         shown.append(item.model_copy(update=fields))

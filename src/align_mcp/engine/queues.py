@@ -44,10 +44,12 @@ def add_to_queue(
 ) -> AddToQueueReport:
     """Queue runs by ids, or by source and metadata filter, optionally a random or stratified sample of N.
 
+    A pairwise evaluator takes only runs with two outputs, and any other evaluator only runs with one.
+
     `stale` queues instead the runs whose label was given under instructions a later saved version changed, for a
     blind relabel: the queue shows the run without its label, and the relabel joins the label history.
     """
-    get_evaluator(store, evaluator)
+    ev = get_evaluator(store, evaluator)
     if stale:
         return _queue_stale(store, evaluator, source, run_ids, metadata, sample)
     if sample is not None and sample < 1:
@@ -84,6 +86,20 @@ def add_to_queue(
         ids = _sample(store, ids, sample, stratify_by, seed)
     elif stratify_by:
         raise InvalidInput("stratify_by needs sample=N (how many runs to draw).")
+    pairwise = ev.score_type.kind == "pairwise"
+    wrong = store.run_ids_by_outputs(ids, two=not pairwise)
+    if wrong and pairwise:
+        raise InvalidInput(
+            f"{len(wrong)} of these runs have one output ({', '.join(repr(w) for w in wrong[:5])}"
+            f"{' …' if len(wrong) > 5 else ''}), and pairwise evaluator {evaluator!r} compares two: import runs "
+            "with outputs_a and outputs_b, or pair two sources."
+        )
+    if wrong:
+        raise InvalidInput(
+            f"{len(wrong)} of these runs are pairwise, with two outputs ({', '.join(repr(w) for w in wrong[:5])}"
+            f"{' …' if len(wrong) > 5 else ''}), and {ev.score_type.kind} evaluator {evaluator!r} judges one: "
+            "queue them for a pairwise evaluator."
+        )
     added = store.enqueue(evaluator, ids)
     counts = store.queue_counts(evaluator)
     return AddToQueueReport(
@@ -168,6 +184,7 @@ def next_items(
                 source=run.source,
                 inputs=run.inputs,
                 outputs=run.outputs,
+                outputs_b=run.outputs_b,
                 reference_outputs=run.reference_outputs,
                 metadata=run.metadata,
                 reserved_until=None if held is None else held.reserved_until,

@@ -49,8 +49,8 @@ SYSTEM_PROMPT_NO_REASONING = (
 def response_schema(score_type: ScoreType, reasoning: bool) -> dict[str, Any]:
     """The verdict's `json_schema` response format: `reasoning` first (when asked for), then `score`."""
     score: dict[str, Any]
-    if score_type.kind == "categorical":
-        score = {"type": "string", "enum": list(score_type.labels or [])}
+    if score_type.kind in ("categorical", "pairwise"):
+        score = {"type": "string", "enum": [str(v) for v in score_type.values()]}
     else:
         score = {"type": "integer", "enum": score_type.values()}
     properties: dict[str, Any] = {}

@@ -275,6 +275,13 @@ def _metric_rows(metrics: list[Metrics | None]) -> list[str]:
             lambda m: None if m.false_pass is None else f"{m.false_pass} / {m.false_fail}",
         ),
         ("within one", lambda m: _pct(m.within_one) if m.within_one else None),
+        ("agreement, A shown first", lambda m: _pct(m.pairwise.original) if m.pairwise else None),
+        ("agreement, B shown first", lambda m: _pct(m.pairwise.swapped) if m.pairwise else None),
+        (
+            "mean of the two orders",
+            lambda m: None if m.pairwise is None or m.pairwise.mean is None else f"{m.pairwise.mean:.1%}",
+        ),
+        ("same winner in both orders", lambda m: _pct(m.pairwise.consistency) if m.pairwise else None),
         ("examples / errors", lambda m: f"{m.n} / {m.errors}"),
     ]
     lines = []

@@ -10,10 +10,11 @@ import anyio
 
 from align_mcp.core.models import Evaluator, JsonDict, Score, ScoreType
 from align_mcp.core.templates import VARIABLE, template_variables, validate_template
+from align_mcp.engine import swap
 from align_mcp.errors import AlignError, InvalidInput
 from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
-from align_mcp.llm.judge import Judge, build_messages, cache_key, response_schema
+from align_mcp.llm.judge import Judge, Verdict, build_messages, cache_key, response_schema
 from align_mcp.llm.runner import Budget, BudgetSpent, Progress, run_batch
 from align_mcp.store import CacheEntry, Store
 
@@ -134,13 +135,17 @@ class Judging:
     def load_runs(self, run_ids: Sequence[str]) -> None:
         self.runs.update({rid: run.as_dict() for rid, run in self.store.get_runs(run_ids).items()})
 
-    def _key(self, template: str, run_id: str) -> tuple[list[dict[str, str]], str]:
-        messages = build_messages(template, self.runs[run_id], self.settings.reasoning)
-        return messages, cache_key(self.endpoint, self.settings, messages, self.schema)
+    def _keys(self, template: str, run_id: str) -> list[tuple[list[dict[str, str]], str]]:
+        """The messages and cache key of each judgement of a run (two for a position-swapped pairwise run)."""
+        out = []
+        for view in swap.views(self.score_type, self.runs[run_id]):
+            messages = build_messages(template, view, self.settings.reasoning)
+            out.append((messages, cache_key(self.endpoint, self.settings, messages, self.schema)))
+        return out
 
     def uncached(self, template: str, run_ids: Sequence[str]) -> int:
         """How many calls judging these runs with this template would make now."""
-        keys = [self._key(template, rid)[1] for rid in run_ids if rid in self.runs]
+        keys = [key for rid in run_ids if rid in self.runs for _, key in self._keys(template, rid)]
         hits = self.store.cache_get(keys)
         return sum(1 for k in keys if k not in hits and k not in self._memo) + sum(
             1 for rid in run_ids if rid not in self.runs
@@ -160,7 +165,17 @@ class Judging:
             outcome = Outcome(None, None, "run no longer in the store")
             self.results.setdefault(template, {})[run_id] = outcome
             return outcome
-        messages, key = self._key(template, run_id)
+        outcomes = [await self._judged(messages, key) for messages, key in self._keys(template, run_id)]
+        if len(outcomes) == 1:
+            outcome = outcomes[0]
+        else:
+            verdict, _ = swap.combine([Verdict(o.score, o.reasoning, o.error) for o in outcomes])
+            outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
+        self.results.setdefault(template, {})[run_id] = outcome
+        return outcome
+
+    async def _judged(self, messages: list[dict[str, str]], key: str) -> Outcome:
+        """One judgement: from the memo or the cache when there, else a request taken from the budget."""
         while key in self._inflight:
             await self._inflight[key].wait()
         found: Outcome | None = self._memo.get(key)
@@ -195,7 +210,6 @@ class Judging:
                 total = max(used, self.planned or limit)
                 await self.on_progress(used, total, f"optimizer: {used} of {limit} model calls used")
         self._memo[key] = outcome
-        self.results.setdefault(template, {})[run_id] = outcome
         return outcome
 
     async def many(self, template: str, run_ids: Sequence[str]) -> dict[str, Outcome]:

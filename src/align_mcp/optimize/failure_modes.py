@@ -360,6 +360,9 @@ def case_text(case: MisalignedCase, score_type: ScoreType) -> str:
         return json.dumps(value, ensure_ascii=False)
 
     lines = [f'<example id="{case.run_id}">', f"Input: {show(case.inputs)}", f"Output: {show(case.outputs)}"]
+    if case.outputs_b is not None:
+        lines[-1] = f"Output A: {show(case.outputs)}"
+        lines.append(f"Output B: {show(case.outputs_b)}")
     if case.reference_outputs is not None:
         lines.append(f"Reference output: {show(case.reference_outputs)}")
     lines.append(f"Human expert's score: {describe_score(score_type, case.human_score)}")

@@ -22,6 +22,7 @@ from align_mcp.core.models import (
     FailureAnalysis,
     JudgeSettings,
     Metrics,
+    PairOrders,
     Proposal,
     Score,
     ScoreType,
@@ -236,8 +237,8 @@ class Store:
         with self._lock:
             created = now_iso()
             cur = self.conn.executemany(
-                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO runs (id, source, inputs, outputs, reference_outputs, metadata, created_at, "
+                "outputs_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.id,
@@ -247,6 +248,7 @@ class Store:
                         None if r.reference_outputs is None else dumps(r.reference_outputs),
                         dumps(r.metadata),
                         created,
+                        None if r.outputs_b is None else dumps(r.outputs_b),
                     )
                     for r in runs
                 ],
@@ -288,8 +290,8 @@ class Store:
         out: dict[str, RunRow] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
-            for run_id, source, inputs, outputs, reference_outputs, metadata in self._tuples(
-                "SELECT id, source, inputs, outputs, reference_outputs, metadata FROM runs "
+            for run_id, source, inputs, outputs, reference_outputs, metadata, outputs_b in self._tuples(
+                "SELECT id, source, inputs, outputs, reference_outputs, metadata, outputs_b FROM runs "
                 f"WHERE id IN ({marks})",
                 chunk,
             ):
@@ -301,6 +303,7 @@ class Store:
                         loads(outputs),
                         loads(reference_outputs),
                         loads(metadata) or {},
+                        loads(outputs_b),
                     )
                 except (RecursionError, ValueError) as e:
                     log.warning("Run %r cannot be decoded and is left out: %s", run_id, e)
@@ -309,11 +312,12 @@ class Store:
     def unreadable_run(self, run_id: str) -> str | None:
         """Why a stored run cannot be decoded (see get_runs), or None when it decodes or is not stored."""
         row = self._tuple(
-            "SELECT inputs, outputs, reference_outputs, metadata FROM runs WHERE id = ?", [run_id]
+            "SELECT inputs, outputs, reference_outputs, metadata, outputs_b FROM runs WHERE id = ?", [run_id]
         )
         if row is None:
             return None
-        for column, text in zip(("inputs", "outputs", "reference_outputs", "metadata"), row, strict=True):
+        columns = ("inputs", "outputs", "reference_outputs", "metadata", "outputs_b")
+        for column, text in zip(columns, row, strict=True):
             try:
                 loads(text)
             except RecursionError:
@@ -326,7 +330,7 @@ class Store:
         """Up to `limit` runs a template of the evaluator will be filled from, newest first, as dicts of their
         inputs, outputs, reference_outputs and metadata: its queued (and labeled) runs, or every run when its
         queue is empty. Returns ("queue" or "all", the runs); runs that cannot be decoded are left out."""
-        columns = "r.inputs, r.outputs, r.reference_outputs, r.metadata"
+        columns = "r.inputs, r.outputs, r.reference_outputs, r.metadata, r.outputs_b"
         scope, rows = (
             "queue",
             self._tuples(
@@ -341,16 +345,17 @@ class Store:
                 self._tuples(f"SELECT {columns} FROM runs r ORDER BY r.rowid DESC LIMIT ?", [limit]),
             )
         out: list[dict[str, Any]] = []
-        for inputs, outputs, reference_outputs, metadata in rows:
+        for inputs, outputs, reference_outputs, metadata, outputs_b in rows:
             try:
-                out.append(
-                    {
-                        "inputs": loads(inputs),
-                        "outputs": loads(outputs),
-                        "reference_outputs": loads(reference_outputs),
-                        "metadata": loads(metadata) or {},
-                    }
-                )
+                sample = {
+                    "inputs": loads(inputs),
+                    "outputs": loads(outputs),
+                    "reference_outputs": loads(reference_outputs),
+                    "metadata": loads(metadata) or {},
+                }
+                if outputs_b is not None:
+                    sample.update(outputs_a=sample["outputs"], outputs_b=loads(outputs_b))
+                out.append(sample)
             except (RecursionError, ValueError):
                 continue
         return scope, out
@@ -383,6 +388,20 @@ class Store:
             params.append(exclude_queued_for)
         sql = "SELECT id FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
         return [r["id"] for r in self._rows(sql, params)]
+
+    def run_ids_by_outputs(self, ids: Sequence[str], two: bool) -> list[str]:
+        """Of these run ids, those with two outputs (pairwise runs) when `two`, else those with one."""
+        found: list[str] = []
+        test = "IS NOT NULL" if two else "IS NULL"
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found += [
+                run_id
+                for (run_id,) in self._tuples(
+                    f"SELECT id FROM runs WHERE id IN ({marks}) AND outputs_b {test} ORDER BY rowid", chunk
+                )
+            ]
+        return found
 
     def run_metadata(self, ids: Sequence[str], key: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -1344,7 +1363,7 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE alignment_results SET done = 1, judge_score = ?, reasoning = ?, error = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ?, "
+                "completion_tokens = ?, cached_tokens = ?, latency_ms = ?, cached = ?, orders = ?, "
                 # Added, not set: an example judged again after an error keeps the requests of its first try.
                 "requests = requests + ?, reasks = reasks + ?, waited_s = waited_s + ? "
                 "WHERE alignment_id = ? AND run_id = ? AND done = 0",
@@ -1358,6 +1377,7 @@ class Store:
                         r.cached_tokens,
                         r.latency_ms,
                         int(r.cached),
+                        None if r.orders is None else r.orders.model_dump_json(),
                         r.requests,
                         r.reasks,
                         r.waited_s,
@@ -1371,7 +1391,7 @@ class Store:
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(
-            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL "
+            "UPDATE alignment_results SET done = 0, judge_score = NULL, reasoning = NULL, error = NULL, orders = NULL "
             "WHERE alignment_id = ? AND done = 1 AND error IS NOT NULL",
             [alignment_id],
         )
@@ -1656,7 +1676,7 @@ def _proposal_row(row: tuple[Any, ...]) -> ProposalRow:
 
 _RESULT_COLUMNS = (
     "r.alignment_id, r.run_id, r.human_score, r.done, r.judge_score, r.reasoning, r.error, r.prompt_tokens, "
-    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached"
+    "r.completion_tokens, r.cached_tokens, r.latency_ms, r.cached, r.orders"
 )
 
 
@@ -1674,6 +1694,7 @@ def _result_row(row: tuple[Any, ...]) -> ResultRow:
         cached_tokens,
         ms,
         cached,
+        orders,
     ) = row
     return ResultRow(
         alignment_id=aid,
@@ -1688,6 +1709,7 @@ def _result_row(row: tuple[Any, ...]) -> ResultRow:
         cached_tokens=cached_tokens,
         latency_ms=ms,
         cached=bool(cached),
+        orders=None if orders is None else PairOrders.model_validate_json(orders),
     )
 
 

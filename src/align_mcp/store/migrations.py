@@ -342,6 +342,18 @@ def m009_result_requests(db: Database) -> None:
 
 
 @migrations()
+def m010_pairwise(db: Database) -> None:
+    """Pairwise runs and verdicts: a run's second output (its `outputs` are output A), and per result the verdict
+    of each order a position-swapped comparison was judged in (JSON: original, swapped and their reasoning)."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN outputs_b TEXT;
+        ALTER TABLE alignment_results ADD COLUMN orders TEXT;
+        """
+    )
+
+
+@migrations()
 def m011_few_shot(db: Database) -> None:
     """Few-shot examples: the draft's selection settings, and in each saved version the examples it froze (run ids
     and the rendered block), as JSON; NULL where none are set or the prompt shows none."""

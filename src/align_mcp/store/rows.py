@@ -17,6 +17,7 @@ from align_mcp.core.models import (
     JsonDict,
     JudgeSettings,
     Metrics,
+    PairOrders,
     Proposal,
     ReviewStatus,
     Score,
@@ -57,10 +58,13 @@ class RunRow:
     outputs: JsonDict
     reference_outputs: JsonDict | None
     metadata: JsonDict
+    outputs_b: JsonDict | None = None
+    """A pairwise run's output B (`outputs` is output A); None for a run with one output."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The run as a plain mapping (what templates render and the judge's build_messages reads)."""
-        return {
+        """The run as a plain mapping (what templates render and the judge's build_messages reads); a pairwise
+        run also has `outputs_a` and `outputs_b`, in the order the run stores them."""
+        out = {
             "id": self.id,
             "source": self.source,
             "inputs": self.inputs,
@@ -68,6 +72,9 @@ class RunRow:
             "reference_outputs": self.reference_outputs,
             "metadata": self.metadata,
         }
+        if self.outputs_b is not None:
+            out.update(outputs_a=self.outputs, outputs_b=self.outputs_b)
+        return out
 
 
 class NewRun(Protocol):
@@ -83,6 +90,8 @@ class NewRun(Protocol):
     def reference_outputs(self) -> JsonDict | None: ...
     @property
     def metadata(self) -> JsonDict: ...
+    @property
+    def outputs_b(self) -> JsonDict | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +303,8 @@ class NewResult:
     requests: int = 0
     reasks: int = 0
     waited_s: float = 0.0
+    orders: PairOrders | None = None
+    """A position-swapped pairwise example: the verdict of each order (judge_score is their combination)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +323,7 @@ class ResultRow:
     cached_tokens: int | None
     latency_ms: float | None
     cached: bool
+    orders: PairOrders | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -432,10 +432,22 @@ class FakeJudgeServer(ThreadingHTTPServer):
         return responder(body) if responder is not None else Reply()
 
     def answer_chat(self, handler: _Handler, body: JsonDict) -> None:
-        """Answer one chat completion request as the script, responder or default says."""
+        """Answer one chat completion request as the script, responder or default says.
+
+        The request stops counting as in flight once its answer is decided, before it is written: a client reads
+        the answer and may send its next request before this thread would get back to its bookkeeping."""
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        answered = False
+
+        def done() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                with self._lock:
+                    self.in_flight -= 1
+
         try:
             try:
                 reply = self._next_reply(body)
@@ -447,6 +459,8 @@ class FakeJudgeServer(ThreadingHTTPServer):
             if delay > 0 and self._stopping.wait(delay):
                 handler.abort()
                 return
+            if reply.dribble <= 0:  # a dribbled reply is in flight while it trickles out
+                done()
             if reply.reset:
                 handler.abort()
                 return
@@ -471,8 +485,7 @@ class FakeJudgeServer(ThreadingHTTPServer):
             else:
                 handler.send(200, _completion(body, reply, next(self._ids)), reply.headers)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            done()
 
 
 def _always_pass(body: JsonDict) -> Reply:

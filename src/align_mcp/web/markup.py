@@ -179,7 +179,7 @@ def fields_html(title: str, data: dict[str, Any] | None) -> str:
 
 
 _OPENING_TAG = re.compile(r"^\s*<[a-z_]+>\s*$")
-_EXAMPLE_VARIABLE = re.compile(r"\{\{\s*(inputs|outputs|reference_outputs)\b")
+_EXAMPLE_VARIABLE = re.compile(r"\{\{\s*(inputs|outputs(?:_[ab])?|reference_outputs)\b")
 
 
 def instructions(draft: str) -> str:

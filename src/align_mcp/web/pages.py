@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from align_mcp.core.models import (
     AlignmentReport,
@@ -68,6 +69,9 @@ def score_keys(score_type: ScoreType) -> list[tuple[str, str, str]]:
     the categorical labels (the first ten get a key; the rest are buttons)."""
     if score_type.kind == "binary":
         return [("1", "1", "pass"), ("0", "0", "fail")]
+    if score_type.kind == "pairwise":
+        keys = [("a", "A", "A is better"), ("b", "B", "B is better")]
+        return keys + ([("t", "tie", "tie")] if score_type.ties else [])
     if score_type.kind == "ordinal":
         assert score_type.min is not None and score_type.max is not None
         values = list(range(score_type.min, score_type.max + 1))
@@ -122,10 +126,17 @@ def run_html(run: Run) -> str:
     return (
         f"<p class=run-id>run <code>{esc(run.id)}</code> · source {esc(run.source)}</p>"
         + fields_html("inputs", run.inputs)
-        + fields_html("outputs", run.outputs)
+        + outputs_html(run.outputs, run.outputs_b)
         + fields_html("reference outputs", run.reference_outputs)
         + meta
     )
+
+
+def outputs_html(outputs: dict[str, Any], outputs_b: dict[str, Any] | None) -> str:
+    """A run's output; a pairwise run's outputs A and B side by side."""
+    if outputs_b is None:
+        return fields_html("outputs", outputs)
+    return f"<div class='side-by-side pair'>{fields_html('output A', outputs)}{fields_html('output B', outputs_b)}</div>"
 
 
 def done_html(skipped: int = 0) -> str:
@@ -265,6 +276,15 @@ def review_page(
             if c.judge_reasoning
             else "<p>(no reasoning)</p>"
         )
+        if c.orders is not None:
+            reasoning = "".join(
+                f"<h5>{esc(order)}: {_score_cell(st, score) if score is not None else 'error'}</h5>"
+                f"<div class=md>{markdown(text or '(no reasoning)')}</div>"
+                for order, score, text in (
+                    ("A shown first", c.orders.original, c.orders.original_reasoning),
+                    ("B shown first", c.orders.swapped, c.orders.swapped_reasoning),
+                )
+            )
         unstable = f" · flips {c.flip_share:.0%} of samples" if c.flip_share else ""
         cases.append(
             f"<article class=case id='case-{esc(c.run_id)}'>"
@@ -272,7 +292,7 @@ def review_page(
             f"<code>{esc(c.run_id)}</code></label> <span class=direction>{esc(c.direction.replace('_', ' '))}"
             f"{esc(unstable)}</span></h2>"
             + fields_html("inputs", c.inputs)
-            + fields_html("outputs", c.outputs)
+            + outputs_html(c.outputs, c.outputs_b)
             + fields_html("reference outputs", c.reference_outputs)
             + "<div class=side-by-side>"
             f"<section class=human><h4>Human: {_score_cell(st, c.human_score)}</h4>"

@@ -17,24 +17,25 @@ from align_mcp.mcp.tools.registry import tool
 def create_evaluator(
     name: Annotated[str, Field(description="Letters, digits, '_', '-', '.', e.g. 'correctness'")],
     score_type: Annotated[
-        Literal["binary", "categorical", "ordinal"],
-        Field(description="binary (1 pass, 0 fail), categorical (labels) or ordinal (min..max)"),
+        Literal["binary", "categorical", "ordinal", "pairwise"],
+        Field(description="binary 1/0 (pass/fail), categorical labels, ordinal min..max, pairwise A/B"),
     ] = "binary",
     labels: Annotated[
         list[str] | None,
-        Field(description="categorical: the labels, e.g. ['good', 'ok', 'bad']"),
+        Field(description="categorical: e.g. ['good', 'ok', 'bad']"),
     ] = None,
     min: Annotated[int | None, Field(description="ordinal: lowest score")] = None,
     max: Annotated[int | None, Field(description="ordinal: highest score")] = None,
+    ties: Annotated[bool, Field(description="pairwise: allow tie")] = False,
     feedback_key: Annotated[
         str | None,
-        Field(description="Key of human labels in imported feedback; default: the name"),
+        Field(description="Key of imported human labels; default: the name"),
     ] = None,
     prompt: Annotated[
         str | None,
         Field(
-            description="Template using {{inputs}}, {{outputs}}, {{reference_outputs}} or paths like "
-            "{{inputs.question}}; default: a built-in one"
+            description="Template with {{inputs}}, {{outputs}}, {{reference_outputs}} or paths like "
+            "{{inputs.question}}; default: built in"
         ),
     ] = None,
     judge: Annotated[JudgeUpdate | None, Field(description="Judge model settings")] = None,
@@ -46,7 +47,7 @@ def create_evaluator(
     under its feedback key apply at once."""
     from align_mcp.engine import evaluators
 
-    kind_type = ScoreType(kind=score_type, labels=labels, min=min, max=max)
+    kind_type = ScoreType(kind=score_type, labels=labels, min=min, max=max, ties=ties)
     settings = None if judge is None else JudgeSettings(**judge.model_dump(exclude_none=True))
     return evaluators.create(store_of(ctx), name, kind_type, feedback_key, prompt, settings, description)
 

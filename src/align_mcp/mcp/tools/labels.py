@@ -89,6 +89,9 @@ def label_form(score_type: ScoreType) -> type[BaseModel]:
     elif score_type.kind == "categorical":
         labels = tuple(score_type.labels or ())
         score = (Literal[labels], Field(description="One of: " + ", ".join(labels)))  # type: ignore[valid-type]
+    elif score_type.kind == "pairwise":
+        options = tuple(str(v) for v in score_type.values())
+        score = (Literal[options], Field(description="The better output: " + " / ".join(options)))  # type: ignore[valid-type]
     else:
         score = (int, Field(ge=score_type.min, le=score_type.max, description=score_type.describe()))
     comment = (str, Field(default="", description="Why? One sentence in your words (optional, recommended)"))
@@ -107,7 +110,7 @@ def _rubric(ev: Evaluator) -> str:
     from align_mcp.core.text import clip
 
     text = ev.description or ev.draft.split("{{", 1)[0]
-    for tag in ("<inputs>", "<outputs>", "<reference_outputs>"):
+    for tag in ("<inputs>", "<outputs>", "<output_a>", "<reference_outputs>"):
         text = text.split(tag, 1)[0]
     shown, _ = clip(text.strip(), FORM_FIELD_CHARS)
     return str(shown)
@@ -138,7 +141,9 @@ async def ask_label(
         f"Label run {run_id} for evaluator {ev.name!r} ({ev.score_type.describe()}).",
         f"What the judge checks:\n{_rubric(ev)}",
         f"Inputs:\n{_show_json(run.inputs)}",
-        f"Output:\n{_show_json(run.outputs)}",
+        f"Output:\n{_show_json(run.outputs)}"
+        if run.outputs_b is None
+        else f"Output A:\n{_show_json(run.outputs)}\n\nOutput B:\n{_show_json(run.outputs_b)}",
     ]
     if run.reference_outputs:
         parts.append(f"Reference output:\n{_show_json(run.reference_outputs)}")

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from align_mcp import config
 from align_mcp.core.models import ImportFormat, ImportReport, SourceKind
+from align_mcp.core.pairwise import PairReport
 from align_mcp.core.views import RunDetail
 from align_mcp.errors import InvalidInput
 from align_mcp.mcp.render import GET_RUN_MAX_CHARS
@@ -66,6 +67,30 @@ def check_import_path(path: str) -> None:
             f"Import path {path!r} is outside {config.ENV_IMPORT_ROOT} ({base}). Put the file under that "
             "directory, or pass the runs inline."
         )
+
+
+@tool("Pair two sources", idempotent=True)
+def pair_sources(
+    source_a: Annotated[str, Field(description="The experiment whose outputs are output A")],
+    source_b: Annotated[str, Field(description="The experiment whose outputs are output B")],
+    into: Annotated[str, Field(description="The source the pairwise runs join (created on first use)")],
+    key: Annotated[
+        str,
+        Field(
+            description="The path both runs of a pair share: id, or under inputs, metadata, reference_outputs"
+        ),
+    ] = "metadata.reference_example_id",
+    skip_unmatched: Annotated[
+        bool, Field(description="Leave out runs whose key the other source lacks (else an error lists them)")
+    ] = False,
+    *,
+    ctx: Context,
+) -> PairReport:
+    """Pair two experiments over one dataset into pairwise runs (outputs A and B of one input), matched by an
+    example key, for an evaluator with the pairwise score type. Every run needs the key, once per source."""
+    from align_mcp.engine.pairing import pair_sources as pair
+
+    return pair(store_of(ctx), source_a, source_b, into, key, skip_unmatched=skip_unmatched)
 
 
 @tool("Get a run", read_only=True)

@@ -171,7 +171,8 @@
       run.dataset.runId = item.run_id;
       run.appendChild(el("div", "run-id", "Run " + item.run_id + " (" + (label.index + 1) + " of " + label.items.length + ")"));
       run.appendChild(fields("Inputs", item.inputs));
-      run.appendChild(fields("Outputs", item.outputs));
+      run.appendChild(fields(item.outputs_b ? "Output A" : "Outputs", item.outputs));
+      if (item.outputs_b) run.appendChild(fields("Output B", item.outputs_b));
       if (item.reference_outputs) run.appendChild(fields("Reference outputs", item.reference_outputs));
     }
     $("comment").value = label.comment;
@@ -346,7 +347,8 @@
         card.dataset.runId = item.run_id;
         card.appendChild(el("h3", "", item.run_id + ": " + item.direction.replace("_", " ")));
         card.appendChild(fields("Inputs", item.inputs));
-        card.appendChild(fields("Outputs", item.outputs));
+        card.appendChild(fields(item.outputs_b ? "Output A" : "Outputs", item.outputs));
+        if (item.outputs_b) card.appendChild(fields("Output B", item.outputs_b));
         const sides = el("div", "sides");
         const human = el("div", "human");
         human.appendChild(el("h4", "", "Human: " + scoreWords(item.human_score) + (item.labeler ? " (" + item.labeler + ")" : "")));
