@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from align_mcp.core.jury import jury_problem
 from align_mcp.core.models import (
     DraftDiff,
     Evaluator,
@@ -40,10 +41,15 @@ def check_name(name: str, what: str = "evaluator") -> str:
     return name
 
 
-def _check_judge(settings: JudgeSettings) -> None:
+def _check_judge(settings: JudgeSettings, score_type: ScoreType) -> None:
     """Refuse judge settings a run would refuse, when they are written rather than at the first run."""
     if settings.api_key_env is not None and (problem := api_key_env_problem(settings.api_key_env)):
         raise InvalidInput(problem)
+    if (problem := jury_problem(settings, score_type)) is not None:
+        raise InvalidInput(problem)
+    for member in settings.members:
+        if member.prompt is not None:
+            validate_template(member.prompt)
 
 
 def _row(store: Store, name: str) -> EvaluatorRow:
@@ -89,7 +95,7 @@ def create(
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text)
     settings = judge or JudgeSettings()
-    _check_judge(settings)
+    _check_judge(settings, score_type)
     with store.transaction():
         store.insert_evaluator(name, key, description, score_type, settings, text)
         store.insert_version(name, text, settings, "initial prompt")
@@ -224,8 +230,8 @@ def update_draft(
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
             raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
-        if "api_key_env" in judge:
-            _check_judge(settings)
+        if {"api_key_env", "members", "combine"} & set(judge):
+            _check_judge(settings, row.score_type)
     store.update_draft(name, text, settings)
     return get(store, name)
 

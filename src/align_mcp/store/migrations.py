@@ -339,3 +339,24 @@ def m009_result_requests(db: Database) -> None:
         ALTER TABLE judge_samples ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m012_jury_verdicts(db: Database) -> None:
+    """Per example of a jury's alignment run, each member's verdict (or error), so a report can show every
+    member's agreement beside the jury's and how often the members split."""
+    db.executescript(
+        """
+        CREATE TABLE jury_verdicts (
+            alignment_id INTEGER NOT NULL REFERENCES alignment_runs(id),
+            run_id TEXT NOT NULL,
+            member INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            judge_score TEXT,
+            reasoning TEXT,
+            error TEXT,
+            cached INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (alignment_id, run_id, member)
+        );
+        """
+    )
