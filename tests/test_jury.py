@@ -4,11 +4,16 @@ told apart by model name at one fake judge on loopback."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
+from mcp import Client
 
+from align_mcp.cli import main
 from align_mcp.core.jury import combine
 from align_mcp.core.models import JudgeSettings, JuryMember, Score, ScoreType
 from align_mcp.engine import alignment as align
@@ -16,7 +21,9 @@ from align_mcp.engine import evaluators
 from align_mcp.errors import InvalidInput
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, server_error
+from conftest import EXAMPLE_RUNS
 from test_align import BINARY, HUMAN, NAME, ORDINAL, env_for, rid_of, seed
+from test_server import fails, ok, text
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +233,102 @@ async def test_a_failed_member_is_left_out_and_an_example_no_member_judged_is_an
     assert [n.text for n in report.jury.notes] == [
         "4 member verdict(s) failed; those examples were combined from the members that answered."
     ]
+
+
+# ---- surfaces -------------------------------------------------------------------------------------------------
+
+
+def pass_or_fail_by_model(body: dict[str, Any]) -> Reply:
+    """Member 'a' passes every output and member 'b' fails every one: they split on every example."""
+    model = str(body["model"])
+    return Reply(score=1 if model == "a" else 0, reasoning=f"{model} always says so.")
+
+
+async def test_mcp_creates_a_jury_refuses_a_misfit_rule_and_reports_members_beside_the_jury(
+    client: Client, judge: FakeJudgeServer
+) -> None:
+    judge.responder = pass_or_fail_by_model
+    await ok(client, "import_runs", source="support", path=str(EXAMPLE_RUNS))
+    created = await ok(
+        client,
+        "create_evaluator",
+        name="correctness",
+        judge={"members": [{"model": "a"}, {"model": "b", "temperature": 0.5}], "combine": "majority"},
+    )
+    message = await fails(client, "update_draft", evaluator="correctness", judge={"combine": "mean"})
+    result = await client.call_tool("run_alignment", {"evaluator": "correctness"})
+    assert not result.is_error
+    report = result.structured_content
+    markdown = text(result)
+
+    assert created["judge"]["members"] == [
+        {"model": "a", "base_url": None, "api_key_env": None, "temperature": None, "prompt": None},
+        {"model": "b", "base_url": None, "api_key_env": None, "temperature": 0.5, "prompt": None},
+    ]
+    assert message == (
+        "Error executing tool update_draft: combine='mean' does not fit a binary evaluator (it is for ordinal "
+        "only); use majority or any_fail."
+    )
+    assert report is not None
+    n = report["run"]["metrics"]["n"]
+    a, b = report["jury"]["members"]
+    # Every example splits 1-1, and a tie goes to fail: the jury agrees exactly where member b does.
+    assert (report["jury"]["split"]["k"], report["jury"]["split"]["n"]) == (n, n)
+    assert report["run"]["metrics"]["agreement"]["k"] == b["agreement"]["k"]
+    assert a["agreement"]["k"] + b["agreement"]["k"] == n
+    assert "## Jury (majority)" in markdown
+    assert f"Members split on 100.0% ({n}/{n}" in markdown
+    assert re.search(r"^\| jury \| \d+\.\d% \(\d+/\d+", markdown, re.M)
+    temperatures = {str(r.body["model"]): r.body.get("temperature") for r in judge.requests if r.body}
+    assert temperatures == {"a": 0.0, "b": 0.5}
+
+
+def test_cli_creates_edits_shows_and_aligns_a_jury(db_path: Path, judge: FakeJudgeServer) -> None:
+    judge.responder = pass_or_fail_by_model
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(main, ["--db", str(db_path), *args], catch_exceptions=False)
+
+    assert run("import", str(EXAMPLE_RUNS), "--source", "support").exit_code == 0
+    b_at = f"b@{judge.base_url}"
+    refused = run("evaluator", "create", "correctness", "--member", "a", "--member", b_at)
+    created = run(
+        "evaluator",
+        "create",
+        "correctness",
+        "--member",
+        "a",
+        "--member",
+        b_at,
+        "--combine",
+        "any_fail",
+    )
+    seated = run("evaluator", "show", "correctness")
+    misfit = run("draft", "edit", "correctness", "--member", "a", "--member", "b", "--combine", "median")
+    edited = run("draft", "edit", "correctness", "--member", "a", "--member", "b", "--combine", "majority")
+    shown = run("evaluator", "show", "correctness")
+    aligned = run("align", "correctness")
+
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        "Error: A jury needs a combine rule; for a binary evaluator use majority or any_fail.\n",
+    )
+    assert (misfit.exit_code, misfit.stderr) == (
+        1,
+        "Error: combine='median' does not fit a binary evaluator (it is for ordinal only); use majority or "
+        "any_fail.\n",
+    )
+    assert created.exit_code == 0, created.output
+    assert f"jury (any_fail): a, {b_at}\n" in seated.stdout
+    assert edited.exit_code == 0, edited.output
+    assert "jury (majority): a, b\n" in shown.stdout
+    assert aligned.exit_code == 0, aligned.output
+    split = re.search(
+        r"^Jury \(majority\): members split on (\d+)/(\d+) examples \(100\.0%\)$", aligned.stdout, re.M
+    )
+    assert split is not None and split.group(1) == split.group(2)
+    assert re.search(r"^1:a +\d", aligned.stdout, re.M) and re.search(r"^jury +\d", aligned.stdout, re.M)
+    # v1 (any_fail) and the draft (majority, tie -> fail) both fail every example: nothing flips.
+    assert re.search(r"^Flips vs v1: ", aligned.stdout, re.M)
+    assert "fixed:" not in aligned.stdout and "broken:" not in aligned.stdout

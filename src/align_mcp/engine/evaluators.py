@@ -192,6 +192,21 @@ def list_all(store: Store) -> list[Evaluator]:
     return [get(store, name) for name in store.evaluator_names()]
 
 
+def judge_settings(judge: dict[str, Any], base: JudgeSettings | None = None) -> JudgeSettings:
+    """`base` (default: the defaults) with the settings in `judge` changed; InvalidInput names an unknown setting
+    or a bad value."""
+    unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown judge setting(s): {', '.join(unknown)}. Known: {', '.join(JudgeSettings.model_fields)}."
+        )
+    try:
+        return JudgeSettings.model_validate({**(base or JudgeSettings()).model_dump(), **judge})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
+
+
 def update_draft(
     store: Store,
     name: str,
@@ -220,16 +235,7 @@ def update_draft(
     validate_template(text)
     settings = row.judge
     if judge:
-        unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
-        if unknown:
-            raise InvalidInput(
-                f"Unknown judge setting(s): {', '.join(unknown)}. Known: {', '.join(JudgeSettings.model_fields)}."
-            )
-        try:
-            settings = JudgeSettings.model_validate({**settings.model_dump(), **judge})
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
+        settings = judge_settings(judge, settings)
         if {"api_key_env", "members", "combine"} & set(judge):
             _check_judge(settings, row.score_type)
     store.update_draft(name, text, settings)

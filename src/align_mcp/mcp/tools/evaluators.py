@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from align_mcp.core.models import Evaluator, JudgeSettings, ScoreType
+from align_mcp.core.models import Evaluator, ScoreType
 from align_mcp.core.views import DraftUpdate, EvaluatorDetail, EvaluatorList, SavedVersion, VersionList
 from align_mcp.errors import InvalidInput
 from align_mcp.mcp.state import store_of
@@ -22,32 +22,32 @@ def create_evaluator(
     ] = "binary",
     labels: Annotated[
         list[str] | None,
-        Field(description="categorical: the labels, e.g. ['good', 'ok', 'bad']"),
+        Field(description="categorical: labels, e.g. ['good', 'ok', 'bad']"),
     ] = None,
     min: Annotated[int | None, Field(description="ordinal: lowest score")] = None,
     max: Annotated[int | None, Field(description="ordinal: highest score")] = None,
     feedback_key: Annotated[
         str | None,
-        Field(description="Key of human labels in imported feedback; default: the name"),
+        Field(description="Key of imported human labels; default: the name"),
     ] = None,
     prompt: Annotated[
         str | None,
         Field(
-            description="Template using {{inputs}}, {{outputs}}, {{reference_outputs}} or paths like "
-            "{{inputs.question}}; default: a built-in one"
+            description="Template with {{inputs}}, {{outputs}}, {{reference_outputs}} or paths like "
+            "{{inputs.question}}; default: built-in"
         ),
     ] = None,
-    judge: Annotated[JudgeUpdate | None, Field(description="Judge model settings")] = None,
+    judge: Annotated[JudgeUpdate | None, Field(description="Judge settings")] = None,
     description: Annotated[str | None, Field(description="What it checks, in one sentence")] = None,
     *,
     ctx: Context,
 ) -> Evaluator:
-    """Define a judge (evaluator): its prompt becomes version 1 and the editable draft. Labels already imported
+    """Define a judge (evaluator): its prompt becomes version 1 and the editable draft. Labels imported
     under its feedback key apply at once."""
     from align_mcp.engine import evaluators
 
     kind_type = ScoreType(kind=score_type, labels=labels, min=min, max=max)
-    settings = None if judge is None else JudgeSettings(**judge.model_dump(exclude_none=True))
+    settings = None if judge is None else evaluators.judge_settings(judge.model_dump(exclude_none=True))
     return evaluators.create(store_of(ctx), name, kind_type, feedback_key, prompt, settings, description)
 
 
@@ -72,14 +72,14 @@ def get_evaluator(name: EvaluatorName, *, ctx: Context) -> EvaluatorDetail:
 def update_draft(
     evaluator: EvaluatorName,
     prompt: Annotated[str | None, Field(description="A full new prompt (replaces the draft)")] = None,
-    find: Annotated[str | None, Field(description="A passage found exactly once in the draft")] = None,
+    find: Annotated[str | None, Field(description="A passage occurring once in the draft")] = None,
     replace_with: Annotated[str | None, Field(description="What replaces `find` (may be empty)")] = None,
     judge: Annotated[JudgeUpdate | None, Field(description="Judge settings to change")] = None,
     *,
     ctx: Context,
 ) -> DraftUpdate:
-    """Edit the draft: a full new prompt or one exact find/replace, and/or judge settings. Returns the diff
-    against the last saved version. Nothing is saved: test it with run_alignment; save_prompt makes a version."""
+    """Edit the draft: a new prompt or one exact find/replace, and/or judge settings. Returns the diff against
+    the last saved version. Nothing is saved: test with run_alignment; save_prompt makes a version."""
     from align_mcp.engine.evaluators import edit_draft
 
     if (find is None) != (replace_with is None):
