@@ -9,7 +9,8 @@ The rules, exactly:
   member gave, never a half-point).
 - `any_fail` (binary): 0 when any member says 0, else 1.
 A member whose call failed is left out; the example is judged by the members that answered, and is an error only
-when none did.
+when none did. Members share the evaluator's prompt (the draft, or the version's) unless they have their own, so
+the optimizer rewrites the shared prompt and leaves a member's own prompt as it is.
 """
 
 from __future__ import annotations
@@ -68,6 +69,17 @@ def member_settings(settings: JudgeSettings, member: JuryMember) -> JudgeSetting
     if member.temperature is not None:
         update["temperature"] = member.temperature
     return settings.model_copy(update=update)
+
+
+def lead_settings(settings: JudgeSettings) -> JudgeSettings:
+    """The one model that speaks for a jury where a single model is needed (the optimizer's reflection, failure
+    analysis, triage): the evaluator's own model when it names one, else the first member. A single judge's
+    settings are returned as they are."""
+    if not settings.members:
+        return settings
+    if settings.model is not None:
+        return settings.model_copy(update={"members": [], "combine": None})
+    return member_settings(settings, settings.members[0])
 
 
 def member_label(member: JuryMember, index: int) -> str:

@@ -22,26 +22,29 @@ from align_mcp.store import AlignmentRunRow, CacheEntry, MemberVerdict, NewResul
 
 @dataclass(frozen=True)
 class Member:
-    """One member resolved for a run: its label, settings, endpoint and prompt template."""
+    """One member resolved for a run: its label, settings, endpoint and own prompt template (None: the shared one)."""
 
     label: str
     settings: JudgeSettings
     endpoint: Endpoint
-    prompt: str
+    own_prompt: str | None
+
+    def template(self, shared: str) -> str:
+        return self.own_prompt if self.own_prompt is not None else shared
 
 
-def members(settings: JudgeSettings, prompt: str, env: config.Settings) -> list[Member]:
+def members(settings: JudgeSettings, env: config.Settings) -> list[Member]:
     """The jury's members with their endpoints resolved (a JudgeConfigError names the member's missing piece)."""
     out = []
     for i, m in enumerate(settings.members):
         own = member_settings(settings, m)
-        out.append(Member(member_label(m, i), own, resolve_endpoint(own, env), m.prompt or prompt))
+        out.append(Member(member_label(m, i), own, resolve_endpoint(own, env), m.prompt))
     return out
 
 
 def jury_endpoint(settings: JudgeSettings, env: config.Settings) -> Endpoint:
     """What a jury run records as its model and endpoint (no key: each member is called at its own endpoint)."""
-    resolved = members(settings, "", env)
+    resolved = members(settings, env)
     return Endpoint(
         base_url=" ".join(m.endpoint.base_url for m in resolved),
         api_key="",
@@ -103,7 +106,7 @@ async def judge_pending(
     answered; a member's error leaves it out of the combination, and only an example no member could judge is
     an error."""
     settings = row.judge
-    jury = members(settings, row.prompt, env)
+    jury = members(settings, env)
     schema = response_schema(score_type, settings.reasoning)
     pending = store.pending_examples(aid)
     runs = store.get_runs([rid for rid, _ in pending])
@@ -118,7 +121,7 @@ async def judge_pending(
         if run is not None:
             try:
                 for i, m in enumerate(jury):
-                    messages = build_messages(m.prompt, run.as_dict(), settings.reasoning)
+                    messages = build_messages(m.template(row.prompt), run.as_dict(), settings.reasoning)
                     keys[rid, i] = (messages, cache_key(m.endpoint, m.settings, messages, schema))
             except RecursionError:
                 problem = "the run nests objects and arrays too deeply to be shown to the judge"
