@@ -4,11 +4,13 @@ told apart by model name at one fake judge on loopback."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from click.testing import CliRunner, Result
 from mcp import Client
@@ -18,7 +20,7 @@ from align_mcp.core.jury import combine
 from align_mcp.core.models import JudgeSettings, JuryMember, Score, ScoreType
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators
-from align_mcp.errors import InvalidInput
+from align_mcp.errors import InvalidInput, NextStep
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, server_error
 from conftest import EXAMPLE_RUNS
@@ -332,3 +334,49 @@ def test_cli_creates_edits_shows_and_aligns_a_jury(db_path: Path, judge: FakeJud
     # v1 (any_fail) and the draft (majority, tie -> fail) both fail every example: nothing flips.
     assert re.search(r"^Flips vs v1: ", aligned.stdout, re.M)
     assert "fixed:" not in aligned.stdout and "broken:" not in aligned.stdout
+
+
+# ---- diagnostics ----------------------------------------------------------------------------------------------
+
+
+async def test_triage_of_a_jury_run_asks_the_jurys_lead_model(store: Store) -> None:
+    from align_mcp.diagnose import triage
+
+    seed(store, HUMAN)
+    evaluators.update_draft(store, NAME, judge=jury("a", "b", "c"))
+    answer = by_model(VERDICTS)
+
+    def respond(body: dict[str, Any]) -> Reply:
+        if body["response_format"]["json_schema"]["name"] != "triage":
+            return answer(body)
+        schema = body["response_format"]["json_schema"]["schema"]
+        ids = schema["properties"]["cases"]["items"]["properties"]["run_id"]["enum"]
+        cases = [{"run_id": rid, "category": "judge_error", "reason": f"Because of {rid}."} for rid in ids]
+        return Reply(content=json.dumps({"cases": cases}))
+
+    with FakeJudgeServer(responder=respond) as srv:
+        await align.run_alignment(store, NAME, env=env_for(srv), compare=False)
+        report = await triage.triage(store, NAME, env=env_for(srv))
+        asked = [
+            r.body["model"]
+            for r in srv.requests
+            if r.body and "triage" in json.dumps(r.body["response_format"])
+        ]
+
+    assert (report.model, asked) == ("a", ["a"])  # the evaluator names no model of its own: the first member
+    assert [(c.run_id, c.category) for c in report.cases] == [("r4", "judge_error")]
+
+
+def test_repeated_samples_of_a_jury_are_refused_naming_the_alignment_run(store: Store) -> None:
+    from align_mcp.diagnose.consistency import self_consistency
+
+    seed(store, HUMAN)
+    evaluators.update_draft(store, NAME, judge=jury("a", "b"))
+    with pytest.raises(InvalidInput) as e:
+        anyio.run(lambda: self_consistency(store, NAME, env=env_for(None)))
+    assert str(e.value) == (
+        "The draft of 'correctness' is a jury (a, b; majority), and repeated samples, label suggestions and the "
+        "corrected pass rate judge with a single model. Measure the jury with an alignment run, whose report "
+        "shows each member's agreement and how often they split."
+    )
+    assert e.value.next_steps == (NextStep("run_alignment", {"evaluator": NAME}),)
