@@ -237,6 +237,24 @@ async def test_a_failed_member_is_left_out_and_an_example_no_member_judged_is_an
     ]
 
 
+async def test_an_example_no_member_judged_is_judged_again_on_resume_and_its_member_verdicts_replaced(
+    store: Store,
+) -> None:
+    seed(store, HUMAN)
+    evaluators.update_draft(store, NAME, judge=jury("a", "b", "c"))
+    with FakeJudgeServer(responder=by_model(VERDICTS, {("a", "r2"), ("b", "r2"), ("c", "r2")})) as srv:
+        first = await align.run_alignment(store, NAME, env=env_for(srv), compare=False)
+        srv.responder = by_model(VERDICTS)
+        resumed = await align.resume(store, first.run.id, retry_errors=True, env=env_for(srv))
+        calls = srv.calls
+
+    assert (first.run.errors, resumed.run.errors, resumed.run.judged) == (1, 0, 8)
+    assert calls == 24 + 3  # every member once per example, then the three members on r2 again
+    assert resumed.jury is not None and resumed.jury.member_errors == 0
+    r2 = [(v.model, v.judge_score, v.error) for v in store.member_verdicts(first.run.id) if v.run_id == "r2"]
+    assert r2 == [("a", 1, None), ("b", 1, None), ("c", 1, None)]
+
+
 # ---- surfaces -------------------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ PINNED = [
     "AddToQueueReport", "AlignError", "AlignmentReport", "AlignmentSummary", "Balance", "Conflict",
     "ConsistencyReport", "DraftDiff", "EmptyReferenceSet", "Evaluator", "FailureAnalysis", "FailureMode",
     "FlipReport", "ImportFormatError", "ImportReport", "Interval", "InvalidInput", "InvalidScore", "JudgeConfigError",
-    "JudgeFailed", "JudgeSettings", "JudgeUnreachable", "LabelReceipt", "Metrics", "MisalignedCase", "MisalignedPage", "NextStep", "NotFound", "Note",
+    "JudgeFailed", "JudgeSettings", "JudgeUnreachable", "JuryMember", "JuryReport", "LabelReceipt", "Metrics", "MisalignedCase", "MisalignedPage", "NextStep", "NotFound", "Note",
     "NothingToSave", "OptimizerUnavailable", "PassRateReport", "PromptVersion", "Proposal", "ProposalSummary",
     "QueueItem", "QueueSummary", "Rate", "ReviewReport", "ReviewRequestReport", "Run", "ScoreType", "SplitInfo",
     "Store", "StoreError", "SuggestionReport", "TriageReport", "VersionSummary", "__version__", "add_to_queue",
