@@ -276,6 +276,7 @@ async def test_mcp_creates_a_jury_refuses_a_misfit_rule_and_reports_members_besi
         judge={"members": [{"model": "a"}, {"model": "b", "temperature": 0.5}], "combine": "majority"},
     )
     message = await fails(client, "update_draft", evaluator="correctness", judge={"combine": "mean"})
+    hot = await fails(client, "create_evaluator", name="hot", judge={"temperature": 9})
     result = await client.call_tool("run_alignment", {"evaluator": "correctness"})
     assert not result.is_error
     report = result.structured_content
@@ -288,6 +289,10 @@ async def test_mcp_creates_a_jury_refuses_a_misfit_rule_and_reports_members_besi
     assert message == (
         "Error executing tool update_draft: combine='mean' does not fit a binary evaluator (it is for ordinal "
         "only); use majority or any_fail."
+    )
+    assert hot == (
+        "Error executing tool create_evaluator: Invalid judge settings {'temperature': 9.0}: temperature: Input "
+        "should be less than or equal to 2."
     )
     assert report is not None
     n = report["run"]["metrics"]["n"]
