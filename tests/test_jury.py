@@ -183,6 +183,14 @@ async def test_a_jury_reports_each_members_agreement_beside_the_jurys_and_the_sp
     assert members == [(0, "a", 0), (1, "b", 1), (2, "c", 0)]
 
 
+async def test_members_share_the_runs_concurrency_limit(store: Store) -> None:
+    seed(store, HUMAN)
+    evaluators.update_draft(store, NAME, judge=jury("a", "b", "c"))
+    with FakeJudgeServer(responder=by_model(VERDICTS), latency=0.05) as srv:
+        await align.run_alignment(store, NAME, env=env_for(srv, concurrency=2), compare=False)
+    assert (srv.calls, srv.max_in_flight) == (24, 2)
+
+
 async def test_any_fail_fails_an_example_when_one_member_fails_it(store: Store) -> None:
     seed(store, HUMAN)
     evaluators.update_draft(store, NAME, judge=jury("a", "b", "c", rule="any_fail"))
@@ -357,6 +365,29 @@ def test_cli_creates_edits_shows_and_aligns_a_jury(db_path: Path, judge: FakeJud
     # v1 (any_fail) and the draft (majority, tie -> fail) both fail every example: nothing flips.
     assert re.search(r"^Flips vs v1: ", aligned.stdout, re.M)
     assert "fixed:" not in aligned.stdout and "broken:" not in aligned.stdout
+
+
+async def test_the_review_page_shows_the_members_beside_the_jury(store: Store) -> None:
+    from starlette.testclient import TestClient
+
+    from align_mcp.web.app import create_app
+
+    seed(store, HUMAN)
+    evaluators.update_draft(store, NAME, judge=jury("a", "b", "c"))
+    with FakeJudgeServer(responder=by_model(VERDICTS)) as srv:
+        await align.run_alignment(store, NAME, env=env_for(srv), compare=False)
+    page = TestClient(create_app(store=store), base_url="http://127.0.0.1:8766").get(f"/review/{NAME}")
+
+    section = re.search(r"<section class=jury>.*?</section>", page.text)
+    assert section is not None
+    assert section.group(0) == (
+        "<section class=jury><h2>Jury (majority)</h2><p>Members split on 38% of 8 examples.</p>"
+        "<table><tr><th>member</th><th>agreement</th><th>κ</th><th>judged</th><th>errors</th></tr>"
+        "<tr><td>1:a</td><td>100%</td><td>1.00</td><td>8</td><td>0</td></tr>"
+        "<tr><td>2:b</td><td>75%</td><td>0.50</td><td>8</td><td>0</td></tr>"
+        "<tr><td>3:c</td><td>75%</td><td>0.50</td><td>8</td><td>0</td></tr>"
+        "<tr><td>jury</td><td>88%</td><td>0.75</td><td>8</td><td>0</td></tr></table></section>"
+    )
 
 
 # ---- diagnostics ----------------------------------------------------------------------------------------------
