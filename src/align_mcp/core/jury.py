@@ -109,6 +109,21 @@ def combine(rule: Combine, score_type: ScoreType, verdicts: Sequence[Score]) -> 
     return min(tied, key=lambda v: values.index(v) if v in values else len(values))
 
 
+def jury_verdict(
+    rule: Combine, score_type: ScoreType, members: Sequence[tuple[str, Score | None, str | None, str | None]]
+) -> tuple[Score | None, str | None, str | None]:
+    """(score, reasoning, error) of one example from its members' (label, score, reasoning, error): the rule over
+    the members that answered, one line per member as the reasoning; an error only when none answered."""
+    answered = [score for _, score, _, error in members if error is None and score is not None]
+    if not answered:
+        return None, None, "every jury member failed: " + "; ".join(f"{n}: {e}" for n, _, _, e in members)
+    lines = [
+        f"[{n}] {score}: {reasoning or ''}".rstrip() if error is None else f"[{n}] error: {error}"
+        for n, score, reasoning, error in members
+    ]
+    return combine(rule, score_type, answered), "\n".join(lines), None
+
+
 def split(verdicts: Sequence[Score]) -> bool:
     """Whether the members that answered disagree."""
     return len(set(verdicts)) > 1

@@ -10,7 +10,7 @@ import anyio
 
 from align_mcp import config
 from align_mcp.core import metrics
-from align_mcp.core.jury import combine, member_label, member_settings, split
+from align_mcp.core.jury import jury_verdict, member_label, member_settings, split
 from align_mcp.core.models import JudgeSettings, JuryReport, MemberAgreement, Note, Score, ScoreType
 from align_mcp.errors import AlignError
 from align_mcp.llm.client import OnRequest
@@ -53,22 +53,14 @@ def jury_endpoint(settings: JudgeSettings, env: config.Settings) -> Endpoint:
 
 
 def _combined(
-    rid: str, rule: JudgeSettings, score_type: ScoreType, verdicts: list[tuple[str, Verdict]]
+    rid: str, settings: JudgeSettings, score_type: ScoreType, verdicts: list[tuple[str, Verdict]]
 ) -> NewResult:
-    answered = [(label, v) for label, v in verdicts if v.error is None and v.score is not None]
-    lines = [
-        f"[{label}] {v.score}: {v.reasoning or ''}".rstrip()
-        if v.error is None
-        else f"[{label}] error: {v.error}"
-        for label, v in verdicts
-    ]
-    score: Score | None = None
-    error: str | None = None
-    if answered:
-        assert rule.combine is not None
-        score = combine(rule.combine, score_type, [v.score for _, v in answered if v.score is not None])
-    else:
-        error = "every jury member failed: " + "; ".join(f"{label}: {v.error}" for label, v in verdicts)
+    """The example's result: the rule over the members that answered, each member's line as the reasoning, the
+    calls and tokens of all of them; an error only when no member answered."""
+    assert settings.combine is not None
+    score, reasoning, error = jury_verdict(
+        settings.combine, score_type, [(label, v.score, v.reasoning, v.error) for label, v in verdicts]
+    )
 
     def total(values: list[int | None]) -> int | None:
         known = [x for x in values if x is not None]
@@ -77,7 +69,7 @@ def _combined(
     return NewResult(
         run_id=rid,
         judge_score=score,
-        reasoning="\n".join(lines) if score is not None else None,
+        reasoning=reasoning,
         error=error,
         prompt_tokens=total([v.prompt_tokens for _, v in verdicts]),
         completion_tokens=total([v.completion_tokens for _, v in verdicts]),
@@ -126,7 +118,7 @@ async def judge_pending(
             except RecursionError:
                 problem = "the run nests objects and arrays too deeply to be shown to the judge"
         if problem is not None:
-            unjudgeable.append(_combined(rid, settings, score_type, [("jury", Verdict(None, None, problem))]))
+            unjudgeable.append(NewResult(rid, None, None, problem, None, None, None, None, cached=False))
             continue
         verdicts[rid] = {}
     hits = store.cache_get([key for _, key in keys.values()])
@@ -177,7 +169,8 @@ async def judge_pending(
             got[i] = verdict
             cache = [CacheEntry.of(key, verdict)] if verdict.error is None else []
             if len(got) < len(jury):
-                await anyio.to_thread.run_sync(store.cache_put, cache)
+                if cache:
+                    await anyio.to_thread.run_sync(store.cache_put, cache)
                 return
             result = _result(rid, jury, settings, score_type, verdicts)
             rows = _member_rows(rid, jury, got)

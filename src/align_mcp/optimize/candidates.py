@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from align_mcp.core.jury import combine
+from align_mcp.core.jury import jury_verdict
 from align_mcp.core.models import Evaluator, JsonDict, Score, ScoreType
 from align_mcp.core.templates import VARIABLE, template_variables, validate_template
 from align_mcp.engine.jury import Member
@@ -188,21 +188,11 @@ class Judging:
 
     def _combined(self, verdicts: list[Outcome]) -> Outcome:
         """The jury's outcome: the rule over the members that answered; an error only when none did."""
-        labels = [m.label for m in self.members]
-        answered = [v.score for v in verdicts if v.error is None and v.score is not None]
-        if not answered:
-            return Outcome(
-                None,
-                None,
-                "every jury member failed: "
-                + "; ".join(f"{n}: {v.error}" for n, v in zip(labels, verdicts, strict=True)),
-            )
         assert self.settings.combine is not None
-        reasoning = "\n".join(
-            f"[{n}] {v.score}: {v.reasoning or ''}".rstrip() if v.error is None else f"[{n}] error: {v.error}"
-            for n, v in zip(labels, verdicts, strict=True)
-        )
-        return Outcome(combine(self.settings.combine, self.score_type, answered), reasoning, None)
+        members = [
+            (m.label, v.score, v.reasoning, v.error) for m, v in zip(self.members, verdicts, strict=True)
+        ]
+        return Outcome(*jury_verdict(self.settings.combine, self.score_type, members))
 
     async def _call(self, index: int, messages: list[dict[str, str]], key: str) -> Outcome:
         """One judge call (member `index` of a jury, or the judge), from the memo or the cache when there."""
