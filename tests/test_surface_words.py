@@ -27,6 +27,7 @@ SCANNED_PACKAGES = ("core", "store", "llm", "engine", "optimize", "diagnose")
 
 CONVERTED = {
     "core/__init__.py",
+    "core/jury.py",
     "core/metrics.py",
     "core/models.py",
     "core/templates.py",
@@ -50,6 +51,7 @@ CONVERTED = {
     "engine/formats.py",
     "engine/holdout.py",
     "engine/ingest.py",
+    "engine/jury.py",
     "engine/leases.py",
     "engine/labeling.py",
     "engine/overview.py",
