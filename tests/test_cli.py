@@ -275,7 +275,8 @@ def test_the_draft_is_edited_diffed_saved_and_restored(support: Cli, tmp_path: P
 def test_a_draft_edit_without_a_change_is_refused(support: Cli) -> None:
     fails_with(
         support("draft", "edit", "correctness"),
-        "Nothing to change: give --file, --replace OLD NEW, --set KEY=VALUE or --few-shot SETTINGS.",
+        "Nothing to change: give --file, --replace OLD NEW, --set KEY=VALUE, --member, --combine or "
+        "--few-shot SETTINGS.",
     )
     fails_with(
         support("draft", "edit", "correctness", "--replace", "no such passage", "x"),

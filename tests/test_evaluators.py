@@ -310,7 +310,7 @@ def test_an_unknown_judge_setting_is_refused(small: Store) -> None:
 
     assert str(raised.value) == (
         "Unknown judge setting(s): temprature, top_p. Known: model, base_url, api_key_env, temperature, "
-        "reasoning, max_tokens, timeout, max_retries."
+        "reasoning, max_tokens, timeout, max_retries, members, combine."
     )
     assert evaluators.get(small, "small").judge == JudgeSettings()
 

@@ -1252,7 +1252,7 @@ BAD_INPUTS: list[Bad] = [
         "draft-unknown-setting",
         lambda c: evaluators.update_draft(c.store, NAME, judge={"api_key": "sk-x"}),
         InvalidInput,
-        "Unknown judge setting(s): api_key. Known: model, base_url, api_key_env, temperature, reasoning, max_tokens, timeout, max_retries.",
+        "Unknown judge setting(s): api_key. Known: model, base_url, api_key_env, temperature, reasoning, max_tokens, timeout, max_retries, members, combine.",
     ),
     Bad(
         "next-items-limit-0",

@@ -71,9 +71,8 @@ async def test_a_missing_argument_says_what_it_is(client: Client) -> None:
         "submit_labels", {"evaluator": "correctness", "labels": [{"run_id": "a"}]}
     )
     assert text(nested) == (
-        "Error executing tool submit_labels: submit_labels needs labels[0].score (1/0 or pass/fail (binary), a "
-        "label, or an integer in the range). Call submit_labels again with labels[0].score fixed; nothing was "
-        "done."
+        "Error executing tool submit_labels: submit_labels needs labels[0].score (1/0, a label, an integer or "
+        "A/B/tie). Call submit_labels again with labels[0].score fixed; nothing was done."
     )
 
 

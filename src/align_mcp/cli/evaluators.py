@@ -19,6 +19,25 @@ def evaluator_group() -> None:
     """Create and inspect evaluators (judges)."""
 
 
+COMBINE_CHOICES = ["majority", "mean", "median", "any_fail"]
+MEMBER_HELP = "A jury member: model[@base_url] (repeat, at least 2; per-member keys: --set members=JSON)."
+COMBINE_HELP = (
+    "How a jury's verdicts combine: majority (binary, categorical), mean or median (ordinal), any_fail."
+)
+
+
+def parse_members(members: tuple[str, ...]) -> list[dict[str, str]]:
+    """--member values as jury members: 'model' or 'model@https://host/v1' (the @ before http(s):// splits)."""
+    out = []
+    for text in members:
+        at = max(text.rfind("@http://"), text.rfind("@https://"))
+        model, base_url = (text[:at], text[at + 1 :]) if at > 0 else (text, None)
+        if not model.strip():
+            raise InvalidInput(f"--member {text!r} names no model; use model or model@base_url.")
+        out.append({"model": model.strip()} | ({"base_url": base_url} if base_url else {}))
+    return out
+
+
 def parse_range(text: str) -> tuple[int, int]:
     try:
         lo, hi = text.replace("..", "-").split("-")
@@ -57,6 +76,8 @@ def parse_range(text: str) -> tuple[int, int]:
 @click.option("--api-key-env", help="Name of the env var holding this judge's API key.")
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--no-reasoning", is_flag=True, help="Ask for the score only.")
+@click.option("--member", "members", multiple=True, metavar="MODEL[@BASE_URL]", help=MEMBER_HELP)
+@click.option("--combine", type=click.Choice(COMBINE_CHOICES), help=COMBINE_HELP)
 @click.option("--description")
 @click.pass_context
 def evaluator_create(
@@ -74,6 +95,8 @@ def evaluator_create(
     api_key_env: str | None,
     temperature: float,
     no_reasoning: bool,
+    members: tuple[str, ...],
+    combine: str | None,
     description: str | None,
     as_json: bool,
 ) -> None:
@@ -90,12 +113,16 @@ def evaluator_create(
         ties=ties,
         swap=not no_swap,
     )
-    judge = JudgeSettings(
-        model=model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        temperature=temperature,
-        reasoning=not no_reasoning,
+    judge = JudgeSettings.model_validate(
+        {
+            "model": model,
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "temperature": temperature,
+            "reasoning": not no_reasoning,
+            "members": parse_members(members),
+            "combine": combine,
+        }
     )
     prompt = prompt_file.read_text(encoding="utf-8") if prompt_file else None
     ev = evaluators.create(store_of(ctx), name, score_type, feedback_key, prompt, judge, description)
@@ -148,6 +175,9 @@ def evaluator_show(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(
             f"judge: model={ev.judge.model or '$' + config.ENV_JUDGE_MODEL} temperature={ev.judge.temperature}"
         )
+        if ev.judge.members:
+            seated = ", ".join(m.model + (f"@{m.base_url}" if m.base_url else "") for m in ev.judge.members)
+            click.echo(f"jury ({ev.judge.combine}): {seated}")
         table(
             ["version", "saved", "message", "agreement", "kappa", "n"],
             [
@@ -207,6 +237,8 @@ def draft_show(ctx: click.Context, name: str, as_json: bool) -> None:
     help="How {{few_shot_examples}} picks corrected dev examples, e.g. k=5,strategy=random,seed=1 "
     "(strategy: recent, random or cover).",
 )
+@click.option("--member", "members", multiple=True, metavar="MODEL[@BASE_URL]", help=MEMBER_HELP)
+@click.option("--combine", type=click.Choice(COMBINE_CHOICES), help=COMBINE_HELP)
 @click.pass_context
 def draft_edit(
     ctx: click.Context,
@@ -215,6 +247,8 @@ def draft_edit(
     replace: tuple[str, str] | None,
     settings: tuple[str, ...],
     few_shot: str | None,
+    members: tuple[str, ...],
+    combine: str | None,
     as_json: bool,
 ) -> None:
     """Edit the draft: a new prompt file, a find/replace, judge settings, and/or few-shot settings."""
@@ -229,9 +263,14 @@ def draft_edit(
             judge[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             judge[key.strip()] = value
+    if members:
+        judge["members"] = parse_members(members)
+    if combine is not None:
+        judge["combine"] = combine
     if prompt_file is None and not replace and not judge and few_shot is None:
         raise InvalidInput(
-            "Nothing to change: give --file, --replace OLD NEW, --set KEY=VALUE or --few-shot SETTINGS."
+            "Nothing to change: give --file, --replace OLD NEW, --set KEY=VALUE, --member, --combine or "
+            "--few-shot SETTINGS."
         )
     prompt = prompt_file.read_text(encoding="utf-8") if prompt_file else None
     update = edit_draft(

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from align_mcp.errors import AlignError, NextStep, StepArg
 
 if TYPE_CHECKING:  # the models load with the first command that needs them, not with `align-mcp serve`
-    from align_mcp.core.models import AlignmentReport, AlignmentSummary, Metrics, Note, Rate
+    from align_mcp.core.models import AlignmentReport, AlignmentSummary, JuryReport, Metrics, Note, Rate
 
 COMMENT = "'...'"
 
@@ -293,6 +293,8 @@ def print_report(r: AlignmentReport) -> None:
         click.echo(
             f"  holdout: {h.dev} dev / {h.test} test examples; test evaluated {h.test_evaluations} time(s)"
         )
+    if r.jury is not None:
+        print_jury(r.jury, r.run)
     if r.baseline is not None:
         print_summary("Compared with the last saved version", r.baseline)
     if r.flips is not None:
@@ -311,3 +313,18 @@ def print_report(r: AlignmentReport) -> None:
         click.echo(f"  error {e.run_id}: {e.error}")
     notes(r.warnings, "warning")
     notes(r.notes)
+
+
+def print_jury(j: JuryReport, run: AlignmentSummary) -> None:
+    """Each member's agreement beside the jury's, and how often the members split."""
+    click.echo(
+        f"Jury ({j.combine}): members split on {j.split.k}/{j.split.n} examples ({pct(j.split.value)})"
+    )
+    rows: list[list[Any]] = [
+        [m.member, with_ci(m.agreement), kappa(m.kappa), m.n, m.errors] for m in j.members
+    ]
+    if run.metrics is not None:
+        m = run.metrics
+        rows.append(["jury", with_ci(m.agreement), kappa(m.kappa), m.n, m.errors])
+    table(["member", "agreement", "kappa", "n", "errors"], rows)
+    notes(j.notes)

@@ -238,8 +238,26 @@ def api_key_env_problem(name: str) -> str | None:
     )
 
 
+Combine = Literal["majority", "mean", "median", "any_fail"]
+"""How a jury's member verdicts become one: see core.jury for the exact rules (ties, rounding)."""
+
+
+class JuryMember(Model):
+    """One judge of a jury: its own model (and endpoint), optionally its own temperature and prompt."""
+
+    model: str = Field(description="Model name")
+    base_url: str | None = Field(default=None, description="Default: the evaluator's")
+    api_key_env: str | None = Field(default=None, description="Default: the evaluator's")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    prompt: str | None = Field(default=None, description="Own template; default: the draft")
+
+
 class JudgeSettings(Model):
-    """How the judge model is called. Secrets are never stored: only the name of the env var holding the key."""
+    """How the judge model is called. Secrets are never stored: only the name of the env var holding the key.
+
+    With `members` (two or more) the evaluator is a jury: each member judges every example and `combine` makes
+    their verdicts one.
+    """
 
     model: str | None = Field(default=None, description="Model name; falls back to ALIGN_MCP_JUDGE_MODEL")
     base_url: str | None = Field(
@@ -255,6 +273,13 @@ class JudgeSettings(Model):
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     timeout: float = Field(default=60.0, gt=0, le=3600, description="Seconds per judge call")
     max_retries: int = Field(default=4, ge=0, le=20)
+    members: list[JuryMember] = Field(default_factory=list, description="A jury's judges; empty: one judge")
+    combine: Combine | None = Field(default=None, description="How a jury's verdicts combine")
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings as identity material; a single judge leaves out the jury fields, so its identity is the
+        same as before juries existed."""
+        return self.model_dump(exclude=None if self.members else {"members", "combine"})
 
 
 class VersionSummary(Model):
@@ -578,6 +603,29 @@ class RubricAgreement(Model):
     stale: bool = Field(description="The instructions changed since: these labels may need a relabel")
 
 
+class MemberAgreement(Model):
+    """One jury member's agreement with the human labels, on the examples it judged."""
+
+    member: str = Field(description="Position and model, e.g. '2:gpt-4.1-mini'")
+    model: str
+    n: int = Field(description="Examples this member judged without error")
+    errors: int = Field(description="Examples whose call to this member failed")
+    agreement: Rate
+    kappa: float | None = None
+
+
+class JuryReport(Model):
+    """A jury's members beside the jury: each member's agreement, and how often they split."""
+
+    combine: Combine
+    members: list[MemberAgreement]
+    split: Rate = Field(
+        description="Examples on which the members that answered disagreed / examples with 2+ verdicts"
+    )
+    member_errors: int = Field(description="Member verdicts that failed (the rest were combined)")
+    notes: list[Note] = Field(default_factory=list)
+
+
 class AlignmentReport(Model):
     """The result of run_alignment: metrics, the comparison with the last saved version, and errors."""
 
@@ -592,6 +640,7 @@ class AlignmentReport(Model):
     holdout: SplitInfo | None = Field(
         default=None, description="The dev/test split; None until enough labels exist to make one"
     )
+    jury: JuryReport | None = Field(default=None, description="A jury's members' agreement and split rate")
     warnings: list[Note] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     by_rubric: list[RubricAgreement] = Field(

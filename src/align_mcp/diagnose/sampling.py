@@ -12,7 +12,7 @@ from align_mcp import config
 from align_mcp.core.models import JudgeSettings, Score, ScoreType
 from align_mcp.engine import swap
 from align_mcp.engine.evaluators import prompt_for
-from align_mcp.errors import AlignError
+from align_mcp.errors import AlignError, InvalidInput, NextStep
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Tally, run_batch
@@ -42,6 +42,14 @@ def resolve(
     store: Store, evaluator: str, prompt: str | int, env: config.Settings, temperature: float | None = None
 ) -> Prompt:
     ref, text, settings, _ = prompt_for(store, evaluator, prompt)
+    if settings.members:
+        seated = ", ".join(m.model for m in settings.members)
+        raise InvalidInput(
+            f"The {ref} of {evaluator!r} is a jury ({seated}; {settings.combine}), and repeated samples, label "
+            "suggestions and the corrected pass rate judge with a single model. Measure the jury with an "
+            "alignment run, whose report shows each member's agreement and how often they split.",
+            NextStep("run_alignment", {"evaluator": evaluator}),
+        )
     if temperature is not None:
         settings = settings.model_copy(update={"temperature": temperature})
     return Prompt(ref, text, settings, resolve_endpoint(settings, env))

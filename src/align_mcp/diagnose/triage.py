@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, cast, get_args
 
 from align_mcp import config
+from align_mcp.core.jury import lead_settings
 from align_mcp.core.models import (
     MisalignedCase,
     Note,
@@ -218,7 +219,11 @@ async def triage(
     row = store.alignment_run_row(aid)
     assert row is not None
     # Triage answers for many cases at once: the judge's own max_tokens would cut the reply short.
-    settings = row.judge.model_copy(update={"model": row.model, "max_tokens": None})
+    # A jury's lead model (the evaluator's, else its first member) classifies for it.
+    lead = (
+        lead_settings(row.judge) if row.judge.members else row.judge.model_copy(update={"model": row.model})
+    )
+    settings = lead.model_copy(update={"max_tokens": None})
     endpoint = resolve_endpoint(settings, env)
     remaining = max(0, len(cases) - limit)
     cases = cases[:limit]

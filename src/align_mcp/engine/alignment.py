@@ -28,7 +28,7 @@ from align_mcp.core.models import (
 )
 from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
-from align_mcp.engine import few_shot, holdout, leases, rubrics, swap
+from align_mcp.engine import few_shot, holdout, jury, leases, rubrics, swap
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -59,7 +59,7 @@ def _prompt_hash(prompt: str, settings: JudgeSettings, endpoint: Endpoint) -> st
     material = json.dumps(
         {
             "prompt": prompt,
-            "judge": settings.model_dump(),
+            "judge": settings.hashed(),
             "model": endpoint.model,
             "endpoint": endpoint.base_url.rstrip("/").lower(),
         },
@@ -91,13 +91,13 @@ async def run_alignment(
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
-    endpoint = resolve_endpoint(settings, env)
+    endpoint = _endpoint(settings, env)
     latest = ev.latest_version
     baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
     if compare and prompt_ref == "draft" and latest is not None:
         base_ref, base_text, base_settings, _ = prompt_for(store, evaluator, latest)
         # Resolved before any run is made: a baseline that cannot be judged must not leave a stray draft run.
-        baseline = (base_ref, base_text, base_settings, resolve_endpoint(base_settings, env))
+        baseline = (base_ref, base_text, base_settings, _endpoint(base_settings, env))
     split, examples = _examples(store, evaluator, split)
     notes: list[Note] = []
     if prompt_ref == "draft" and uses_few_shot(ev.draft):
@@ -116,6 +116,7 @@ async def run_alignment(
         concurrency or env.concurrency,
         on_progress,
         on_request=on_request,
+        env=env,
     )
     baseline_id: int | None = None
     if baseline is not None:
@@ -142,6 +143,7 @@ async def run_alignment(
                 on_progress,
                 base_ref,
                 on_request=on_request,
+                env=env,
             )
     if baseline_id is not None:
         store.set_alignment_baseline(aid, baseline_id)
@@ -162,12 +164,22 @@ async def resume(
     env = env or config.load()
     row = _run_row(store, alignment_id)
     score_type = get_evaluator(store, row.evaluator).score_type
-    endpoint = resolve_endpoint(row.judge.model_copy(update={"model": row.model}), env)
+    if row.judge.members:
+        endpoint = jury.jury_endpoint(row.judge, env)
+    else:
+        endpoint = resolve_endpoint(row.judge.model_copy(update={"model": row.model}), env)
     with leases.judging(store, alignment_id):
         if retry_errors:
             store.reset_errors(alignment_id)
-        await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
+        await _execute(
+            store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress, env=env
+        )
     return report(store, alignment_id)
+
+
+def _endpoint(settings: JudgeSettings, env: config.Settings) -> Endpoint:
+    """The single judge's endpoint, or what a jury run records as one."""
+    return jury.jury_endpoint(settings, env) if settings.members else resolve_endpoint(settings, env)
 
 
 def _check_concurrency(concurrency: int | None) -> None:
@@ -238,9 +250,15 @@ async def _execute(
     *,
     on_request: OnRequest | None = None,
     limiter: anyio.CapacityLimiter | None = None,
+    env: config.Settings | None = None,
 ) -> None:
     row = _run_row(store, aid)
     settings = row.judge
+    if settings.members:
+        await _execute_jury(
+            store, aid, row, score_type, env or config.load(), concurrency, on_progress, label, on_request
+        )
+        return
     pending = store.pending_examples(aid)
     total = row.total
     done = total - len(pending)
@@ -318,12 +336,43 @@ async def _execute(
     finally:
         with anyio.CancelScope(shield=True):
             status = _finish(store, aid, score_type, completed)
+    _raise_end(store, aid, status, failure)
+
+
+async def _execute_jury(
+    store: Store,
+    aid: int,
+    row: AlignmentRunRow,
+    score_type: ScoreType,
+    env: config.Settings,
+    concurrency: int,
+    on_progress: Progress | None,
+    label: str | None,
+    on_request: OnRequest | None,
+) -> None:
+    failure: AlignError | None = None
+    completed = "interrupted"
+    try:
+        failure = await jury.judge_pending(
+            store, aid, row, score_type, env, concurrency, on_progress, label or row.prompt_ref, on_request
+        )
+        if failure is None:
+            completed = "completed"
+    finally:
+        with anyio.CancelScope(shield=True):
+            status = _finish(store, aid, score_type, completed)
+    _raise_end(store, aid, status, failure)
+
+
+def _raise_end(store: Store, aid: int, status: str, failure: AlignError | None) -> None:
+    """Raise what ended a run early: every example failed, or the error that stopped the batch."""
     if status == "failed":
         raise _failed(store, aid)
     if failure is not None:
-        kept = _run_row(store, aid).total - len(store.pending_examples(aid))
+        row = _run_row(store, aid)
+        kept = row.total - len(store.pending_examples(aid))
         raise type(failure)(
-            f"{failure} Alignment run {aid}: {kept} of {total} results kept.",
+            f"{failure} Alignment run {aid}: {kept} of {row.total} results kept.",
             *failure.next_steps,
             NextStep("resume_alignment", {"alignment_run": aid}),
         ) from failure
@@ -505,10 +554,14 @@ def report(
                 next_steps=[NextStep("show_misaligned", {"evaluator": run.evaluator, "alignment_run": aid})],
             )
         )
+    jury_report = jury.report(
+        store, aid, _run_row(store, aid).judge, get_evaluator(store, run.evaluator).score_type
+    )
     return AlignmentReport(
         run=run,
         baseline=baseline,
         flips=flips,
+        jury=jury_report,
         error_examples=errors[:MAX_ERROR_EXAMPLES],
         warnings=warnings,
         notes=notes,

@@ -66,12 +66,12 @@ class _Combined:
 
 
 def settings_for(base: JudgeSettings, spec: JudgeModel) -> JudgeSettings:
-    """The evaluator's judge settings with this model; its own endpoint (and key variable) when it names one."""
+    """The evaluator's judge settings with this model as its one judge (a jury's members and rule dropped); its
+    own endpoint (and key variable) when it names one."""
+    single: dict[str, object] = {"model": spec.model, "members": [], "combine": None}
     if spec.base_url is not None:
-        return base.model_copy(
-            update={"model": spec.model, "base_url": spec.base_url, "api_key_env": spec.api_key_env}
-        )
-    return base.model_copy(update={"model": spec.model, "api_key_env": spec.api_key_env or base.api_key_env})
+        return base.model_copy(update={**single, "base_url": spec.base_url, "api_key_env": spec.api_key_env})
+    return base.model_copy(update={**single, "api_key_env": spec.api_key_env or base.api_key_env})
 
 
 def _labels(endpoints: Sequence[Endpoint]) -> list[str]:

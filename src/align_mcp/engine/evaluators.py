@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from align_mcp.core.jury import jury_problem
 from align_mcp.core.models import (
     DraftDiff,
     Evaluator,
@@ -41,10 +42,15 @@ def check_name(name: str, what: str = "evaluator") -> str:
     return name
 
 
-def _check_judge(settings: JudgeSettings) -> None:
+def _check_judge(settings: JudgeSettings, score_type: ScoreType) -> None:
     """Refuse judge settings a run would refuse, when they are written rather than at the first run."""
     if settings.api_key_env is not None and (problem := api_key_env_problem(settings.api_key_env)):
         raise InvalidInput(problem)
+    if (problem := jury_problem(settings, score_type)) is not None:
+        raise InvalidInput(problem)
+    for member in settings.members:
+        if member.prompt is not None:
+            validate_template(member.prompt)
 
 
 def _row(store: Store, name: str) -> EvaluatorRow:
@@ -90,7 +96,7 @@ def create(
     text = prompt if prompt is not None else default_prompt(score_type, key)
     validate_template(text, score_type)
     settings = judge or JudgeSettings()
-    _check_judge(settings)
+    _check_judge(settings, score_type)
     with store.transaction():
         store.insert_evaluator(name, key, description, score_type, settings, text)
         store.insert_version(name, text, settings, "initial prompt")
@@ -193,6 +199,21 @@ def list_all(store: Store) -> list[Evaluator]:
     return [get(store, name) for name in store.evaluator_names()]
 
 
+def judge_settings(judge: dict[str, Any], base: JudgeSettings | None = None) -> JudgeSettings:
+    """`base` (default: the defaults) with the settings in `judge` changed; InvalidInput names an unknown setting
+    or a bad value."""
+    unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown judge setting(s): {', '.join(unknown)}. Known: {', '.join(JudgeSettings.model_fields)}."
+        )
+    try:
+        return JudgeSettings.model_validate({**(base or JudgeSettings()).model_dump(), **judge})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
+
+
 def update_draft(
     store: Store,
     name: str,
@@ -223,18 +244,9 @@ def update_draft(
     validate_template(text, row.score_type)
     settings = row.judge
     if judge:
-        unknown = sorted(set(judge) - set(JudgeSettings.model_fields))
-        if unknown:
-            raise InvalidInput(
-                f"Unknown judge setting(s): {', '.join(unknown)}. Known: {', '.join(JudgeSettings.model_fields)}."
-            )
-        try:
-            settings = JudgeSettings.model_validate({**settings.model_dump(), **judge})
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise InvalidInput(f"Invalid judge settings {judge}: {problems}.") from e
-        if "api_key_env" in judge:
-            _check_judge(settings)
+        settings = judge_settings(judge, settings)
+        if {"api_key_env", "members", "combine"} & set(judge):
+            _check_judge(settings, row.score_type)
     if few_shot_settings is not None:
         few_shot.update_settings(store, name, few_shot_settings)
     store.update_draft(name, text, settings)

@@ -13,7 +13,15 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from align_mcp.config import ENV_TOOLS
-from align_mcp.core.models import NOTE_WORDS, AlignmentReport, AlignmentSummary, Metrics, Note, Rate
+from align_mcp.core.models import (
+    NOTE_WORDS,
+    AlignmentReport,
+    AlignmentSummary,
+    JuryReport,
+    Metrics,
+    Note,
+    Rate,
+)
 from align_mcp.errors import ACTION_ARGS, ACTIONS, Action, AlignError, NextStep, StepArg
 
 GET_RUN_MAX_CHARS = 200_000
@@ -325,6 +333,8 @@ def report_markdown(r: AlignmentReport) -> str:
         if s.metrics.confusion:
             lines += ["", f"Confusion of {s.prompt_ref} (rows: human, columns: judge):", ""]
             lines += _confusion(s.metrics)
+    if r.jury is not None:
+        lines += ["", *jury_markdown(r.jury, s.metrics)]
     if r.flips is not None:
         f = r.flips
         p = "n/a" if f.p_value is None else f"{f.p_value:.3g}"
@@ -357,6 +367,25 @@ def report_markdown(r: AlignmentReport) -> str:
         if items:
             lines += ["", f"## {heading}", "", *[f"- {item}" for item in items]]
     return "\n".join(lines) + "\n"
+
+
+def jury_markdown(j: JuryReport, combined: Metrics | None) -> list[str]:
+    """A jury's members beside the jury: agreement and κ per member, and the split rate."""
+    lines = [
+        f"## Jury ({j.combine})",
+        "",
+        f"Members split on {_pct(j.split)} of the examples two or more of them judged.",
+        "",
+        "| member | agreement | κ | examples / errors |",
+        "|---|---|---|---|",
+    ]
+    rows = [(m.member, m.agreement, m.kappa, m.n, m.errors) for m in j.members]
+    if combined is not None:
+        rows.append(("jury", combined.agreement, combined.kappa, combined.n, combined.errors))
+    for name, agreement, kappa, n, errors in rows:
+        k = "n/a" if kappa is None else f"{kappa:.3f}"
+        lines.append(f"| {name} | {_pct(agreement)} | {k} | {n} / {errors} |")
+    return lines + [f"- {note_line(n)}" for n in j.notes]
 
 
 def report_result(report: AlignmentReport) -> CallToolResult:

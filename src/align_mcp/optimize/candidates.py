@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import anyio
 
+from align_mcp.core.jury import jury_verdict
 from align_mcp.core.models import Evaluator, JsonDict, Score, ScoreType
 from align_mcp.core.templates import VARIABLE, template_variables, validate_template
 from align_mcp.engine import swap
+from align_mcp.engine.jury import Member
 from align_mcp.errors import AlignError, InvalidInput
 from align_mcp.llm.client import ModelClient
 from align_mcp.llm.endpoint import Endpoint
@@ -99,7 +101,8 @@ def is_wrong(outcome: Outcome | None, human: Score) -> bool:
 class Judging:
     """Judge (template, run) pairs exactly as run_alignment does: same rendering, schema, cache and endpoint.
 
-    A cache hit is free; every request a miss makes (retries and the re-ask included) is taken from the budget,
+    With jury `members`, each member judges every pair (a member with its own prompt keeps it; the others judge
+    the candidate) and their verdicts combine by the evaluator's rule, as in an alignment run. A cache hit is free; every request a miss makes (retries and the re-ask included) is taken from the budget,
     and a request the spent budget refuses ends that example unjudged. Results are kept per template, so
     candidates can be compared on the same examples afterwards.
     """
@@ -112,9 +115,11 @@ class Judging:
         budget: Budget,
         concurrency: int,
         on_progress: Progress | None,
+        members: Sequence[Member] = (),
     ) -> None:
         self.store = store
         self.settings = ev.judge
+        self.members = list(members)
         self.score_type = ev.score_type
         self.endpoint = endpoint
         self.schema = response_schema(ev.score_type, ev.judge.reasoning)
@@ -128,19 +133,31 @@ class Judging:
         self.results: dict[str, dict[str, Outcome]] = {}
         self.fatal: AlignError | None = None
         self.stopped = threading.Event()
-        self._judge: Judge | None = None
+        self._judges: dict[int, Judge] = {}
         self._memo: dict[str, Outcome] = {}
         self._inflight: dict[str, anyio.Event] = {}
 
     def load_runs(self, run_ids: Sequence[str]) -> None:
         self.runs.update({rid: run.as_dict() for rid, run in self.store.get_runs(run_ids).items()})
 
+    @property
+    def calls_per_example(self) -> int:
+        """Judge calls one uncached example costs: one per jury member, else one per order it is shown in."""
+        return len(self.members) if self.members else swap.judgements_per_run(self.score_type)
+
     def _keys(self, template: str, run_id: str) -> list[tuple[list[dict[str, str]], str]]:
-        """The messages and cache key of each judgement of a run (two for a position-swapped pairwise run)."""
+        """The messages and cache key of each judge call for this pair: one per jury member, else one per order
+        the run is shown in (two for a position-swapped pairwise run). A jury never judges a swapped pairwise
+        evaluator (refused when the jury is set)."""
         out = []
-        for view in swap.views(self.score_type, self.runs[run_id]):
-            messages = build_messages(template, view, self.settings.reasoning)
-            out.append((messages, cache_key(self.endpoint, self.settings, messages, self.schema)))
+        if not self.members:
+            for view in swap.views(self.score_type, self.runs[run_id]):
+                messages = build_messages(template, view, self.settings.reasoning)
+                out.append((messages, cache_key(self.endpoint, self.settings, messages, self.schema)))
+            return out
+        for m in self.members:
+            messages = build_messages(m.template(template), self.runs[run_id], self.settings.reasoning)
+            out.append((messages, cache_key(m.endpoint, m.settings, messages, self.schema)))
         return out
 
     def uncached(self, template: str, run_ids: Sequence[str]) -> int:
@@ -148,7 +165,7 @@ class Judging:
         keys = [key for rid in run_ids if rid in self.runs for _, key in self._keys(template, rid)]
         hits = self.store.cache_get(keys)
         return sum(1 for k in keys if k not in hits and k not in self._memo) + sum(
-            1 for rid in run_ids if rid not in self.runs
+            self.calls_per_example for rid in run_ids if rid not in self.runs
         )
 
     def adopt(self, template: str, store: Store, alignment_id: int) -> None:
@@ -165,17 +182,28 @@ class Judging:
             outcome = Outcome(None, None, "run no longer in the store")
             self.results.setdefault(template, {})[run_id] = outcome
             return outcome
-        outcomes = [await self._judged(messages, key) for messages, key in self._keys(template, run_id)]
-        if len(outcomes) == 1:
-            outcome = outcomes[0]
+        calls = self._keys(template, run_id)
+        if self.members:
+            outcome = self._combined([await self._call(i, *call) for i, call in enumerate(calls)])
+        elif len(calls) == 1:
+            outcome = await self._call(0, *calls[0])
         else:
+            outcomes = [await self._call(0, *call) for call in calls]
             verdict, _ = swap.combine([Verdict(o.score, o.reasoning, o.error) for o in outcomes])
             outcome = Outcome(verdict.score, verdict.reasoning, verdict.error)
         self.results.setdefault(template, {})[run_id] = outcome
         return outcome
 
-    async def _judged(self, messages: list[dict[str, str]], key: str) -> Outcome:
-        """One judgement: from the memo or the cache when there, else a request taken from the budget."""
+    def _combined(self, verdicts: list[Outcome]) -> Outcome:
+        """The jury's outcome: the rule over the members that answered; an error only when none did."""
+        assert self.settings.combine is not None
+        members = [
+            (m.label, v.score, v.reasoning, v.error) for m, v in zip(self.members, verdicts, strict=True)
+        ]
+        return Outcome(*jury_verdict(self.settings.combine, self.score_type, members))
+
+    async def _call(self, index: int, messages: list[dict[str, str]], key: str) -> Outcome:
+        """One judge call (member `index` of a jury, or the judge), from the memo or the cache when there."""
         while key in self._inflight:
             await self._inflight[key].wait()
         found: Outcome | None = self._memo.get(key)
@@ -192,7 +220,7 @@ class Judging:
             done = anyio.Event()
             self._inflight[key] = done
             try:
-                verdict = await self._get_judge().judge_example(messages)
+                verdict = await self._get_judge(index).judge_example(messages)
             except AlignError as e:
                 self.fatal = self.fatal or e
                 raise
@@ -249,13 +277,18 @@ class Judging:
     def full_candidates(self, dev: Sequence[tuple[str, Score]]) -> int:
         return sum(1 for results in self.results.values() if all(rid in results for rid, _ in dev))
 
-    def _get_judge(self) -> Judge:
-        if self._judge is None:
-            client = ModelClient(
-                self.endpoint, self.settings, on_request=self.budget.taker("judge"), on_wait=self._waiting
+    def _get_judge(self, index: int) -> Judge:
+        if index not in self._judges:
+            endpoint, settings = (
+                (self.members[index].endpoint, self.members[index].settings)
+                if self.members
+                else (self.endpoint, self.settings)
             )
-            self._judge = Judge(client, self.score_type, self.settings.reasoning)
-        return self._judge
+            client = ModelClient(
+                endpoint, settings, on_request=self.budget.taker("judge"), on_wait=self._waiting
+            )
+            self._judges[index] = Judge(client, self.score_type, self.settings.reasoning)
+        return self._judges[index]
 
     async def _waiting(self, seconds: float, why: str) -> None:
         if self.on_progress is not None:
@@ -264,9 +297,9 @@ class Judging:
             await self.on_progress(used, limit, message)
 
     async def aclose(self) -> None:
-        if self._judge is not None:
-            await self._judge.client.aclose()
-            self._judge = None
+        judges, self._judges = list(self._judges.values()), {}
+        for judge in judges:
+            await judge.client.aclose()
 
 
 def example_credit(score_type: ScoreType, human: Score, outcome: Outcome | None) -> float:

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from align_mcp import config
+from align_mcp.core.jury import lead_settings
 from align_mcp.core.models import Evaluator, FailureAnalysis, FailureMode, MisalignedCase, Score, ScoreType
 from align_mcp.core.templates import prompt_file
 from align_mcp.engine import alignment, holdout
@@ -158,14 +159,14 @@ async def _analyze(
         return "keywords", [], 0, ["No misaligned dev examples in this run: there is nothing to group."]
     if use_llm:
         try:
-            endpoint: Endpoint | None = resolve_endpoint(ev.judge, env)
+            endpoint: Endpoint | None = resolve_endpoint(lead_settings(ev.judge), env)
         except JudgeConfigError as e:
             endpoint = None
             notes.append(f"Grouped without a model: {e}")
         if endpoint is not None:
             try:
                 # The analysis answers for many examples at once: the judge's max_tokens would cut it short.
-                settings = ev.judge.model_copy(update={"max_tokens": None})
+                settings = lead_settings(ev.judge).model_copy(update={"max_tokens": None})
                 async with open_client(endpoint, settings, on_request=spend.taker("analysis")) as client:
                     modes = await _llm_modes(ev, client, cases, spend, keep)
             except (CallFailed, BudgetSpent, AlignError) as e:

@@ -88,9 +88,10 @@ def _stdout_to_stderr() -> Iterator[None]:
 # ---- the search ---------------------------------------------------------------------------------------------
 
 
-def gepa_step_cost(dev: int) -> int:
-    """Worst-case calls of one GEPA step: parent and child minibatches, a reflection (and a retry), a dev eval."""
-    return 2 * MINIBATCH + 2 + dev
+def gepa_step_cost(dev: int, per: int = 1) -> int:
+    """Worst-case calls of one GEPA step: parent and child minibatches, a reflection (and a retry), a dev eval;
+    each judged example costs `per` calls (one per jury member)."""
+    return (2 * MINIBATCH + dev) * per + 2
 
 
 async def gepa_search(
@@ -224,7 +225,9 @@ class _GepaSearch:
     def stop(self, state: Any) -> bool:
         if self.judging.fatal is not None or self.judging.stopped.is_set():
             return True
-        if self.judging.budget.remaining - self.reserve < gepa_step_cost(len(self.dev)):
+        if self.judging.budget.remaining - self.reserve < gepa_step_cost(
+            len(self.dev), self.judging.calls_per_example
+        ):
             self.stopped_by_budget = True
             return True
         return False

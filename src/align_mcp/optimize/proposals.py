@@ -13,6 +13,7 @@ from pydantic import Field
 
 from align_mcp import config
 from align_mcp.core import metrics
+from align_mcp.core.jury import lead_settings
 from align_mcp.core.models import (
     Evaluator,
     FailureAnalysis,
@@ -25,7 +26,7 @@ from align_mcp.core.models import (
     SplitComparison,
 )
 from align_mcp.core.templates import prompt_file, uses_few_shot
-from align_mcp.engine import alignment, holdout
+from align_mcp.engine import alignment, holdout, jury
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
 from align_mcp.engine.queues import reference_set
@@ -91,23 +92,32 @@ async def propose_prompt(
     dspy = load_dspy() if mode == "gepa" else None
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
-    endpoint = resolve_endpoint(ev.judge, env)
+    # A jury's members judge; its lead (the evaluator's model, else the first member) reflects and analyzes.
+    endpoint = resolve_endpoint(lead_settings(ev.judge), env)
+    members = jury.members(ev.judge, env) if ev.judge.members else []
     dev, test = _holdout(store, evaluator)
     template = Template.split(ev.draft)
     spend = Budget(budget)
-    judging = Judging(store, ev, endpoint, spend, concurrency or env.concurrency, on_progress)
+    judging = Judging(store, ev, endpoint, spend, concurrency or env.concurrency, on_progress, members)
     judging.load_runs([rid for rid, _ in dev + test])
+    per = judging.calls_per_example
     try:
-        covering = _covering_dev_run(store, ev, endpoint, dev)
+        covering = _covering_dev_run(
+            store, ev, jury.jury_endpoint(ev.judge, env) if members else endpoint, dev
+        )
         dev_cost = 0 if covering is not None else judging.uncached(ev.draft, [rid for rid, _ in dev])
         test_cost = judging.uncached(ev.draft, [rid for rid, _ in test])
-        step = gepa_step_cost(len(dev))
+        step = gepa_step_cost(len(dev), per)
         floor = {
-            "gepa": dev_cost + test_cost + step + len(test),
-            "reflect": dev_cost + test_cost + 1 + len(dev) + len(test),
+            "gepa": dev_cost + test_cost + step + len(test) * per,
+            "reflect": dev_cost + test_cost + 1 + (len(dev) + len(test)) * per,
         }
         if budget < floor[mode]:
-            raise InvalidInput(_budget_message(mode, budget, floor, dev_cost, test_cost, len(dev), len(test)))
+            raise InvalidInput(
+                _budget_message(
+                    mode, budget, floor, dev_cost, test_cost, len(dev) * per, len(test) * per, per
+                )
+            )
         # Progress counts model calls to the expected total: a reflect proposal's known calls (and the failure
         # analysis), or the budget a GEPA search may spend; it reaches the total when the proposal is done.
         judging.planned = budget if mode == "gepa" else min(budget, floor[mode] + 1)
@@ -129,7 +139,7 @@ async def propose_prompt(
                 NextStep("add_to_queue", {"evaluator": evaluator}),
                 NextStep("run_alignment", {"evaluator": evaluator}),
             )
-        reserve = test_cost + len(test) + (0 if mode == "gepa" else len(dev))
+        reserve = test_cost + (len(test) + (0 if mode == "gepa" else len(dev))) * per
         analysis, notes = await analysis_for(
             store, ev, aid, env, spend, reserve + (step if mode == "gepa" else 1)
         )
@@ -325,14 +335,23 @@ def _run_prompt(store: Store, alignment_id: int) -> str:
 
 
 def _budget_message(
-    mode: str, budget: int, floor: dict[str, int], dev_cost: int, test_cost: int, dev: int, test: int
+    mode: str,
+    budget: int,
+    floor: dict[str, int],
+    dev_cost: int,
+    test_cost: int,
+    dev: int,
+    test: int,
+    per: int = 1,
 ) -> str:
+    """Why `budget` is too small; `dev` and `test` are the calls judging each split takes (examples × `per`, the
+    calls per example)."""
     parts = [
         f"the draft on dev: {dev_cost}" + (" (the rest is cached)" if dev_cost < dev else ""),
         f"the draft on test: {test_cost}",
     ]
     if mode == "gepa":
-        parts += [f"one GEPA step: {gepa_step_cost(dev)}", f"the proposal on test: {test}"]
+        parts += [f"one GEPA step: {gepa_step_cost(dev // per, per)}", f"the proposal on test: {test}"]
     else:
         parts += ["one rewrite: 1", f"the proposal on dev: {dev}", f"the proposal on test: {test}"]
     other = "reflect" if mode == "gepa" else "gepa"
@@ -395,7 +414,7 @@ async def _reflect(
         return candidate
 
     # The reflection answers at length: the judge's max_tokens would cut it short.
-    settings = ev.judge.model_copy(update={"max_tokens": None})
+    settings = lead_settings(ev.judge).model_copy(update={"max_tokens": None})
     try:
         async with open_client(endpoint, settings, on_request=judging.budget.taker("reflection")) as client:
             answer = await client.structured(

@@ -41,6 +41,7 @@ from align_mcp.store.rows import (
     FeedbackRow,
     LabelRow,
     LeaseRow,
+    MemberVerdict,
     NewLabel,
     NewProposal,
     NewResult,
@@ -1388,6 +1389,40 @@ class Store:
                 ],
             )
             self.cache_put(cache_entries)
+
+    def record_member_verdicts(self, alignment_id: int, verdicts: Iterable[MemberVerdict]) -> None:
+        """Persist jury members' verdicts; a verdict judged again (after an error) replaces the earlier one."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO jury_verdicts (alignment_id, run_id, member, model, judge_score, reasoning, "
+                "error, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        alignment_id,
+                        v.run_id,
+                        v.member,
+                        v.model,
+                        None if v.judge_score is None else dumps(v.judge_score),
+                        v.reasoning,
+                        v.error,
+                        int(v.cached),
+                    )
+                    for v in verdicts
+                ],
+            )
+
+    def member_verdicts(self, alignment_id: int) -> list[MemberVerdict]:
+        """A jury run's member verdicts, by run id then member."""
+        return [
+            MemberVerdict(
+                rid, member, model, None if score is None else load_score(score), reasoning, error, bool(c)
+            )
+            for rid, member, model, score, reasoning, error, c in self._tuples(
+                "SELECT run_id, member, model, judge_score, reasoning, error, cached FROM jury_verdicts "
+                "WHERE alignment_id = ? ORDER BY run_id, member",
+                [alignment_id],
+            )
+        ]
 
     def reset_errors(self, alignment_id: int) -> int:
         cur = self._write(

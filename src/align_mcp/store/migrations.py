@@ -366,6 +366,27 @@ def m011_few_shot(db: Database) -> None:
 
 
 @migrations()
+def m012_jury_verdicts(db: Database) -> None:
+    """Per example of a jury's alignment run, each member's verdict (or error), so a report can show every
+    member's agreement beside the jury's and how often the members split."""
+    db.executescript(
+        """
+        CREATE TABLE jury_verdicts (
+            alignment_id INTEGER NOT NULL REFERENCES alignment_runs(id),
+            run_id TEXT NOT NULL,
+            member INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            judge_score TEXT,
+            reasoning TEXT,
+            error TEXT,
+            cached INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (alignment_id, run_id, member)
+        );
+        """
+    )
+
+
+@migrations()
 def m014_label_rubric(db: Database) -> None:
     """Every label remembers the rubric it was given under (the latest saved version then; 0 before any save),
     and imported feedback keeps the details an export carries (history, split, dates, rubric) until an evaluator

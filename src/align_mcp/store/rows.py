@@ -450,3 +450,16 @@ class LeaseRow:
     host: str
     renewed_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberVerdict:
+    """One jury member's verdict on one example of an alignment run (score None on error)."""
+
+    run_id: str
+    member: int
+    model: str
+    judge_score: Score | None
+    reasoning: str | None
+    error: str | None
+    cached: bool

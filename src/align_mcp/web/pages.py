@@ -314,6 +314,7 @@ def review_page(
         + f"{page.alignment_run}'>charts</a></p>"
         + f"<h2>Run #{page.alignment_run} ({esc(page.prompt_ref)}) — {esc(headline)}</h2>"
         + f"<section class=flips><h2>Flips</h2>{flips}</section>"
+        + _jury_html(report)
         + f"<p class=filters>Show: {filters}</p>"
         + f"<p>{page.total} misaligned case(s){' in this direction' if direction else ''}.</p>"
         + f"<form id=second-review method=post action='{esc(here)}/second-review' class=second-review>"
@@ -324,6 +325,28 @@ def review_page(
         + more
     )
     return document(f"Review {ev.name}", body, base, "review", {"evaluator": ev.name})
+
+
+def _jury_html(report: AlignmentReport) -> str:
+    """A jury's members beside the jury (agreement, κ) and the split rate; nothing for a single judge."""
+    j = report.jury
+    if j is None:
+        return ""
+    rows = [(m.member, m.agreement.value, m.kappa, m.n, m.errors) for m in j.members]
+    if (m := report.run.metrics) is not None:
+        rows.append(("jury", m.agreement.value, m.kappa, m.n, m.errors))
+    cells = "".join(
+        f"<tr><td>{esc(name)}</td><td>{'n/a' if a is None else f'{a:.0%}'}</td>"
+        f"<td>{'n/a' if k is None else f'{k:.2f}'}</td><td>{n}</td><td>{errors}</td></tr>"
+        for name, a, k, n, errors in rows
+    )
+    split = "n/a" if j.split.value is None else f"{j.split.value:.0%}"
+    return (
+        f"<section class=jury><h2>Jury ({esc(j.combine)})</h2>"
+        f"<p>Members split on {split} of {j.split.n} examples.</p>"
+        "<table><tr><th>member</th><th>agreement</th><th>κ</th><th>judged</th><th>errors</th></tr>"
+        f"{cells}</table></section>"
+    )
 
 
 def no_alignment_page(ev: Evaluator, message: str, base: str) -> str:

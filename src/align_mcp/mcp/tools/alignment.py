@@ -65,7 +65,7 @@ def get_misaligned(
     alignment_run: Annotated[int | None, Field(description="Default: the latest draft run")] = None,
     direction: Annotated[
         Literal["false_pass", "false_fail", "over", "under", "mismatch"] | None,
-        Field(description="Only false_pass/false_fail (binary), over/under (ordinal) or mismatch"),
+        Field(description="binary: false_*; ordinal: over/under"),
     ] = None,
     offset: Annotated[int, Field(ge=0, description="The last page's next_offset")] = 0,
     limit: Annotated[int, Field(ge=1, le=20, description="Examples per page")] = 5,

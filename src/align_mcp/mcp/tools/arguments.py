@@ -28,21 +28,29 @@ RunIds = Annotated[list[str], Field(min_length=1, max_length=1000, description="
 
 
 class LabelInput(Model):
-    """One human label."""
-
     run_id: str
-    score: ScoreValue = Field(description="1/0 or pass/fail (binary), a label, or an integer in the range")
+    score: ScoreValue = Field(description="1/0, a label, an integer or A/B/tie")
     comment: str | None = Field(default=None, description="The human's reason, in their words")
 
 
-class JudgeUpdate(Model):
-    """Unset fields keep their value."""
-
-    model: str | None = Field(default=None, description="Default: ALIGN_MCP_JUDGE_MODEL")
+# Juror and JudgeUpdate carry no docstring and no bounds: every character here is listed twice (create_evaluator
+# and update_draft), and the engine checks the values against JudgeSettings, naming the bad one.
+class Juror(Model):
+    model: str
     base_url: str | None = None
-    api_key_env: str | None = Field(default=None, description="Env var name (never the key)")
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    api_key_env: str | None = None
+    temperature: float | None = None
+    prompt: str | None = None
+
+
+class JudgeUpdate(Model):
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, description="Env var with the key")
+    temperature: float | None = None
     reasoning: bool | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    timeout: float | None = Field(default=None, gt=0, le=3600, description="Seconds per call")
-    max_retries: int | None = Field(default=None, ge=0, le=20)
+    max_tokens: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    members: list[Juror] | None = Field(default=None, description="A jury (2+)")
+    combine: Literal["majority", "mean", "median", "any_fail"] | None = None

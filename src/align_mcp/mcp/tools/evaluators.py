@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from align_mcp.core.models import Evaluator, JudgeSettings, ScoreType
+from align_mcp.core.models import Evaluator, ScoreType
 from align_mcp.core.views import DraftUpdate, EvaluatorDetail, EvaluatorList, SavedVersion, VersionList
 from align_mcp.errors import InvalidInput
 from align_mcp.mcp.state import store_of
@@ -15,7 +15,7 @@ from align_mcp.mcp.tools.registry import tool
 
 @tool("Create an evaluator")
 def create_evaluator(
-    name: Annotated[str, Field(description="Letters, digits, '_', '-', '.', e.g. 'correctness'")],
+    name: Annotated[str, Field(description="e.g. 'correctness'")],
     score_type: Annotated[
         Literal["binary", "categorical", "ordinal", "pairwise"],
         Field(description="binary 1/0 (pass/fail), categorical labels, ordinal min..max, pairwise A/B"),
@@ -33,22 +33,19 @@ def create_evaluator(
     ] = None,
     prompt: Annotated[
         str | None,
-        Field(
-            description="Template with {{inputs}}, {{outputs}}, {{reference_outputs}} or paths like "
-            "{{inputs.question}}; default: built in"
-        ),
+        Field(description="Mustache template, e.g. {{inputs.question}}, {{outputs}}; default: built in"),
     ] = None,
-    judge: Annotated[JudgeUpdate | None, Field(description="Judge model settings")] = None,
-    description: Annotated[str | None, Field(description="What it checks, in one sentence")] = None,
+    judge: Annotated[JudgeUpdate | None, Field(description="Judge settings")] = None,
+    description: Annotated[str | None, Field(description="One sentence")] = None,
     *,
     ctx: Context,
 ) -> Evaluator:
-    """Define a judge (evaluator): its prompt becomes version 1 and the editable draft. Labels already imported
+    """Define a judge (evaluator): its prompt becomes version 1 and the editable draft. Labels imported
     under its feedback key apply at once."""
     from align_mcp.engine import evaluators
 
     kind_type = ScoreType(kind=score_type, labels=labels, min=min, max=max, ties=ties)
-    settings = None if judge is None else JudgeSettings(**judge.model_dump(exclude_none=True))
+    settings = None if judge is None else evaluators.judge_settings(judge.model_dump(exclude_none=True))
     return evaluators.create(store_of(ctx), name, kind_type, feedback_key, prompt, settings, description)
 
 
@@ -73,15 +70,15 @@ def get_evaluator(name: EvaluatorName, *, ctx: Context) -> EvaluatorDetail:
 def update_draft(
     evaluator: EvaluatorName,
     prompt: Annotated[str | None, Field(description="A full new prompt (replaces the draft)")] = None,
-    find: Annotated[str | None, Field(description="A passage found exactly once in the draft")] = None,
+    find: Annotated[str | None, Field(description="A passage occurring once in the draft")] = None,
     replace_with: Annotated[str | None, Field(description="What replaces `find` (may be empty)")] = None,
     judge: Annotated[JudgeUpdate | None, Field(description="Judge settings to change")] = None,
     few_shot: Annotated[str | None, Field(description="e.g. k=5,strategy=recent|random|cover,seed=1")] = None,
     *,
     ctx: Context,
 ) -> DraftUpdate:
-    """Edit the draft: a full new prompt or one exact find/replace, and/or judge settings. Returns the diff
-    against the last saved version. Nothing is saved: test it with run_alignment; save_prompt makes a version."""
+    """Edit the draft: a new prompt or one exact find/replace, and/or judge settings. Returns the diff against
+    the last saved version. Nothing is saved: test with run_alignment; save_prompt makes a version."""
     from align_mcp.engine.evaluators import edit_draft
 
     if (find is None) != (replace_with is None):

@@ -57,9 +57,7 @@ def list_queues(*, ctx: Context) -> QueueList:
 @tool("Next runs to label", view="label")
 def next_items(
     evaluator: EvaluatorName,
-    labeler: Annotated[
-        str, Field(description="Who labels them: reserved for this name for 30 minutes")
-    ] = "chat",
+    labeler: Annotated[str, Field(description="Reserved for this name for 30 min")] = "chat",
     limit: Annotated[int, Field(ge=1, le=20, description="How many runs")] = 5,
     max_chars: Annotated[
         int, Field(ge=200, le=20_000, description="Longer strings are cut")
@@ -157,10 +155,7 @@ def submit_label(
     answer: Annotated[ElicitationResult[BaseModel], Resolve(ask_label)],
     score: Annotated[
         ScoreValue | None,
-        Field(
-            description="1/0 or pass/fail (binary), a label, or an integer in the range; omit to ask the human "
-            "in a form"
-        ),
+        Field(description="1/0, a label, an integer or A/B/tie; omit: ask the human in a form"),
     ] = None,
     comment: Annotated[str | None, Field(description="The human's reason, in their words")] = None,
     labeler: Labeler = None,
