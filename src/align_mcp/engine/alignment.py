@@ -25,7 +25,8 @@ from align_mcp.core.models import (
     ScoreType,
 )
 from align_mcp.core.text import clip
-from align_mcp.engine import holdout, leases
+from align_mcp.engine import batches, holdout, leases
+from align_mcp.engine.batches import BatchOptions
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -41,6 +42,7 @@ from align_mcp.store import (
     ResultRow,
     Store,
 )
+from align_mcp.store import batches as batch_jobs
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +78,16 @@ async def run_alignment(
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
     on_request: OnRequest | None = None,
+    batch: bool | BatchOptions = False,
 ) -> AlignmentReport:
     """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
 
     `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
     counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
     saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
-    `on_request` is called before every request to the judge (a budget may refuse one by raising).
+    `on_request` is called before every request to the judge (a budget may refuse one by raising). `batch`
+    sends the judge requests through the provider's Batch API instead (True, or BatchOptions for its limits and
+    polling): the batch ids are stored, so `resume` picks an interrupted run up where it stopped.
     """
     _check_concurrency(concurrency)
     env = env or config.load()
@@ -98,6 +103,7 @@ async def run_alignment(
     split, examples = _examples(store, evaluator, split)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
+    options = _batch_options(batch)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
     await _execute(
         store,
@@ -107,6 +113,7 @@ async def run_alignment(
         concurrency or env.concurrency,
         on_progress,
         on_request=on_request,
+        batch=options,
     )
     baseline_id: int | None = None
     notes: list[Note] = []
@@ -134,6 +141,7 @@ async def run_alignment(
                 on_progress,
                 base_ref,
                 on_request=on_request,
+                batch=options,
             )
     if baseline_id is not None:
         store.set_alignment_baseline(aid, baseline_id)
@@ -148,8 +156,11 @@ async def resume(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    batch: bool | BatchOptions = False,
 ) -> AlignmentReport:
-    """Finish an interrupted alignment run: only examples without a stored result are judged."""
+    """Finish an interrupted alignment run: only examples without a stored result are judged. A run with a
+    batch job not merged yet polls and merges its stored batches (nothing is sent again); `batch` judges the
+    rest through the Batch API."""
     _check_concurrency(concurrency)
     env = env or config.load()
     row = _run_row(store, alignment_id)
@@ -158,8 +169,22 @@ async def resume(
     with leases.judging(store, alignment_id):
         if retry_errors:
             store.reset_errors(alignment_id)
-        await _execute(store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress)
+        await _execute(
+            store,
+            alignment_id,
+            score_type,
+            endpoint,
+            concurrency or env.concurrency,
+            on_progress,
+            batch=_batch_options(batch),
+        )
     return report(store, alignment_id)
+
+
+def _batch_options(batch: bool | BatchOptions) -> BatchOptions | None:
+    if isinstance(batch, BatchOptions):
+        return batch
+    return BatchOptions() if batch else None
 
 
 def _check_concurrency(concurrency: int | None) -> None:
@@ -215,24 +240,15 @@ def _covering_run(
     return aid if have == wanted else None
 
 
-@leases.holding
-async def _execute(
-    store: Store,
-    aid: int,
-    score_type: ScoreType,
-    endpoint: Endpoint,
-    concurrency: int,
-    on_progress: Progress | None,
-    label: str | None = None,
-    *,
-    on_request: OnRequest | None = None,
-) -> None:
+def _prepare(
+    store: Store, aid: int, score_type: ScoreType, endpoint: Endpoint
+) -> tuple[list[tuple[str, list[dict[str, str]], str]], int, int]:
+    """Store the pending examples that need no judge call (cache hits, unreadable runs); return the rest as
+    (run id, messages, cache key), the examples done and the cache hits."""
     row = _run_row(store, aid)
     settings = row.judge
     pending = store.pending_examples(aid)
-    total = row.total
-    done = total - len(pending)
-    what = label or row.prompt_ref
+    done = row.total - len(pending)
     runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
     work: list[tuple[str, list[dict[str, str]], str]] = []
@@ -274,9 +290,33 @@ async def _execute(
     if cached_results:
         store.record_results(aid, cached_results)
         done += len(cached_results)
+    return work, done, len(cached_results)
+
+
+@leases.holding
+async def _execute(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    concurrency: int,
+    on_progress: Progress | None,
+    label: str | None = None,
+    *,
+    on_request: OnRequest | None = None,
+    batch: BatchOptions | None = None,
+) -> None:
+    row = _run_row(store, aid)
+    settings = row.judge
+    total = row.total
+    what = label or row.prompt_ref
+    if batch is not None or batch_jobs.open_job_of_alignment(store, aid) is not None:
+        await _execute_batch(store, aid, score_type, endpoint, on_progress, what, batch or BatchOptions())
+        return
+    work, done, hits = _prepare(store, aid, score_type, endpoint)
     store.reopen_alignment_run(aid)
     if on_progress is not None:
-        await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
+        await on_progress(done, total, f"{what}: {done}/{total} judged ({hits} from cache)")
 
     failure: AlignError | None = None
     completed = "interrupted"
@@ -316,6 +356,99 @@ async def _execute(
             *failure.next_steps,
             NextStep("resume_alignment", {"alignment_run": aid}),
         ) from failure
+
+
+async def _execute_batch(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    on_progress: Progress | None,
+    what: str,
+    options: BatchOptions,
+) -> None:
+    """Judge the run's pending examples through the Batch API (or finish its stored batch job), then store one
+    result per example: the verdict, or the error its request came back with."""
+    row = _run_row(store, aid)
+    work, done, hits = _prepare(store, aid, score_type, endpoint)
+    store.reopen_alignment_run(aid)
+    if on_progress is not None:
+        await on_progress(done, row.total, f"{what}: {done}/{row.total} judged ({hits} from cache)")
+    job = batch_jobs.open_job_of_alignment(store, aid)
+    completed = "interrupted"
+    try:
+        if work:
+            job_id = (
+                job.id
+                if job is not None
+                else batch_jobs.create_job(
+                    store, "alignment", row.evaluator, aid, endpoint.base_url, endpoint.model
+                )
+            )
+            await batches.run_job(
+                store,
+                job_id,
+                lambda: [(key, messages) for _, messages, key in work],
+                endpoint,
+                row.judge,
+                score_type,
+                what=what,
+                on_progress=on_progress,
+                options=options,
+            )
+            _apply_batch(store, aid, job_id, work)
+        elif job is not None:
+            batch_jobs.set_job_status(store, job.id, "merged")
+        completed = "completed"
+    finally:
+        with anyio.CancelScope(shield=True):
+            status = _finish(store, aid, score_type, completed)
+    if status == "failed":
+        raise _failed(store, aid)
+
+
+def _apply_batch(
+    store: Store, aid: int, job_id: int, work: list[tuple[str, list[dict[str, str]], str]]
+) -> None:
+    """One result per example from a merged batch job: its verdict from the cache, or its request's error."""
+    keys = [key for _, _, key in work]
+    hits = store.cache_get(keys)
+    failed = batch_jobs.errors(store, job_id, keys)
+    results = []
+    for rid, _, key in work:
+        hit = hits.get(key)
+        if hit is not None:
+            results.append(
+                NewResult(
+                    run_id=rid,
+                    judge_score=hit.judge_score,
+                    reasoning=hit.reasoning,
+                    error=None,
+                    prompt_tokens=hit.prompt_tokens,
+                    completion_tokens=hit.completion_tokens,
+                    cached_tokens=hit.cached_tokens,
+                    latency_ms=None,
+                    cached=False,
+                    requests=1,
+                )
+            )
+            continue
+        error = failed.get(key)
+        results.append(
+            NewResult(
+                run_id=rid,
+                judge_score=None,
+                reasoning=None,
+                error=error.error if error else f"no result for this example in batch job {job_id}",
+                prompt_tokens=error.prompt_tokens if error else None,
+                completion_tokens=error.completion_tokens if error else None,
+                cached_tokens=None,
+                latency_ms=None,
+                cached=False,
+                requests=1,
+            )
+        )
+    store.record_results(aid, results)
 
 
 def _verdict_row(rid: str, verdict: Verdict) -> NewResult:
@@ -439,6 +572,10 @@ def report(
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid})],
             )
         )
+    if (
+        cost := batches.cost_note(store, [j.id for j in batch_jobs.jobs_of_alignment(store, aid)])
+    ) is not None:
+        notes.append(Note(text=cost))
     if run.waited_s >= 1:
         notes.append(
             Note(
