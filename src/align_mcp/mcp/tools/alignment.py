@@ -29,6 +29,7 @@ async def run_alignment(
         Field(description="An interrupted alignment run to finish instead (with its own prompt and split)"),
     ] = None,
     retry_errors: Annotated[bool, Field(description="With resume: judge failed runs again")] = False,
+    batch: Annotated[bool, Field(description="Via the Batch API: cheaper, slower")] = False,
     *,
     ctx: Context,
 ) -> Annotated[CallToolResult, AlignmentReport]:
@@ -48,13 +49,15 @@ async def run_alignment(
                 NextStep("list_alignment_runs", {"evaluator": evaluator}),
             )
         return report_result(
-            await alignment.resume(store, resume, retry_errors=retry_errors, on_progress=progress)
+            await alignment.resume(
+                store, resume, retry_errors=retry_errors, on_progress=progress, batch=batch
+            )
         )
     if retry_errors:
         raise InvalidInput("retry_errors=true applies to a resumed run: pass resume=<alignment run id> too.")
     options: dict[str, Any] = {} if split is None else {"split": split}
     report = await alignment.run_alignment(
-        store, evaluator, prompt, compare=compare, on_progress=progress, **options
+        store, evaluator, prompt, compare=compare, on_progress=progress, batch=batch, **options
     )
     return report_result(report)
 
