@@ -1,6 +1,6 @@
 """Judge requests sent through the provider's Batch API: submit them in parts, poll, merge the results.
 
-Each request's custom id is its judge-cache key, so identical requests are sent once and a merge is idempotent:
+Each request's custom id is its judge-cache key, so identical requests share an answer and a merge is idempotent:
 a verdict goes to the judge cache (a re-merge replaces it with itself), a failed request to the job's errors
 (kept once). Every request of a part ends as one or the other: a request that a completed, expired, failed or
 cancelled batch never answered becomes an error naming why, so nothing is dropped. The batch ids are stored as
@@ -10,7 +10,7 @@ soon as they exist, so a restarted process polls and merges instead of sending a
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,15 +55,6 @@ class BatchOptions:
     sleep: Sleep = anyio.sleep
     first_wait: float | None = None
     workdir: Path | None = None
-
-
-def dedupe(requests: Iterable[tuple[str, list[Message]]]) -> Iterator[tuple[str, list[Message]]]:
-    """Each custom id once (identical requests share a cache key, so one answer serves them all)."""
-    seen: set[str] = set()
-    for key, messages in requests:
-        if key not in seen:
-            seen.add(key)
-            yield key, messages
 
 
 async def run_job(
@@ -137,7 +128,7 @@ async def _submit(
                 store, job_id, part.part, await api.create(part.input_file_id, _metadata(job_id, part.part))
             )
     skip = jobs.submitted_ids(store, job_id) if existing else set()
-    fresh = (r for r in dedupe(requests()) if r[0] not in skip)
+    fresh = (r for r in requests() if r[0] not in skip)
     first = max((p.part for p in existing), default=-1) + 1
     with tempfile.TemporaryDirectory(prefix="align-mcp-batch-", dir=options.workdir) as tmp:
         for written in write_parts(fresh, endpoint, settings, schema, Path(tmp), options.limits, first):

@@ -143,22 +143,28 @@ def write_parts(
     first_index: int = 0,
 ) -> Iterator[Part]:
     """Stream (custom id, messages) into JSONL input files split at `limits`; each Part is yielded once its file
-    is closed, so a caller that uploads and deletes it holds one file at a time."""
+    is closed, so a caller that uploads and deletes it holds one file at a time. A custom id already in the part
+    being written is left out (the API wants them unique per file; identical requests share one answer)."""
     index = first_index
     out = None
     ids: list[str] = []
+    in_part: set[str] = set()
     size = 0
     try:
         for custom_id, messages in requests:
+            if custom_id in in_part:
+                continue
             line = request_line(custom_id, request_body(endpoint, settings, messages, response_format))
             if out is not None and (len(ids) >= limits.max_requests or size + len(line) > limits.max_bytes):
                 out.close()
                 yield Part(index, directory / f"batch-{index:04d}.jsonl", ids, size)
                 index, out, ids, size = index + 1, None, [], 0
+                in_part = set()
             if out is None:
                 out = open(directory / f"batch-{index:04d}.jsonl", "wb")  # noqa: SIM115  # closed per part
             out.write(line)
             ids.append(custom_id)
+            in_part.add(custom_id)
             size += len(line)
         if out is not None:
             out.close()
