@@ -345,3 +345,45 @@ async def test_run_alignment_with_batch_over_mcp(
     assert not result.is_error, result.content
     assert result.structured_content is not None
     assert result.structured_content["run"]["judged"] == 12 and batch_api.uploads == 1
+
+
+# ---- the corrected pass rate -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_corrected_pass_rate_through_the_batch_api_matches_the_online_estimate(
+    store: Store, batch_api: FakeBatchServer
+) -> None:
+    from align_mcp.diagnose.pass_rate import corrected_pass_rate
+
+    support = [
+        json.loads(line) for line in (ROOT / "examples" / "support_runs.jsonl").read_text().splitlines()
+    ]
+    new = [
+        {"id": f"u{i}", "inputs": {"q": f"New {i}?"}, "outputs": {"answer": f"New answer {i}."}}
+        for i in range(10)
+    ]
+    evaluators.create(store, NAME, ScoreType(kind="binary"))
+    ingest.import_runs(store, "support", runs=support)
+    ingest.import_runs(store, "new", runs=new)
+    human = {
+        json.dumps(r["outputs"], indent=2, ensure_ascii=False): r["feedback"][NAME]["score"] for r in support
+    }
+
+    def judge(body: dict[str, Any]) -> Reply:
+        outputs = section(prompt_text(body), "outputs") or ""
+        if outputs in human:
+            return Reply(score=human[outputs])
+        return Reply(score=1 if int(json.loads(outputs)["answer"].split()[2].rstrip(".")) < 6 else 0)
+
+    batch_api.responder = judge
+    report = await corrected_pass_rate(store, NAME, source="new", batch=FAST)
+
+    assert (report.observed, report.unlabeled_errors) == (0.6, 0) and report.corrected == pytest.approx(0.6)
+    assert (report.tpr.k, report.tpr.n, report.tnr.k, report.tnr.n) == (8, 8, 5, 5)
+    assert batch_api.uploads == 2, "one batch for the test split, one for the unlabeled runs"
+    assert any(n.startswith("Judged through the Batch API") and "10 request(s)" in n for n in report.notes)
+    again = await corrected_pass_rate(store, NAME, source="new", batch=FAST)
+    assert (again.observed, batch_api.uploads) == (0.6, 2), (
+        "verdicts come from the cache: nothing is sent again"
+    )

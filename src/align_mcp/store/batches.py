@@ -95,6 +95,16 @@ def open_job_of_alignment(store: Store, alignment_id: int) -> BatchJobRow | None
     return BatchJobRow(*rows[0]) if rows else None
 
 
+def open_jobs(store: Store, kind: str, evaluator: str, base_url: str, model: str) -> list[BatchJobRow]:
+    """Jobs of this kind, evaluator and judge not merged yet (a call interrupted while they ran)."""
+    rows = store.read(
+        f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE kind = ? AND evaluator = ? AND base_url = ? AND model = ? "
+        "AND status != 'merged' ORDER BY id",
+        [kind, evaluator, base_url, model],
+    )
+    return [BatchJobRow(*r) for r in rows]
+
+
 def jobs_of_alignment(store: Store, alignment_id: int) -> list[BatchJobRow]:
     rows = store.read(
         f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE alignment_id = ? ORDER BY id", [alignment_id]
