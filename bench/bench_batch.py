@@ -37,7 +37,7 @@ CHUNK = 2000
 FAKE = """
 import sys, time
 from align_mcp.testing.fakebatch import FakeBatchServer
-srv = FakeBatchServer(in_progress_reads=0).start()
+srv = FakeBatchServer(in_progress_reads=0, background=True).start()
 print(srv.base_url, flush=True)
 sys.stdin.readline()
 srv.stop()

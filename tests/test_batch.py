@@ -387,3 +387,26 @@ async def test_the_corrected_pass_rate_through_the_batch_api_matches_the_online_
     assert (again.observed, batch_api.uploads) == (0.6, 2), (
         "verdicts come from the cache: nothing is sent again"
     )
+
+
+@pytest.mark.anyio
+async def test_a_server_without_the_batch_api_is_an_error_naming_the_way_out(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from align_mcp.errors import JudgeConfigError, NextStep
+    from align_mcp.testing.fakejudge import FakeJudgeServer
+
+    seed(store, {"r1": 1, "r2": 0})
+    with FakeJudgeServer() as srv:  # chat completions only: /v1/files answers 404
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("ALIGN_MCP_JUDGE_MODEL", MODEL)
+        with pytest.raises(JudgeConfigError) as raised:
+            await run_alignment(store, NAME, split="all", batch=FAST)
+    assert str(raised.value) == (
+        f"The judge at {srv.base_url} answered 404 to the upload of batch-0000.jsonl: it does not serve the Batch "
+        "API (/v1/files and /v1/batches). Judge without batch, or point the judge at a server that implements "
+        "it. Alignment run 1: nothing was sent."
+    )
+    assert raised.value.next_steps[-1] == NextStep("resume_alignment", {"alignment_run": 1})
+    assert jobs.open_job_of_alignment(store, 1) is None, "resume judges online unless asked for a batch again"

@@ -400,6 +400,17 @@ async def _execute_batch(
         elif job is not None:
             batch_jobs.set_job_status(store, job.id, "merged")
         completed = "completed"
+    except AlignError as e:
+        open_job = batch_jobs.open_job_of_alignment(store, aid)
+        sent = open_job is not None and batches.abandon_unsent(store, open_job.id) is False
+        # Batch ids stored: resuming polls and merges them and sends nothing again. Nothing sent: resuming
+        # judges the examples afresh (online, unless asked for a batch again).
+        kept = "its batches are stored and are polled on resume" if sent else "nothing was sent"
+        raise type(e)(
+            f"{e} Alignment run {aid}: {kept}.",
+            *e.next_steps,
+            NextStep("resume_alignment", {"alignment_run": aid}),
+        ) from e
     finally:
         with anyio.CancelScope(shield=True):
             status = _finish(store, aid, score_type, completed)

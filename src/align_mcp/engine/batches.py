@@ -219,6 +219,18 @@ async def _merge(
     jobs.mark_merged(store, job_id, part, prompt_tokens, completion_tokens)
 
 
+def abandon_unsent(store: Store, job_id: int) -> bool:
+    """End a job none of whose input files reached the provider (so nothing is pending there); False when some
+    did, and the job stays to be polled."""
+    parts = jobs.parts(store, job_id)
+    if any(p.input_file_id is not None for p in parts):
+        return False
+    for part in parts:
+        jobs.drop_part(store, job_id, part.part)
+    jobs.set_job_status(store, job_id, "abandoned")
+    return True
+
+
 def cost_note(store: Store, job_ids: Iterable[int]) -> str | None:
     """What the jobs sent and were billed, in words (tokens; the price factor applies to a known price)."""
     rows = [j for j in (jobs.get_job(store, i) for i in job_ids) if j is not None]

@@ -29,7 +29,8 @@ class BatchJobRow:
     base_url: str
     model: str
     status: str
-    """'submitting' while parts are uploaded, 'submitted' once every part is a provider batch, 'merged' at the end."""
+    """'submitting' while parts are uploaded, 'submitted' once every part is a provider batch, 'merged' at the
+    end; 'abandoned' when it stopped before any file reached the provider."""
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -88,7 +89,7 @@ def get_job(store: Store, job_id: int) -> BatchJobRow | None:
 def open_job_of_alignment(store: Store, alignment_id: int) -> BatchJobRow | None:
     """The alignment run's batch job not merged yet, if any."""
     rows = store.read(
-        f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE alignment_id = ? AND status != 'merged' "
+        f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE alignment_id = ? AND status NOT IN ('merged', 'abandoned') "
         "ORDER BY id DESC LIMIT 1",
         [alignment_id],
     )
@@ -99,7 +100,7 @@ def open_jobs(store: Store, kind: str, evaluator: str, base_url: str, model: str
     """Jobs of this kind, evaluator and judge not merged yet (a call interrupted while they ran)."""
     rows = store.read(
         f"SELECT {_JOB_COLUMNS} FROM batch_jobs WHERE kind = ? AND evaluator = ? AND base_url = ? AND model = ? "
-        "AND status != 'merged' ORDER BY id",
+        "AND status NOT IN ('merged', 'abandoned') ORDER BY id",
         [kind, evaluator, base_url, model],
     )
     return [BatchJobRow(*r) for r in rows]

@@ -3,7 +3,8 @@
 It serves ``POST /v1/files`` (purpose ``batch``), ``GET /v1/files/{id}/content``, ``POST /v1/batches``,
 ``GET /v1/batches/{id}`` and ``POST /v1/batches/{id}/cancel``. Files live on disk in a temporary directory, so a
 million-request batch never sits in memory. A batch goes validating → in_progress → its ending (``completed`` by
-default, or ``expired`` / ``failed``) over successive reads; ``hold`` keeps it in progress until ``release()``.
+default, or ``expired`` / ``failed``) over successive reads, answering its lines within the read that ends it
+(or, with ``background``, in a thread while reads see ``finalizing``); ``hold`` keeps it in progress until ``release()``.
 Each input line is answered like the fake judge answers a chat request: by ``responder(body)`` (a ``Reply``,
 default a pass verdict). A reply with a status other than 200 becomes an error-file line, as the real API does.
 """
@@ -175,7 +176,8 @@ class FakeBatchServer(ThreadingHTTPServer):
     """The fake Batch API. `responder` answers each request line (default: a pass verdict); `ending` is how
     batches end (``completed``, ``expired``: only the first `expire_after` lines are answered and the rest go to
     the error file as ``batch_expired``; ``failed``: validation fails, no line is answered); `in_progress_reads`
-    is how many reads a batch stays in progress; `hold` keeps it there until `release()`."""
+    is how many reads a batch stays in progress; `hold` keeps it there until `release()`; `background` answers
+    its lines in a thread (for benchmarks: a read never waits for a whole batch)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -188,6 +190,7 @@ class FakeBatchServer(ThreadingHTTPServer):
         expire_after: int = 0,
         in_progress_reads: int = 1,
         hold: bool = False,
+        background: bool = False,
         port: int = 0,
     ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
@@ -195,6 +198,7 @@ class FakeBatchServer(ThreadingHTTPServer):
         self.ending = ending
         self.expire_after = expire_after
         self.in_progress_reads = in_progress_reads
+        self.background = background
         self.released = threading.Event()
         if not hold:
             self.released.set()
@@ -326,7 +330,13 @@ class FakeBatchServer(ThreadingHTTPServer):
         elif (
             batch.status == "in_progress" and batch.reads > self.in_progress_reads and self.released.is_set()
         ):
-            self._finish(batch, self.ending)
+            if (
+                self.background
+            ):  # answered meanwhile, as a provider does: reads see `finalizing` until it ends
+                batch.status = "finalizing"
+                threading.Thread(target=self._finish, args=(batch, self.ending), daemon=True).start()
+            else:
+                self._finish(batch, self.ending)
         return batch.body()
 
     def _count(self, batch: FakeBatch) -> int:
