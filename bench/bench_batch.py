@@ -4,8 +4,9 @@ Usage: .venv/bin/python bench/bench_batch.py [--runs 1000000]
 
 A temporary store gets N small runs and a binary evaluator. The fake Batch API runs in its own process (so its
 memory and CPU are not this process's). Timed phases: build (writing every JSONL input part alone, a separate
-pass that deletes each part as it is closed), submit (build + upload + create, as the engine does it), and
-wait + merge + store (polling, streaming the output files and storing every verdict in the judge cache). This
+pass, parts kept on disk), upload + create (those parts sent to the fake, timed alone), then the engine end to
+end on a fresh job: build + upload + create, and merge + store (streaming each ended batch's output file and
+storing every verdict in the judge cache; timed from the read that saw a batch end to the next read). This
 process's RSS is sampled from /proc every 50 ms in a thread. Not in run_all.py: a million requests take minutes.
 """
 
@@ -27,7 +28,8 @@ import anyio
 from align_mcp.core.models import ScoreType
 from align_mcp.engine import evaluators
 from align_mcp.engine.batches import BatchOptions, run_job
-from align_mcp.llm.batch import write_parts
+from align_mcp.llm.batch import BatchApi, write_parts
+from align_mcp.llm.client import open_client
 from align_mcp.llm.endpoint import Endpoint
 from align_mcp.llm.judge import build_messages, cache_key, response_schema
 from align_mcp.store import Store
@@ -111,21 +113,32 @@ def main() -> None:
     sampler = Sampler()
     sampler.start()
     base = rss_mb()
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        parts = 0
-        for part in write_parts(requests(), endpoint, settings, schema, Path(tmp)):
-            part.path.unlink()
-            parts += 1
-    build_s = time.perf_counter() - t
-
-    marks: dict[str, float] = {}
-
-    async def progress(done: float, total: float | None, message: str) -> None:
-        marks.setdefault("submitted", time.perf_counter())
 
     async def no_wait(seconds: float) -> None:
         await anyio.sleep(0.01)
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-parts-") as tmp:
+        t = time.perf_counter()
+        built = list(write_parts(requests(), endpoint, settings, schema, Path(tmp)))
+        build_s = time.perf_counter() - t
+
+        async def upload_all() -> None:
+            async with open_client(endpoint, settings) as client:
+                api = BatchApi(client)
+                for part in built:
+                    file_id = await api.upload(part.path)
+                    await api.create(file_id, {"bench": "upload"})
+                    part.path.unlink()
+
+        t = time.perf_counter()
+        anyio.run(upload_all)
+        upload_s = time.perf_counter() - t
+
+    # End to end through the engine: build + upload + create, then poll and merge each part as it ends.
+    marks: list[tuple[float, str]] = []
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        marks.append((time.perf_counter(), message))
 
     job = jobs.create_job(store, "pass_rate", "correctness", None, endpoint.base_url, endpoint.model)
     t = time.perf_counter()
@@ -148,14 +161,18 @@ def main() -> None:
     fake.stdin.write("\n")
     fake.stdin.flush()
     fake.wait()
-    submit_s = marks["submitted"] - t
-    merge_s = end - marks["submitted"]
+    submit_s = marks[0][0] - t
+    # A part is merged between the read that saw it end and the next progress (the next part's first read).
+    merge_s = 0.0
+    for i, (at, message) in enumerate(marks):
+        if " completed: " in message:
+            merge_s += (marks[i + 1][0] if i + 1 < len(marks) else end) - at
     stored = store.read("SELECT count(*) FROM judge_cache")[0][0]
     errors = len(jobs.errors(store, job))
     print(
-        f"runs {n:,}; parts {parts}; build {build_s:.1f}s; build+upload+create {submit_s:.1f}s "
-        f"(upload+create ≈ {submit_s - build_s:.1f}s); wait+merge+store {merge_s:.1f}s; "
-        f"{stored / merge_s:,.0f} results/s into the store; stored {stored:,}, errors {errors}; "
+        f"runs {n:,}; parts {len(built)}; build {build_s:.1f}s ({n / build_s:,.0f} requests/s); upload+create "
+        f"{upload_s:.1f}s; engine end to end {end - t:.1f}s (build+upload+create {submit_s:.1f}s, merge+store "
+        f"{merge_s:.1f}s = {stored / merge_s:,.0f} results/s into the store); stored {stored:,}, errors {errors}; "
         f"RSS at start {base:.0f} MB, peak {sampler.peak:.0f} MB (target flat, < 300 MB)",
         flush=True,
     )
