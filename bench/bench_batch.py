@@ -13,6 +13,7 @@ process's RSS is sampled from /proc every 50 ms in a thread. Not in run_all.py: 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,20 +120,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-parts-") as tmp:
         t = time.perf_counter()
-        built = list(write_parts(requests(), endpoint, settings, schema, Path(tmp)))
+        built = [part.path for part in write_parts(requests(), endpoint, settings, schema, Path(tmp))]
         build_s = time.perf_counter() - t
 
         async def upload_all() -> None:
             async with open_client(endpoint, settings) as client:
                 api = BatchApi(client)
-                for part in built:
-                    file_id = await api.upload(part.path)
+                for path in built:
+                    file_id = await api.upload(path)
                     await api.create(file_id, {"bench": "upload"})
-                    part.path.unlink()
+                    path.unlink()
 
         t = time.perf_counter()
         anyio.run(upload_all)
         upload_s = time.perf_counter() - t
+    build_peak, sampler.peak = sampler.peak, 0.0
 
     # End to end through the engine: build + upload + create, then poll and merge each part as it ends.
     marks: list[tuple[float, str]] = []
@@ -173,10 +175,12 @@ def main() -> None:
         f"runs {n:,}; parts {len(built)}; build {build_s:.1f}s ({n / build_s:,.0f} requests/s); upload+create "
         f"{upload_s:.1f}s; engine end to end {end - t:.1f}s (build+upload+create {submit_s:.1f}s, merge+store "
         f"{merge_s:.1f}s = {stored / merge_s:,.0f} results/s into the store); stored {stored:,}, errors {errors}; "
-        f"RSS at start {base:.0f} MB, peak {sampler.peak:.0f} MB (target flat, < 300 MB)",
+        f"RSS at start {base:.0f} MB, peak {build_peak:.0f} MB over build and upload, {sampler.peak:.0f} MB over "
+        "the engine's run (target flat, < 300 MB)",
         flush=True,
     )
     store.close()
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":
