@@ -410,3 +410,16 @@ async def test_a_server_without_the_batch_api_is_an_error_naming_the_way_out(
     )
     assert raised.value.next_steps[-1] == NextStep("resume_alignment", {"alignment_run": 1})
     assert jobs.open_job_of_alignment(store, 1) is None, "resume judges online unless asked for a batch again"
+
+
+def test_the_batch_bench_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ALIGN_MCP_"))}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_batch.py"), "--runs", "300"],
+        env={**env, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "runs 300; parts 1;" in out.stdout and "stored 300, errors 0" in out.stdout
