@@ -31,6 +31,11 @@ from align_mcp.cli.render import (
 )
 @click.option("--no-compare", is_flag=True, help="Do not compare with the last saved version.")
 @click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the judge requests through the provider's Batch API (cheaper, slower; `resume` picks it up).",
+)
+@click.option(
     "--concurrency",
     type=PositiveInt("the number of parallel judge calls"),
     help=f"Parallel judge calls, at least 1 (default ${config.ENV_CONCURRENCY} or 8).",
@@ -42,6 +47,7 @@ def align_cmd(
     prompt: str,
     split: str,
     no_compare: bool,
+    batch: bool,
     concurrency: int | None,
     as_json: bool,
 ) -> None:
@@ -59,6 +65,7 @@ def align_cmd(
             compare=not no_compare,
             concurrency=concurrency,
             on_progress=progress,
+            batch=batch,
         ),
     )
     emit(report, as_json, lambda: print_report(report))
@@ -67,6 +74,7 @@ def align_cmd(
 @command("resume")
 @click.argument("alignment_id", type=int)
 @click.option("--retry-errors", is_flag=True, help="Judge examples that errored again too.")
+@click.option("--batch", is_flag=True, help="Judge what is left through the provider's Batch API.")
 @click.option(
     "--concurrency",
     type=PositiveInt("the number of parallel judge calls"),
@@ -74,16 +82,26 @@ def align_cmd(
 )
 @click.pass_context
 def resume_cmd(
-    ctx: click.Context, alignment_id: int, retry_errors: bool, concurrency: int | None, as_json: bool
+    ctx: click.Context,
+    alignment_id: int,
+    retry_errors: bool,
+    batch: bool,
+    concurrency: int | None,
+    as_json: bool,
 ) -> None:
-    """Finish an interrupted alignment run (only missing examples are judged)."""
+    """Finish an interrupted alignment run (only missing examples are judged; a stored batch is polled)."""
     from align_mcp.engine.alignment import resume
 
     store = store_of(ctx)
     report = with_progress(
         as_json,
         lambda progress: resume(
-            store, alignment_id, retry_errors=retry_errors, concurrency=concurrency, on_progress=progress
+            store,
+            alignment_id,
+            retry_errors=retry_errors,
+            concurrency=concurrency,
+            on_progress=progress,
+            batch=batch,
         ),
     )
     emit(report, as_json, lambda: print_report(report))

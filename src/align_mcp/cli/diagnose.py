@@ -211,9 +211,16 @@ def suggest_cmd(ctx: click.Context, evaluator: str, n: int, budget: int, repeats
 @click.option("--source", help="Estimate over this source's unlabeled runs.")
 @click.option("--ids", help="Comma-separated run ids instead of a source.")
 @click.option("--prompt", default="latest", show_default=True)
+@click.option("--batch", is_flag=True, help="Judge through the provider's Batch API (cheaper, slower).")
 @click.pass_context
 def pass_rate_cmd(
-    ctx: click.Context, evaluator: str, source: str | None, ids: str | None, prompt: str, as_json: bool
+    ctx: click.Context,
+    evaluator: str,
+    source: str | None,
+    ids: str | None,
+    prompt: str,
+    batch: bool,
+    as_json: bool,
 ) -> None:
     """Bias-corrected pass rate of unlabeled runs, from the judge's TPR/TNR on the test split."""
     from align_mcp.diagnose.pass_rate import corrected_pass_rate
@@ -222,7 +229,13 @@ def pass_rate_cmd(
     r = with_progress(
         as_json,
         lambda progress: corrected_pass_rate(
-            store, evaluator, run_ids=split_ids(ids), source=source, prompt=prompt, on_progress=progress
+            store,
+            evaluator,
+            run_ids=split_ids(ids),
+            source=source,
+            prompt=prompt,
+            on_progress=progress,
+            batch=batch,
         ),
     )
 

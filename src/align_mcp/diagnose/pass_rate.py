@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from align_mcp import config
 from align_mcp.core import metrics
 from align_mcp.core.models import Interval, PassRateReport, Score
-from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, resolve
+from align_mcp.diagnose.sampling import Prompt, judge_jobs, judge_jobs_in_batch, lookup, resolve
 from align_mcp.engine import holdout
 from align_mcp.engine.alignment import run_alignment
+from align_mcp.engine.batches import BatchOptions, cost_note
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import InvalidInput, JudgeUnreachable, NextStep, NotFound
@@ -81,6 +82,7 @@ async def corrected_pass_rate(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    batch: bool | BatchOptions = False,
 ) -> PassRateReport:
     """Estimate the true pass rate of unlabeled runs from the judge's verdicts, corrected for its errors.
 
@@ -89,7 +91,8 @@ async def corrected_pass_rate(
     (default: the latest saved version), and TPR / TNR come from the evaluator's labeled test split judged
     with the same prompt (judged now if needed, which counts as a look at the test split). Refuses when a
     class is missing from the test split or TPR + TNR ≤ 1 (the judge is no better than chance). Verdicts are
-    cached.
+    cached. `batch` judges through the provider's Batch API (True, or BatchOptions); calling again after an
+    interruption polls and merges the stored batches instead of sending them again.
     """
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
@@ -122,6 +125,7 @@ async def corrected_pass_rate(
             concurrency=concurrency,
             on_progress=on_progress,
             env=env,
+            batch=batch,
         )
         aid = report.run.id
     labeled = [
@@ -141,7 +145,14 @@ async def corrected_pass_rate(
     runs = store.get_runs(ids)
     found, jobs = lookup(store, score_type, chosen, runs)
     tally = Tally(on_progress, len(jobs), f"unlabeled runs ({chosen.ref})")
-    verdicts = await judge_jobs(store, score_type, chosen, jobs, concurrency or env.concurrency, tally)
+    batch_ids: list[int] = []
+    if batch is not False and jobs:
+        options = batch if isinstance(batch, BatchOptions) else BatchOptions()
+        verdicts, batch_ids = await judge_jobs_in_batch(
+            store, evaluator, score_type, chosen, jobs, options, on_progress
+        )
+    else:
+        verdicts = await judge_jobs(store, score_type, chosen, jobs, concurrency or env.concurrency, tally)
     found.update({rid: v.score for rid, v in verdicts.items() if v.score is not None})
     failed = [v.error for v in verdicts.values() if v.score is None]
     if not found:
@@ -203,6 +214,8 @@ async def corrected_pass_rate(
         )
     if already_labeled:
         notes.append(f"{already_labeled} run(s) already have a human label and were left out.")
+    if (cost := cost_note(store, batch_ids)) is not None:
+        notes.append(cost)
     tp, p = sum(positives), len(positives)
     tn, f = sum(negatives), len(negatives)
     return PassRateReport(

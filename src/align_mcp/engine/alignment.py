@@ -28,7 +28,8 @@ from align_mcp.core.models import (
 )
 from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
-from align_mcp.engine import few_shot, holdout, jury, leases, rubrics, swap
+from align_mcp.engine import batches, few_shot, holdout, jury, leases, rubrics, swap
+from align_mcp.engine.batches import BatchOptions
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.engine.queues import balance, reference_set
@@ -44,6 +45,7 @@ from align_mcp.store import (
     ResultRow,
     Store,
 )
+from align_mcp.store import batches as batch_jobs
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +81,23 @@ async def run_alignment(
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
     on_request: OnRequest | None = None,
+    batch: bool | BatchOptions = False,
 ) -> AlignmentReport:
     """Judge every labeled run of `evaluator` with the draft (default) or a saved version.
 
     `split` is 'auto' (the dev split once a holdout exists, else every label), 'dev', 'test' (explicit and
     counted) or 'all'. Each result is stored as it completes; the draft's result is reported next to the last
     saved version judged on the same examples (judging it too where needed; unchanged prompts hit the cache).
-    `on_request` is called before every request to the judge (a budget may refuse one by raising).
+    `on_request` is called before every request to the judge (a budget may refuse one by raising). `batch`
+    sends the judge requests through the provider's Batch API instead (True, or BatchOptions for its limits and
+    polling): the batch ids are stored, so `resume` picks an interrupted run up where it stopped.
     """
     _check_concurrency(concurrency)
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
     prompt_ref, text, settings, version = prompt_for(store, evaluator, prompt)
     endpoint = _endpoint(settings, env)
+    _check_batch(batch, settings)
     latest = ev.latest_version
     baseline: tuple[str, str, JudgeSettings, Endpoint] | None = None
     if compare and prompt_ref == "draft" and latest is not None:
@@ -107,6 +113,7 @@ async def run_alignment(
         notes = few_shot.draft_notes(store, evaluator, ev.draft)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
+    options = _batch_options(batch)
     aid = _create_run(store, evaluator, prompt_ref, version, text, settings, endpoint, split, examples)
     await _execute(
         store,
@@ -117,6 +124,7 @@ async def run_alignment(
         on_progress,
         on_request=on_request,
         env=env,
+        batch=options,
     )
     baseline_id: int | None = None
     if baseline is not None:
@@ -144,6 +152,7 @@ async def run_alignment(
                 base_ref,
                 on_request=on_request,
                 env=env,
+                batch=options,
             )
     if baseline_id is not None:
         store.set_alignment_baseline(aid, baseline_id)
@@ -158,12 +167,16 @@ async def resume(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    batch: bool | BatchOptions = False,
 ) -> AlignmentReport:
-    """Finish an interrupted alignment run: only examples without a stored result are judged."""
+    """Finish an interrupted alignment run: only examples without a stored result are judged. A run with a
+    batch job not merged yet polls and merges its stored batches (nothing is sent again); `batch` judges the
+    rest through the Batch API."""
     _check_concurrency(concurrency)
     env = env or config.load()
     row = _run_row(store, alignment_id)
     score_type = get_evaluator(store, row.evaluator).score_type
+    _check_batch(batch, row.judge)
     if row.judge.members:
         endpoint = jury.jury_endpoint(row.judge, env)
     else:
@@ -172,7 +185,14 @@ async def resume(
         if retry_errors:
             store.reset_errors(alignment_id)
         await _execute(
-            store, alignment_id, score_type, endpoint, concurrency or env.concurrency, on_progress, env=env
+            store,
+            alignment_id,
+            score_type,
+            endpoint,
+            concurrency or env.concurrency,
+            on_progress,
+            env=env,
+            batch=_batch_options(batch),
         )
     return report(store, alignment_id)
 
@@ -180,6 +200,19 @@ async def resume(
 def _endpoint(settings: JudgeSettings, env: config.Settings) -> Endpoint:
     """The single judge's endpoint, or what a jury run records as one."""
     return jury.jury_endpoint(settings, env) if settings.members else resolve_endpoint(settings, env)
+
+
+def _check_batch(batch: bool | BatchOptions, settings: JudgeSettings) -> None:
+    if batch is not False and settings.members:
+        raise InvalidInput(
+            "A jury is judged online: the Batch API path sends one judge's requests. Judge it without batch."
+        )
+
+
+def _batch_options(batch: bool | BatchOptions) -> BatchOptions | None:
+    if isinstance(batch, BatchOptions):
+        return batch
+    return BatchOptions() if batch else None
 
 
 def _check_concurrency(concurrency: int | None) -> None:
@@ -238,38 +271,27 @@ def _covering_run(
     return aid if have == wanted else None
 
 
-@leases.holding
-async def _execute(
-    store: Store,
-    aid: int,
-    score_type: ScoreType,
-    endpoint: Endpoint,
-    concurrency: int,
-    on_progress: Progress | None,
-    label: str | None = None,
-    *,
-    on_request: OnRequest | None = None,
-    limiter: anyio.CapacityLimiter | None = None,
-    env: config.Settings | None = None,
-) -> None:
+Orders = list[tuple[list[dict[str, str]], str]]
+"""A run's judgements: (messages, cache key) for each order it is shown in (two for a position-swapped pairwise
+comparison, else one)."""
+
+
+def _prepare(
+    store: Store, aid: int, score_type: ScoreType, endpoint: Endpoint
+) -> tuple[list[tuple[str, Orders]], dict[str, CacheEntry], int, int]:
+    """Store the pending examples that need no judge call (every order cached, or the run unreadable); return
+    the rest with their orders, the cache hits among those orders, the examples done and how many came whole
+    from the cache."""
     row = _run_row(store, aid)
     settings = row.judge
-    if settings.members:
-        await _execute_jury(
-            store, aid, row, score_type, env or config.load(), concurrency, on_progress, label, on_request
-        )
-        return
     pending = store.pending_examples(aid)
-    total = row.total
-    done = total - len(pending)
-    what = label or row.prompt_ref
+    done = row.total - len(pending)
     runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
-    # An example is judged once per order it is shown in (twice for a position-swapped pairwise comparison),
-    # and each order is cached on its own.
-    work: list[tuple[str, list[tuple[list[dict[str, str]], str]]]] = []
+    # An example is judged once per order it is shown in, and each order is cached on its own.
+    work: list[tuple[str, Orders]] = []
     cached_results: list[NewResult] = []
-    keyed: list[tuple[str, list[tuple[list[dict[str, str]], str]]]] = []
+    keyed: list[tuple[str, Orders]] = []
     for pending_id, _ in pending:
         run = runs.get(pending_id)
         problem = "run no longer in the store" if run is None else None
@@ -297,9 +319,40 @@ async def _execute(
     if cached_results:
         store.record_results(aid, cached_results)
         done += len(cached_results)
+    return work, hits, done, len(cached_results)
+
+
+@leases.holding
+async def _execute(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    concurrency: int,
+    on_progress: Progress | None,
+    label: str | None = None,
+    *,
+    on_request: OnRequest | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    env: config.Settings | None = None,
+    batch: BatchOptions | None = None,
+) -> None:
+    row = _run_row(store, aid)
+    settings = row.judge
+    total = row.total
+    what = label or row.prompt_ref
+    if settings.members:
+        await _execute_jury(
+            store, aid, row, score_type, env or config.load(), concurrency, on_progress, label, on_request
+        )
+        return
+    if batch is not None or batch_jobs.open_job_of_alignment(store, aid) is not None:
+        await _execute_batch(store, aid, score_type, endpoint, on_progress, what, batch or BatchOptions())
+        return
+    work, hits, done, from_cache = _prepare(store, aid, score_type, endpoint)
     store.reopen_alignment_run(aid)
     if on_progress is not None:
-        await on_progress(done, total, f"{what}: {done}/{total} judged ({len(cached_results)} from cache)")
+        await on_progress(done, total, f"{what}: {done}/{total} judged ({from_cache} from cache)")
 
     failure: AlignError | None = None
     completed = "interrupted"
@@ -311,7 +364,7 @@ async def _execute(
                 endpoint, settings, score_type, on_wait=tally.waiting, on_request=on_request
             ) as judge:
 
-                async def one(item: tuple[str, list[tuple[list[dict[str, str]], str]]]) -> None:
+                async def one(item: tuple[str, Orders]) -> None:
                     rid, orders = item
                     verdicts = []
                     cache: list[CacheEntry] = []
@@ -376,6 +429,101 @@ def _raise_end(store: Store, aid: int, status: str, failure: AlignError | None) 
             *failure.next_steps,
             NextStep("resume_alignment", {"alignment_run": aid}),
         ) from failure
+
+
+async def _execute_batch(
+    store: Store,
+    aid: int,
+    score_type: ScoreType,
+    endpoint: Endpoint,
+    on_progress: Progress | None,
+    what: str,
+    options: BatchOptions,
+) -> None:
+    """Judge the run's pending examples through the Batch API (or finish its stored batch job), then store one
+    result per example: the verdict, or the error its request came back with."""
+    row = _run_row(store, aid)
+    work, hits, done, from_cache = _prepare(store, aid, score_type, endpoint)
+    store.reopen_alignment_run(aid)
+    if on_progress is not None:
+        await on_progress(done, row.total, f"{what}: {done}/{row.total} judged ({from_cache} from cache)")
+    # Each order of a comparison is one request (its cache key is its custom_id); an order already cached is
+    # not sent again.
+    requests = [(key, messages) for _, orders in work for messages, key in orders if key not in hits]
+    job = batch_jobs.open_job_of_alignment(store, aid)
+    completed = "interrupted"
+    try:
+        if work:
+            job_id = (
+                job.id
+                if job is not None
+                else batch_jobs.create_job(
+                    store, "alignment", row.evaluator, aid, endpoint.base_url, endpoint.model
+                )
+            )
+            await batches.run_job(
+                store,
+                job_id,
+                lambda: requests,
+                endpoint,
+                row.judge,
+                score_type,
+                what=what,
+                on_progress=on_progress,
+                options=options,
+            )
+            _apply_batch(store, aid, job_id, work)
+        elif job is not None:
+            batch_jobs.set_job_status(store, job.id, "merged")
+        completed = "completed"
+    except AlignError as e:
+        open_job = batch_jobs.open_job_of_alignment(store, aid)
+        sent = open_job is not None and batches.abandon_unsent(store, open_job.id) is False
+        # Batch ids stored: resuming polls and merges them and sends nothing again. Nothing sent: resuming
+        # judges the examples afresh (online, unless asked for a batch again).
+        kept = "its batches are stored and are polled on resume" if sent else "nothing was sent"
+        raise type(e)(
+            f"{e} Alignment run {aid}: {kept}.",
+            *e.next_steps,
+            NextStep("resume_alignment", {"alignment_run": aid}),
+        ) from e
+    finally:
+        with anyio.CancelScope(shield=True):
+            status = _finish(store, aid, score_type, completed)
+    if status == "failed":
+        raise _failed(store, aid)
+
+
+def _apply_batch(store: Store, aid: int, job_id: int, work: list[tuple[str, Orders]]) -> None:
+    """One result per example from a merged batch job: each order's verdict from the cache, or its request's
+    error, combined as the online path combines them."""
+    keys = [key for _, orders in work for _, key in orders]
+    hits = store.cache_get(keys)
+    failed = batch_jobs.errors(store, job_id, keys)
+    results = []
+    for rid, orders in work:
+        verdicts = []
+        for _, key in orders:
+            hit = hits.get(key)
+            if hit is not None:
+                verdicts.append(replace(swap.from_cache(hit), latency_ms=None, calls=1))
+                continue
+            error = failed.get(key)
+            verdicts.append(
+                Verdict(
+                    score=None,
+                    reasoning=None,
+                    error=error.error if error else f"no result for this example in batch job {job_id}",
+                    prompt_tokens=error.prompt_tokens if error else None,
+                    completion_tokens=error.completion_tokens if error else None,
+                    cached_tokens=None,
+                    latency_ms=None,
+                    calls=1,
+                )
+            )
+        verdict, pair = swap.combine(verdicts)
+        results.append(_verdict_row(rid, verdict, pair))
+    store.record_results(aid, results)
 
 
 def _verdict_row(rid: str, verdict: Verdict, orders: PairOrders | None = None) -> NewResult:
@@ -503,6 +651,10 @@ def report(
                 next_steps=[NextStep("resume_alignment", {"alignment_run": aid})],
             )
         )
+    if (
+        cost := batches.cost_note(store, [j.id for j in batch_jobs.jobs_of_alignment(store, aid)])
+    ) is not None:
+        notes.append(Note(text=cost))
     if run.waited_s >= 1:
         notes.append(
             Note(

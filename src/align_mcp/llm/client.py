@@ -162,6 +162,24 @@ def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
+def request_body(
+    endpoint: Endpoint,
+    settings: JudgeSettings,
+    messages: Sequence[Message],
+    response_format: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The JSON body of one chat completion request: the same online and in a Batch API input line."""
+    body: dict[str, Any] = {
+        "model": endpoint.model,
+        "messages": messages,
+        "temperature": settings.temperature,
+        "response_format": response_format,
+    }
+    if settings.max_tokens is not None:
+        body["max_completion_tokens"] = settings.max_tokens
+    return body
+
+
 class ModelClient:
     """An OpenAI-compatible chat endpoint called with one set of settings; share one across a batch of calls.
 
@@ -237,14 +255,7 @@ class ModelClient:
         Raises JudgeUnreachable / JudgeConfigError for failures that would hit every call alike (a refused
         connection, a rejected key, an unknown model), and CallFailed for those that concern this call only.
         """
-        body: dict[str, Any] = {
-            "model": self.endpoint.model,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "response_format": response_format,
-        }
-        if self.settings.max_tokens is not None:
-            body["max_completion_tokens"] = self.settings.max_tokens
+        body = request_body(self.endpoint, self.settings, messages, response_format)
         attempts = self.settings.max_retries + 1
         usage = Usage()
         problem = ""

@@ -194,6 +194,10 @@ class Store:
         with self._lock:
             return self.conn.execute(sql, params).fetchall()
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query as tuples, for the store's other modules (no write lock is taken)."""
+        return self._tuples(sql, params)
+
     def _tuple(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with self._lock:
             row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()

@@ -387,6 +387,65 @@ def m012_jury_verdicts(db: Database) -> None:
 
 
 @migrations()
+def m013_batch_jobs(db: Database) -> None:
+    """Judge requests sent through a provider's Batch API: the job (what it judges for), its parts (one provider
+    batch each, with its ids and request counts, so a restarted process polls instead of sending again), the
+    requests of each part, and the requests that came back as errors."""
+    db.executescript(
+        """
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('alignment', 'pass_rate')),
+            evaluator TEXT NOT NULL,
+            alignment_id INTEGER REFERENCES alignment_runs(id),
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX batch_jobs_alignment ON batch_jobs(alignment_id);
+        CREATE TABLE batch_parts (
+            job_id INTEGER NOT NULL REFERENCES batch_jobs(id),
+            part INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            input_file_id TEXT,
+            batch_id TEXT,
+            status TEXT NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            error TEXT,
+            merged INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (job_id, part)
+        );
+        CREATE TABLE batch_requests (
+            job_id INTEGER NOT NULL REFERENCES batch_jobs(id),
+            custom_id TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            PRIMARY KEY (job_id, custom_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE batch_errors (
+            job_id INTEGER NOT NULL REFERENCES batch_jobs(id),
+            custom_id TEXT NOT NULL,
+            error TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            PRIMARY KEY (job_id, custom_id)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@migrations()
 def m014_label_rubric(db: Database) -> None:
     """Every label remembers the rubric it was given under (the latest saved version then; 0 before any save),
     and imported feedback keeps the details an export carries (history, split, dates, rubric) until an evaluator

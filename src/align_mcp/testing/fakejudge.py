@@ -29,6 +29,7 @@ __all__ = [
     "FakeJudgeServer",
     "ReceivedRequest",
     "Reply",
+    "completion_body",
     "dribble",
     "echo_key",
     "empty_body",
@@ -211,6 +212,11 @@ def _completion(body: JsonDict, reply: Reply, n: int) -> bytes:
         },
     }
     return json.dumps(payload).encode()
+
+
+def completion_body(body: JsonDict, reply: Reply, n: int) -> bytes:
+    """The chat completion the fake judge sends for `reply` to the request `body` (its n-th reply)."""
+    return _completion(body, reply, n)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -22,19 +22,20 @@ async def run_alignment(
     split: Split = None,
     compare: Annotated[
         bool,
-        Field(description="Also judge the last saved version on the same runs (flips)"),
+        Field(description="Also judge the last saved version (flips)"),
     ] = True,
     resume: Annotated[
         int | None,
-        Field(description="An interrupted alignment run to finish instead (with its own prompt and split)"),
+        Field(description="An interrupted run's id: finish it instead"),
     ] = None,
     retry_errors: Annotated[bool, Field(description="With resume: judge failed runs again")] = False,
+    batch: Annotated[bool, Field(description="Via the Batch API: cheaper, slower")] = False,
     *,
     ctx: Context,
 ) -> Annotated[CallToolResult, AlignmentReport]:
     """Judge the labeled runs with a prompt and measure agreement with the human labels: agreement, Cohen's
-    kappa, TPR/TNR with 95% intervals and, for the draft, the flips against the last saved version. One judge
-    call per run (cached when unchanged); reports progress.
+    kappa, TPR/TNR with 95% intervals and, for the draft, the flips against the last saved version. Cached
+    when unchanged; reports progress.
     A run where every example failed is an error naming the causes."""
     from align_mcp.engine import alignment
 
@@ -48,13 +49,15 @@ async def run_alignment(
                 NextStep("list_alignment_runs", {"evaluator": evaluator}),
             )
         return report_result(
-            await alignment.resume(store, resume, retry_errors=retry_errors, on_progress=progress)
+            await alignment.resume(
+                store, resume, retry_errors=retry_errors, on_progress=progress, batch=batch
+            )
         )
     if retry_errors:
         raise InvalidInput("retry_errors=true applies to a resumed run: pass resume=<alignment run id> too.")
     options: dict[str, Any] = {} if split is None else {"split": split}
     report = await alignment.run_alignment(
-        store, evaluator, prompt, compare=compare, on_progress=progress, **options
+        store, evaluator, prompt, compare=compare, on_progress=progress, batch=batch, **options
     )
     return report_result(report)
 

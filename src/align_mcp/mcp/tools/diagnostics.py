@@ -144,6 +144,7 @@ async def corrected_pass_rate(
     source: Annotated[str | None, Field(description="Estimate over this source's unlabeled runs")] = None,
     run_ids: Annotated[list[str] | None, Field(max_length=100_000, description="Or these run ids")] = None,
     prompt: Annotated[str, Field(description="'latest', 'draft' or a version such as 'v2'")] = "latest",
+    batch: Annotated[bool, Field(description="Via the Batch API: cheaper, slower")] = False,
     *,
     ctx: Context,
 ) -> PassRateReport:
@@ -159,4 +160,5 @@ async def corrected_pass_rate(
         source=source,
         prompt=prompt,
         on_progress=ProgressReporter(ctx),
+        batch=batch,
     )
