@@ -263,22 +263,19 @@ async def test_a_tiny_models_fragment_of_a_rewrite_is_refused_with_a_clear_error
 ) -> None:
     # Ten labels of both classes: a dev/test split is made, and the chance-level judge misaligns on dev. The
     # reflection's reply fits the schema (the server's grammar sees to that), but what SmolLM2 writes in it is a
-    # phrase, not revised instructions: it is asked again once, then refused.
+    # fragment, not revised instructions: it is asked again once, then refused.
     seed(store, ScoreType(kind="binary"), list(CORRECT), QUICK)
 
     with pytest.raises(AlignError) as failed:
         await propose_prompt(store, NAME, mode="reflect", budget=60)
 
     assert type(failed.value) is AlignError
-    message = str(failed.value)
-    print("REFLECT-ERROR", repr(message))
-    found = re.fullmatch(
-        r"The reflection model did not return usable instructions \((.+)\)\. Try the gepa mode, or edit the "
-        r"draft by hand from the failure modes\.",
-        message,
-        flags=re.S,
+    # SmolLM2 answers with one character for the 338 of PROMPT's instructions, twice.
+    assert str(failed.value) == (
+        "The reflection model did not return usable instructions (the revision is 1 character long, under half "
+        "of the current instructions (338): reply with the complete revised "
+        "text, not a summary or a fragment). Try the gepa mode, or edit the draft by hand from the failure modes."
     )
-    assert found is not None, message
     assert failed.value.next_steps[0] == NextStep("propose_prompt", {"evaluator": NAME, "mode": "gepa"})
     assert store.proposals(NAME) == []
     # What came before the rewrite is kept: the draft judged on dev, and its failure modes.

@@ -384,7 +384,8 @@ async def _reflect(
         length, current = len(revision.instructions.strip()), len(template.instructions)
         if candidate != template.original and length < MIN_REWRITE_SHARE * current:
             raise ReplyError(
-                f"the revision is {length:,} characters long, under half of the current {kind} ({current:,}): "
+                f"the revision is {length:,} character{'' if length == 1 else 's'} long, under half of the "
+                f"current {kind} ({current:,}): "
                 "reply with the complete revised text, not a summary or a fragment"
             )
         return candidate
