@@ -237,19 +237,20 @@ async def test_a_cancelled_run_keeps_its_results_and_resumes_on_the_same_server(
     labels: list[Score] = [1, 0, 1, 0, 1, 1]
     seed(store, ScoreType(kind="binary"), labels, QUICK)
 
+    # Cancelled as the second result lands, while the other slot is still generating a verdict.
     with anyio.CancelScope() as scope:
 
         async def cancel_after_two(done: int, total: int, message: str) -> None:
             if done >= 2:
                 scope.cancel()
 
-        await alignment.run_alignment(store, NAME, concurrency=1, on_progress=cancel_after_two)
+        await alignment.run_alignment(store, NAME, concurrency=SLOTS, on_progress=cancel_after_two)
     assert scope.cancelled_caught
 
     row = store.alignment_run_row(1)
     assert row is not None and row.status == "interrupted"
     kept = store.alignment_results(1)
-    assert 2 <= len(kept) < 6 and all(r.error is None for r in kept)
+    assert len(kept) in (2, 3) and all(r.error is None for r in kept)
     assert judge_env.get("/health").strip() == '{"status":"ok"}'
 
     report = await alignment.resume(store, 1, concurrency=SLOTS)
