@@ -3,7 +3,7 @@
 The server is the prebuilt `xllamacpp` wheel run in-process on 127.0.0.1, serving SmolLM2-135M-Instruct (GGUF,
 fetched by `make integration`). The model judges at chance: these tests check the protocol — structured output
 through the server's JSON-schema grammar, the re-ask of an unusable reply, token usage, more concurrent calls than
-the server has slots, cancellation, and the optimizer's reflection on a model that answers with messy prose.
+the server has slots, cancellation, and the optimizer's reflection on a model that answers with a fragment.
 Run them with `make integration` (they are marked `integration`, which `make test` leaves out).
 """
 
@@ -93,9 +93,8 @@ def llama() -> Iterator[LlamaServer]:
     params.model.path = str(GGUF)
     params.model_alias = MODEL
     params.n_parallel = SLOTS
-    params.n_ctx = (
-        2048 * SLOTS
-    )  # per slot: the judge's prompts and the optimizer's fit, a runaway reply does not
+    # 2048 tokens per slot: the judge's and the optimizer's prompts fit; a runaway reply stops at the end.
+    params.n_ctx = 2048 * SLOTS
     params.cpuparams.n_threads = 2
     params.cpuparams_batch.n_threads = 2
     params.endpoint_metrics = True
