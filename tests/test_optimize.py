@@ -389,6 +389,26 @@ async def test_a_rewrite_that_breaks_the_template_is_asked_again_once(
     )
 
 
+async def test_a_rewrite_that_is_a_fragment_of_the_instructions_is_refused_with_a_clear_error(
+    store: Store, model: ScriptedModel
+) -> None:
+    # A tiny model's reply fits the schema, but its "instructions" are a phrase: asked again once, then refused.
+    current = candidates.Template.split(evaluators.get(store, "correctness").draft).instructions
+    model.bad_revisions = ["Decision: 1 (pass) 2 (fail)", "Decision: 1 (pass) 0 (fail)"]
+    with pytest.raises(AlignError) as e:
+        await optimize.propose_prompt(store, "correctness", mode="reflect", budget=120)
+    assert str(e.value) == (
+        "The reflection model did not return usable instructions (the revision is 27 characters long, under half "
+        f"of the current instructions ({len(current):,}): reply with the complete revised text, not a summary or a "
+        "fragment). Try the gepa mode, or edit the draft by hand from the failure modes."
+    )
+    _, again = model.requests["reflect"]
+    assert again["messages"][3]["content"].startswith(
+        "That reply was invalid (the revision is 27 characters long"
+    )
+    assert store.proposals("correctness") == []
+
+
 async def test_a_template_without_a_separate_example_block_is_rewritten_whole(
     store: Store, model: ScriptedModel
 ) -> None:

@@ -45,6 +45,9 @@ Mode = Literal["gepa", "reflect", "fewshot"]
 
 DEFAULT_BUDGET = 300
 REFLECT_EXAMPLES = 12  # misaligned examples shown to the reflect-mode rewrite
+MIN_REWRITE_SHARE = 0.5
+"""A reflect-mode rewrite shorter than this share of the current text is a fragment, not a revision: the
+meta-prompt asks for the complete text at about its current length (a tiny model answers with a phrase)."""
 
 
 # ---- public API -------------------------------------------------------------------------------------------
@@ -411,6 +414,13 @@ async def _reflect(
             raise ReplyError("the revised text is empty")
         if (found := template.problem(candidate)) is not None:
             raise ReplyError(f"the revised {kind} {found}")
+        length, current = len(revision.instructions.strip()), len(template.instructions)
+        if candidate != template.original and length < MIN_REWRITE_SHARE * current:
+            raise ReplyError(
+                f"the revision is {length:,} character{'' if length == 1 else 's'} long, under half of the "
+                f"current {kind} ({current:,}): "
+                "reply with the complete revised text, not a summary or a fragment"
+            )
         return candidate
 
     # The reflection answers at length: the judge's max_tokens would cut it short.
