@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from align_mcp.core.models import ScoreType
+from align_mcp.core.models import JudgeSettings, JuryMember, ScoreType
 from align_mcp.engine import evaluators, ingest
 from align_mcp.engine.alignment import run_alignment
 from align_mcp.engine.batches import BatchOptions
-from align_mcp.errors import JudgeFailed
+from align_mcp.engine.queues import submit_labels
+from align_mcp.errors import InvalidInput, JudgeFailed
 from align_mcp.llm.batch import Limits, batch_cost, parse_line, request_line
 from align_mcp.llm.client import ReplyError
 from align_mcp.store import Store
@@ -423,3 +424,54 @@ def test_the_batch_bench_runs_at_a_tiny_size(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "runs 300; parts 1;" in out.stdout and "stored 300, errors 0" in out.stdout
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_comparison_sends_both_orders_as_requests_and_combines_them(
+    store: Store, batch_api: FakeBatchServer
+) -> None:
+    """Position swap through the Batch API: each order is one request (its own custom_id), and the two verdicts
+    combine as online: a judge that always prefers the first output shown is never consistent, so every combined
+    verdict is a tie and agreement equals the share of human ties (1 of 4)."""
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", ties=True))
+    human = {"p1": "A", "p2": "B", "p3": "A", "p4": "tie"}
+    ingest.import_runs(
+        store,
+        "pairs",
+        runs=[
+            {"id": rid, "inputs": {"rid": rid}, "outputs_a": {"answer": "a"}, "outputs_b": {"answer": "b"}}
+            for rid in human
+        ],
+    )
+    submit_labels(store, "preference", [{"run_id": rid, "score": score} for rid, score in human.items()])
+    batch_api.responder = lambda body: Reply(score="A", reasoning="The first output is better.")
+
+    report = await run_alignment(store, "preference", split="all", batch=FAST)
+
+    assert (report.run.requests, report.run.errors) == (8, 0)
+    metrics = report.run.metrics
+    assert metrics is not None and metrics.pairwise is not None
+    assert (metrics.pairwise.consistency.k, metrics.pairwise.consistency.n) == (0, 4)
+    assert (metrics.agreement.k, metrics.agreement.n) == (1, 4)
+    assert (metrics.pairwise.original.k, metrics.pairwise.swapped.k) == (2, 1)
+
+
+@pytest.mark.anyio
+async def test_a_jury_is_refused_for_batch_before_any_run_is_made(
+    store: Store, batch_api: FakeBatchServer
+) -> None:
+    evaluators.create(
+        store,
+        NAME,
+        ScoreType(kind="binary"),
+        judge=JudgeSettings(members=[JuryMember(model="a"), JuryMember(model="b")], combine="majority"),
+    )
+    ingest.import_runs(
+        store, "support", runs=[{"id": "r1", "inputs": {}, "outputs": {}, "feedback": {NAME: {"score": 1}}}]
+    )
+    with pytest.raises(InvalidInput) as refused:
+        await run_alignment(store, NAME, split="all", batch=FAST)
+    assert str(refused.value) == (
+        "A jury is judged online: the Batch API path sends one judge's requests. Judge it without batch."
+    )
+    assert store.latest_alignment_id(NAME) is None and batch_api.uploads == 0
