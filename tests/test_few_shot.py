@@ -304,3 +304,109 @@ async def test_cli_draft_edit_sets_few_shot_and_refuses_a_k_above_the_correction
         f"Few-shot k=40 is more than the {n} correction(s) 'correctness' has (dev runs where v1's judge and the "
         f"human disagree, alignment run {aid})." in " ".join(refused.output.split())
     )
+
+
+# ---- with pairwise evaluators and juries ----------------------------------------------------------------------
+
+PAIRWISE_FEW_SHOT = (
+    "Which answer is better? Score A, B or tie.\n\n{{few_shot_examples}}\n\n<inputs>\n{{inputs}}\n</inputs>\n\n"
+    "<output_a>\n{{outputs_a}}\n</output_a>\n\n<output_b>\n{{outputs_b}}\n</output_b>\n"
+)
+
+
+def pairwise_runs() -> list[dict[str, Any]]:
+    """24 pairs, the human preferring A in half and B in the other half; every output names its run."""
+    return [
+        {
+            "id": f"pair-{i:02d}",
+            "inputs": {"question": f"question {i:02d}"},
+            "outputs_a": {"answer": f"first of pair-{i:02d}"},
+            "outputs_b": {"answer": f"second of pair-{i:02d}"},
+            "feedback": {"preference": {"score": "A" if i % 2 else "B", "comment": f"why pair-{i:02d}"}},
+        }
+        for i in range(24)
+    ]
+
+
+async def test_a_pairwise_block_shows_both_outputs_and_the_experts_verdict_and_never_a_test_run(
+    store: Store, judge: FakeJudgeServer
+) -> None:
+    ingest.import_runs(store, "pairs", runs=pairwise_runs())
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", ties=True))
+    judge.responder = lambda body: verdict(
+        "A"
+    )  # always the output shown first: a tie once both orders combine
+    v1 = await align.run_alignment(store, "preference")
+    found = few_shot.corrections(store, "preference")
+    results = {r.run_id: r for r in store.alignment_results(v1.run.id)}
+    test_ids = holdout.split_ids(store, "preference", "test")
+
+    # The corrections are against the combined verdict: a human "A" is corrected although A-first said "A".
+    assert found.items and {c.judge_score for c in found.items} == {"tie"}
+    human_a = [c for c in found.items if c.human_score == "A"]
+    assert human_a and all(results[c.run_id].orders.original == "A" for c in human_a)  # type: ignore[union-attr]
+    assert not {c.run_id for c in found.items} & test_ids
+
+    evaluators.edit_draft(store, "preference", prompt=PAIRWISE_FEW_SHOT, few_shot_settings="k=3")
+    selection = few_shot.choose(store, "preference")
+    judge.requests.clear()
+    await align.run_alignment(store, "preference")
+    await align.run_alignment(store, "preference", split="test")
+
+    by_id = {r["id"]: r for r in pairwise_runs()}
+    assert len(selection.run_ids) == 3
+    for rid in selection.run_ids:
+        run = by_id[rid]
+        shown = (
+            f"Output A:\n{json.dumps(run['outputs_a'], indent=2)}\n\n"
+            f"Output B:\n{json.dumps(run['outputs_b'], indent=2)}\n\n"
+            f"Expert score: {json.dumps(run['feedback']['preference']['score'])}\nExpert explanation: why {rid}\n"
+        )
+        assert shown in selection.block
+    bodies = judge.chat_bodies  # the draft's, and v1's on test as the draft's baseline there
+    drafts = [b for b in bodies if "Which answer is better?" in prompt_text(b)]
+    assert len(drafts) == 2 * len(results) + 2 * len(test_ids)  # both orders of every dev and test pair
+    for body in bodies:
+        text = prompt_text(body)
+        prefix = text[: text.rindex("<inputs>")]  # everything before the example being judged
+        assert body not in drafts or selection.block in prefix
+        leaked = [rid for rid in test_ids if rid in prefix]
+        assert leaked == [], f"test-split runs {leaked} appear in a prompt"
+
+
+OWN_PROMPT = "MEMBER-OWN: grade the answer, 1 pass, 0 fail.\n\n{{few_shot_examples}}\n\n<outputs>\n{{outputs}}\n</outputs>\n"
+
+
+async def test_jury_members_see_the_single_judges_prompt_and_a_member_prompt_gets_the_same_block(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")  # v1's dev run: where the corrections come from
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    single = evaluators.prompt_for(fs_store, "correctness", "draft")[1]
+    members = [{"model": "m1"}, {"model": "m2"}, {"model": "m3", "prompt": OWN_PROMPT}]
+    evaluators.edit_draft(fs_store, "correctness", judge={"members": members, "combine": "majority"})
+    block = few_shot.choose(fs_store, "correctness").block
+    judge.requests.clear()
+
+    report = await align.run_alignment(fs_store, "correctness")
+
+    assert report.jury is not None and block and block in single
+    shared_prefix = single[: single.index("<inputs>")]
+    bodies = judge.chat_bodies
+    for body in bodies:
+        text = prompt_text(body)
+        assert "(missing)" not in text
+        if body["model"] == "m3":
+            assert "MEMBER-OWN" in text and block in text and shared_prefix not in text
+        else:
+            assert shared_prefix in text and "MEMBER-OWN" not in text
+    assert {b["model"] for b in bodies} == {"m1", "m2", "m3"}
+
+    # Saved, the version freezes the block for the member's own prompt too.
+    saved = evaluators.save_version(fs_store, "correctness", "jury with examples")
+    frozen = fs_store.version_few_shot("correctness", saved.version)
+    judge_settings = evaluators.prompt_for(fs_store, "correctness", saved.version)[2]
+    own = judge_settings.members[2].prompt
+    assert (
+        frozen is not None and own is not None and frozen.block in own and "{{few_shot_examples}}" not in own
+    )

@@ -101,6 +101,17 @@ def _figures(title: str, f: CardFigures) -> list[str]:
     ):
         if rate is not None:
             lines.append(f"| {name} | {_rate(rate)} | {_ci(rate)} |")
+    p = m.pairwise
+    if p is not None:
+        mean = "—" if p.mean is None else f"{p.mean:.1%}"
+        lines += [
+            f"| agreement, A shown first | {_rate(p.original)} | {_ci(p.original)} |",
+            f"| agreement, B shown first | {_rate(p.swapped)} | {_ci(p.swapped)} |",
+            f"| mean of the two orders | {mean} | — |",
+            f"| same winner in both orders | {_rate(p.consistency)} | {_ci(p.consistency)} |",
+            "",
+            "Agreement and κ above are of the combined verdict: the winner both orders named, else a tie.",
+        ]
     return lines
 
 

@@ -26,7 +26,7 @@ from align_mcp.core.models import (
     SplitComparison,
 )
 from align_mcp.core.templates import prompt_file, uses_few_shot
-from align_mcp.engine import alignment, holdout, jury
+from align_mcp.engine import alignment, few_shot, holdout, jury
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
 from align_mcp.engine.queues import reference_set
@@ -94,7 +94,9 @@ async def propose_prompt(
     ev = get_evaluator(store, evaluator)
     # A jury's members judge; its lead (the evaluator's model, else the first member) reflects and analyzes.
     endpoint = resolve_endpoint(lead_settings(ev.judge), env)
-    members = jury.members(ev.judge, env) if ev.judge.members else []
+    # A member's own prompt showing {{few_shot_examples}} shows the draft's examples, as in an alignment run.
+    shown = few_shot.draft_prompt(store, evaluator, ev.draft, ev.judge)[1]
+    members = jury.members(shown, env) if ev.judge.members else []
     dev, test = _holdout(store, evaluator)
     template = Template.split(ev.draft)
     spend = Budget(budget)
