@@ -13,11 +13,13 @@ from typing import Any
 import anyio
 import pytest
 
+from align_mcp.core.comparison import JudgeModel
 from align_mcp.core.few_shot import Correction, FewShotSettings, parse_settings, render_block, select
 from align_mcp.core.models import ScoreType
 from align_mcp.core.templates import fill_few_shot, render
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, few_shot, holdout, ingest, queues
+from align_mcp.engine.compare import compare_models
 from align_mcp.errors import InvalidInput
 from align_mcp.optimize import proposals
 from align_mcp.store import Store
@@ -410,3 +412,47 @@ async def test_jury_members_see_the_single_judges_prompt_and_a_member_prompt_get
     assert (
         frozen is not None and own is not None and frozen.block in own and "{{few_shot_examples}}" not in own
     )
+
+
+async def test_propose_fewshot_for_a_jury_judges_every_selection_with_its_members(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")  # v1 (one judge) on dev: the corrections
+    jury = {"members": [{"model": "m1"}, {"model": "m2"}, {"model": "m3"}], "combine": "majority"}
+    evaluators.edit_draft(fs_store, "correctness", judge=jury)
+    judge.requests.clear()
+
+    proposal = await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=1000)
+
+    assert proposal.changed and proposal.test.after.agreement.value == 1.0
+    assert {b["model"] for b in judge.chat_bodies} == {"m1", "m2", "m3"}
+
+
+async def test_propose_fewshot_refuses_a_member_whose_own_prompt_shows_the_examples(fs_store: Store) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    members = [{"model": "m1"}, {"model": "m2", "prompt": OWN_PROMPT}]
+    evaluators.edit_draft(fs_store, "correctness", judge={"members": members, "combine": "majority"})
+
+    with pytest.raises(InvalidInput) as e:
+        await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=1000)
+    assert str(e.value) == (
+        "mode='fewshot' tries selections of examples in the shared prompt of 'correctness', but jury member(s) "
+        "m2 show {{few_shot_examples}} in their own prompt, which the search cannot vary with it. Take the "
+        "variable out of the members' own prompts (or their own prompts out), then propose again."
+    )
+
+
+async def test_every_compared_model_is_shown_the_same_examples(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    block = few_shot.choose(fs_store, "correctness").block
+    judge.requests.clear()
+
+    result = await compare_models(fs_store, "correctness", [JudgeModel(model="m1"), JudgeModel(model="m2")])
+
+    bodies = judge.chat_bodies
+    assert block and {b["model"] for b in bodies} == {"m1", "m2"}
+    assert all(block in prompt_text(b) for b in bodies)
+    assert [r.metrics.agreement.value for r in result.models if r.metrics] == [1.0, 1.0]
