@@ -13,12 +13,14 @@ from typing import Any
 import anyio
 import pytest
 
+from align_mcp.core.cards import card_markdown
 from align_mcp.core.comparison import JudgeModel
 from align_mcp.core.few_shot import Correction, FewShotSettings, parse_settings, render_block, select
 from align_mcp.core.models import ScoreType
 from align_mcp.core.templates import fill_few_shot, render
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, few_shot, holdout, ingest, queues
+from align_mcp.engine.card import judge_card
 from align_mcp.engine.compare import compare_models
 from align_mcp.errors import InvalidInput
 from align_mcp.optimize import proposals
@@ -456,3 +458,18 @@ async def test_every_compared_model_is_shown_the_same_examples(
     assert block and {b["model"] for b in bodies} == {"m1", "m2"}
     assert all(block in prompt_text(b) for b in bodies)
     assert [r.metrics.agreement.value for r in result.models if r.metrics] == [1.0, 1.0]
+
+
+async def test_the_judge_card_names_the_examples_a_version_froze(fs_store: Store) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    saved = evaluators.save_version(fs_store, "correctness", "few-shot")
+    frozen = fs_store.version_few_shot("correctness", saved.version)
+
+    card = judge_card(fs_store, "correctness")
+
+    assert frozen is not None and card.few_shot == frozen
+    assert (
+        f"## Few-shot examples\n\nFrozen when v{saved.version} was saved (k=2,strategy=recent): "
+        f"{', '.join(frozen.run_ids)}. They fill {{{{few_shot_examples}}}} in the prompt below.\n"
+    ) in card_markdown(card)

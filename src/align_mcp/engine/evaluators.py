@@ -50,7 +50,10 @@ def _check_judge(settings: JudgeSettings, score_type: ScoreType) -> None:
         raise InvalidInput(problem)
     for member in settings.members:
         if member.prompt is not None:
-            validate_template(member.prompt)
+            try:
+                validate_template(member.prompt, score_type)
+            except InvalidInput as e:
+                raise InvalidInput(f"The own prompt of jury member {member.model!r}: {e}") from e
 
 
 def _row(store: Store, name: str) -> EvaluatorRow:
