@@ -473,3 +473,36 @@ async def test_the_judge_card_names_the_examples_a_version_froze(fs_store: Store
         f"## Few-shot examples\n\nFrozen when v{saved.version} was saved (k=2,strategy=recent): "
         f"{', '.join(frozen.run_ids)}. They fill {{{{few_shot_examples}}}} in the prompt below.\n"
     ) in card_markdown(card)
+
+
+def pairwise_learner(body: dict[str, Any]) -> Reply:
+    """A pairwise judge that always picks the output shown first (a tie once both orders combine) until the prompt
+    shows it an expert's example; then it picks the output the human prefers, wherever it is shown."""
+    text = prompt_text(body)
+    if "Expert score" not in text:
+        return verdict("A")
+    first = section(text, "output_a") or ""
+    rid = first[first.index("pair-") : first.index("pair-") + 7]
+    human = "A" if int(rid[-2:]) % 2 else "B"
+    run_a_first = "first of" in first
+    return verdict("A" if (human == "A") == run_a_first else "B")
+
+
+async def test_propose_fewshot_on_a_pairwise_evaluator_judges_both_orders_and_finds_the_examples(
+    store: Store, judge: FakeJudgeServer
+) -> None:
+    ingest.import_runs(store, "pairs", runs=pairwise_runs())
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", ties=True))
+    evaluators.update_draft(store, "preference", PAIRWISE_FEW_SHOT.replace("{{few_shot_examples}}\n\n", ""))
+    evaluators.save(store, "preference")
+    judge.responder = pairwise_learner
+    await align.run_alignment(store, "preference")  # v2 on dev: every verdict a tie, every run a correction
+    judge.requests.clear()
+
+    proposal = await proposals.propose_prompt(store, "preference", mode="fewshot", budget=1000)
+
+    assert proposal.changed and proposal.few_shot == "k=1,strategy=recent"
+    assert (proposal.dev.before.agreement.value, proposal.dev.after.agreement.value) == (0.0, 1.0)
+    assert (proposal.test.before.agreement.value, proposal.test.after.agreement.value) == (0.0, 1.0)
+    asked = [section(prompt_text(b), "inputs") for b in judge.chat_bodies]
+    assert all(asked.count(q) % 2 == 0 for q in asked)  # every pair judged in both orders
