@@ -6,6 +6,10 @@ completed (non-test) alignment run of the newest saved version that has one (a d
 equalled that version). Taking them from a saved version, not from the draft, keeps the selection still while
 the draft is edited and judged: a draft whose own examples fixed a case does not then lose that example. Only
 runs of the dev split are ever chosen, whoever asks: the test split never reaches a prompt.
+
+A pairwise evaluator's examples show both outputs and the human's A, B or tie (corrections are against the
+combined verdict of both orders). A jury member's own prompt that shows the variable gets the same block as the
+shared prompt; one that does not shows no examples.
 """
 
 from __future__ import annotations
