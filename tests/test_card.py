@@ -18,6 +18,8 @@ from align_mcp.engine.reviews import request_review
 from align_mcp.errors import NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer
+from test_pairwise import NAME as PAIRWISE_NAME
+from test_pairwise import env_for, first_shown, seed
 
 pytestmark = pytest.mark.anyio
 NAME = "correctness"
@@ -84,3 +86,23 @@ def test_a_card_without_a_test_run_says_so_and_without_a_version_is_refused(stor
     with pytest.raises(NotFound) as e:
         judge_card(store, NAME, 3)
     assert str(e.value) == f"Evaluator {NAME!r} has no version 3. Known: v1."
+
+
+async def test_a_pairwise_card_shows_each_orders_agreement_and_the_position_consistency(store: Store) -> None:
+    seed(store)  # 8 labeled pairs (no holdout yet): the card shows the all-labels run
+    with FakeJudgeServer(responder=first_shown) as srv:
+        run = await align.run_alignment(store, PAIRWISE_NAME, 1, env=env_for(srv))
+
+    card = judge_card(store, PAIRWISE_NAME)
+
+    assert card.dev is not None and card.dev.metrics == run.run.metrics
+    p = card.dev.metrics.pairwise
+    assert p is not None and (p.original.k, p.swapped.k, p.consistency.k, p.consistency.n) == (4, 2, 0, 8)
+    text = card_markdown(card)
+    assert "| agreement, A shown first | 50.0% (4/8) |" in text
+    assert "| agreement, B shown first | 25.0% (2/8) |" in text
+    assert "| mean of the two orders | 37.5% | — |" in text
+    assert "| same winner in both orders | 0.0% (0/8) |" in text
+    assert (
+        "Agreement and κ above are of the combined verdict: the winner both orders named, else a tie." in text
+    )

@@ -5,6 +5,7 @@ file; the `compare` command and the `compare_models` tool. The judges are the fa
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ from align_mcp.errors import InvalidInput, JudgeConfigError, NextStep, NotFound
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, server_error
 from conftest import rid_of
+from test_pairwise import NAME as PAIR_NAME
+from test_pairwise import by_content, first_shown
+from test_pairwise import env_for as pair_env
+from test_pairwise import seed as seed_pairs
 
 pytestmark = pytest.mark.anyio
 
@@ -502,3 +507,26 @@ async def test_a_model_nobody_can_reach_is_not_ranked_and_the_others_are(
     assert unreachable.failure is not None and "127.0.0.1:9" in unreachable.failure
     assert (exact.pareto, lenient.pareto, unreachable.pareto, unreachable.vs_best) == (True, True, None, None)
     assert judge.calls == 16
+
+
+async def test_a_pairwise_comparison_judges_both_orders_per_model_and_ranks_the_combined_verdict(
+    store: Store,
+) -> None:
+    fair = by_content()
+
+    def respond(body: dict[str, Any]) -> Reply:
+        return first_shown(body) if body["model"] == "biased" else fair(body)
+
+    seed_pairs(store)
+    with FakeJudgeServer(responder=respond) as srv:
+        result = await compare_models(store, PAIR_NAME, models("biased", "fair"), env=pair_env(srv))
+        asked = Counter(str(b["model"]) for b in srv.chat_bodies)
+
+    assert asked == {"biased": 16, "fair": 16}  # 8 pairs, each shown in both orders
+    biased, fair_row = result.models
+    assert biased.metrics is not None and fair_row.metrics is not None
+    # By hand (test_pairwise.CASES): the content judge agrees on p1, p2, p4, p5 and p7; the biased one always
+    # ends in a tie, so it agrees on the two human ties only, and never names the same winner twice.
+    assert (fair_row.metrics.agreement.k, biased.metrics.agreement.k) == (5, 2)
+    assert biased.metrics.pairwise is not None and biased.metrics.pairwise.consistency.k == 0
+    assert result.best == "fair"

@@ -19,7 +19,7 @@ from align_mcp.engine.queues import submit_labels
 from align_mcp.engine.reviews import request_review
 from align_mcp.errors import Conflict, ImportFormatError, InvalidInput
 from align_mcp.store import Store, open_store
-from align_mcp.testing.fakejudge import FakeJudgeServer
+from align_mcp.testing.fakejudge import FakeJudgeServer, Reply, prompt_text, section, verdict
 from conftest import write_jsonl
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +222,93 @@ def test_a_bad_split_or_history_in_an_import_names_its_line(store: Store, tmp_pa
         '"labeler"?, "labeled_at"?} (got one without a score). Fix that line and import again; nothing from this '
         "file was stored."
     )
+
+
+PAIRWISE = ScoreType(kind="pairwise", ties=True)
+
+
+def pairwise_store(store: Store) -> Store:
+    """14 pairwise runs labeled A, B or tie under `preference`, one relabeled (history), and a holdout split."""
+    records = [
+        {
+            "id": f"pair-{i:02d}",
+            "inputs": {"question": f"question {i:02d}"},
+            "outputs_a": {"answer": f"good {i}" if i % 3 == 0 else f"plain {i}"},
+            "outputs_b": {"answer": f"good {i}" if i % 3 == 1 else f"plain {i}"},
+            "reference_outputs": {"answer": f"reference {i}"},
+            "feedback": {"preference": {"score": ("A", "B", "tie")[i % 3], "comment": f"pair {i}"}},
+        }
+        for i in range(14)
+    ]
+    import_runs(store, "pairs", runs=records)
+    evaluators.create(store, "preference", PAIRWISE, judge=JudgeSettings(max_retries=0))
+    submit_labels(store, "preference", [{"run_id": "pair-01", "score": "tie"}], labeler="ana")
+    holdout.ensure_split(store, "preference")
+    return store
+
+
+def prefers_good(body: dict[str, Any]) -> Reply:
+    """A judge that picks the output saying "good", and the first shown when neither does (position bias)."""
+    text = prompt_text(body)
+    first, second = section(text, "output_a") or "", section(text, "output_b") or ""
+    return verdict("B" if "good" in second and "good" not in first else "A")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_a_pairwise_export_imports_into_a_fresh_store_with_the_same_labels_splits_and_figures(
+    store: Store, judge: FakeJudgeServer, tmp_path: Path, fmt: str
+) -> None:
+    judge.responder = prefers_good
+    pairwise_store(store)
+    before = [await align.run_alignment(store, "preference", split=s) for s in ("dev", "test")]
+    path = tmp_path / f"reference.{fmt}"
+
+    report = export_reference_set(store, "preference", fmt, path)  # type: ignore[arg-type]
+
+    assert (report.records, report.labels) == (14, 15)
+    if fmt == "jsonl":
+        first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+        assert (first["outputs_a"], first["outputs_b"], "outputs" in first) == (
+            {"answer": "good 0"},
+            {"answer": "plain 0"},
+            False,
+        )
+        assert first["feedback"]["preference"]["score"] == "A"
+    else:
+        with path.open(encoding="utf-8", newline="") as f:
+            assert next(csv.reader(f))[:5] == ["id", "inputs", "outputs_a", "outputs_b", "reference_outputs"]
+    with open_store(tmp_path / "fresh.db") as fresh:
+        import_runs(fresh, "pairs", path=path)
+        evaluators.create(fresh, "preference", PAIRWISE, judge=JudgeSettings(max_retries=0))
+        after = [await align.run_alignment(fresh, "preference", split=s) for s in ("dev", "test")]
+
+        assert [
+            (x.run_id, x.score, x.comment, x.labeler, x.created_at, x.rubric_version, x.current)
+            for x in fresh.all_labels("preference")
+        ] == [
+            (x.run_id, x.score, x.comment, x.labeler, x.created_at, x.rubric_version, x.current)
+            for x in store.all_labels("preference")
+        ]
+        assert fresh.split_rows("preference") == store.split_rows("preference")
+        assert (
+            fresh.get_runs(["pair-04"])["pair-04"].as_dict()
+            == store.get_runs(["pair-04"])["pair-04"].as_dict()
+        )
+    assert [a.run.metrics for a in after] == [b.run.metrics for b in before]
+    assert all(b.run.metrics is not None and b.run.metrics.pairwise is not None for b in before)
+
+
+def test_a_pairwise_langsmith_example_shows_both_outputs(store: Store) -> None:
+    pairwise_store(store)
+
+    report = export_reference_set(store, "preference", "langsmith")
+
+    assert report.content is not None
+    first = json.loads(report.content.splitlines()[0])
+    assert first["inputs"] == {
+        "inputs": {"question": "question 00"},
+        "outputs_a": {"answer": "good 0"},
+        "outputs_b": {"answer": "plain 0"},
+        "reference_outputs": {"answer": "reference 0"},
+    }
+    assert first["outputs"] == {"preference": "A", "comment": "pair 0"}

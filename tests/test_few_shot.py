@@ -13,11 +13,15 @@ from typing import Any
 import anyio
 import pytest
 
+from align_mcp.core.cards import card_markdown
+from align_mcp.core.comparison import JudgeModel
 from align_mcp.core.few_shot import Correction, FewShotSettings, parse_settings, render_block, select
 from align_mcp.core.models import ScoreType
 from align_mcp.core.templates import fill_few_shot, render
 from align_mcp.engine import alignment as align
 from align_mcp.engine import evaluators, few_shot, holdout, ingest, queues
+from align_mcp.engine.card import judge_card
+from align_mcp.engine.compare import compare_models
 from align_mcp.errors import InvalidInput
 from align_mcp.optimize import proposals
 from align_mcp.store import Store
@@ -304,3 +308,201 @@ async def test_cli_draft_edit_sets_few_shot_and_refuses_a_k_above_the_correction
         f"Few-shot k=40 is more than the {n} correction(s) 'correctness' has (dev runs where v1's judge and the "
         f"human disagree, alignment run {aid})." in " ".join(refused.output.split())
     )
+
+
+# ---- with pairwise evaluators and juries ----------------------------------------------------------------------
+
+PAIRWISE_FEW_SHOT = (
+    "Which answer is better? Score A, B or tie.\n\n{{few_shot_examples}}\n\n<inputs>\n{{inputs}}\n</inputs>\n\n"
+    "<output_a>\n{{outputs_a}}\n</output_a>\n\n<output_b>\n{{outputs_b}}\n</output_b>\n"
+)
+
+
+def pairwise_runs() -> list[dict[str, Any]]:
+    """24 pairs, the human preferring A in half and B in the other half; every output names its run."""
+    return [
+        {
+            "id": f"pair-{i:02d}",
+            "inputs": {"question": f"question {i:02d}"},
+            "outputs_a": {"answer": f"first of pair-{i:02d}"},
+            "outputs_b": {"answer": f"second of pair-{i:02d}"},
+            "feedback": {"preference": {"score": "A" if i % 2 else "B", "comment": f"why pair-{i:02d}"}},
+        }
+        for i in range(24)
+    ]
+
+
+async def test_a_pairwise_block_shows_both_outputs_and_the_experts_verdict_and_never_a_test_run(
+    store: Store, judge: FakeJudgeServer
+) -> None:
+    ingest.import_runs(store, "pairs", runs=pairwise_runs())
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", ties=True))
+    judge.responder = lambda body: verdict(
+        "A"
+    )  # always the output shown first: a tie once both orders combine
+    v1 = await align.run_alignment(store, "preference")
+    found = few_shot.corrections(store, "preference")
+    results = {r.run_id: r for r in store.alignment_results(v1.run.id)}
+    test_ids = holdout.split_ids(store, "preference", "test")
+
+    # The corrections are against the combined verdict: a human "A" is corrected although A-first said "A".
+    assert found.items and {c.judge_score for c in found.items} == {"tie"}
+    human_a = [c for c in found.items if c.human_score == "A"]
+    assert human_a and all(results[c.run_id].orders.original == "A" for c in human_a)  # type: ignore[union-attr]
+    assert not {c.run_id for c in found.items} & test_ids
+
+    evaluators.edit_draft(store, "preference", prompt=PAIRWISE_FEW_SHOT, few_shot_settings="k=3")
+    selection = few_shot.choose(store, "preference")
+    judge.requests.clear()
+    await align.run_alignment(store, "preference")
+    await align.run_alignment(store, "preference", split="test")
+
+    by_id = {r["id"]: r for r in pairwise_runs()}
+    assert len(selection.run_ids) == 3
+    for rid in selection.run_ids:
+        run = by_id[rid]
+        shown = (
+            f"Output A:\n{json.dumps(run['outputs_a'], indent=2)}\n\n"
+            f"Output B:\n{json.dumps(run['outputs_b'], indent=2)}\n\n"
+            f"Expert score: {json.dumps(run['feedback']['preference']['score'])}\nExpert explanation: why {rid}\n"
+        )
+        assert shown in selection.block
+    bodies = judge.chat_bodies  # the draft's, and v1's on test as the draft's baseline there
+    drafts = [b for b in bodies if "Which answer is better?" in prompt_text(b)]
+    assert len(drafts) == 2 * len(results) + 2 * len(test_ids)  # both orders of every dev and test pair
+    for body in bodies:
+        text = prompt_text(body)
+        prefix = text[: text.rindex("<inputs>")]  # everything before the example being judged
+        assert body not in drafts or selection.block in prefix
+        leaked = [rid for rid in test_ids if rid in prefix]
+        assert leaked == [], f"test-split runs {leaked} appear in a prompt"
+
+
+OWN_PROMPT = "MEMBER-OWN: grade the answer, 1 pass, 0 fail.\n\n{{few_shot_examples}}\n\n<outputs>\n{{outputs}}\n</outputs>\n"
+
+
+async def test_jury_members_see_the_single_judges_prompt_and_a_member_prompt_gets_the_same_block(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")  # v1's dev run: where the corrections come from
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    single = evaluators.prompt_for(fs_store, "correctness", "draft")[1]
+    members = [{"model": "m1"}, {"model": "m2"}, {"model": "m3", "prompt": OWN_PROMPT}]
+    evaluators.edit_draft(fs_store, "correctness", judge={"members": members, "combine": "majority"})
+    block = few_shot.choose(fs_store, "correctness").block
+    judge.requests.clear()
+
+    report = await align.run_alignment(fs_store, "correctness")
+
+    assert report.jury is not None and block and block in single
+    shared_prefix = single[: single.index("<inputs>")]
+    bodies = judge.chat_bodies
+    for body in bodies:
+        text = prompt_text(body)
+        assert "(missing)" not in text and "(none)" not in text  # what an unfilled variable reads
+        if body["model"] == "m3":
+            assert "MEMBER-OWN" in text and block in text and shared_prefix not in text
+        else:
+            assert shared_prefix in text and "MEMBER-OWN" not in text
+    assert {b["model"] for b in bodies} == {"m1", "m2", "m3"}
+
+    # Saved, the version freezes the block for the member's own prompt too.
+    saved = evaluators.save_version(fs_store, "correctness", "jury with examples")
+    frozen = fs_store.version_few_shot("correctness", saved.version)
+    judge_settings = evaluators.prompt_for(fs_store, "correctness", saved.version)[2]
+    own = judge_settings.members[2].prompt
+    assert (
+        frozen is not None and own is not None and frozen.block in own and "{{few_shot_examples}}" not in own
+    )
+
+
+async def test_propose_fewshot_for_a_jury_judges_every_selection_with_its_members(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")  # v1 (one judge) on dev: the corrections
+    jury = {"members": [{"model": "m1"}, {"model": "m2"}, {"model": "m3"}], "combine": "majority"}
+    evaluators.edit_draft(fs_store, "correctness", judge=jury)
+    judge.requests.clear()
+
+    proposal = await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=1000)
+
+    assert proposal.changed and proposal.test.after.agreement.value == 1.0
+    assert {b["model"] for b in judge.chat_bodies} == {"m1", "m2", "m3"}
+
+
+async def test_propose_fewshot_refuses_a_member_whose_own_prompt_shows_the_examples(fs_store: Store) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    members = [{"model": "m1"}, {"model": "m2", "prompt": OWN_PROMPT}]
+    evaluators.edit_draft(fs_store, "correctness", judge={"members": members, "combine": "majority"})
+
+    with pytest.raises(InvalidInput) as e:
+        await proposals.propose_prompt(fs_store, "correctness", mode="fewshot", budget=1000)
+    assert str(e.value) == (
+        "mode='fewshot' tries selections of examples in the shared prompt of 'correctness', but jury member(s) "
+        "m2 show {{few_shot_examples}} in their own prompt, which the search cannot vary with it. Take the "
+        "variable out of the members' own prompts (or their own prompts out), then propose again."
+    )
+
+
+async def test_every_compared_model_is_shown_the_same_examples(
+    fs_store: Store, judge: FakeJudgeServer
+) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    block = few_shot.choose(fs_store, "correctness").block
+    judge.requests.clear()
+
+    result = await compare_models(fs_store, "correctness", [JudgeModel(model="m1"), JudgeModel(model="m2")])
+
+    bodies = judge.chat_bodies
+    assert block and {b["model"] for b in bodies} == {"m1", "m2"}
+    assert all(block in prompt_text(b) for b in bodies)
+    assert [r.metrics.agreement.value for r in result.models if r.metrics] == [1.0, 1.0]
+
+
+async def test_the_judge_card_names_the_examples_a_version_froze(fs_store: Store) -> None:
+    await align.run_alignment(fs_store, "correctness")
+    evaluators.edit_draft(fs_store, "correctness", prompt=FEW_SHOT_PROMPT, few_shot_settings="k=2")
+    saved = evaluators.save_version(fs_store, "correctness", "few-shot")
+    frozen = fs_store.version_few_shot("correctness", saved.version)
+
+    card = judge_card(fs_store, "correctness")
+
+    assert frozen is not None and card.few_shot == frozen
+    assert (
+        f"## Few-shot examples\n\nFrozen when v{saved.version} was saved (k=2,strategy=recent): "
+        f"{', '.join(frozen.run_ids)}. They fill {{{{few_shot_examples}}}} in the prompt below.\n"
+    ) in card_markdown(card)
+
+
+def pairwise_learner(body: dict[str, Any]) -> Reply:
+    """A pairwise judge that always picks the output shown first (a tie once both orders combine) until the prompt
+    shows it an expert's example; then it picks the output the human prefers, wherever it is shown."""
+    text = prompt_text(body)
+    if "Expert score" not in text:
+        return verdict("A")
+    first = section(text, "output_a") or ""
+    rid = first[first.index("pair-") : first.index("pair-") + 7]
+    human = "A" if int(rid[-2:]) % 2 else "B"
+    run_a_first = "first of" in first
+    return verdict("A" if (human == "A") == run_a_first else "B")
+
+
+async def test_propose_fewshot_on_a_pairwise_evaluator_judges_both_orders_and_finds_the_examples(
+    store: Store, judge: FakeJudgeServer
+) -> None:
+    ingest.import_runs(store, "pairs", runs=pairwise_runs())
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", ties=True))
+    evaluators.update_draft(store, "preference", PAIRWISE_FEW_SHOT.replace("{{few_shot_examples}}\n\n", ""))
+    evaluators.save(store, "preference")
+    judge.responder = pairwise_learner
+    await align.run_alignment(store, "preference")  # v2 on dev: every verdict a tie, every run a correction
+    judge.requests.clear()
+
+    proposal = await proposals.propose_prompt(store, "preference", mode="fewshot", budget=1000)
+
+    assert proposal.changed and proposal.few_shot == "k=1,strategy=recent"
+    assert (proposal.dev.before.agreement.value, proposal.dev.after.agreement.value) == (0.0, 1.0)
+    assert (proposal.test.before.agreement.value, proposal.test.after.agreement.value) == (0.0, 1.0)
+    asked = [section(prompt_text(b), "inputs") for b in judge.chat_bodies]
+    assert all(asked.count(q) % 2 == 0 for q in asked)  # every pair judged in both orders

@@ -445,3 +445,19 @@ def test_a_jury_on_a_position_swapped_pairwise_evaluator_is_refused_and_allowed_
         "Create the evaluator with position swap off for a jury, or clear members and combine."
     )
     assert jury_problem(jury_settings, ScoreType(kind="pairwise", swap=False)) is None
+
+
+def test_a_members_own_prompt_must_show_both_outputs_of_a_pairwise_evaluator(store: Store) -> None:
+    evaluators.create(store, "preference", ScoreType(kind="pairwise", swap=False))
+    one_output = "Is this answer good? Score A or B.\n{{inputs}}\n{{outputs}}"
+
+    with pytest.raises(InvalidInput) as e:
+        evaluators.update_draft(
+            store,
+            "preference",
+            judge={"members": [{"model": "a"}, {"model": "b", "prompt": one_output}], "combine": "majority"},
+        )
+    assert str(e.value) == (
+        "The own prompt of jury member 'b': A pairwise prompt shows both outputs: add {{outputs_a}} and {{outputs_b}} "
+        "(or paths such as {{outputs_a.answer}}) to the template."
+    )

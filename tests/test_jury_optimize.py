@@ -85,3 +85,19 @@ def test_a_jury_budget_below_the_minimum_counts_a_call_per_member(
         "budget=185 or more."
     )
     assert fake.calls == 0
+
+
+async def test_a_members_own_prompt_showing_few_shot_examples_is_filled_while_the_optimizer_judges(
+    jury_store: Store, fake: FakeJudgeServer, scripted: ScriptedModel
+) -> None:
+    own = "Grade with your own rubric.\n\n{{few_shot_examples}}\n\n<outputs>\n{{outputs}}\n</outputs>"
+    members = [{"model": "a"}, {"model": "b"}, {"model": "c", "prompt": own}]
+    evaluators.update_draft(jury_store, "correctness", judge={"members": members, "combine": "majority"})
+
+    proposal = await optimize.propose_prompt(jury_store, "correctness", mode="reflect", budget=400)
+
+    bodies = [body for body in scripted.requests["judge"] if body["model"] == "c"]
+    assert proposal.changed and bodies
+    # Unfilled, the variable would read "(none)" there.
+    assert not any("rubric.\n\n(none)" in prompt_text(body) for body in bodies)
+    assert all(body["messages"][1]["content"].startswith("Grade with your own rubric.") for body in bodies)

@@ -14,6 +14,7 @@ from align_mcp.engine import evaluators
 from align_mcp.engine.ingest import import_runs
 from align_mcp.engine.queues import add_to_queue, label_history, next_items, submit_labels, summary
 from align_mcp.errors import InvalidInput, NextStep
+from align_mcp.optimize.few_shot_search import with_variable
 from align_mcp.store import Store
 from align_mcp.testing.fakejudge import FakeJudgeServer
 
@@ -167,3 +168,25 @@ def test_the_migration_gives_existing_labels_the_version_saved_last_before_them(
     assert (rubrics["pp-001"], rubrics["pp-002"], rubrics["pp-003"]) == (2, 0, 1)
     assert tallies == {0: 1, 1: 44, 2: 1}
     assert after == {1: 44, 2: 2}
+
+
+def test_showing_or_reselecting_few_shot_examples_leaves_labels_current(
+    store: Store, support_runs: list[dict[str, Any]]
+) -> None:
+    setup(store, support_runs)
+    v1 = evaluators.get_version(store, NAME, 1).prompt
+    with_examples = with_variable(v1)
+    assert with_examples != v1
+    evaluators.update_draft(store, NAME, with_examples, few_shot_settings="k=2")
+    evaluators.save(store, NAME, "show corrected examples")
+    evaluators.update_draft(store, NAME, few_shot_settings="strategy=random,seed=4")
+    evaluators.save(store, NAME, "other examples")
+
+    assert summary(store, NAME).stale == 0
+
+    evaluators.update_draft(
+        store, NAME, with_examples + "\nA refund promise the policy does not allow is a fail."
+    )
+    evaluators.save(store, NAME, "refund rule")
+
+    assert summary(store, NAME).stale == 46

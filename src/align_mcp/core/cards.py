@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from align_mcp.core.few_shot import FrozenFewShot
 from align_mcp.core.models import (
     AnnotatorAgreement,
     Balance,
@@ -46,6 +47,9 @@ class JudgeCard(Model):
     dev: CardFigures | None = Field(default=None, description="The latest completed dev (or all-labels) run")
     test_evaluations: int = Field(description="How many times the test split has been judged in all")
     holdout: SplitInfo | None = None
+    few_shot: FrozenFewShot | None = Field(
+        default=None, description="The corrected examples the version shows, frozen when it was saved"
+    )
     balance: Balance
     labels_by_rubric: dict[str, int] = Field(
         description="Current labels per rubric version they were given under"
@@ -101,6 +105,17 @@ def _figures(title: str, f: CardFigures) -> list[str]:
     ):
         if rate is not None:
             lines.append(f"| {name} | {_rate(rate)} | {_ci(rate)} |")
+    p = m.pairwise
+    if p is not None:
+        mean = "—" if p.mean is None else f"{p.mean:.1%}"
+        lines += [
+            f"| agreement, A shown first | {_rate(p.original)} | {_ci(p.original)} |",
+            f"| agreement, B shown first | {_rate(p.swapped)} | {_ci(p.swapped)} |",
+            f"| mean of the two orders | {mean} | — |",
+            f"| same winner in both orders | {_rate(p.consistency)} | {_ci(p.consistency)} |",
+            "",
+            "Agreement and κ above are of the combined verdict: the winner both orders named, else a tie.",
+        ]
     return lines
 
 
@@ -135,6 +150,15 @@ def card_markdown(card: JudgeCard) -> str:
         lines += [*_figures("Held-out test split", card.test), ""]
     if card.dev is not None:
         lines += [*_figures(f"{'Dev split' if card.dev.split == 'dev' else 'All labels'}", card.dev), ""]
+    if card.few_shot is not None:
+        shown = ", ".join(card.few_shot.run_ids) or "none (no correction to show when it was saved)"
+        lines += [
+            "## Few-shot examples",
+            "",
+            f"Frozen when v{card.version} was saved ({card.few_shot.settings.describe()}): {shown}. They fill "
+            "{{few_shot_examples}} in the prompt below.",
+            "",
+        ]
     b = card.balance
     counts = ", ".join(f"{k}: {n}" for k, n in b.counts.items())
     lines += ["## Labels", "", f"- {b.total} labeled run(s) in the reference set ({counts})."]

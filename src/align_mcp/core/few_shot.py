@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from align_mcp.core.models import Model, Score
+from align_mcp.core.models import Model, Score, ScoreType
 from align_mcp.errors import InvalidInput
 
 Strategy = Literal["recent", "random", "cover"]
@@ -124,6 +124,24 @@ def example_view(run: Mapping[str, Any]) -> str:
     if run.get("reference_outputs") is not None:
         parts.append(f"Reference output:\n{_show(run.get('reference_outputs'))}")
     return "\n\n".join(parts)
+
+
+def pairwise_view(run: Mapping[str, Any]) -> str:
+    """How one pairwise example reads inside the block: its input, output A and output B in the run's own order
+    (as the first order of a pairwise prompt shows them), and its reference output (when it has one)."""
+    parts = [
+        f"Input:\n{_show(run.get('inputs'))}",
+        f"Output A:\n{_show(run.get('outputs_a', run.get('outputs')))}",
+        f"Output B:\n{_show(run.get('outputs_b'))}",
+    ]
+    if run.get("reference_outputs") is not None:
+        parts.append(f"Reference output:\n{_show(run.get('reference_outputs'))}")
+    return "\n\n".join(parts)
+
+
+def view_for(score_type: ScoreType) -> ExampleView:
+    """The view of an example for this score type: both outputs for a pairwise evaluator, else the one output."""
+    return pairwise_view if score_type.kind == "pairwise" else example_view
 
 
 BLOCK_INTRO = (

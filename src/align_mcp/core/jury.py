@@ -10,7 +10,8 @@ The rules, exactly:
 - `any_fail` (binary): 0 when any member says 0, else 1.
 A member whose call failed is left out; the example is judged by the members that answered, and is an error only
 when none did. Members share the evaluator's prompt (the draft, or the version's) unless they have their own, so
-the optimizer rewrites the shared prompt and leaves a member's own prompt as it is.
+the optimizer rewrites the shared prompt and leaves a member's own prompt as it is. A member's own prompt that
+shows {{few_shot_examples}} is shown the same examples as the shared prompt (engine/few_shot.py fills both).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from align_mcp.core.models import (
     Score,
     ScoreType,
 )
-from align_mcp.core.templates import uses_few_shot
 from align_mcp.core.text import clip
 from align_mcp.engine import batches, few_shot, holdout, jury, leases, rubrics, swap
 from align_mcp.engine.batches import BatchOptions
@@ -106,11 +105,11 @@ async def run_alignment(
         baseline = (base_ref, base_text, base_settings, _endpoint(base_settings, env))
     split, examples = _examples(store, evaluator, split)
     notes: list[Note] = []
-    if prompt_ref == "draft" and uses_few_shot(ev.draft):
+    if prompt_ref == "draft" and few_shot.shows(ev.draft, ev.judge):
         # Chosen again now that the split surely exists (it may have been made just above), and said what the
         # examples fell short of (none to show, fewer than k).
-        text = prompt_for(store, evaluator, "draft")[1]
-        notes = few_shot.draft_notes(store, evaluator, ev.draft)
+        text, settings = prompt_for(store, evaluator, "draft")[1:3]
+        notes = few_shot.draft_notes(store, evaluator, ev.draft, ev.judge)
     if split in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
     options = _batch_options(batch)

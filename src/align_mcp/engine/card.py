@@ -56,6 +56,7 @@ def judge_card(store: Store, evaluator: str, version: int | None = None) -> Judg
         dev=dev,
         test_evaluations=split.test_evaluations if split else _test_evaluations(store, evaluator),
         holdout=split,
+        few_shot=store.version_few_shot(evaluator, version),
         balance=balance(store, evaluator, ev.score_type),
         labels_by_rubric={str(r): n for r, n in sorted(counts.items())},
         stale_labels=rubrics.stale_count(store, evaluator),

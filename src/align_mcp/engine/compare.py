@@ -131,6 +131,10 @@ async def compare_models(
             )
         seen[where] = endpoint.model
     used, examples = alignment.reference_examples(store, evaluator, split)
+    if prompt_ref == "draft":
+        # The draft's examples chosen now that the split surely exists, as run_alignment does: every model is
+        # shown the same ones.
+        text = prompt_for(store, evaluator, "draft")[1]
     if used in ("test", "all") and holdout.info(store, evaluator) is not None:
         store.count_test_evaluation(evaluator)
 

@@ -50,7 +50,10 @@ def _check_judge(settings: JudgeSettings, score_type: ScoreType) -> None:
         raise InvalidInput(problem)
     for member in settings.members:
         if member.prompt is not None:
-            validate_template(member.prompt)
+            try:
+                validate_template(member.prompt, score_type)
+            except InvalidInput as e:
+                raise InvalidInput(f"The own prompt of jury member {member.model!r}: {e}") from e
 
 
 def _row(store: Store, name: str) -> EvaluatorRow:
@@ -156,7 +159,7 @@ def get(store: Store, name: str) -> Evaluator:
         latest is None
         or latest.prompt != row.draft
         or latest.judge != row.judge
-        or few_shot.settings_differ(store, name, row.draft, latest)
+        or few_shot.settings_differ(store, name, row.draft, row.judge, latest)
     )
     return Evaluator(
         name=row.name,
@@ -175,7 +178,7 @@ def get(store: Store, name: str) -> Evaluator:
 
 def _version_summary(store: Store, name: str, v: VersionRow) -> VersionSummary:
     # A draft run of the same prompt and settings counts: saving does not change what was measured.
-    aid = store.latest_run_of_prompt(name, few_shot.version_text(store, name, v), v.judge)
+    aid = store.latest_run_of_prompt(name, *few_shot.version_prompt(store, name, v))
     agreement = kappa = None
     n = None
     if aid is not None:
@@ -260,12 +263,12 @@ def save(store: Store, name: str, message: str | None = None) -> PromptVersion:
     if versions:
         last = versions[-1]
         same = last.prompt == row.draft and last.judge == row.judge
-        if same and not few_shot.settings_differ(store, name, row.draft, last):
+        if same and not few_shot.settings_differ(store, name, row.draft, row.judge, last):
             raise NothingToSave(
                 f"The draft of {name!r} is identical to v{last.version}; nothing to save.",
                 NextStep("update_draft", {"evaluator": name}),
             )
-    frozen = few_shot.freeze(store, name, row.draft)
+    frozen = few_shot.freeze(store, name, row.draft, row.judge)
     number = store.insert_version(name, row.draft, row.judge, message, frozen)
     return get_version(store, name, number)
 
@@ -327,7 +330,7 @@ def diff(store: Store, name: str, version: int | None = None) -> DraftDiff:
         )
     if base is not None:
         stored = store.get_version(name, base.version)
-        if stored is not None and few_shot.settings_differ(store, name, row.draft, stored):
+        if stored is not None and few_shot.settings_differ(store, name, row.draft, row.judge, stored):
             frozen = store.version_few_shot(name, base.version)
             was = frozen.settings.describe() if frozen is not None else "none"
             lines.append(f"few-shot settings: {was} -> {few_shot.settings_of(store, name).describe()}\n")
@@ -343,7 +346,8 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     """(prompt_ref, text, settings, version) for 'draft', 'v3', 3 or 'latest'."""
     row = _row(store, name)
     if prompt == "draft":
-        return "draft", few_shot.draft_text(store, name, row.draft), row.judge, None
+        text, judge = few_shot.draft_prompt(store, name, row.draft, row.judge)
+        return "draft", text, judge, None
     if prompt == "latest":
         versions = store.versions(name)
         if not versions:
@@ -361,7 +365,8 @@ def prompt_for(store: Store, name: str, prompt: str | int) -> tuple[str, str, Ju
     v = get_version(store, name, number)
     stored = store.get_version(name, number)
     assert stored is not None  # get_version found it
-    return f"v{v.version}", few_shot.version_text(store, name, stored), v.judge, v.version
+    text, judge = few_shot.version_prompt(store, name, stored)
+    return f"v{v.version}", text, judge, v.version
 
 
 def draft_update(store: Store, name: str, max_chars: int | None = DEFAULT_DIFF_CHARS) -> DraftUpdate:
@@ -411,7 +416,7 @@ def edit_draft(
     if prompt is not None or replace is not None:
         notes += path_notes(store, name, ev.draft)
     if prompt is not None or replace is not None or few_shot_settings is not None:
-        notes += few_shot.draft_notes(store, name, ev.draft)
+        notes += few_shot.draft_notes(store, name, ev.draft, ev.judge)
     if not notes:
         return update
     return update.model_copy(update={"notes": [*notes, *update.notes]})

@@ -112,7 +112,7 @@ def _record(run: RunRow, key: str, history: list[LabelRow], split: str | None) -
         feedback["split"] = split
     if len(history) > 1:
         feedback["history"] = [_label(label) for label in history[:-1]]
-    record: dict[str, Any] = {"id": run.id, "inputs": run.inputs, "outputs": run.outputs}
+    record: dict[str, Any] = {"id": run.id, "inputs": run.inputs, **_outputs(run)}
     if run.reference_outputs is not None:
         record["reference_outputs"] = run.reference_outputs
     record["metadata"] = run.metadata
@@ -120,10 +120,17 @@ def _record(run: RunRow, key: str, history: list[LabelRow], split: str | None) -
     return record
 
 
+def _outputs(run: RunRow) -> dict[str, Any]:
+    """The run's output, or a pairwise run's two outputs as the pairwise import format names them."""
+    if run.outputs_b is None:
+        return {"outputs": run.outputs}
+    return {"outputs_a": run.outputs, "outputs_b": run.outputs_b}
+
+
 def _langsmith_example(run: RunRow, key: str, label: LabelRow, split: str | None) -> dict[str, Any]:
     """A LangSmith dataset example for an evaluator: what the judge reads as inputs, the human label as the
     reference output, the run's provenance in metadata (`dataset_split` as LangSmith names splits)."""
-    inputs: dict[str, Any] = {"inputs": run.inputs, "outputs": run.outputs}
+    inputs: dict[str, Any] = {"inputs": run.inputs, **_outputs(run)}
     if run.reference_outputs is not None:
         inputs["reference_outputs"] = run.reference_outputs
     outputs: dict[str, Any] = {key: label.score}
@@ -149,15 +156,19 @@ _CSV_PARTS = ("score", "comment", "labeler", "labeled_at", "rubric_version", "sp
 
 
 def _csv_rows(records: Iterator[dict[str, Any]]) -> Iterator[list[str]]:
-    """The records as CSV rows: JSON cells for inputs, outputs and reference outputs, one column per metadata key
-    (text as is, other values as JSON), and `feedback.<key>.<part>` columns with history as a JSON cell."""
+    """The records as CSV rows: JSON cells for inputs, outputs (`outputs_a` and `outputs_b` for pairwise runs)
+    and reference outputs, one column per metadata key (text as is, other values as JSON), and
+    `feedback.<key>.<part>` columns with history as a JSON cell."""
     rows = list(records)
     meta_keys = sorted({k for r in rows for k in r["metadata"]})
     key = next(iter(rows[0]["feedback"])) if rows else "feedback"
+    outputs = [name for name in ("outputs", "outputs_a", "outputs_b") if any(name in r for r in rows)] or [
+        "outputs"
+    ]
     yield [
         "id",
         "inputs",
-        "outputs",
+        *outputs,
         "reference_outputs",
         *(f"metadata.{k}" for k in meta_keys),
         *(f"feedback.{key}.{part}" for part in _CSV_PARTS),
@@ -167,7 +178,7 @@ def _csv_rows(records: Iterator[dict[str, Any]]) -> Iterator[list[str]]:
         yield [
             r["id"],
             _cell(r["inputs"]),
-            _cell(r["outputs"]),
+            *(_cell(r.get(name)) for name in outputs),
             "" if r.get("reference_outputs") is None else _cell(r["reference_outputs"]),
             *(_cell(r["metadata"].get(k)) for k in meta_keys),
             *(_cell(feedback.get(part)) for part in _CSV_PARTS),

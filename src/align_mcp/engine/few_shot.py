@@ -6,6 +6,10 @@ completed (non-test) alignment run of the newest saved version that has one (a d
 equalled that version). Taking them from a saved version, not from the draft, keeps the selection still while
 the draft is edited and judged: a draft whose own examples fixed a case does not then lose that example. Only
 runs of the dev split are ever chosen, whoever asks: the test split never reaches a prompt.
+
+A pairwise evaluator's examples show both outputs and the human's A, B or tie (corrections are against the
+combined verdict of both orders). A jury member's own prompt that shows the variable gets the same block as the
+shared prompt; one that does not shows no examples.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from align_mcp.core.few_shot import (
     Correction,
     FewShotSettings,
     FrozenFewShot,
+    example_view,
     parse_settings,
     render_block,
     select,
+    view_for,
 )
-from align_mcp.core.models import Note
+from align_mcp.core.models import JudgeSettings, Note
 from align_mcp.core.templates import FEW_SHOT, fill_few_shot, uses_few_shot
 from align_mcp.errors import InvalidInput, NextStep
 from align_mcp.store import Store, VersionRow
@@ -61,19 +67,44 @@ def settings_of(store: Store, evaluator: str) -> FewShotSettings:
     return store.draft_few_shot(evaluator) or FewShotSettings()
 
 
-def version_text(store: Store, evaluator: str, version: VersionRow) -> str:
-    """What a saved version sends: its template with the examples it froze (none if it shows none)."""
-    if not uses_few_shot(version.prompt):
-        return version.prompt
+def shows(template: str, judge: JudgeSettings) -> bool:
+    """Whether the prompt, or the own prompt of one of a jury's members, shows {{few_shot_examples}}."""
+    return uses_few_shot(template) or any(
+        m.prompt is not None and uses_few_shot(m.prompt) for m in judge.members
+    )
+
+
+def fill(template: str, judge: JudgeSettings, block: str) -> tuple[str, JudgeSettings]:
+    """The template, and the own prompt of every jury member that shows {{few_shot_examples}}, with `block` in
+    place of the variable: each member is shown the same examples as the shared prompt."""
+    text = fill_few_shot(template, block) if uses_few_shot(template) else template
+    if not any(m.prompt is not None and uses_few_shot(m.prompt) for m in judge.members):
+        return text, judge
+    members = [
+        m.model_copy(update={"prompt": fill_few_shot(m.prompt, block)})
+        if m.prompt is not None and uses_few_shot(m.prompt)
+        else m
+        for m in judge.members
+    ]
+    return text, judge.model_copy(update={"members": members})
+
+
+def version_prompt(store: Store, evaluator: str, version: VersionRow) -> tuple[str, JudgeSettings]:
+    """What a saved version sends: its template and judge settings with the examples it froze (none if it shows
+    none)."""
+    if not shows(version.prompt, version.judge):
+        return version.prompt, version.judge
     frozen = store.version_few_shot(evaluator, version.version)
-    return fill_few_shot(version.prompt, frozen.block if frozen is not None else "")
+    return fill(version.prompt, version.judge, frozen.block if frozen is not None else "")
 
 
-def draft_text(store: Store, evaluator: str, template: str) -> str:
-    """What the draft sends now: its template with the examples its settings choose."""
-    if not uses_few_shot(template):
-        return template
-    return fill_few_shot(template, choose(store, evaluator).block)
+def draft_prompt(
+    store: Store, evaluator: str, template: str, judge: JudgeSettings
+) -> tuple[str, JudgeSettings]:
+    """What the draft sends now: its template and judge settings with the examples its settings choose."""
+    if not shows(template, judge):
+        return template, judge
+    return fill(template, judge, choose(store, evaluator).block)
 
 
 def corrections(store: Store, evaluator: str) -> Corrections:
@@ -128,7 +159,7 @@ def corrections(store: Store, evaluator: str) -> Corrections:
 
 def _source_run(store: Store, evaluator: str) -> tuple[int, int] | None:
     for v in reversed(store.versions(evaluator)):
-        aid = store.latest_run_of_prompt(evaluator, version_text(store, evaluator, v), v.judge)
+        aid = store.latest_run_of_prompt(evaluator, *version_prompt(store, evaluator, v))
         if aid is not None:
             return v.version, aid
     return None
@@ -160,7 +191,11 @@ def choose(store: Store, evaluator: str, settings: FewShotSettings | None = None
                 f"{VARIABLE} shows {len(found.items)}."
             )
         )
-    return Selection(settings, [c.run_id for c in chosen], render_block(chosen), len(found.items), notes)
+    row = store.get_evaluator(evaluator)
+    view = view_for(row.score_type) if row is not None else example_view
+    return Selection(
+        settings, [c.run_id for c in chosen], render_block(chosen, view), len(found.items), notes
+    )
 
 
 def update_settings(store: Store, evaluator: str, text: str) -> FewShotSettings:
@@ -180,9 +215,9 @@ def update_settings(store: Store, evaluator: str, text: str) -> FewShotSettings:
     return settings
 
 
-def draft_notes(store: Store, evaluator: str, template: str) -> list[Note]:
+def draft_notes(store: Store, evaluator: str, template: str, judge: JudgeSettings) -> list[Note]:
     """What a user should know about the draft's examples: none to show, fewer than k, settings without effect."""
-    if uses_few_shot(template):
+    if shows(template, judge):
         return choose(store, evaluator).notes
     if store.draft_few_shot(evaluator) is not None:
         return [
@@ -195,14 +230,16 @@ def draft_notes(store: Store, evaluator: str, template: str) -> list[Note]:
     return []
 
 
-def freeze(store: Store, evaluator: str, template: str) -> FrozenFewShot | None:
+def freeze(store: Store, evaluator: str, template: str, judge: JudgeSettings) -> FrozenFewShot | None:
     """The examples a version saved from this draft keeps for good (None when the draft shows none)."""
-    return choose(store, evaluator).frozen() if uses_few_shot(template) else None
+    return choose(store, evaluator).frozen() if shows(template, judge) else None
 
 
-def settings_differ(store: Store, evaluator: str, template: str, version: VersionRow) -> bool:
+def settings_differ(
+    store: Store, evaluator: str, template: str, judge: JudgeSettings, version: VersionRow
+) -> bool:
     """Whether the draft's few-shot settings differ from those the version froze (only when the draft uses them)."""
-    if not uses_few_shot(template):
+    if not shows(template, judge):
         return False
     frozen = store.version_few_shot(evaluator, version.version)
     return frozen is None or frozen.settings != settings_of(store, evaluator)

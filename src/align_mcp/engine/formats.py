@@ -766,7 +766,7 @@ def _rubric_version(value: object, key: str, line: int, where: str) -> int | Non
 @dataclass(frozen=True)
 class _Column:
     index: int
-    target: str  # id | inputs | outputs | reference | metadata | feedback | ignore
+    target: str  # id | inputs | outputs | outputs_a | outputs_b | reference | metadata | feedback | ignore
     name: str  # key inside the target (for feedback: the feedback key)
     part: str = ""  # for feedback: score | comment | labeler; "json" for a whole-object cell
 
@@ -783,7 +783,11 @@ def _classify(header: list[str], line: int, where: str) -> list[_Column]:
         seen.add(name)
     lowered = [n.lower() for n in names]
     has_inputs = any(n in ("input", "inputs") or n.startswith("inputs.") for n in lowered)
-    has_outputs = any(n in ("output", "outputs") or n.startswith("outputs.") for n in lowered)
+    has_outputs = any(
+        n in ("output", "outputs", "outputs_a", "outputs_b")
+        or n.startswith(("outputs.", "outputs_a.", "outputs_b."))
+        for n in lowered
+    )
     reference_alias_used = False
     columns: list[_Column] = []
     for i, (name, low) in enumerate(zip(names, lowered, strict=True)):
@@ -793,7 +797,10 @@ def _classify(header: list[str], line: int, where: str) -> list[_Column]:
             columns.append(_Column(i, "ignore", ""))
         elif low == "id":
             columns.append(_Column(i, "id", "id"))
-        elif prefix in ("inputs", "outputs", "reference_outputs", "metadata") and rest:
+        elif (
+            prefix in ("inputs", "outputs", "outputs_a", "outputs_b", "reference_outputs", "metadata")
+            and rest
+        ):
             target = "reference" if prefix == "reference_outputs" else prefix
             columns.append(_Column(i, target, rest))
         elif prefix == "feedback" and rest:
@@ -804,6 +811,9 @@ def _classify(header: list[str], line: int, where: str) -> list[_Column]:
                 columns.append(_Column(i, "feedback", rest, "score"))
         elif low in ("inputs", "outputs"):
             columns.append(_Column(i, low, low[:-1], "json"))
+        elif low in ("outputs_a", "outputs_b"):
+            # A pairwise run's two outputs, as a pairwise export writes them.
+            columns.append(_Column(i, low, "output", "json"))
         elif low == "input":
             columns.append(_Column(i, "inputs", "input"))
         elif low == "output":
@@ -819,6 +829,8 @@ def _classify(header: list[str], line: int, where: str) -> list[_Column]:
         else:
             columns.append(_Column(i, "metadata", name))
     targets = {c.target for c in columns}
+    if {"outputs_a", "outputs_b"} & targets:
+        targets.add("outputs")
     missing = [t for t in ("inputs", "outputs") if t not in targets]
     if missing:
         found = ", ".join(repr(n) for n in names if n) or "none"
@@ -852,7 +864,7 @@ def _csv_score(text: str) -> object:
 
 
 def _row_record(columns: list[_Column], row: list[str], line: int, where: str) -> dict[str, Any]:
-    record: dict[str, Any] = {"inputs": {}, "outputs": {}, "metadata": {}}
+    record: dict[str, Any] = {"inputs": {}, "metadata": {}}
     reference: dict[str, Any] = {}
     feedback: dict[str, dict[str, Any]] = {}
     for column, cell in zip(columns, row, strict=True):
@@ -870,11 +882,13 @@ def _row_record(columns: list[_Column], row: list[str], line: int, where: str) -
                 value = _history_cell(cell, column.name, line, where)
             feedback.setdefault(column.name, {})[column.part] = value
         else:
-            bucket = reference if column.target == "reference" else record[column.target]
+            bucket = reference if column.target == "reference" else record.setdefault(column.target, {})
             if column.part == "json":
                 bucket.update(_cell_object(cell, column.name))
             else:
                 bucket[column.name] = cell
+    if "outputs_a" not in record and "outputs_b" not in record:
+        record.setdefault("outputs", {})
     if reference:
         record["reference_outputs"] = reference
     if feedback:

@@ -3,22 +3,33 @@ instructions have changed since (possibly stale, worth a blind relabel)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from align_mcp.core import metrics
 from align_mcp.core.models import RubricAgreement, Score
+from align_mcp.core.templates import FEW_SHOT
 from align_mcp.store import Store
+
+_FEW_SHOT = re.compile(r"\s*\{\{\s*" + FEW_SHOT + r"\s*\}\}\s*")
+
+
+def instructions(prompt: str) -> str:
+    """A saved prompt's instructions: its text without {{few_shot_examples}}. The examples a version shows are
+    the humans' own labels, not instructions to them, so adding the variable or changing which examples it
+    shows leaves labels current."""
+    return _FEW_SHOT.sub("\n\n", prompt).strip()
 
 
 def stale_rubrics(store: Store, evaluator: str, given: Sequence[int] | None = None) -> list[int]:
-    """The rubric versions whose labels are possibly stale: the prompt text (the instructions) of the version
-    they were given under differs from the latest saved version's. A change of judge model or temperature alone
-    leaves labels current.
+    """The rubric versions whose labels are possibly stale: the instructions (the prompt text, see `instructions`)
+    of the version they were given under differ from the latest saved version's. A change of judge model or
+    temperature, or of the few-shot examples alone, leaves labels current.
 
     Labels given before the first save count as given under v1 (the rubric being written while they were made).
     A version the store does not hold (a label imported from another store) is never called stale.
     """
-    versions = {v.version: v.prompt for v in store.versions(evaluator)}
+    versions = {v.version: instructions(v.prompt) for v in store.versions(evaluator)}
     if not versions:
         return []
     latest = versions[max(versions)]

@@ -13,9 +13,10 @@ import anyio
 from align_mcp import config
 from align_mcp.core import metrics
 from align_mcp.core.few_shot import STRATEGIES, FewShotSettings
+from align_mcp.core.jury import lead_settings
 from align_mcp.core.models import Evaluator, Proposal, Score, SplitComparison
 from align_mcp.core.templates import FEW_SHOT, VARIABLE, fill_few_shot, uses_few_shot
-from align_mcp.engine import few_shot, holdout
+from align_mcp.engine import few_shot, holdout, jury
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.errors import InvalidInput, NextStep
@@ -60,6 +61,15 @@ async def propose_few_shot(
     started = time.perf_counter()
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
+    own = [m.model for m in ev.judge.members if m.prompt is not None and uses_few_shot(m.prompt)]
+    if own:
+        raise InvalidInput(
+            f"mode='fewshot' tries selections of examples in the shared prompt of {evaluator!r}, but jury "
+            f"member(s) {', '.join(own)} show {{{{{FEW_SHOT}}}}} in their own prompt, which the search cannot "
+            "vary with it. Take the variable out of the members' own prompts (or their own prompts out), "
+            "then propose again.",
+            NextStep("update_draft", {"evaluator": evaluator}),
+        )
     dev, test = _holdout(store, evaluator)
     found = few_shot.corrections(store, evaluator)
     if not found.items:
@@ -76,9 +86,11 @@ async def propose_few_shot(
     for option in candidate_settings(len(found.items), has_modes):
         text = fill_few_shot(template, few_shot.choose(store, evaluator, option).block)
         texts.setdefault(text, option)  # settings that choose the same examples are one candidate
-    endpoint = resolve_endpoint(ev.judge, env)
+    # A jury's members judge every selection, as in an alignment run (the lead model stands for the jury).
+    endpoint = resolve_endpoint(lead_settings(ev.judge), env)
+    members = jury.members(ev.judge, env) if ev.judge.members else []
     spend = Budget(budget)
-    judging = Judging(store, ev, endpoint, spend, concurrency or env.concurrency, on_progress)
+    judging = Judging(store, ev, endpoint, spend, concurrency or env.concurrency, on_progress, members)
     dev_ids, test_ids = [rid for rid, _ in dev], [rid for rid, _ in test]
     judging.load_runs(dev_ids + test_ids)
     try:

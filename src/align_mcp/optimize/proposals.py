@@ -17,6 +17,7 @@ from align_mcp.core.jury import lead_settings
 from align_mcp.core.models import (
     Evaluator,
     FailureAnalysis,
+    JudgeSettings,
     MisalignedCase,
     ModeOutcome,
     Proposal,
@@ -26,7 +27,7 @@ from align_mcp.core.models import (
     SplitComparison,
 )
 from align_mcp.core.templates import prompt_file, uses_few_shot
-from align_mcp.engine import alignment, holdout, jury
+from align_mcp.engine import alignment, few_shot, holdout, jury
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import update_draft
 from align_mcp.engine.queues import reference_set
@@ -97,7 +98,9 @@ async def propose_prompt(
     ev = get_evaluator(store, evaluator)
     # A jury's members judge; its lead (the evaluator's model, else the first member) reflects and analyzes.
     endpoint = resolve_endpoint(lead_settings(ev.judge), env)
-    members = jury.members(ev.judge, env) if ev.judge.members else []
+    # A member's own prompt showing {{few_shot_examples}} shows the draft's examples, as in an alignment run.
+    shown = few_shot.draft_prompt(store, evaluator, ev.draft, ev.judge)[1]
+    members = jury.members(shown, env) if ev.judge.members else []
     dev, test = _holdout(store, evaluator)
     template = Template.split(ev.draft)
     spend = Budget(budget)
@@ -106,7 +109,7 @@ async def propose_prompt(
     per = judging.calls_per_example
     try:
         covering = _covering_dev_run(
-            store, ev, jury.jury_endpoint(ev.judge, env) if members else endpoint, dev
+            store, ev, shown, jury.jury_endpoint(ev.judge, env) if members else endpoint, dev
         )
         dev_cost = 0 if covering is not None else judging.uncached(ev.draft, [rid for rid, _ in dev])
         test_cost = judging.uncached(ev.draft, [rid for rid, _ in test])
@@ -273,15 +276,16 @@ def _holdout(store: Store, evaluator: str) -> tuple[list[tuple[str, Score]], lis
 
 
 def _covering_dev_run(
-    store: Store, ev: Evaluator, endpoint: Endpoint, dev: Sequence[tuple[str, Score]]
+    store: Store, ev: Evaluator, judge: JudgeSettings, endpoint: Endpoint, dev: Sequence[tuple[str, Score]]
 ) -> int | None:
-    """A completed dev run of exactly the current draft and settings over exactly the current dev labels."""
+    """A completed dev run of exactly the current draft and settings (`judge`, as a run of the draft stores them)
+    over exactly the current dev labels."""
     wanted = dict(dev)
     for aid in reversed(store.alignment_run_ids(ev.name)[-20:]):
         row = store.alignment_run_row(aid)
         if row is None or row.split != "dev" or row.status != "completed":
             continue
-        if row.prompt != ev.draft or row.judge != ev.judge or row.model != endpoint.model:
+        if row.prompt != ev.draft or row.judge != judge or row.model != endpoint.model:
             continue
         have = {r.run_id: r.human_score for r in store.alignment_results(aid)}
         if have == wanted:
