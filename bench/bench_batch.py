@@ -143,7 +143,9 @@ def main() -> None:
     sampler = Sampler()
     sampler.start()
     base = rss_mb()
-    os.environ.update({"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench", "ALIGN_MCP_JUDGE_MODEL": MODEL})
+    os.environ.update(
+        {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench", "ALIGN_MCP_JUDGE_MODEL": MODEL}
+    )
     e2e = pass_rate_end_to_end(store, sampler)
     print(e2e, flush=True)
     if args.pass_rate_only:

@@ -298,7 +298,10 @@ def corrected_pass_rate(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> CorrectedPassRate:
-    """Rogan–Gladen corrected pass rate with a bootstrap interval; labeled pairs are (human_pass, judge_pass)."""
+    """Rogan–Gladen corrected pass rate with a bootstrap interval; labeled pairs are (human_pass, judge_pass).
+
+    The unlabeled verdicts are a list (resampled one by one up to EXACT_RESAMPLE of them) or a PassCount (a
+    streamed estimate), whose resamples draw their pass count from its binomial."""
     if isinstance(judge_pass_unlabeled, PassCount):
         m, passes, verdicts = judge_pass_unlabeled.total, judge_pass_unlabeled.passes, None
     else:
