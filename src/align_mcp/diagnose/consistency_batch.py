@@ -26,7 +26,7 @@ from align_mcp.store import batches as batch_jobs
 KIND = "consistency"
 
 
-def custom_id(sample: int, order: int, run_id: str) -> str:
+def sample_request_id(sample: int, order: int, run_id: str) -> str:
     """The request id of one order of one sample of a run."""
     return f"s{sample}o{order}:{run_id}"
 
@@ -82,7 +82,7 @@ async def sample_in_batch(
         for i in range(k):
             for rid in run_ids:
                 for order, messages in enumerate(shown[rid]):
-                    yield custom_id(i, order, rid), messages
+                    yield sample_request_id(i, order, rid), messages
 
     found = _resumable(store, evaluator, prompt, k, run_ids)
     if found is not None:
@@ -124,7 +124,7 @@ async def sample_in_batch(
         for rid in run_ids:
             judged = []
             for order in range(len(shown[rid])):
-                cid = custom_id(i, order, rid)
+                cid = sample_request_id(i, order, rid)
                 hit = verdicts.get(cid)
                 if hit is not None:
                     judged.append(

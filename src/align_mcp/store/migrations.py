@@ -511,14 +511,14 @@ def m016_consistency_batches(db: Database) -> None:
     table other tables reference, which fails inside the migration's transaction while foreign keys are on."""
     old = "CHECK (kind IN ('alignment', 'pass_rate'))"
     new = "CHECK (kind IN ('alignment', 'pass_rate', 'consistency'))"
-    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    version = db.execute("PRAGMA SCHEMA_VERSION").fetchone()[0]
     db.execute("PRAGMA writable_schema = ON")
     try:
         changed = db.execute(
             "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'batch_jobs'",
             [old, new],
         ).rowcount
-        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        db.execute(f"PRAGMA SCHEMA_VERSION = {int(version) + 1}")
     finally:
         db.execute("PRAGMA writable_schema = OFF")
     if changed != 1:
