@@ -139,6 +139,7 @@ def adjudicate_cmd(
 @click.option("--sample", type=int, default=20, show_default=True, help="Labeled runs to re-judge.")
 @click.option("--prompt", default="draft", show_default=True)
 @click.option("--temperature", type=float, help="Default: the evaluator's.")
+@click.option("--batch", is_flag=True, help="Judge through the provider's Batch API (cheaper, slower).")
 @click.pass_context
 def consistency_cmd(
     ctx: click.Context,
@@ -147,6 +148,7 @@ def consistency_cmd(
     sample: int,
     prompt: str,
     temperature: float | None,
+    batch: bool,
     as_json: bool,
 ) -> None:
     """Judge self-consistency: re-judge a sample K times and report how often verdicts flip."""
@@ -156,7 +158,14 @@ def consistency_cmd(
     r = with_progress(
         as_json,
         lambda progress: self_consistency(
-            store, evaluator, k=k, sample=sample, prompt=prompt, temperature=temperature, on_progress=progress
+            store,
+            evaluator,
+            k=k,
+            sample=sample,
+            prompt=prompt,
+            temperature=temperature,
+            on_progress=progress,
+            batch=batch,
         ),
     )
 

@@ -259,15 +259,54 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+EXACT_RESAMPLE = 20_000
+"""Most unlabeled verdicts resampled one by one in the bootstrap; above it a resample's pass count is drawn from
+its distribution (binomial), which is the same thing without m draws per resample."""
+
+
+class PassCount(BaseModel):
+    """The judge's verdicts on unlabeled runs as counts (a streamed pass rate keeps no verdict list)."""
+
+    passes: int
+    total: int
+
+
+def _resampled_passes(rng: random.Random, passes: int, m: int) -> int:
+    """Passes among m draws with replacement from m verdicts of which `passes` pass: Binomial(m, passes/m).
+
+    Normal approximation (continuity-corrected) where both counts are large, Poisson for a rare class; both are
+    far inside the bootstrap's own error at the sizes they are used (m > EXACT_RESAMPLE)."""
+    rare = min(passes, m - passes)
+    if rare == 0:
+        return passes
+    if rare < 30:
+        limit, k, product = math.exp(-rare), 0, rng.random()
+        while product > limit:
+            k += 1
+            product *= rng.random()
+        k = min(k, m)
+        return k if passes == rare else m - k
+    p = passes / m
+    draw = round(rng.gauss(m * p, math.sqrt(m * p * (1 - p))))
+    return min(m, max(0, draw))
+
+
 def corrected_pass_rate(
-    judge_pass_unlabeled: Sequence[bool],
+    judge_pass_unlabeled: Sequence[bool] | PassCount,
     labeled: Sequence[tuple[bool, bool]],
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> CorrectedPassRate:
-    """Rogan–Gladen corrected pass rate with a bootstrap interval; labeled pairs are (human_pass, judge_pass)."""
-    if not judge_pass_unlabeled:
+    """Rogan–Gladen corrected pass rate with a bootstrap interval; labeled pairs are (human_pass, judge_pass).
+
+    The unlabeled verdicts are a list (resampled one by one up to EXACT_RESAMPLE of them) or a PassCount (a
+    streamed estimate), whose resamples draw their pass count from its binomial."""
+    if isinstance(judge_pass_unlabeled, PassCount):
+        m, passes, verdicts = judge_pass_unlabeled.total, judge_pass_unlabeled.passes, None
+    else:
+        m, passes, verdicts = len(judge_pass_unlabeled), sum(judge_pass_unlabeled), judge_pass_unlabeled
+    if not m:
         raise InvalidInput("No unlabeled runs to estimate a pass rate for; judge some unlabeled runs first.")
     if not labeled:
         raise InvalidInput("No labeled pairs to measure the judge's error rates; label some runs first.")
@@ -279,8 +318,6 @@ def corrected_pass_rate(
         raise InvalidInput(
             f"Need n_boot >= 1 and 0 < confidence < 1; got n_boot={n_boot}, confidence={confidence}."
         )
-    m = len(judge_pass_unlabeled)
-    passes = sum(judge_pass_unlabeled)
     recalls = _recalls(labeled)
     assert recalls is not None
     tpr, tnr = recalls
@@ -295,7 +332,10 @@ def corrected_pass_rate(
     estimates: list[float] = []
     for _ in range(n_boot):
         boot_recalls = _recalls(rng.choices(labeled, k=len(labeled)))
-        boot_passes = sum(rng.choices(judge_pass_unlabeled, k=m))
+        if verdicts is not None and m <= EXACT_RESAMPLE:
+            boot_passes = sum(rng.choices(verdicts, k=m))
+        else:
+            boot_passes = _resampled_passes(rng, passes, m)
         if boot_recalls is None or sum(boot_recalls) <= 1:
             continue
         boot_tpr, boot_tnr = boot_recalls

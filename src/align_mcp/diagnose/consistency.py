@@ -9,8 +9,10 @@ from align_mcp import config
 from align_mcp.core import metrics
 from align_mcp.core.metrics import flip_share
 from align_mcp.core.models import ConsistencyReport, ExampleConsistency, Score
+from align_mcp.diagnose.consistency_batch import sample_in_batch
 from align_mcp.diagnose.sampling import most_common, resolve, sample_repeatedly
 from align_mcp.engine import holdout
+from align_mcp.engine.batches import BatchOptions, cost_note
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.ingest import check_run_ids
 from align_mcp.errors import EmptyReferenceSet, InvalidInput, NotFound
@@ -34,6 +36,7 @@ async def self_consistency(
     concurrency: int | None = None,
     on_progress: Progress | None = None,
     env: config.Settings | None = None,
+    batch: bool | BatchOptions = False,
 ) -> ConsistencyReport:
     """Judge the same runs K times and report how often the verdict flips.
 
@@ -41,7 +44,9 @@ async def self_consistency(
     the prompt's temperature unless `temperature` is given. Runs are `run_ids`, or a seeded random `sample` of
     the labeled dev runs (all labeled runs before a holdout exists). Verdicts are stored, so the misaligned
     view can flag unstable runs (unstable_run_ids). At temperature 0 many servers are deterministic: agreement
-    there says little, and the report says so.
+    there says little, and the report says so. `batch` sends the samples through the provider's Batch API (True,
+    or BatchOptions): one request per run, sample and order, never the cache; calling again with the same
+    arguments after an interruption polls the stored batches instead of sending again.
     """
     env = env or config.load()
     ev = get_evaluator(store, evaluator)
@@ -69,6 +74,15 @@ async def self_consistency(
         if len(ids) > sample:
             ids = sorted(random.Random(seed).sample(ids, sample))
     chosen = resolve(store, evaluator, prompt, env, temperature)
+    if batch is not False:
+        options = batch if isinstance(batch, BatchOptions) else BatchOptions()
+        check_id, job_id = await sample_in_batch(
+            store, evaluator, ev.score_type, chosen, ids, k, options, on_progress
+        )
+        report = consistency_report(store, check_id)
+        if (cost := cost_note(store, [job_id])) is not None:
+            report.notes.append(cost)
+        return report
     tally = Tally(on_progress, k * len(ids), f"self-consistency ({chosen.ref}, k={k})")
     check_id = await sample_repeatedly(
         store, evaluator, ev.score_type, chosen, ids, k, concurrency or env.concurrency, tally

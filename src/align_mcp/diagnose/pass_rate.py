@@ -6,48 +6,20 @@ from collections.abc import Sequence
 
 from align_mcp import config
 from align_mcp.core import metrics
-from align_mcp.core.models import Interval, PassRateReport, Score
-from align_mcp.diagnose.sampling import Prompt, judge_jobs, judge_jobs_in_batch, lookup, resolve
+from align_mcp.core.models import Interval, PassRateReport, Score, ScoreType
+from align_mcp.diagnose.pass_counts import Counted, Unlabeled, count_in_batch, unlabeled_runs
+from align_mcp.diagnose.sampling import Prompt, judge_jobs, lookup, resolve
 from align_mcp.engine import holdout
 from align_mcp.engine.alignment import run_alignment
 from align_mcp.engine.batches import BatchOptions, cost_note
 from align_mcp.engine.evaluators import get as get_evaluator
-from align_mcp.engine.ingest import check_run_ids
-from align_mcp.errors import InvalidInput, JudgeUnreachable, NextStep, NotFound
+from align_mcp.errors import InvalidInput, JudgeUnreachable
 from align_mcp.llm.runner import Progress, Tally
 from align_mcp.store import Store
 
 MIN_UNLABELED = 10
 """Fewest judged unlabeled runs an estimate is given for. Below it the percentile bootstrap has so few distinct
 resamples that its interval says little about the runs they stand for (one run gives "100%–100%")."""
-
-
-def _unlabeled_ids(
-    store: Store, evaluator: str, run_ids: Sequence[str] | None, source: str | None
-) -> tuple[list[str], int]:
-    if run_ids is not None and source is not None:
-        raise InvalidInput("Give run_ids or a source, not both.")
-    if run_ids is not None:
-        ids = check_run_ids(store, run_ids)
-    elif source is not None:
-        if store.get_source(source) is None:
-            known = [s.name for s in store.list_sources()]
-            raise NotFound(
-                f"No source named {source!r}. Known: {', '.join(known) or 'none'}.", NextStep("import_runs")
-            )
-        ids = store.run_ids(source=source)
-    else:
-        raise InvalidInput(
-            "Say which unlabeled runs to estimate the pass rate of: run_ids=[...] or source=..."
-        )
-    labeled = store.current_label_rows(evaluator, ids)
-    unlabeled = [rid for rid in ids if rid not in labeled]
-    if not unlabeled:
-        raise InvalidInput(
-            f"All {len(ids)} run(s) already have a human label for {evaluator!r}; the corrected pass rate "
-            "is for unlabeled runs."
-        )
-    return unlabeled, len(ids) - len(unlabeled)
 
 
 def _test_run(
@@ -99,16 +71,17 @@ async def corrected_pass_rate(
     score_type = ev.score_type
     if not 1 <= n_boot <= 100_000:
         raise InvalidInput(f"n_boot={n_boot} must be between 1 and 100000.")
-    ids, already_labeled = _unlabeled_ids(store, evaluator, run_ids, source)
+    unlabeled = unlabeled_runs(store, evaluator, run_ids, source)
+    already_labeled = unlabeled.already_labeled
     chosen = resolve(store, evaluator, prompt, env)
     _, examples = holdout.examples_for(store, evaluator, "test")
     humans = [(score_type.is_pass(h), score_type.is_pass(h)) for _, h in examples]
     if len({h for h, _ in humans}) < 2:
         metrics.corrected_pass_rate([True], humans)  # refuses a missing class before any bootstrap: its words
-    if len(ids) < MIN_UNLABELED:
+    if unlabeled.count < MIN_UNLABELED:
         raise InvalidInput(
-            f"Only {len(ids)} unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs at "
-            f"least {MIN_UNLABELED} ({MIN_UNLABELED - len(ids)} more), since an interval over fewer says "
+            f"Only {unlabeled.count} unlabeled run(s) to estimate the pass rate of; the corrected pass rate needs "
+            f"at least {MIN_UNLABELED} ({MIN_UNLABELED - unlabeled.count} more), since an interval over fewer says "
             "nothing about the runs they stand for. Give more unlabeled runs: more ids, or a source with more "
             "of them."
         )
@@ -142,35 +115,33 @@ async def corrected_pass_rate(
     ):
         metrics.corrected_pass_rate([True], labeled)  # refuses before any bootstrap and before judging more
 
-    runs = store.get_runs(ids)
-    found, jobs = lookup(store, score_type, chosen, runs)
-    tally = Tally(on_progress, len(jobs), f"unlabeled runs ({chosen.ref})")
-    batch_ids: list[int] = []
-    if batch is not False and jobs:
+    if batch is not False:
         options = batch if isinstance(batch, BatchOptions) else BatchOptions()
-        verdicts, batch_ids = await judge_jobs_in_batch(
-            store, evaluator, score_type, chosen, jobs, options, on_progress
-        )
+        counted = await count_in_batch(store, evaluator, score_type, chosen, unlabeled, options, on_progress)
     else:
-        verdicts = await judge_jobs(store, score_type, chosen, jobs, concurrency or env.concurrency, tally)
-    found.update({rid: v.score for rid, v in verdicts.items() if v.score is not None})
-    failed = [v.error for v in verdicts.values() if v.score is None]
-    if not found:
-        raise JudgeUnreachable(
-            f"None of the {len(ids)} unlabeled runs could be judged (first error: {failed[0]}). Check the "
-            "judge and call this again; verdicts that succeed are cached."
+        counted = await _count_online(
+            store, score_type, chosen, unlabeled, concurrency or env.concurrency, on_progress
         )
-    if len(found) < MIN_UNLABELED:
+    batch_ids = counted.job_ids
+    judged = counted.passes + counted.fails
+    if not judged:
         raise JudgeUnreachable(
-            f"Only {len(found)} of the {len(ids)} unlabeled runs could be judged (first error: {failed[0]}); "
-            f"the corrected pass rate needs at least {MIN_UNLABELED}. Check the judge and call this again; "
-            "verdicts that succeed are cached."
+            f"None of the {unlabeled.count} unlabeled runs could be judged (first error: {counted.first_error}). "
+            "Check the judge and call this again; verdicts that succeed are cached."
         )
-    verdicts_pass = [score_type.is_pass(found[rid]) for rid in ids if rid in found]
-    estimate = metrics.corrected_pass_rate(verdicts_pass, labeled, n_boot=n_boot, seed=seed)
-    ci, widened = _honest_interval(
-        estimate.ci, sum(verdicts_pass), len(verdicts_pass), estimate.tpr, estimate.tnr
+    if judged < MIN_UNLABELED:
+        raise JudgeUnreachable(
+            f"Only {judged} of the {unlabeled.count} unlabeled runs could be judged (first error: "
+            f"{counted.first_error}); the corrected pass rate needs at least {MIN_UNLABELED}. Check the judge and "
+            "call this again; verdicts that succeed are cached."
+        )
+    verdicts_pass: list[bool] | metrics.PassCount = (
+        counted.verdicts
+        if counted.verdicts is not None
+        else metrics.PassCount(passes=counted.passes, total=judged)
     )
+    estimate = metrics.corrected_pass_rate(verdicts_pass, labeled, n_boot=n_boot, seed=seed)
+    ci, widened = _honest_interval(estimate.ci, counted.passes, judged, estimate.tpr, estimate.tnr)
     split = holdout.info(store, evaluator)
     notes = [
         f"The judge passes {estimate.observed:.0%} of {estimate.n_unlabeled} unlabeled run(s); corrected "
@@ -208,9 +179,9 @@ async def corrected_pass_rate(
             f"TPR and TNR rest on {len(labeled)} test label(s), which is why the interval is wide; more "
             "labels narrow it."
         )
-    if failed:
+    if counted.errors:
         notes.append(
-            f"{len(failed)} unlabeled run(s) could not be judged and are left out; call again to retry."
+            f"{counted.errors} unlabeled run(s) could not be judged and are left out; call again to retry."
         )
     if already_labeled:
         notes.append(f"{already_labeled} run(s) already have a human label and were left out.")
@@ -233,13 +204,40 @@ async def corrected_pass_rate(
         n_labeled=estimate.n_labeled,
         n_boot=estimate.n_boot,
         skipped_resamples=estimate.skipped_resamples,
-        unlabeled_errors=len(failed),
-        requests=sum(v.calls for v in verdicts.values()),
-        reasks=sum(v.reasks for v in verdicts.values()),
+        unlabeled_errors=counted.errors,
+        requests=counted.requests,
+        reasks=counted.reasks,
         already_labeled=already_labeled,
         test_alignment_run=aid,
         test_evaluations=split.test_evaluations if split else 0,
         notes=notes,
+    )
+
+
+async def _count_online(
+    store: Store,
+    score_type: ScoreType,
+    chosen: Prompt,
+    unlabeled: Unlabeled,
+    concurrency: int,
+    on_progress: Progress | None,
+) -> Counted:
+    """Judge the unlabeled runs online (cached verdicts first) and count the verdicts, in run order."""
+    ids = [rid for page in unlabeled.pages() for rid in page]
+    found, jobs = lookup(store, score_type, chosen, store.get_runs(ids))
+    tally = Tally(on_progress, len(jobs), f"unlabeled runs ({chosen.ref})")
+    verdicts = await judge_jobs(store, score_type, chosen, jobs, concurrency, tally)
+    found.update({rid: v.score for rid, v in verdicts.items() if v.score is not None})
+    failed = [v.error for v in verdicts.values() if v.score is None]
+    passed = [score_type.is_pass(found[rid]) for rid in ids if rid in found]
+    return Counted(
+        passes=sum(passed),
+        fails=len(passed) - sum(passed),
+        errors=len(failed),
+        first_error=failed[0] if failed else None,
+        requests=sum(v.calls for v in verdicts.values()),
+        reasks=sum(v.reasks for v in verdicts.values()),
+        verdicts=passed,
     )
 
 

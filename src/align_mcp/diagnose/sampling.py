@@ -11,14 +11,12 @@ import anyio
 from align_mcp import config
 from align_mcp.core.models import JudgeSettings, Score, ScoreType
 from align_mcp.engine import swap
-from align_mcp.engine.batches import BatchOptions, run_job
 from align_mcp.engine.evaluators import prompt_for
 from align_mcp.errors import AlignError, InvalidInput, NextStep
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Verdict, build_messages, cache_key, open_judge, response_schema
-from align_mcp.llm.runner import Progress, Tally, run_batch
+from align_mcp.llm.runner import Tally, run_batch
 from align_mcp.store import CacheEntry, NewSample, RunRow, Store
-from align_mcp.store import batches as batch_jobs
 
 
 @dataclass(frozen=True)
@@ -105,82 +103,6 @@ async def judge_jobs(
 
         await run_batch(jobs, one, concurrency=concurrency, progress=tally)
     return verdicts
-
-
-async def judge_jobs_in_batch(
-    store: Store,
-    evaluator: str,
-    score_type: ScoreType,
-    prompt: Prompt,
-    jobs: Sequence[Job],
-    options: BatchOptions,
-    on_progress: Progress | None,
-) -> tuple[dict[str, Verdict], list[int]]:
-    """Judge each job once through the Batch API, caching verdicts as online calls do; returns the verdicts and
-    the batch job ids used. An interrupted call's batch jobs (same evaluator and judge) are polled and merged
-    first, so calling again resends nothing they hold."""
-    endpoint = prompt.endpoint
-    # Each order of a job is one request; its judge-cache key is the request's custom_id.
-    requests = list({key: (key, messages) for job in jobs for messages, key in job.orders}.values())
-    keys = [key for key, _ in requests]
-    used = []
-    for open_job in batch_jobs.open_jobs(store, "pass_rate", evaluator, endpoint.base_url, endpoint.model):
-        await run_job(
-            store,
-            open_job.id,
-            lambda: requests,
-            endpoint,
-            prompt.settings,
-            score_type,
-            what=f"unlabeled runs ({prompt.ref})",
-            on_progress=on_progress,
-            options=options,
-        )
-        used.append(open_job.id)
-    failed = {}
-    for job_id in used:
-        failed.update(batch_jobs.errors(store, job_id, keys))
-    hits = store.cache_get(keys)
-    left = [(key, messages) for key, messages in requests if key not in hits and key not in failed]
-    if left:
-        job_id = batch_jobs.create_job(store, "pass_rate", evaluator, None, endpoint.base_url, endpoint.model)
-        await run_job(
-            store,
-            job_id,
-            lambda: left,
-            endpoint,
-            prompt.settings,
-            score_type,
-            what=f"unlabeled runs ({prompt.ref})",
-            on_progress=on_progress,
-            options=options,
-        )
-        used.append(job_id)
-        failed.update(batch_jobs.errors(store, job_id, [key for key, _ in left]))
-        hits = store.cache_get(keys)
-    verdicts: dict[str, Verdict] = {}
-    for job in jobs:
-        judged = []
-        for _, key in job.orders:
-            hit = hits.get(key)
-            if hit is not None:
-                judged.append(
-                    Verdict(
-                        hit.judge_score,
-                        hit.reasoning,
-                        None,
-                        hit.prompt_tokens,
-                        hit.completion_tokens,
-                        calls=1,
-                    )
-                )
-            else:
-                error = failed.get(key)
-                judged.append(
-                    Verdict(None, None, error.error if error else "no result from the batch", calls=1)
-                )
-        verdicts[job.run_id], _ = swap.combine(judged)
-    return verdicts, used
 
 
 def most_common(valid: Sequence[Score]) -> Score:

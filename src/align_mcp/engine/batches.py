@@ -1,6 +1,7 @@
 """Judge requests sent through the provider's Batch API: submit them in parts, poll, merge the results.
 
-Each request's custom id is its judge-cache key, so identical requests share an answer and a merge is idempotent:
+Each request's custom id is its judge-cache key (a self-consistency sample's is its own, and its verdict is kept
+with the job instead of the cache), so identical requests share an answer and a merge is idempotent:
 a verdict goes to the judge cache (a re-merge replaces it with itself), a failed request to the job's errors
 (kept once). Every request of a part ends as one or the other: a request that a completed, expired, failed or
 cancelled batch never answered becomes an error naming why, so nothing is dropped. The batch ids are stored as
@@ -35,6 +36,9 @@ from align_mcp.store import CacheEntry, Store
 from align_mcp.store import batches as jobs
 from align_mcp.store.batches import BatchError
 
+KEPT_WITH_JOB = frozenset({"consistency"})
+"""Kinds of job whose verdicts are kept with the job, never in the judge cache: their requests are repeated
+samples (custom ids like `s3o0:<run id>`), each to be judged afresh."""
 MERGE_CHUNK = 2000
 """Result lines stored per transaction while a result file is streamed."""
 UNANSWERED = {
@@ -103,7 +107,7 @@ async def run_job(
             state = await wait_for(
                 api, part.batch_id, sleep=options.sleep, on_state=seen, first_wait=options.first_wait
             )
-            await _merge(store, job_id, part.part, state, api, score_type)
+            await _merge(store, job_id, part.part, state, api, score_type, job.kind in KEPT_WITH_JOB)
     jobs.set_job_status(store, job_id, "merged")
 
 
@@ -160,10 +164,17 @@ def _record(store: Store, job_id: int, part: int, state: BatchState) -> None:
 
 
 async def _merge(
-    store: Store, job_id: int, part: int, state: BatchState, api: BatchApi, score_type: ScoreType
+    store: Store,
+    job_id: int,
+    part: int,
+    state: BatchState,
+    api: BatchApi,
+    score_type: ScoreType,
+    keep_with_job: bool,
 ) -> None:
-    """Store every result line of an ended batch (verdicts to the cache, failures to the job's errors), then an
-    error for each request it never answered; idempotent, and the tokens are added to the job once."""
+    """Store every result line of an ended batch (verdicts to the cache, or with the job when `keep_with_job`;
+    failures to the job's errors), then an error for each request it never answered; idempotent, and the tokens
+    are added to the job once."""
     prompt_tokens = completion_tokens = 0
 
     def parse(content: str | None) -> tuple[Score, str | None]:
@@ -194,7 +205,10 @@ async def _merge(
                         o.usage.completion_tokens if billed else None,
                     )
                 )
-        store.cache_put(verdicts)
+        if keep_with_job:
+            jobs.record_results(store, job_id, verdicts)
+        else:
+            store.cache_put(verdicts)
         jobs.record_errors(store, job_id, failures)
 
     for file_id in (state.output_file_id, state.error_file_id):

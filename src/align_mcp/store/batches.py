@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from align_mcp.store.codec import now_iso
+from align_mcp.store.codec import dumps, load_score, now_iso
 from align_mcp.store.database import Store
+from align_mcp.store.rows import CacheEntry
 
 _JOB_COLUMNS = (
     "id, kind, evaluator, alignment_id, base_url, model, status, requests, prompt_tokens, completion_tokens, "
-    "created_at, updated_at"
+    "created_at, updated_at, check_id"
 )
 _PART_COLUMNS = (
     "job_id, part, requests, bytes, input_file_id, batch_id, status, completed, failed, total, output_file_id, "
@@ -36,6 +37,8 @@ class BatchJobRow:
     completion_tokens: int
     created_at: str
     updated_at: str
+    check_id: int | None = None
+    """The self-consistency check a 'consistency' job samples for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +72,20 @@ class BatchError:
 
 
 def create_job(
-    store: Store, kind: str, evaluator: str, alignment_id: int | None, base_url: str, model: str
+    store: Store,
+    kind: str,
+    evaluator: str,
+    alignment_id: int | None,
+    base_url: str,
+    model: str,
+    check_id: int | None = None,
 ) -> int:
     now = now_iso()
     with store.transaction():
         cur = store.conn.execute(
             "INSERT INTO batch_jobs (kind, evaluator, alignment_id, base_url, model, status, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', ?, ?)",
-            [kind, evaluator, alignment_id, base_url, model, now, now],
+            "updated_at, check_id) VALUES (?, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+            [kind, evaluator, alignment_id, base_url, model, now, now, check_id],
         )
     return int(cur.lastrowid or 0)
 
@@ -232,7 +241,7 @@ def errors(store: Store, job_id: int, custom_ids: Sequence[str] | None = None) -
 
 
 def unanswered(store: Store, job_id: int, part: int, chunk: int = 5000) -> Iterator[list[str]]:
-    """Requests of a part with neither a cached verdict nor a stored error, in chunks (after its merge: the
+    """Requests of a part with neither a verdict (cached, or kept with the job) nor a stored error, in chunks (after its merge: the
     requests the provider never answered)."""
     last = ""
     while True:
@@ -240,7 +249,9 @@ def unanswered(store: Store, job_id: int, part: int, chunk: int = 5000) -> Itera
             "SELECT q.custom_id FROM batch_requests q WHERE q.job_id = ? AND q.part = ? AND q.custom_id > ? "
             "AND NOT EXISTS (SELECT 1 FROM judge_cache c WHERE c.key = q.custom_id) "
             "AND NOT EXISTS (SELECT 1 FROM batch_errors e WHERE e.job_id = q.job_id "
-            "AND e.custom_id = q.custom_id) ORDER BY q.custom_id LIMIT ?",
+            "AND e.custom_id = q.custom_id) "
+            "AND NOT EXISTS (SELECT 1 FROM batch_results r WHERE r.job_id = q.job_id "
+            "AND r.custom_id = q.custom_id) ORDER BY q.custom_id LIMIT ?",
             [job_id, part, last, chunk],
         )
         if not rows:
@@ -248,6 +259,40 @@ def unanswered(store: Store, job_id: int, part: int, chunk: int = 5000) -> Itera
         ids = [r[0] for r in rows]
         last = ids[-1]
         yield ids
+
+
+def record_results(store: Store, job_id: int, results: Iterable[CacheEntry]) -> None:
+    """Keep verdicts with the job instead of the judge cache (a job whose requests are samples, each its own);
+    `key` is the request's custom id. A re-merge replaces a verdict with itself."""
+    with store.transaction():
+        store.conn.executemany(
+            "INSERT OR REPLACE INTO batch_results (job_id, custom_id, judge_score, reasoning, prompt_tokens, "
+            "completion_tokens, cached_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    job_id,
+                    r.key,
+                    dumps(r.judge_score),
+                    r.reasoning,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cached_tokens,
+                )
+                for r in results
+            ),
+        )
+
+
+def results(store: Store, job_id: int) -> dict[str, CacheEntry]:
+    """The verdicts kept with the job, by custom id."""
+    return {
+        cid: CacheEntry(cid, load_score(score), reasoning, pt, ct, cached)
+        for cid, score, reasoning, pt, ct, cached in store.read(
+            "SELECT custom_id, judge_score, reasoning, prompt_tokens, completion_tokens, cached_tokens "
+            "FROM batch_results WHERE job_id = ?",
+            [job_id],
+        )
+    }
 
 
 def mark_merged(store: Store, job_id: int, part: int, prompt_tokens: int, completion_tokens: int) -> bool:

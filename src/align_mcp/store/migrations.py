@@ -498,3 +498,43 @@ def m015_comparison_runs(db: Database) -> None:
         ALTER TABLE alignment_runs ADD COLUMN comparison INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m016_consistency_batches(db: Database) -> None:
+    """Self-consistency checks through the Batch API: a batch job of kind 'consistency' belongs to its check, and
+    its verdicts are kept with the job (batch_results), never in the judge cache: repeated samples must each be
+    judged afresh, and a pairwise sample is stored once both of its orders are back.
+
+    The kind's CHECK gains 'consistency' by rewriting the table's stored SQL (SQLite's documented way to loosen a
+    CHECK without rebuilding the table: every stored row still satisfies it). Rebuilding instead would drop a
+    table other tables reference, which fails inside the migration's transaction while foreign keys are on."""
+    old = "CHECK (kind IN ('alignment', 'pass_rate'))"
+    new = "CHECK (kind IN ('alignment', 'pass_rate', 'consistency'))"
+    version = db.execute("PRAGMA SCHEMA_VERSION").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = db.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'batch_jobs'",
+            [old, new],
+        ).rowcount
+        db.execute(f"PRAGMA SCHEMA_VERSION = {int(version) + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+    if changed != 1:
+        raise RuntimeError("m016: the batch_jobs table does not have the CHECK on kind that m013 made.")
+    db.executescript(
+        """
+        ALTER TABLE batch_jobs ADD COLUMN check_id INTEGER REFERENCES consistency_checks(id);
+        CREATE TABLE batch_results (
+            job_id INTEGER NOT NULL REFERENCES batch_jobs(id),
+            custom_id TEXT NOT NULL,
+            judge_score TEXT NOT NULL,
+            reasoning TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            PRIMARY KEY (job_id, custom_id)
+        ) WITHOUT ROWID;
+        """
+    )

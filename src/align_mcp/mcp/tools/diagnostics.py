@@ -98,6 +98,7 @@ async def check_consistency(
     temperature: Annotated[
         float | None, Field(ge=0, le=2, description="Sampling temperature; omit for the evaluator's")
     ] = None,
+    batch: Annotated[bool, Field(description="Via the Batch API: cheaper, slower")] = False,
     *,
     ctx: Context,
 ) -> ConsistencyReport:
@@ -113,6 +114,7 @@ async def check_consistency(
         prompt=prompt,
         temperature=temperature,
         on_progress=ProgressReporter(ctx),
+        batch=batch,
     )
 
 
