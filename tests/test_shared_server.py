@@ -108,8 +108,13 @@ import gc, json, sys
 import uvicorn
 from align_mcp.mcp import transport
 
+bounded = []
+real_bound = transport.bound_malloc_arenas
+transport.bound_malloc_arenas = lambda: bounded.append(real_bound()) or bounded[-1]
+
 def run(app, **kwargs):
     print(json.dumps({
+        "arenas_bounded": bounded,
         "frozen": gc.get_freeze_count(),
         "tracked": len(gc.get_objects()),
         "loaded": sorted(m for m in sys.modules if m.startswith(("align_mcp.", "openai", "dspy"))),
@@ -128,9 +133,11 @@ def test_a_shared_server_loads_what_its_tools_need_hides_it_from_the_collector_a
     # A full garbage collection walked every object the SDK, pydantic, openai and the engine made (about 150k,
     # 110-170 ms) with every request of `serve --http` waiting: the read p95's tail under load. The server now
     # loads the tools' modules up front and freezes what is alive, so a full collection walks only newer objects.
+    env = clean_env(ALIGN_MCP_DB=str(db_path))
+    env.pop("MALLOC_ARENA_MAX", None)
     out = subprocess.run(
         [sys.executable, "-c", SERVE_UNTIL_UVICORN],
-        env=clean_env(ALIGN_MCP_DB=str(db_path)),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -141,6 +148,9 @@ def test_a_shared_server_loads_what_its_tools_need_hides_it_from_the_collector_a
     # The event loop and the tools' worker threads share the GIL: a thread asked to hand it over keeps it 1 ms at
     # most, not Python's default 5 ms, so a worker holding the store does not keep every other request waiting.
     assert seen["switch_interval"] == pytest.approx(0.001)
+    # glibc's malloc arenas are capped before any worker thread exists: with one arena per thread (up to eight
+    # per core) the server's resident memory crept up over a 10-minute soak.
+    assert seen["arenas_bounded"] == [True]
     assert seen["frozen"] > 50_000
     assert seen["tracked"] < seen["frozen"] // 100
     loaded = set(seen["loaded"])
@@ -155,6 +165,18 @@ def test_a_shared_server_loads_what_its_tools_need_hides_it_from_the_collector_a
     }
     assert behind_the_tools <= loaded, behind_the_tools - loaded
     assert not any(m == "dspy" or m.startswith("dspy.") for m in loaded)
+
+
+def test_an_explicit_malloc_arena_max_in_the_environment_is_left_to_win(db_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE_UNTIL_UVICORN],
+        env=clean_env(ALIGN_MCP_DB=str(db_path), MALLOC_ARENA_MAX="4"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["arenas_bounded"] == [False]
 
 
 async def test_every_judge_client_of_a_process_verifies_with_one_tls_context() -> None:

@@ -132,6 +132,34 @@ def settle_heap(packages: Sequence[str] = PRELOADED) -> None:
     gc.freeze()
 
 
+MALLOC_ARENAS = 2
+"""The most malloc arenas a shared server's threads spread their C allocations over (SQLite, pydantic-core, TLS)."""
+M_ARENA_MAX = -8
+"""glibc's mallopt parameter number for the arena limit."""
+
+
+def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX does) before the server starts its worker threads.
+
+    glibc gives threads their own arenas, up to eight per core, and memory freed in one is reused only by the
+    threads of that arena: with a worker thread per concurrent tool call, a shared server's resident memory kept
+    creeping up under a steady load (bench/README.md, row 8). Set before any worker thread exists, every thread
+    shares `arenas` arenas. Returns whether the limit was set (only on glibc; elsewhere nothing is done). An
+    explicit MALLOC_ARENA_MAX in the environment wins."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+    return bool(mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(arenas)))
+
+
 def check_http_bind(host: str, token: str | None) -> None:
     """Refuse to serve HTTP beyond this machine without a bearer token."""
     config.refuse_open_bind(host, token, "HTTP", "a bearer token")
@@ -163,6 +191,7 @@ def serve(
         )
     if ui is not None:
         sys.stderr.write(f"align-mcp: labeling and review pages at http://{shown}:{port}{UI_PREFIX}/\n")
+    bound_malloc_arenas()
     app = http_app(create_server(db), host=host, token=token, ui=None if ui is None else ui(token))
     settle_heap()
     # The event loop and the worker threads running the tools share one GIL, and a worker holding the store hands
@@ -173,10 +202,12 @@ def serve(
 
 
 __all__ = [
+    "MALLOC_ARENAS",
     "PRELOADED",
     "SWITCH_INTERVAL_S",
     "UI_PREFIX",
     "HttpGuard",
+    "bound_malloc_arenas",
     "check_http_bind",
     "http_app",
     "is_loopback",
