@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
@@ -16,6 +17,10 @@ T = TypeVar("T")
 
 Progress = Callable[[int, int, str], Awaitable[None]]
 """An async progress callback: (done, total, message)."""
+
+yield_to: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("align_mcp_yield_to", default=None)
+"""Awaited by every batch before it starts each item, when set: how a shared server lets the requests of people
+waiting on it go before background judging (see mcp/priority.py). Unset, batches never wait."""
 
 
 class Tally:
@@ -76,8 +81,12 @@ async def run_batch(
     stop: list[AlignError | BudgetSpent] = []
     queue = iter(items)
 
+    pace = yield_to.get()
+
     async def worker(scope: anyio.CancelScope) -> None:
         for item in queue:
+            if pace is not None:
+                await pace()
             try:
                 if limiter is None:
                     await call(item)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from align_mcp import config
 from align_mcp.config import is_loopback
+from align_mcp.mcp.priority import ForegroundRequests
 from align_mcp.mcp.server import create_server
 
 UI_PREFIX = "/ui"
@@ -90,7 +91,7 @@ def http_app(
         from starlette.routing import Mount
 
         app.router.routes.append(Mount(UI_PREFIX, app=ui))
-    return HttpGuard(app, token=token, host=host)
+    return HttpGuard(ForegroundRequests(app, UI_PREFIX), token=token, host=host)
 
 
 PRELOADED = (

@@ -12,7 +12,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel
 
 from align_mcp.errors import AlignError
-from align_mcp.mcp import render
+from align_mcp.mcp import priority, render
 from align_mcp.mcp.state import tools_of
 from align_mcp.web.apps import VIEW_URIS, ViewName
 
@@ -41,7 +41,9 @@ def rendered(fn: F) -> F:
 
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            with render.enabled_tools(_enabled(kwargs)):
+            # The async tools are the ones that judge (alignment, comparison, optimizer, diagnostics): on a shared
+            # server they give way to the requests people are waiting on.
+            with render.enabled_tools(_enabled(kwargs)), priority.background():
                 try:
                     return _rendered(await fn(*args, **kwargs))
                 except AlignError as e:
