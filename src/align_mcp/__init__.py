@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         TriageReport,
         VersionSummary,
     )
+    from align_mcp.core.pairwise import PairReport
     from align_mcp.diagnose.consistency import self_consistency as check_consistency
     from align_mcp.diagnose.pass_rate import corrected_pass_rate
     from align_mcp.diagnose.suggestions import suggest_labels
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from align_mcp.engine.evaluators import save as save_prompt
     from align_mcp.engine.exports import export_reference_set
     from align_mcp.engine.ingest import get_run, import_runs
+    from align_mcp.engine.pairing import pair_sources
     from align_mcp.engine.queues import add_to_queue, list_queues, next_items, submit_label, submit_labels
     from align_mcp.engine.reviews import adjudicate as adjudicate_label
     from align_mcp.engine.reviews import list_reviews, request_review
@@ -169,6 +171,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "SuggestionReport": ("align_mcp.core.models", "SuggestionReport"),
     "PassRateReport": ("align_mcp.core.models", "PassRateReport"),
     "compare_models": ("align_mcp.engine.compare", "compare_models"),
+    "pair_sources": ("align_mcp.engine.pairing", "pair_sources"),
+    "PairReport": ("align_mcp.core.pairwise", "PairReport"),
     "JudgeModel": ("align_mcp.core.comparison", "JudgeModel"),
     "ModelPrice": ("align_mcp.core.comparison", "ModelPrice"),
     "ModelComparison": ("align_mcp.core.comparison", "ModelComparison"),
@@ -219,6 +223,7 @@ __all__ = [
     "Note",
     "NothingToSave",
     "OptimizerUnavailable",
+    "PairReport",
     "PassRateReport",
     "PromptVersion",
     "Proposal",
@@ -263,6 +268,7 @@ __all__ = [
     "list_versions",
     "next_items",
     "open_store",
+    "pair_sources",
     "propose_prompt",
     "request_review",
     "restore_version",
