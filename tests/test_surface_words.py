@@ -74,6 +74,7 @@ CONVERTED = {
     "engine/platforms/otel.py",
     "engine/platforms/phoenix.py",
     "engine/pairing.py",
+    "engine/pending.py",
     "engine/queues.py",
     "engine/review_rules.py",
     "engine/reviews.py",

@@ -28,6 +28,7 @@ from align_mcp.core.models import (
 )
 from align_mcp.core.text import clip
 from align_mcp.engine import batches, few_shot, holdout, jury, leases, rubrics, swap
+from align_mcp.engine import pending as pending_runs
 from align_mcp.engine.batches import BatchOptions
 from align_mcp.engine.evaluators import get as get_evaluator
 from align_mcp.engine.evaluators import prompt_for
@@ -42,6 +43,7 @@ from align_mcp.store import (
     CacheEntry,
     NewResult,
     ResultRow,
+    RunRow,
     Store,
 )
 from align_mcp.store import batches as batch_jobs
@@ -285,29 +287,18 @@ def _prepare(
     settings = row.judge
     pending = store.pending_examples(aid)
     done = row.total - len(pending)
-    runs = store.get_runs([rid for rid, _ in pending])
     schema = response_schema(score_type, settings.reasoning)
-    # An example is judged once per order it is shown in, and each order is cached on its own.
+
+    def judgements(run: RunRow) -> Orders:
+        # An example is judged once per order it is shown in, and each order is cached on its own.
+        shown = [
+            build_messages(row.prompt, v, settings.reasoning) for v in swap.views(score_type, run.as_dict())
+        ]
+        return [(m, cache_key(endpoint, settings, m, schema)) for m in shown]
+
+    keyed, problems = pending_runs.shown(store, [rid for rid, _ in pending], judgements)
     work: list[tuple[str, Orders]] = []
-    cached_results: list[NewResult] = []
-    keyed: list[tuple[str, Orders]] = []
-    for pending_id, _ in pending:
-        run = runs.get(pending_id)
-        problem = "run no longer in the store" if run is None else None
-        if run is None and (unreadable := store.unreadable_run(pending_id)) is not None:
-            problem = f"the stored run cannot be read: {unreadable}"
-        if run is not None:
-            try:
-                shown = [
-                    build_messages(row.prompt, view, settings.reasoning)
-                    for view in swap.views(score_type, run.as_dict())
-                ]
-            except RecursionError:
-                problem = "the run nests objects and arrays too deeply to be shown to the judge"
-        if problem is not None:
-            cached_results.append(_verdict_row(pending_id, Verdict(None, None, problem)))
-            continue
-        keyed.append((pending_id, [(m, cache_key(endpoint, settings, m, schema)) for m in shown]))
+    cached_results = [_verdict_row(rid, Verdict(None, None, problem)) for rid, problem in problems]
     hits = store.cache_get([k for _, orders in keyed for _, k in orders])
     for rid, orders in keyed:
         if not all(key in hits for _, key in orders):

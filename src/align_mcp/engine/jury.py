@@ -12,12 +12,13 @@ from align_mcp import config
 from align_mcp.core import metrics
 from align_mcp.core.jury import jury_verdict, member_label, member_settings, split
 from align_mcp.core.models import JudgeSettings, JuryReport, MemberAgreement, Note, Score, ScoreType
+from align_mcp.engine import pending as pending_runs
 from align_mcp.errors import AlignError
 from align_mcp.llm.client import OnRequest
 from align_mcp.llm.endpoint import Endpoint, resolve_endpoint
 from align_mcp.llm.judge import Judge, Verdict, build_messages, cache_key, open_judge, response_schema
 from align_mcp.llm.runner import Progress, Tally, run_batch
-from align_mcp.store import AlignmentRunRow, CacheEntry, MemberVerdict, NewResult, Store
+from align_mcp.store import AlignmentRunRow, CacheEntry, MemberVerdict, NewResult, RunRow, Store
 
 
 @dataclass(frozen=True)
@@ -101,31 +102,24 @@ async def judge_pending(
     jury = members(settings, env)
     schema = response_schema(score_type, settings.reasoning)
     pending = store.pending_examples(aid)
-    runs = store.get_runs([rid for rid, _ in pending])
-    verdicts: dict[str, dict[int, Verdict]] = {}
-    keys: dict[tuple[str, int], tuple[list[dict[str, str]], str]] = {}
-    unjudgeable: list[NewResult] = []
-    for rid, _ in pending:
-        run = runs.get(rid)
-        problem = "run no longer in the store" if run is None else None
-        if run is None and (unreadable := store.unreadable_run(rid)) is not None:
-            problem = f"the stored run cannot be read: {unreadable}"
-        if run is not None:
-            try:
-                for i, m in enumerate(jury):
-                    messages = build_messages(m.template(row.prompt), run.as_dict(), settings.reasoning)
-                    keys[rid, i] = (messages, cache_key(m.endpoint, m.settings, messages, schema))
-            except RecursionError:
-                problem = "the run nests objects and arrays too deeply to be shown to the judge"
-        if problem is not None:
-            unjudgeable.append(NewResult(rid, None, None, problem, None, None, None, None, cached=False))
-            continue
-        verdicts[rid] = {}
+
+    def calls(run: RunRow) -> list[tuple[list[dict[str, str]], str]]:
+        """One call per member: its messages and cache key."""
+        out = []
+        for m in jury:
+            messages = build_messages(m.template(row.prompt), run.as_dict(), settings.reasoning)
+            out.append((messages, cache_key(m.endpoint, m.settings, messages, schema)))
+        return out
+
+    shown, problems = pending_runs.shown(store, [rid for rid, _ in pending], calls)
+    keys = {(rid, i): call for rid, member_calls in shown for i, call in enumerate(member_calls)}
+    verdicts: dict[str, dict[int, Verdict]] = {rid: {} for rid, _ in shown}
+    unjudgeable = [
+        NewResult(rid, None, None, problem, None, None, None, None, cached=False) for rid, problem in problems
+    ]
     hits = store.cache_get([key for _, key in keys.values()])
     work: list[tuple[str, int]] = []
     for (rid, i), (_, key) in keys.items():
-        if rid not in verdicts:
-            continue
         hit = hits.get(key)
         if hit is None:
             work.append((rid, i))
