@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from align_mcp import config
-from align_mcp.cli.main import PositiveInt, command, store_of
+from align_mcp.cli.main import PositiveInt, command, split_option, store_of
 from align_mcp.cli.render import (
     emit,
     json_line,
@@ -22,13 +22,7 @@ from align_mcp.cli.render import (
 @command("align")
 @click.argument("evaluator")
 @click.option("--prompt", default="draft", show_default=True, help="draft, latest, or a version such as v2.")
-@click.option(
-    "--split",
-    type=click.Choice(["auto", "dev", "test", "all"]),
-    default="auto",
-    show_default=True,
-    help="auto = dev once a holdout exists; test is held out, and every look is counted.",
-)
+@split_option
 @click.option("--no-compare", is_flag=True, help="Do not compare with the last saved version.")
 @click.option(
     "--batch",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from align_mcp import config
-from align_mcp.cli.main import PositiveInt, command, store_of
+from align_mcp.cli.main import PositiveInt, command, split_option, store_of
 from align_mcp.cli.render import emit, kappa, notes, pct, table, with_progress
 from align_mcp.core.comparison import JudgeModel, ModelComparison
 from align_mcp.core.models import Rate
@@ -104,13 +104,7 @@ def print_comparison(c: ModelComparison) -> None:
     "(KEY_ENV names the variable holding that endpoint's key).",
 )
 @click.option("--prompt", default="draft", show_default=True, help="draft, latest, or a version such as v2.")
-@click.option(
-    "--split",
-    type=click.Choice(["auto", "dev", "test", "all"]),
-    default="auto",
-    show_default=True,
-    help="auto = dev once a holdout exists; test is held out, and every look is counted.",
-)
+@split_option
 @click.option(
     "--prices",
     "prices_file",

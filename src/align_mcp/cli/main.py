@@ -106,6 +106,16 @@ def store_of(ctx: click.Context) -> Store:
     return store
 
 
+split_option = click.option(
+    "--split",
+    type=click.Choice(["auto", "dev", "test", "all"]),
+    default="auto",
+    show_default=True,
+    help="auto = dev once a holdout exists; test is held out, and every look is counted.",
+)
+"""The labeled runs a command judges (`align`, `compare`)."""
+
+
 def command(name: str, group: click.Group | None = None) -> Callable[[F], click.Command]:
     """A command with --json whose AlignErrors print as one `Error:` line, with the next step as a command,
     and exit with status 1. Added to `group` when one is given."""
