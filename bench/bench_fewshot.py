@@ -10,50 +10,27 @@ on dev is a correction).
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
-import anyio
-
-from _common import FAKE_KEY, BenchResult, Figure, at_least, env, sample_runs
-from bench_prefix import prefix_share, tokenizer
+from _common import BenchResult, Figure, at_least
+from bench_prefix import sample_alignment, tokenizer
 
 NAME = "fewshot"
 DESCRIPTION = "shared-prefix share of judge prompts with few-shot examples off and on"
 
 
 def run(quick: bool = False) -> BenchResult:
-    from align_mcp.core.models import ScoreType
-    from align_mcp.engine import alignment as align
-    from align_mcp.engine import evaluators, ingest
+    from align_mcp.engine import evaluators
     from align_mcp.optimize.few_shot_search import with_variable
-    from align_mcp.store import Store
-    from align_mcp.testing.fakejudge import FakeJudgeServer
 
     result = BenchResult(NAME)
-    tokenizer_name, encode = tokenizer()
+    tokenizer_name, _ = tokenizer()
     k = 2 if quick else 5
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-fewshot-") as tmp,
-        FakeJudgeServer() as srv,
-        env(
-            ALIGN_MCP_JUDGE_BASE_URL=srv.base_url, ALIGN_MCP_JUDGE_API_KEY=FAKE_KEY, ALIGN_MCP_JUDGE_MODEL="m"
-        ),
-        Store(os.path.join(tmp, "fewshot.db")) as store,
-    ):
-        evaluators.create(store, "correctness", ScoreType(kind="binary"))
-        ingest.import_runs(store, "support", runs=sample_runs())
-
-        def measure() -> dict[str, float]:
-            before = len(srv.chat_bodies)
-            anyio.run(lambda: align.run_alignment(store, "correctness", split="dev", compare=False))
-            return prefix_share(srv.chat_bodies[before:], encode)
-
-        off = measure()
+    with sample_alignment("fewshot") as (store, measure):
+        off = measure("dev")
         draft = evaluators.get(store, "correctness").draft
         evaluators.update_draft(store, "correctness", prompt=with_variable(draft), few_shot_settings=f"k={k}")
-        on = measure()
+        on = measure("dev")
     result.add(
         Figure(
             f"few-shot off (v1): prompt tokens in the common prefix ({off['requests']:.0f} requests)",

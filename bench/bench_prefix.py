@@ -13,7 +13,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,36 @@ def prefix_share(bodies: list[dict[str, Any]], encode: Tokenizer = TOKEN.findall
     }
 
 
+@contextmanager
+def sample_alignment(name: str) -> Iterator[tuple[Any, Callable[[str], dict[str, float]]]]:
+    """A temporary store holding the sample runs and a binary `correctness` evaluator, judged by a fake judge,
+    and a measure: judge one split with the current draft and give `prefix_share` of the requests it sent."""
+    from align_mcp.core.models import ScoreType
+    from align_mcp.engine import alignment as align
+    from align_mcp.engine import evaluators, ingest
+    from align_mcp.store import Store
+    from align_mcp.testing.fakejudge import FakeJudgeServer
+
+    _, encode = tokenizer()
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp,
+        FakeJudgeServer() as srv,
+        env(
+            ALIGN_MCP_JUDGE_BASE_URL=srv.base_url, ALIGN_MCP_JUDGE_API_KEY=FAKE_KEY, ALIGN_MCP_JUDGE_MODEL="m"
+        ),
+        Store(os.path.join(tmp, f"{name}.db")) as store,
+    ):
+        evaluators.create(store, "correctness", ScoreType(kind="binary"))
+        ingest.import_runs(store, "support", runs=sample_runs())
+
+        def measure(split: str) -> dict[str, float]:
+            before = len(srv.chat_bodies)
+            anyio.run(lambda: align.run_alignment(store, "correctness", split=split, compare=False))
+            return prefix_share(srv.chat_bodies[before:], encode)
+
+        yield store, measure
+
+
 def _demo_instructions() -> str:
     """The rules `align-mcp demo`'s reflect proposal adds before "Think step by step" (its v2)."""
     from align_mcp.testing.simulated import HANDOFF_RULE, NUMBERS_RULE, RULES_HEADING
@@ -82,33 +113,14 @@ def _demo_instructions() -> str:
 
 
 def run(quick: bool = False) -> BenchResult:
-    from align_mcp.core.models import ScoreType
-    from align_mcp.engine import alignment as align
-    from align_mcp.engine import evaluators, ingest
-    from align_mcp.store import Store
-    from align_mcp.testing.fakejudge import FakeJudgeServer
+    from align_mcp.engine import evaluators
 
     result = BenchResult(NAME)
-    tokenizer_name, encode = tokenizer()
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-prefix-") as tmp,
-        FakeJudgeServer() as srv,
-        env(
-            ALIGN_MCP_JUDGE_BASE_URL=srv.base_url, ALIGN_MCP_JUDGE_API_KEY=FAKE_KEY, ALIGN_MCP_JUDGE_MODEL="m"
-        ),
-        Store(os.path.join(tmp, "prefix.db")) as store,
-    ):
-        evaluators.create(store, "correctness", ScoreType(kind="binary"))
-        ingest.import_runs(store, "support", runs=sample_runs())
-
-        def measure() -> dict[str, float]:
-            before = len(srv.chat_bodies)
-            anyio.run(lambda: align.run_alignment(store, "correctness", split="all", compare=False))
-            return prefix_share(srv.chat_bodies[before:], encode)
-
-        v1 = measure()
+    tokenizer_name, _ = tokenizer()
+    with sample_alignment("prefix") as (store, measure):
+        v1 = measure("all")
         evaluators.update_draft(store, "correctness", replace=("Think step by step", _demo_instructions()))
-        v2 = measure()
+        v2 = measure("all")
     result.add(
         Figure(
             f"shipped rubric (v1): prompt tokens in the common prefix ({v1['requests']:.0f} requests)",
